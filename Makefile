@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create .venv when it is missing and install rlgrad into it (editable, with test extras).
+#
+# PyTorch is installed first, from TORCH_SPEC. The default pins the CPU build that these machines
+# carry; elsewhere override it, e.g.
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+#   make test TORCH_SPEC=torch          # your platform's default build (CUDA on Linux)
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rlgrad-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rlgrad examples
+
+lint: $(STAMP)
+	$(BIN)/ruff check rlgrad tests benchmarks
+	$(BIN)/ruff format --check rlgrad tests benchmarks
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/gae.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,150 @@
+"""Input guards shared by the formula layer.
+
+Every public formula validates its arguments before computing, so that a wrong shape, a wrong
+dtype, a stray NaN or a hyperparameter out of range fails loudly with a message naming the
+function, the argument, what was expected and what arrived, instead of broadcasting silently.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import torch
+from torch import Tensor
+
+
+def _location(mask: Tensor) -> tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0].tolist())
+
+
+def tensor(fn: str, name: str, x: object, *, floating: bool = True) -> Tensor:
+    """Return ``x`` if it is a tensor (of floating dtype when ``floating``), else raise TypeError."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor; got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{fn}(): '{name}' must be a floating-point tensor; got dtype {x.dtype}")
+    return x
+
+
+def finite(fn: str, name: str, x: Tensor) -> Tensor:
+    """Raise ValueError naming the first NaN or infinite entry of ``x``."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        where = _location(bad)
+        raise ValueError(
+            f"{fn}(): '{name}' must be finite; got {x[where].item()} at index {where}"
+        )
+    return x
+
+
+def same_shape(fn: str, name: str, x: Tensor, ref_name: str, ref: Tensor) -> None:
+    if x.shape != ref.shape:
+        raise ValueError(
+            f"{fn}(): '{name}' must have the shape of '{ref_name}' {tuple(ref.shape)}; "
+            f"got {tuple(x.shape)}"
+        )
+
+
+def same_kind(fn: str, name: str, x: Tensor, ref_name: str, ref: Tensor) -> None:
+    """Refuse mixed dtypes or devices, which torch would otherwise promote or fail on deep inside."""
+    if x.dtype != ref.dtype:
+        raise TypeError(
+            f"{fn}(): '{name}' must have the dtype of '{ref_name}' ({ref.dtype}); got {x.dtype} "
+            f"(convert with .to({ref_name}.dtype))"
+        )
+    if x.device != ref.device:
+        raise ValueError(
+            f"{fn}(): '{name}' must be on the device of '{ref_name}' ({ref.device}); got {x.device}"
+        )
+
+
+def floats(
+    fn: str, name: str, x: object, ref_name: str | None = None, ref: Tensor | None = None
+) -> Tensor:
+    """A finite floating-point tensor, shaped, typed and placed like ``ref`` when one is given."""
+    x = tensor(fn, name, x)
+    if ref is not None:
+        ref_name = ref_name or "reference"
+        same_shape(fn, name, x, ref_name, ref)
+        same_kind(fn, name, x, ref_name, ref)
+    return finite(fn, name, x)
+
+
+def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
+    """A boolean tensor from bool or 0/1 numeric flags shaped like ``ref``; 0.5 or NaN is refused."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor of flags; got {type(x).__name__}")
+    same_shape(fn, name, x, ref_name, ref)
+    if x.device != ref.device:
+        raise ValueError(
+            f"{fn}(): '{name}' must be on the device of '{ref_name}' ({ref.device}); got {x.device}"
+        )
+    if x.dtype == torch.bool:
+        return x
+    if x.is_complex():
+        raise TypeError(f"{fn}(): '{name}' must hold bool or 0/1 flags; got dtype {x.dtype}")
+    not_binary = (x != 0) & (x != 1)
+    if bool(not_binary.any()):
+        where = _location(not_binary)
+        raise ValueError(
+            f"{fn}(): '{name}' must hold only 0/1 (or bool) flags; got {x[where].item()} "
+            f"at index {where}"
+        )
+    return x != 0
+
+
+def number(fn: str, name: str, value: object) -> float:
+    """A finite real Python number (or 0-dim tensor) as a float."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise TypeError(
+                f"{fn}(): '{name}' must be a number; got a tensor of shape {tuple(value.shape)}"
+            )
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{fn}(): '{name}' must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{fn}(): '{name}' must be finite; got {value}")
+    return value
+
+
+def unit_interval(fn: str, name: str, value: object) -> float:
+    """A number in [0, 1], such as a discount γ or a trace parameter λ."""
+    value = number(fn, name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{fn}(): '{name}' must lie in [0, 1]; got {value}")
+    return value
+
+
+def positive(fn: str, name: str, value: object) -> float:
+    """A number > 0, such as a clip range ε or a learning rate."""
+    value = number(fn, name, value)
+    if value <= 0.0:
+        raise ValueError(f"{fn}(): '{name}' must be > 0; got {value}")
+    return value
+
+
+def non_negative(fn: str, name: str, value: object) -> float:
+    value = number(fn, name, value)
+    if value < 0.0:
+        raise ValueError(f"{fn}(): '{name}' must be >= 0; got {value}")
+    return value
+
+
+def count(fn: str, name: str, value: object) -> int:
+    """A non-negative Python integer, such as a number of steps."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{fn}(): '{name}' must be an integer; got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{fn}(): '{name}' must be >= 0; got {value}")
+    return int(value)
+
+
+def rank_at_least(fn: str, name: str, x: Tensor, rank: int, layout: str) -> None:
+    if x.dim() < rank:
+        raise ValueError(
+            f"{fn}(): '{name}' must have at least {rank} dimension(s) {layout}; "
+            f"got shape {tuple(x.shape)}"
+        )

@@ -1,0 +1,151 @@
+"""Policy losses (seeds E.3.2–E.3.6): the policy gradient and PPO's clipped surrogate.
+
+Losses are minimized, so each is the negative of the objective it ascends. Advantages and old
+log-probabilities are data, not functions of the current parameters: every loss here detaches
+them itself, so a caller cannot leak a gradient into the critic or the old policy by accident.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlgrad import _checks
+
+
+def _pair(fn: str, first: str, x: object, second: str, y: object) -> tuple[Tensor, Tensor]:
+    x = _checks.floats(fn, first, x)
+    y = _checks.floats(fn, second, y, first, x)
+    return x, y
+
+
+def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
+    """The REINFORCE / actor-critic loss, L = −mean(Â_t · log π_θ(a_t | s_t)).
+
+    Its gradient, −mean(Â_t ∇ log π_θ(a_t | s_t)), is minus the sampled policy gradient of the
+    policy gradient theorem (Williams 1992; Sutton et al. 2000): descending L raises the
+    probability of actions with Â > 0 and lowers it for Â < 0. Pass Â = G_t for REINFORCE.
+
+    Args:
+        log_probs: ``[*B]`` log π_θ(a_t | s_t), differentiable.
+        advantages: ``[*B]`` Â_t (or G_t); detached here.
+
+    Returns:
+        A 0-dim tensor.
+
+    Example (log π = log 0.5 and Â = 2 give −(2 · −0.6931) = 1.3863):
+        >>> policy_gradient_loss(torch.tensor([0.5]).log(), torch.tensor([2.0]))
+        tensor(1.3863)
+    """
+    log_probs, advantages = _pair(
+        "policy_gradient_loss", "log_probs", log_probs, "advantages", advantages
+    )
+    return -(advantages.detach() * log_probs).mean()
+
+
+def ppo_objective(ratios: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
+    """PPO's clipped surrogate per sample (Schulman et al. 2017, eq. 7), to be maximized:
+
+        min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε) Â_t)
+
+    For Â > 0 it stops rewarding r above 1 + ε; for Â < 0 it stops rewarding r below 1 − ε. In
+    those flat regions the gradient with respect to r is 0; elsewhere it is Â.
+
+    Args:
+        ratios: ``[*B]`` r_t = π_θ(a_t|s_t) / π_old(a_t|s_t) > 0, differentiable.
+        advantages: ``[*B]`` Â_t; detached here.
+        clip_eps: ε > 0.
+
+    Returns:
+        ``[*B]``.
+
+    Example (seed E.3.6 exercise: π_old = 0.4, π = 0.6, Â = 3, ε = 0.2 → r = 1.5; r·Â = 4.5 and
+    the clipped value is 1.2·3 = 3.6):
+        >>> ppo_objective(torch.tensor([0.6 / 0.4]), torch.tensor([3.0]), clip_eps=0.2)
+        tensor([3.6000])
+    """
+    fn = "ppo_objective"
+    ratios, advantages = _pair(fn, "ratios", ratios, "advantages", advantages)
+    clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    advantages = advantages.detach()
+    unclipped = ratios * advantages
+    clipped = ratios.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    return torch.minimum(unclipped, clipped)
+
+
+def ppo_clip_loss(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip_eps: float = 0.2
+) -> Tensor:
+    """PPO's policy loss, L = −mean(min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε) Â_t)),
+    with r_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t)).
+
+    At r = 1 (the first epoch on fresh data) its gradient equals that of
+    :func:`policy_gradient_loss`; inside the clip range it is the importance-weighted policy
+    gradient −mean(r_t Â_t ∇ log π_θ).
+
+    Args:
+        log_probs: ``[*B]`` log π_θ(a_t|s_t), differentiable.
+        old_log_probs: ``[*B]`` log π_old(a_t|s_t) at collection time; detached here.
+        advantages: ``[*B]`` Â_t; detached here.
+        clip_eps: ε > 0.
+
+    Returns:
+        A 0-dim tensor.
+
+    Example (ratio e^0.1 ≈ 1.105 inside the range: L = −1.105·2):
+        >>> ppo_clip_loss(torch.tensor([0.1]), torch.tensor([0.0]), torch.tensor([2.0]))
+        tensor(-2.2103)
+    """
+    fn = "ppo_clip_loss"
+    log_probs, old_log_probs = _pair(fn, "log_probs", log_probs, "old_log_probs", old_log_probs)
+    advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
+    clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    ratios = torch.exp(log_probs - old_log_probs.detach())
+    return -ppo_objective(ratios, advantages, clip_eps).mean()
+
+
+def clip_fraction(ratios: Tensor, clip_eps: float) -> Tensor:
+    """The fraction of samples outside the clip range, mean(|r_t − 1| > ε): a PPO diagnostic.
+
+    Args:
+        ratios: ``[*B]``, at least one element.
+        clip_eps: ε > 0.
+
+    Returns:
+        A 0-dim tensor in [0, 1], without gradient.
+
+    Example:
+        >>> clip_fraction(torch.tensor([0.7, 0.9, 1.0, 1.3]), clip_eps=0.2)
+        tensor(0.5000)
+    """
+    fn = "clip_fraction"
+    ratios = _checks.floats(fn, "ratios", ratios)
+    clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    if ratios.numel() == 0:
+        raise ValueError(f"{fn}(): 'ratios' must hold at least one element; got shape (0,)")
+    return ((ratios.detach() - 1.0).abs() > clip_eps).to(ratios.dtype).mean()
+
+
+def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
+    """An estimate of KL(π_old ‖ π_θ) from samples of π_old: mean((r − 1) − log r).
+
+    With log r = log π_θ − log π_old. Each term is ≥ 0 (since log r ≤ r − 1) and the estimator is
+    unbiased with low variance (Schulman's "k3"); PPO trainers compare it with a target KL to stop
+    an update early.
+
+    Args:
+        log_probs: ``[*B]`` log π_θ(a_t|s_t).
+        old_log_probs: ``[*B]`` log π_old(a_t|s_t).
+
+    Returns:
+        A 0-dim tensor ≥ 0.
+
+    Example (log r = 0.1: (e^0.1 − 1) − 0.1 = 0.00517):
+        >>> approx_kl(torch.tensor([0.1], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
+        tensor(0.0052, dtype=torch.float64)
+    """
+    log_probs, old_log_probs = _pair(
+        "approx_kl", "log_probs", log_probs, "old_log_probs", old_log_probs
+    )
+    log_ratios = log_probs - old_log_probs
+    return (torch.expm1(log_ratios) - log_ratios).mean()

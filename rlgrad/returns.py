@@ -1,0 +1,331 @@
+"""Returns and advantages (seeds E.3.2, E.3.4, E.3.5): TD errors, reward-to-go, GAE, GRPO.
+
+Trajectory tensors are time-major ``[T, *B]`` (a single stream ``[T]`` works). For step t,
+``rewards[t]``, ``terminated[t]`` and ``truncated[t]`` are the outcome of (s_t, a_t);
+``values[t] = V(s_t)`` and ``next_values[t] = V(s_{t+1})``, where at a truncation s_{t+1} is the
+true final observation (not the reset observation that follows it). ``terminated`` removes the
+bootstrap (the episode really ended); ``truncated`` only cuts the trace (the episode was stopped,
+its future still has value V(s_{t+1})).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlgrad import _checks, _kernels
+
+
+def _trajectory(fn: str, name: str, x: object, rewards: Tensor) -> Tensor:
+    x = _checks.tensor(fn, name, x)
+    _checks.same_shape(fn, name, x, "rewards", rewards)
+    _checks.same_kind(fn, name, x, "rewards", rewards)
+    return x
+
+
+def _rewards(fn: str, rewards: object) -> Tensor:
+    rewards = _checks.tensor(fn, "rewards", rewards)
+    _checks.rank_at_least(fn, "rewards", rewards, 1, "[T, *B]")
+    return rewards
+
+
+def _use_kernel(*tensors: Tensor) -> bool:
+    """The compiled scan handles CPU float32/float64 data that needs no gradient."""
+    first = tensors[0]
+    return (
+        first.device.type == "cpu"
+        and first.dtype in (torch.float32, torch.float64)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        and first.numel() > 0
+        and _kernels.available()
+    )
+
+
+def _columns(x: Tensor):
+    """``[T, *B]`` → a C-contiguous NumPy view ``[T, N]`` for the kernels."""
+    return x.detach().reshape(x.shape[0], -1).contiguous().numpy()
+
+
+def _raise_non_finite(fn: str, named: dict[str, Tensor]) -> None:
+    for name, x in named.items():
+        _checks.finite(fn, name, x)
+    raise ValueError(
+        f"{fn}(): the result overflowed to inf; rescale 'rewards' (largest magnitude "
+        f"{max(x.abs().max().item() for x in named.values()):.3g})"
+    )
+
+
+def td_errors(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    gamma: float,
+) -> Tensor:
+    """One-step TD errors, δ_t = r_t + γ(1 − term_t)·V(s_{t+1}) − V(s_t).
+
+    δ_t > 0 means the step went better than the critic expected. Truncation plays no part: a
+    cut-off episode still bootstraps from V of its true final observation.
+
+    Args:
+        rewards: ``[T, *B]``.
+        values: ``[T, *B]``, V(s_t).
+        next_values: ``[T, *B]``, V(s_{t+1}).
+        terminated: ``[T, *B]`` bool or 0/1.
+        gamma: the discount γ ∈ [0, 1].
+
+    Returns:
+        ``[T, *B]``, differentiable in every tensor argument.
+
+    Raises:
+        TypeError / ValueError: on a non-tensor, a mismatched shape, dtype or device, a NaN or
+        inf, a flag other than 0/1, or γ outside [0, 1].
+
+    Example (seed E.3.6 exercise: V(s_t) = 5, R = 2, V(s_{t+1}) = 6, γ = 0.9 → δ = 2.4):
+        >>> t = torch.tensor
+        >>> td_errors(t([2.0]), t([5.0]), t([6.0]), t([False]), gamma=0.9)
+        tensor([2.4000])
+    """
+    fn = "td_errors"
+    rewards = _checks.finite(fn, "rewards", _rewards(fn, rewards))
+    values = _checks.finite(fn, "values", _trajectory(fn, "values", values, rewards))
+    next_values = _trajectory(fn, "next_values", next_values, rewards)
+    _checks.finite(fn, "next_values", next_values)
+    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
+    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    alive = (~terminated).to(rewards.dtype)
+    return rewards + gamma * alive * next_values - values
+
+
+def _returns_loop(
+    rewards: Tensor, terminated: Tensor, truncated: Tensor, bootstrap: Tensor, gamma: float
+) -> Tensor:
+    """Reference (and autograd / GPU) path of :func:`discounted_returns`: one step at a time."""
+    alive = (~terminated).to(rewards.dtype)
+    returns: list[Tensor] = []
+    for t in reversed(range(rewards.shape[0])):
+        if returns:
+            future = torch.where(truncated[t], bootstrap[t], returns[-1])
+        else:
+            future = bootstrap[t]
+        returns.append(rewards[t] + gamma * alive[t] * future)
+    return torch.stack(returns[::-1]) if returns else rewards.clone()
+
+
+def discounted_returns(
+    rewards: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    next_values: Tensor | None = None,
+) -> Tensor:
+    """Reward-to-go G_t = r_t + γ(1 − term_t)·F_t, the Monte-Carlo return of REINFORCE.
+
+    F_t = next_values[t] after a truncation or at the last step of the rollout (the bootstrap
+    V(s_{t+1}); 0 when ``next_values`` is None), and F_t = G_{t+1} otherwise. After a termination
+    the tail is 0 whatever ``next_values`` says.
+
+    Args:
+        rewards: ``[T, *B]``.
+        terminated: ``[T, *B]`` bool or 0/1.
+        truncated: ``[T, *B]`` bool or 0/1.
+        gamma: the discount γ ∈ [0, 1].
+        next_values: ``[T, *B]`` or None; only entries at truncations and at t = T − 1 are read.
+
+    Returns:
+        ``[T, *B]``. Differentiable in ``rewards`` and ``next_values`` when they require grad.
+
+    Raises:
+        TypeError / ValueError: as :func:`td_errors`.
+
+    Example (γ = 0.5; the episode ends at t = 1; a new one is cut off by the rollout after t = 2
+    and bootstraps from V = 4: G = [1 + 0.5·2, 2, 3 + 0.5·4]):
+        >>> t = torch.tensor
+        >>> discounted_returns(t([1.0, 2.0, 3.0]), t([0, 1, 0]), t([0, 0, 0]), gamma=0.5,
+        ...                    next_values=t([9.0, 9.0, 4.0]))
+        tensor([2., 2., 5.])
+    """
+    fn = "discounted_returns"
+    rewards = _rewards(fn, rewards)
+    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
+    truncated = _checks.flags(fn, "truncated", truncated, "rewards", rewards)
+    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    if next_values is None:
+        bootstrap = torch.zeros_like(rewards)
+    else:
+        bootstrap = _trajectory(fn, "next_values", next_values, rewards)
+    named = {"rewards": rewards, "next_values": bootstrap}
+    if _use_kernel(rewards, bootstrap):
+        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
+        ok = _kernels.return_scan(
+            _columns(rewards), _columns(terminated), _columns(truncated), _columns(bootstrap),
+            gamma, out.view(rewards.shape[0], -1).numpy(),
+        )
+        if not ok:
+            _raise_non_finite(fn, named)
+        return out
+    for name, x in named.items():
+        _checks.finite(fn, name, x)
+    return _returns_loop(rewards, terminated, truncated, bootstrap, gamma)
+
+
+def _gae_loop(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    lam: float,
+) -> Tensor:
+    """Reference (and autograd / GPU) path of :func:`gae`: the recursion one step at a time."""
+    alive = (~terminated).to(rewards.dtype)
+    continues = (~(terminated | truncated)).to(rewards.dtype)
+    deltas = rewards + gamma * alive * next_values - values
+    advantages: list[Tensor] = []
+    for t in reversed(range(rewards.shape[0])):
+        later = gamma * lam * continues[t] * advantages[-1] if advantages else 0.0
+        advantages.append(deltas[t] + later)
+    return torch.stack(advantages[::-1]) if advantages else deltas
+
+
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    lam: float,
+) -> Tensor:
+    """Generalized Advantage Estimation (Schulman et al. 2016, eq. 16), computed backwards:
+
+        δ_t = r_t + γ(1 − term_t)·V(s_{t+1}) − V(s_t)
+        A_t = δ_t + γλ(1 − term_t)(1 − trunc_t)·A_{t+1},    A_{T−1} = δ_{T−1}
+
+    i.e. A_t = Σ_l (γλ)^l δ_{t+l} within an episode. λ = 0 gives the TD error (low variance,
+    biased by the critic); λ = 1 gives the bootstrapped Monte-Carlo return minus V (unbiased for
+    an exact V, high variance). A termination removes the bootstrap and cuts the trace; a
+    truncation keeps the bootstrap V(s_{t+1}) of the true final observation and only cuts the trace.
+
+    Args:
+        rewards: ``[T, *B]``.
+        values: ``[T, *B]``, V(s_t).
+        next_values: ``[T, *B]``, V(s_{t+1}) of the true next state.
+        terminated: ``[T, *B]`` bool or 0/1.
+        truncated: ``[T, *B]`` bool or 0/1.
+        gamma: the discount γ ∈ [0, 1].
+        lam: the trace parameter λ ∈ [0, 1].
+
+    Returns:
+        ``[T, *B]`` advantages. On CPU float32/float64 without autograd a compiled scan computes
+        them (numba); with inputs that require grad, on GPU, or without numba, a per-step torch
+        loop does, which is differentiable. Both give the same numbers.
+
+    Raises:
+        TypeError / ValueError: as :func:`td_errors`, and for λ outside [0, 1].
+
+    Example (γ = 0.5, λ = 1, V = 0: A = [1 + 0.5·(2 + 0.5·4), 2 + 0.5·4, 4]):
+        >>> t = torch.tensor
+        >>> z, no = torch.zeros(3), torch.zeros(3, dtype=torch.bool)
+        >>> gae(t([1.0, 2.0, 4.0]), z, z, no, no, gamma=0.5, lam=1.0)
+        tensor([3., 4., 4.])
+    """
+    fn = "gae"
+    rewards = _rewards(fn, rewards)
+    values = _trajectory(fn, "values", values, rewards)
+    next_values = _trajectory(fn, "next_values", next_values, rewards)
+    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
+    truncated = _checks.flags(fn, "truncated", truncated, "rewards", rewards)
+    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    lam = _checks.unit_interval(fn, "lam", lam)
+    named = {"rewards": rewards, "values": values, "next_values": next_values}
+    if _use_kernel(rewards, values, next_values):
+        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
+        ok = _kernels.gae_scan(
+            _columns(rewards), _columns(values), _columns(next_values),
+            _columns(terminated), _columns(truncated), gamma, lam,
+            out.view(rewards.shape[0], -1).numpy(),
+        )
+        if not ok:
+            _raise_non_finite(fn, named)
+        return out
+    for name, x in named.items():
+        _checks.finite(fn, name, x)
+    return _gae_loop(rewards, values, next_values, terminated, truncated, gamma, lam)
+
+
+def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
+    """Batch-normalized advantages, (A − mean(A)) / (std(A) + ε), over all elements.
+
+    std is the sample standard deviation (Bessel-corrected), as in Stable-Baselines3 and CleanRL.
+    Rescaling keeps the policy step size independent of the reward scale; centring acts as an
+    extra baseline.
+
+    Args:
+        advantages: any shape, at least 2 elements.
+        eps: ε ≥ 0 in the denominator.
+
+    Returns:
+        The shape of ``advantages``.
+
+    Example:
+        >>> normalize_advantages(torch.tensor([1.0, 2.0, 3.0]))
+        tensor([-1.,  0.,  1.])
+    """
+    fn = "normalize_advantages"
+    advantages = _checks.floats(fn, "advantages", advantages)
+    eps = _checks.non_negative(fn, "eps", eps)
+    if advantages.numel() < 2:
+        raise ValueError(
+            f"{fn}(): 'advantages' needs at least 2 elements for a standard deviation; "
+            f"got shape {tuple(advantages.shape)}"
+        )
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+def group_advantages(
+    rewards: Tensor, eps: float = 1e-8, unbiased: bool = False, scale: bool = True
+) -> Tensor:
+    """GRPO group-relative advantages (Shao et al. 2024), Â_i = (r_i − μ) / (σ + ε).
+
+        μ = (1/G) Σ_i r_i,    σ = sqrt((1/G) Σ_i (r_i − μ)²)    (the seeds' population σ)
+
+    The group is the last dimension: ``rewards[p, i]`` scores answer i to prompt p. With
+    ``unbiased=True`` σ is the sample standard deviation (divide by G − 1), as TRL, verl and
+    OpenRLHF compute it; since sample σ = population σ·sqrt(G/(G − 1)), those advantages are
+    sqrt((G − 1)/G) times the default ones (≈ 0.935× at G = 8). ``scale=False`` returns r_i − μ
+    (Dr. GRPO). A group whose rewards are all equal carries no signal and gets exactly 0, never NaN.
+
+    Args:
+        rewards: ``[*P, G]``, G ≥ 1 (G ≥ 2 when ``unbiased``).
+        eps: ε ≥ 0 added to σ.
+        unbiased: divide by G − 1 instead of G.
+        scale: divide by σ + ε.
+
+    Returns:
+        ``[*P, G]``; each group has mean 0 and, when ``scale``, std ≈ 1.
+
+    Example (seed E.3.4: r = [2, 4, 6, 8] has μ = 5, σ = √5, so Â₄ = 3/√5 ≈ 1.34):
+        >>> group_advantages(torch.tensor([[2.0, 4.0, 6.0, 8.0]]))
+        tensor([[-1.3416, -0.4472,  0.4472,  1.3416]])
+    """
+    fn = "group_advantages"
+    rewards = _checks.floats(fn, "rewards", rewards)
+    _checks.rank_at_least(fn, "rewards", rewards, 1, "[*P, G] (groups on the last axis)")
+    eps = _checks.non_negative(fn, "eps", eps)
+    group_size = rewards.shape[-1]
+    if group_size == 0 or (unbiased and group_size < 2):
+        need = 2 if unbiased else 1
+        raise ValueError(
+            f"{fn}(): the group (last axis of 'rewards') must hold at least {need} reward(s)"
+            f"{' with unbiased=True' if unbiased else ''}; got shape {tuple(rewards.shape)}"
+        )
+    # (r − μ) is not exactly 0 for equal floats (the mean rounds), and σ + ε would then blow that
+    # rounding error up; equal groups are set to 0 explicitly.
+    all_equal = (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)
+    centered = torch.where(all_equal, 0.0, rewards - rewards.mean(dim=-1, keepdim=True))
+    if not scale:
+        return centered
+    std = rewards.std(dim=-1, correction=1 if unbiased else 0, keepdim=True)
+    return centered / torch.where(all_equal, 1.0, std + eps)

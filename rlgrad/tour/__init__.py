@@ -1,0 +1,1 @@
+"""Teaching material built on the formula layer: the seeds' worked examples, recomputed."""

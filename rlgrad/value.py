@@ -1,0 +1,232 @@
+"""Value losses (seeds E.3.2, E.3.5 and the TD exercises): critic regression, DQN, linear TD.
+
+Targets are constants for the step that fits them (bootstrapped TD targets would otherwise chase
+themselves), so every loss here detaches its targets and says so.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rlgrad import _checks
+
+
+def value_loss(
+    values: Tensor,
+    returns: Tensor,
+    old_values: Tensor | None = None,
+    clip_eps: float | None = None,
+) -> Tensor:
+    """The critic's regression loss, L = mean(½(V(s_t) − G_t)²).
+
+    With ``old_values`` and ``clip_eps`` it is PPO's clipped variant (as in the PPO2 baselines):
+    V_clip = V_old + clip(V − V_old, −ε, ε) and L = mean(½ max((V − G)², (V_clip − G)²)).
+
+    Args:
+        values: ``[*B]`` V(s_t), differentiable.
+        returns: ``[*B]`` targets G_t; detached here.
+        old_values: ``[*B]`` V_old(s_t) at collection time, or None; detached here.
+        clip_eps: ε > 0, given together with ``old_values``.
+
+    Returns:
+        A 0-dim tensor.
+
+    Example (½((1 − 3)² + (2 − 2)²)/2 = 1):
+        >>> value_loss(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 2.0]))
+        tensor(1.)
+    """
+    fn = "value_loss"
+    values = _checks.floats(fn, "values", values)
+    returns = _checks.floats(fn, "returns", returns, "values", values).detach()
+    if (old_values is None) != (clip_eps is None):
+        raise ValueError(
+            f"{fn}(): 'old_values' and 'clip_eps' go together for the clipped loss; "
+            f"got old_values={'a tensor' if old_values is not None else None}, "
+            f"clip_eps={clip_eps!r}"
+        )
+    squared = (values - returns) ** 2
+    if old_values is not None:
+        old_values = _checks.floats(fn, "old_values", old_values, "values", values).detach()
+        clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+        clipped = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
+        squared = torch.maximum(squared, (clipped - returns) ** 2)
+    return 0.5 * squared.mean()
+
+
+def dqn_targets(
+    rewards: Tensor,
+    next_q_target: Tensor,
+    terminated: Tensor,
+    gamma: float,
+    next_q_online: Tensor | None = None,
+) -> Tensor:
+    """DQN's TD targets (Mnih et al. 2015), y = r + γ(1 − term)·max_a' Q_θ⁻(s', a').
+
+    With ``next_q_online`` it is double DQN (van Hasselt et al. 2016): the online network picks
+    a* = argmax_a' Q_θ(s', a') and the target network evaluates it, y = r + γ(1 − term)·Q_θ⁻(s', a*),
+    which removes the max operator's upward bias. Only termination removes the bootstrap: at a
+    time-limit truncation s' is the true final observation and its value still counts.
+
+    Args:
+        rewards: ``[*B]``.
+        next_q_target: ``[*B, A]`` Q_θ⁻(s', ·) from the target network.
+        terminated: ``[*B]`` bool or 0/1.
+        gamma: the discount γ ∈ [0, 1].
+        next_q_online: ``[*B, A]`` Q_θ(s', ·) from the online network, or None.
+
+    Returns:
+        ``[*B]``, detached (targets are constants for the update).
+
+    Example (r = 1, γ = 0.9, max Q⁻ = 2 → y = 2.8; a terminal step → y = r):
+        >>> dqn_targets(torch.tensor([1.0, 1.0]), torch.tensor([[0.0, 2.0], [5.0, 3.0]]),
+        ...             torch.tensor([False, True]), gamma=0.9)
+        tensor([2.8000, 1.0000])
+    """
+    fn = "dqn_targets"
+    rewards = _checks.floats(fn, "rewards", rewards)
+    next_q_target = _checks.floats(fn, "next_q_target", next_q_target)
+    _checks.same_kind(fn, "next_q_target", next_q_target, "rewards", rewards)
+    if next_q_target.dim() != rewards.dim() + 1 or next_q_target.shape[:-1] != rewards.shape:
+        raise ValueError(
+            f"{fn}(): 'next_q_target' must have shape {(*rewards.shape, 'A')} (the shape of "
+            f"'rewards' plus an action axis); got {tuple(next_q_target.shape)}"
+        )
+    if next_q_target.shape[-1] == 0:
+        raise ValueError(f"{fn}(): 'next_q_target' must have at least one action; got A = 0")
+    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
+    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    next_q_target = next_q_target.detach()
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=-1).values
+    else:
+        next_q_online = _checks.floats(
+            fn, "next_q_online", next_q_online, "next_q_target", next_q_target
+        )
+        best = next_q_online.detach().argmax(dim=-1, keepdim=True)
+        next_value = next_q_target.gather(-1, best).squeeze(-1)
+    alive = (~terminated).to(rewards.dtype)
+    return (rewards.detach() + gamma * alive * next_value).detach()
+
+
+def _squared(errors: Tensor) -> Tensor:
+    return 0.5 * errors**2
+
+
+def _huber(errors: Tensor) -> Tensor:
+    return F.huber_loss(errors, torch.zeros_like(errors), reduction="none", delta=1.0)
+
+
+_DQN_LOSSES = {"mse": _squared, "huber": _huber}
+
+
+def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "mse") -> Tensor:
+    """DQN's loss on the taken actions, L = mean(ℓ(Q_θ(s, a) − y)), with y detached.
+
+    ``kind="mse"``: ℓ(x) = ½x² (the seeds' loss, so ∇L = (Q − y)∇Q, the TD error times ∇Q).
+    ``kind="huber"``: ℓ(x) = ½x² for |x| ≤ 1 and |x| − ½ beyond (δ = 1), whose gradient is the
+    TD error clipped to [−1, 1] (Mnih et al. 2015).
+
+    Args:
+        q_values: ``[*B, A]`` Q_θ(s, ·), differentiable.
+        actions: ``[*B]`` integer actions in [0, A).
+        targets: ``[*B]`` TD targets y; detached here.
+        kind: "mse" or "huber".
+
+    Returns:
+        A 0-dim tensor.
+
+    Example (Q(s, 1) = 2, y = 5: ½·3² = 4.5 and Huber 3 − ½ = 2.5):
+        >>> q, a, y = torch.tensor([[0.0, 2.0]]), torch.tensor([1]), torch.tensor([5.0])
+        >>> dqn_loss(q, a, y), dqn_loss(q, a, y, kind="huber")
+        (tensor(4.5000), tensor(2.5000))
+    """
+    fn = "dqn_loss"
+    q_values = _checks.floats(fn, "q_values", q_values)
+    _checks.rank_at_least(fn, "q_values", q_values, 1, "[*B, A]")
+    actions = _checks.tensor(fn, "actions", actions, floating=False)
+    if actions.dtype == torch.bool or actions.is_complex() or actions.is_floating_point():
+        raise TypeError(f"{fn}(): 'actions' must be an integer tensor; got dtype {actions.dtype}")
+    if actions.shape != q_values.shape[:-1]:
+        raise ValueError(
+            f"{fn}(): 'actions' must have shape {tuple(q_values.shape[:-1])} ('q_values' without "
+            f"its action axis); got {tuple(actions.shape)}"
+        )
+    num_actions = q_values.shape[-1]
+    out_of_range = (actions < 0) | (actions >= num_actions)
+    if bool(out_of_range.any()):
+        bad = actions[out_of_range][0].item()
+        raise ValueError(f"{fn}(): 'actions' must lie in [0, {num_actions}); got {bad}")
+    targets = _checks.tensor(fn, "targets", targets)
+    _checks.same_shape(fn, "targets", targets, "actions", actions)
+    _checks.same_kind(fn, "targets", targets, "q_values", q_values)
+    _checks.finite(fn, "targets", targets)
+    if kind not in _DQN_LOSSES:
+        raise ValueError(f"{fn}(): 'kind' must be one of {sorted(_DQN_LOSSES)}; got {kind!r}")
+    taken = q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    return _DQN_LOSSES[kind](taken - targets.detach()).mean()
+
+
+def semi_gradient_td_update(
+    weights: Tensor,
+    features: Tensor,
+    next_features: Tensor,
+    rewards: Tensor,
+    terminated: Tensor,
+    gamma: float,
+    lr: float,
+) -> Tensor:
+    """One semi-gradient TD(0) step for a linear value V(s) = w·φ(s) (Sutton & Barto §9.3):
+
+        δ = r + γ(1 − term)·w·φ(s') − w·φ(s),    w ← w + α·δ·φ(s)
+
+    It is gradient descent on ½δ² with the target r + γ w·φ(s') held constant; the full gradient
+    would also differentiate the target. For a batch the step uses the mean of δ·φ(s).
+
+    Args:
+        weights: ``[D]``.
+        features: ``[*B, D]`` φ(s) (``[D]`` for one transition).
+        next_features: ``[*B, D]`` φ(s').
+        rewards: ``[*B]`` (0-dim for one transition).
+        terminated: ``[*B]`` bool or 0/1.
+        gamma: the discount γ ∈ [0, 1].
+        lr: the step size α > 0.
+
+    Returns:
+        ``[D]`` the updated weights (a new tensor, no gradient).
+
+    Example (w = [1, 0], φ(s) = [1, 0], φ(s') = [0, 1], r = 1, γ = 0.9: δ = 1 + 0 − 1 = 0;
+    with r = 2, δ = 1 and w ← [1, 0] + 0.5·1·[1, 0] = [1.5, 0]):
+        >>> w, phi, phi2 = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+        >>> semi_gradient_td_update(w, phi, phi2, torch.tensor(2.0), torch.tensor(False), 0.9, 0.5)
+        tensor([1.5000, 0.])
+    """
+    fn = "semi_gradient_td_update"
+    weights = _checks.floats(fn, "weights", weights)
+    if weights.dim() != 1:
+        raise ValueError(f"{fn}(): 'weights' must have shape [D]; got {tuple(weights.shape)}")
+    features = _checks.floats(fn, "features", features)
+    _checks.same_kind(fn, "features", features, "weights", weights)
+    if features.dim() < 1 or features.shape[-1] != weights.shape[0]:
+        raise ValueError(
+            f"{fn}(): 'features' must have shape [*B, {weights.shape[0]}] (D from 'weights'); "
+            f"got {tuple(features.shape)}"
+        )
+    next_features = _checks.floats(fn, "next_features", next_features, "features", features)
+    rewards = _checks.tensor(fn, "rewards", rewards)
+    if rewards.shape != features.shape[:-1]:
+        raise ValueError(
+            f"{fn}(): 'rewards' must have shape {tuple(features.shape[:-1])} ('features' without "
+            f"D); got {tuple(rewards.shape)}"
+        )
+    _checks.same_kind(fn, "rewards", rewards, "weights", weights)
+    _checks.finite(fn, "rewards", rewards)
+    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
+    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    lr = _checks.positive(fn, "lr", lr)
+    with torch.no_grad():
+        alive = (~terminated).to(weights.dtype)
+        td_error = rewards + gamma * alive * (next_features @ weights) - features @ weights
+        step = (td_error.unsqueeze(-1) * features).reshape(-1, weights.shape[0]).mean(dim=0)
+        return weights + lr * step
