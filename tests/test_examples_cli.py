@@ -1,0 +1,83 @@
+"""`rlgrad examples`: every result is computed by the library, so changing an input changes it."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rlgrad.cli import main
+from rlgrad.tour.examples import EXAMPLES, SECTIONS, format_value, render
+
+
+def test_every_seed_section_has_examples():
+    assert {e.section for e in EXAMPLES} == set(SECTIONS)
+    assert len(EXAMPLES) >= 25
+
+
+def test_examples_print_the_seed_numbers(capsys):
+    assert main(["examples"]) == 0
+    out = capsys.readouterr().out
+    for expected in ["θ_k = [0.2, 0.32, 0.416]", "∇J(θ₀) = [2, 4]", "θ₁ = [0.2, 0.4]",
+                     "dL/dθ = -18", "order 1 = 9.6", "order 2 = 9.61", "σ = 2.2361",
+                     "μ = 5.3333", "r·Â = 4.5", "clipped = 3.6", "δ = 2.4", "J'(1.0) = -0.4"]:
+        assert expected in out, expected
+    for section in SECTIONS:
+        assert section in out
+
+
+def test_section_filter_and_unknown_section(capsys):
+    assert main(["examples", "--section", "E.3.6"]) == 0
+    out = capsys.readouterr().out
+    assert "Exercise 3" in out and "Taylor" not in out
+    assert main(["examples", "--section", "E.9"]) == 2
+    assert "no section matches" in capsys.readouterr().err
+
+
+def shifted(value):
+    if isinstance(value, bool) or isinstance(value, int):
+        return None
+    if isinstance(value, float):
+        return value * 0.8 + 0.05  # stays in [0, 1] for γ, λ and ε
+    # Shifts that differ per entry, so no symmetry of an example can cancel them.
+    if isinstance(value, tuple) and value and isinstance(value[0], float):
+        return tuple(v + 0.37 * (i + 1) for i, v in enumerate(value))
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return tuple(tuple(v + 0.37 * (i + 2 * j + 1) for i, v in enumerate(row))
+                     for j, row in enumerate(value))
+    return None
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.title)
+def test_changing_an_input_changes_the_output(example):
+    # Some inputs legitimately leave a result unchanged (a ratio deeper inside PPO's flat
+    # region), so each example needs at least one input that moves its printed numbers.
+    before = {k: format_value(v) for k, v in example.results().items()}
+    moved = []
+    for name, value in example.inputs.items():
+        if shifted(value) is None:
+            continue
+        after = {k: format_value(v) for k, v in example.results(**{name: shifted(value)}).items()}
+        moved.append(after != before)
+    assert any(moved), f"{example.title}: no input change moved the output"
+
+
+def test_results_are_tensors_from_the_library_not_strings():
+    for example in EXAMPLES:
+        for value in example.results().values():
+            assert isinstance(value, torch.Tensor), example.title
+
+
+def test_render_is_stable_text():
+    text = render()
+    assert text == render()
+    assert all(len(line) <= 88 for line in text.splitlines())
+
+
+def test_console_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "rlgrad.cli", "examples", "--section",
+                             "E.3.4"], capture_output=True, text=True, check=True)
+    assert "Â = [-1.3416, -0.4472, 0.4472, 1.3416]" in result.stdout
+    help_text = subprocess.run([sys.executable, "-m", "rlgrad.cli", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    assert "examples" in help_text

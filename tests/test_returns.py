@@ -1,0 +1,285 @@
+"""TD errors, discounted returns, GAE and group advantages: identities, fast path, batching."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import rlgrad
+from rlgrad import returns as returns_module
+
+
+def rollout(seed, steps, batch, p_term, p_trunc, dtype=torch.float64):
+    """Random [T, *B] rollout data with episode ends."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (steps, *batch)
+    rewards = torch.randn(shape, generator=g, dtype=dtype) * 3
+    values = torch.randn(shape, generator=g, dtype=dtype)
+    next_values = torch.randn(shape, generator=g, dtype=dtype)
+    terminated = torch.rand(shape, generator=g) < p_term
+    truncated = torch.rand(shape, generator=g) < p_trunc
+    return rewards, values, next_values, terminated, truncated
+
+
+rollouts = st.builds(
+    rollout,
+    seed=st.integers(0, 2**31 - 1),
+    steps=st.integers(1, 24),
+    batch=st.sampled_from([(), (1,), (3,), (2, 3)]),
+    p_term=st.sampled_from([0.0, 0.1, 0.5]),
+    p_trunc=st.sampled_from([0.0, 0.1, 0.5]),
+)
+unit = st.floats(0.0, 1.0)
+
+
+@given(rollouts, unit)
+def test_gae_lambda_zero_is_td_error(data, gamma):
+    rewards, values, next_values, terminated, truncated = data
+    advantages = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam=0.0)
+    deltas = rlgrad.td_errors(rewards, values, next_values, terminated, gamma)
+    torch.testing.assert_close(advantages, deltas, rtol=1e-12, atol=1e-12)
+
+
+def consistent_next_values(values, next_values, terminated, truncated):
+    """V(s_{t+1}) = values[t+1] wherever the rollout continues the same episode."""
+    consistent = next_values.clone()
+    continues = ~(terminated | truncated)
+    consistent[:-1] = torch.where(continues[:-1], values[1:], next_values[:-1])
+    return consistent
+
+
+@given(rollouts, unit)
+def test_gae_lambda_one_plus_value_is_bootstrapped_return(data, gamma):
+    rewards, values, next_values, terminated, truncated = data
+    next_values = consistent_next_values(values, next_values, terminated, truncated)
+    advantages = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam=1.0)
+    returns = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, next_values)
+    torch.testing.assert_close(advantages + values, returns, rtol=1e-10, atol=1e-10)
+
+
+@given(rollouts, unit, unit)
+def test_gae_compiled_scan_equals_reference_loop(data, gamma, lam):
+    rewards, values, next_values, terminated, truncated = data
+    fast = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+    slow = returns_module._gae_loop(
+        rewards, values, next_values, terminated, truncated, gamma, lam
+    )
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+
+
+@given(rollouts, unit)
+def test_returns_compiled_scan_equals_reference_loop(data, gamma):
+    rewards, _, next_values, terminated, truncated = data
+    fast = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, next_values)
+    slow = returns_module._returns_loop(rewards, terminated, truncated, next_values, gamma)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+
+
+@given(rollouts, unit, unit)
+def test_gae_batched_call_equals_per_column_calls(data, gamma, lam):
+    rewards, values, next_values, terminated, truncated = data
+    batched = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+    columns = [x.reshape(x.shape[0], -1) for x in data]
+    for j in range(columns[0].shape[1]):
+        single = rlgrad.gae(*(x[:, j] for x in columns), gamma, lam)
+        torch.testing.assert_close(batched.reshape(batched.shape[0], -1)[:, j], single)
+
+
+@given(rollouts, unit, unit, st.floats(-5.0, 5.0))
+def test_termination_cuts_bootstrap_and_truncation_keeps_it(data, gamma, lam, shift):
+    rewards, values, next_values, terminated, truncated = data
+    base = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+    base_returns = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, next_values)
+
+    # Changing V(s_{t+1}) where the episode terminated changes nothing.
+    moved = next_values + shift * terminated
+    same = rlgrad.gae(rewards, values, moved, terminated, truncated, gamma, lam)
+    torch.testing.assert_close(same, base)
+    same_returns = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, moved)
+    torch.testing.assert_close(same_returns, base_returns)
+
+    # At a truncation (not a termination) the bootstrap counts: A_t and G_t move by γ·shift.
+    cut_only = truncated & ~terminated
+    moved = next_values + shift * cut_only
+    changed = rlgrad.gae(rewards, values, moved, terminated, truncated, gamma, lam)
+    torch.testing.assert_close(changed[cut_only], base[cut_only] + gamma * shift)
+    changed_returns = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, moved)
+    torch.testing.assert_close(changed_returns[cut_only], base_returns[cut_only] + gamma * shift)
+
+
+@given(rollouts, unit, unit)
+def test_rewards_after_an_episode_end_do_not_leak_backwards(data, gamma, lam):
+    rewards, values, next_values, terminated, truncated = data
+    ends = terminated | truncated
+    if not bool(ends[0].all()):
+        return  # the property concerns columns that end at t = 0; others are covered elsewhere
+    base = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+    later = rewards.clone()
+    later[1:] += 100.0
+    moved = rlgrad.gae(later, values, next_values, terminated, truncated, gamma, lam)
+    torch.testing.assert_close(moved[0], base[0])
+
+
+def test_rewards_after_a_cut_do_not_leak_backwards_explicit():
+    # One stream, truncated at t = 1: A_0 and A_1 ignore r_2, r_3.
+    r = torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    v = torch.zeros(4, dtype=torch.float64)
+    term = torch.zeros(4, dtype=torch.bool)
+    trunc = torch.tensor([False, True, False, False])
+    base = rlgrad.gae(r, v, v, term, trunc, 0.9, 0.8)
+    bumped = rlgrad.gae(r + torch.tensor([0, 0, 5.0, 5.0], dtype=torch.float64), v, v, term,
+                        trunc, 0.9, 0.8)
+    torch.testing.assert_close(bumped[:2], base[:2])
+    assert bumped[2] != base[2]
+    # A_0 = 1 + 0.72·1 (V = 0 everywhere) = 1.72.
+    assert base[0].item() == pytest.approx(1.72)
+
+
+def test_float32_kernel_matches_float64_reference():
+    data = rollout(7, 300, (16,), 0.02, 0.02, dtype=torch.float32)
+    fast = rlgrad.gae(*data, 0.99, 0.95)
+    assert fast.dtype == torch.float32
+    reference = returns_module._gae_loop(*(x.double() if x.is_floating_point() else x
+                                           for x in data), 0.99, 0.95)
+    torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=1e-4)
+
+
+def test_gae_accepts_float_flags_and_non_contiguous_inputs():
+    r, v, nv, term, trunc = rollout(3, 10, (4,), 0.2, 0.2)
+    base = rlgrad.gae(r, v, nv, term, trunc, 0.97, 0.9)
+    as_floats = rlgrad.gae(r, v, nv, term.double(), trunc.double(), 0.97, 0.9)
+    torch.testing.assert_close(as_floats, base)
+    transposed = [x.T.contiguous().T for x in (r, v, nv, term, trunc)]
+    assert not transposed[0].is_contiguous()
+    torch.testing.assert_close(rlgrad.gae(*transposed, 0.97, 0.9), base)
+
+
+def test_gae_is_differentiable_through_the_reference_path():
+    r, v, nv, term, trunc = rollout(5, 6, (2,), 0.2, 0.2)
+    v.requires_grad_(True)
+    nv.requires_grad_(True)
+
+    def advantages(values, next_values):
+        return rlgrad.gae(r, values, next_values, term, trunc, 0.9, 0.7)
+
+    assert torch.autograd.gradcheck(advantages, (v, nv))
+    # ∂A_0/∂V(s_0) = −1 always (δ_0 contains −V(s_0) and nothing else does).
+    (grad,) = torch.autograd.grad(advantages(v, nv)[0, 0], v)
+    assert grad[0, 0].item() == -1.0
+
+
+def test_discounted_returns_reverse_cumsum_without_discount():
+    # γ = 1, no episode end, no bootstrap: G_t = Σ_{k≥t} r_k.
+    r = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    no = torch.zeros(4, dtype=torch.bool)
+    torch.testing.assert_close(rlgrad.discounted_returns(r, no, no, 1.0),
+                               torch.tensor([10.0, 9.0, 7.0, 4.0]))
+
+
+def test_discounted_returns_bootstraps_last_step_and_truncations():
+    # γ = 0.5; truncated at t = 0 with V(s_1^final) = 8: G_0 = 1 + 0.5·8 = 5;
+    # last step bootstraps from next_values[2] = 2: G_2 = 3 + 1 = 4, G_1 = 2 + 0.5·4 = 4.
+    r = torch.tensor([1.0, 2.0, 3.0])
+    term = torch.zeros(3, dtype=torch.bool)
+    trunc = torch.tensor([True, False, False])
+    nv = torch.tensor([8.0, 100.0, 2.0])
+    torch.testing.assert_close(rlgrad.discounted_returns(r, term, trunc, 0.5, nv),
+                               torch.tensor([5.0, 4.0, 4.0]))
+    # Without next_values every bootstrap is 0: G_2 = 3, G_1 = 2 + 0.5·3 = 3.5, G_0 = 1.
+    torch.testing.assert_close(rlgrad.discounted_returns(r, term, trunc, 0.5),
+                               torch.tensor([1.0, 3.5, 3.0]))
+
+
+def test_discounted_returns_gradient_reaches_rewards_and_bootstrap():
+    r = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    nv = torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64, requires_grad=True)
+    no = torch.zeros(3, dtype=torch.bool)
+    g = rlgrad.discounted_returns(r, no, no, 0.9, nv)
+    g[0].backward()
+    # G_0 = r_0 + 0.9 r_1 + 0.81 r_2 + 0.729 V.
+    torch.testing.assert_close(r.grad, torch.tensor([1.0, 0.9, 0.81], dtype=torch.float64))
+    assert nv.grad[2].item() == pytest.approx(0.729)
+
+
+def test_empty_rollouts_give_empty_results():
+    empty = torch.zeros(0, 3)
+    flags = torch.zeros(0, 3, dtype=torch.bool)
+    assert rlgrad.gae(empty, empty, empty, flags, flags, 0.9, 0.9).shape == (0, 3)
+    assert rlgrad.discounted_returns(empty, flags, flags, 0.9).shape == (0, 3)
+
+
+# --- group advantages and normalization ------------------------------------------------------
+
+
+group_rewards = st.builds(
+    lambda seed, prompts, size, discrete: (
+        torch.randint(0, 2, (prompts, size), generator=torch.Generator().manual_seed(seed))
+        .double()
+        if discrete
+        else torch.randn(prompts, size, generator=torch.Generator().manual_seed(seed),
+                         dtype=torch.float64) * 5
+    ),
+    seed=st.integers(0, 2**31 - 1),
+    prompts=st.integers(1, 6),
+    size=st.integers(2, 16),
+    discrete=st.booleans(),
+)
+
+
+@given(group_rewards)
+def test_group_advantages_have_mean_zero_and_population_std_one(rewards):
+    advantages = rlgrad.group_advantages(rewards, eps=0.0)
+    varied = rewards.std(dim=-1) > 0
+    torch.testing.assert_close(advantages.mean(-1), torch.zeros(rewards.shape[0],
+                                                                dtype=torch.float64))
+    if bool(varied.any()):
+        torch.testing.assert_close(advantages[varied].std(-1, correction=0),
+                                   torch.ones(int(varied.sum()), dtype=torch.float64))
+    assert bool((advantages[~varied] == 0).all())
+
+
+@given(group_rewards)
+def test_unbiased_group_advantages_are_rescaled_by_sqrt_g_minus_one_over_g(rewards):
+    size = rewards.shape[-1]
+    population = rlgrad.group_advantages(rewards, eps=0.0)
+    sample = rlgrad.group_advantages(rewards, eps=0.0, unbiased=True)
+    torch.testing.assert_close(sample, population * math.sqrt((size - 1) / size))
+
+
+def test_unbiased_factor_at_group_of_eight():
+    # sqrt(7/8) = 0.9354: TRL-style advantages are 0.935× the seeds' at G = 8.
+    rewards = torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.float64)
+    population = rlgrad.group_advantages(rewards)
+    sample = rlgrad.group_advantages(rewards, unbiased=True)
+    assert (sample[0, 0] / population[0, 0]).item() == pytest.approx(0.9354, abs=1e-4)
+    # Population σ of one 1 among eight is √(7)/8: Â = (7/8)/(√7/8) = √7 = 2.6458, and the
+    # zeros get (−1/8)/(√7/8) = −1/√7 = −0.3780.
+    assert population[0, 0].item() == pytest.approx(2.6458, abs=1e-4)
+    assert population[0, 1].item() == pytest.approx(-0.3780, abs=1e-4)
+
+
+def test_equal_groups_give_exact_zeros_never_nan():
+    rewards = torch.tensor([[0.1, 0.1, 0.1], [1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+    for kwargs in ({}, {"eps": 0.0}, {"unbiased": True}, {"scale": False}):
+        advantages = rlgrad.group_advantages(rewards, **kwargs)
+        assert bool((advantages[:2] == 0).all()), kwargs
+        assert bool(torch.isfinite(advantages).all())
+    single = rlgrad.group_advantages(torch.tensor([[3.0]]))
+    assert single.item() == 0.0
+
+
+def test_group_advantages_batch_of_groups_equals_loop():
+    rewards = torch.randn(4, 3, 6, generator=torch.Generator().manual_seed(0))
+    batched = rlgrad.group_advantages(rewards)
+    for i in range(4):
+        for j in range(3):
+            torch.testing.assert_close(batched[i, j], rlgrad.group_advantages(rewards[i, j]))
+
+
+def test_normalize_advantages_mean_zero_sample_std_one():
+    advantages = torch.randn(50, 4, generator=torch.Generator().manual_seed(1)) * 7 + 3
+    normalized = rlgrad.normalize_advantages(advantages)
+    assert normalized.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert normalized.std().item() == pytest.approx(1.0, abs=1e-6)
