@@ -87,14 +87,14 @@ def main() -> None:
             "loop": lambda c=case: per_step_loop(*c),
         }
         samples: dict[str, list[float]] = {name: [] for name in contenders}
-        for name, fn in contenders.items():  # warm-up
+        for fn in contenders.values():  # warm-up
             fn()
         for _ in range(args.repeats):
             for name, fn in contenders.items():
                 samples[name].append(timed(fn))
         median = {name: statistics.median(times) for name, times in samples.items()}
         print(
-            f"{str([steps, batch]):>14} {median['floor'] * 1e3:9.3f} {median['gae'] * 1e3:8.3f} "
+            f"{f'[{steps}, {batch}]':>14} {median['floor'] * 1e3:9.3f} {median['gae'] * 1e3:8.3f} "
             f"{median['loop'] * 1e3:9.2f} {median['gae'] / median['floor']:10.2f} "
             f"{median['loop'] / median['gae']:9.1f}"
         )

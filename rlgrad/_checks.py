@@ -19,7 +19,7 @@ def _location(mask: Tensor) -> tuple[int, ...]:
 
 
 def tensor(fn: str, name: str, x: object, *, floating: bool = True) -> Tensor:
-    """Return ``x`` if it is a tensor (of floating dtype when ``floating``), else raise TypeError."""
+    """``x`` if it is a tensor (of floating dtype when ``floating``), else a TypeError."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor; got {type(x).__name__}")
     if floating and not x.is_floating_point():
@@ -32,9 +32,7 @@ def finite(fn: str, name: str, x: Tensor) -> Tensor:
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         where = _location(bad)
-        raise ValueError(
-            f"{fn}(): '{name}' must be finite; got {x[where].item()} at index {where}"
-        )
+        raise ValueError(f"{fn}(): '{name}' must be finite; got {x[where].item()} at index {where}")
     return x
 
 
@@ -47,7 +45,7 @@ def same_shape(fn: str, name: str, x: Tensor, ref_name: str, ref: Tensor) -> Non
 
 
 def same_kind(fn: str, name: str, x: Tensor, ref_name: str, ref: Tensor) -> None:
-    """Refuse mixed dtypes or devices, which torch would otherwise promote or fail on deep inside."""
+    """Refuse mixed dtypes or devices, which torch would silently promote or fail on later."""
     if x.dtype != ref.dtype:
         raise TypeError(
             f"{fn}(): '{name}' must have the dtype of '{ref_name}' ({ref.dtype}); got {x.dtype} "
@@ -72,7 +70,7 @@ def floats(
 
 
 def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
-    """A boolean tensor from bool or 0/1 numeric flags shaped like ``ref``; 0.5 or NaN is refused."""
+    """Bool or 0/1 numeric flags shaped like ``ref``, as a bool tensor; 0.5 or NaN is refused."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor of flags; got {type(x).__name__}")
     same_shape(fn, name, x, ref_name, ref)

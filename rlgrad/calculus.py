@@ -22,9 +22,7 @@ def _scalar(fn: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{fn}(): 'f' must return a torch.Tensor; got {type(value).__name__}")
     if value.numel() != 1:
-        raise ValueError(
-            f"{fn}(): 'f' must return a scalar tensor; got shape {tuple(value.shape)}"
-        )
+        raise ValueError(f"{fn}(): 'f' must return a scalar tensor; got shape {tuple(value.shape)}")
     return value.reshape(())
 
 

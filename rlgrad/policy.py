@@ -141,7 +141,8 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
         A 0-dim tensor ≥ 0.
 
     Example (log r = 0.1: (e^0.1 − 1) − 0.1 = 0.00517):
-        >>> approx_kl(torch.tensor([0.1], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
+        >>> x = torch.tensor([0.1], dtype=torch.float64)
+        >>> approx_kl(x, torch.zeros_like(x))
         tensor(0.0052, dtype=torch.float64)
     """
     log_probs, old_log_probs = _pair(

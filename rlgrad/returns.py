@@ -104,10 +104,9 @@ def _returns_loop(
     alive = (~terminated).to(rewards.dtype)
     returns: list[Tensor] = []
     for t in reversed(range(rewards.shape[0])):
-        if returns:
-            future = torch.where(truncated[t], bootstrap[t], returns[-1])
-        else:
-            future = bootstrap[t]
+        # After the last step the rollout is cut: the future is the bootstrap itself.
+        later = returns[-1] if returns else bootstrap[t]
+        future = torch.where(truncated[t], bootstrap[t], later)
         returns.append(rewards[t] + gamma * alive[t] * future)
     return torch.stack(returns[::-1]) if returns else rewards.clone()
 
@@ -158,8 +157,12 @@ def discounted_returns(
     if _use_kernel(rewards, bootstrap):
         out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
         ok = _kernels.return_scan(
-            _columns(rewards), _columns(terminated), _columns(truncated), _columns(bootstrap),
-            gamma, out.view(rewards.shape[0], -1).numpy(),
+            _columns(rewards),
+            _columns(terminated),
+            _columns(truncated),
+            _columns(bootstrap),
+            gamma,
+            out.view(rewards.shape[0], -1).numpy(),
         )
         if not ok:
             _raise_non_finite(fn, named)
@@ -243,8 +246,13 @@ def gae(
     if _use_kernel(rewards, values, next_values):
         out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
         ok = _kernels.gae_scan(
-            _columns(rewards), _columns(values), _columns(next_values),
-            _columns(terminated), _columns(truncated), gamma, lam,
+            _columns(rewards),
+            _columns(values),
+            _columns(next_values),
+            _columns(terminated),
+            _columns(truncated),
+            gamma,
+            lam,
             out.view(rewards.shape[0], -1).numpy(),
         )
         if not ok:

@@ -65,9 +65,10 @@ def dqn_targets(
     """DQN's TD targets (Mnih et al. 2015), y = r + γ(1 − term)·max_a' Q_θ⁻(s', a').
 
     With ``next_q_online`` it is double DQN (van Hasselt et al. 2016): the online network picks
-    a* = argmax_a' Q_θ(s', a') and the target network evaluates it, y = r + γ(1 − term)·Q_θ⁻(s', a*),
-    which removes the max operator's upward bias. Only termination removes the bootstrap: at a
-    time-limit truncation s' is the true final observation and its value still counts.
+    a* = argmax_a' Q_θ(s', a') and the target network evaluates it,
+    y = r + γ(1 − term)·Q_θ⁻(s', a*), which removes the max operator's upward bias. Only
+    termination removes the bootstrap: at a time-limit truncation s' is the true final
+    observation and its value still counts.
 
     Args:
         rewards: ``[*B]``.
@@ -198,9 +199,10 @@ def semi_gradient_td_update(
 
     Example (w = [1, 0], φ(s) = [1, 0], φ(s') = [0, 1], r = 1, γ = 0.9: δ = 1 + 0 − 1 = 0;
     with r = 2, δ = 1 and w ← [1, 0] + 0.5·1·[1, 0] = [1.5, 0]):
-        >>> w, phi, phi2 = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
-        >>> semi_gradient_td_update(w, phi, phi2, torch.tensor(2.0), torch.tensor(False), 0.9, 0.5)
-        tensor([1.5000, 0.])
+        >>> w, phi, phi_next = torch.tensor([1.0, 0.0]), torch.eye(2)[0], torch.eye(2)[1]
+        >>> r, done = torch.tensor(2.0), torch.tensor(False)
+        >>> semi_gradient_td_update(w, phi, phi_next, r, done, gamma=0.9, lr=0.5)
+        tensor([1.5000, 0.0000])
     """
     fn = "semi_gradient_td_update"
     weights = _checks.floats(fn, "weights", weights)

@@ -17,8 +17,9 @@ def smooth(x):
 @given(st.integers(0, 2**31 - 1), st.integers(1, 6))
 def test_autograd_gradient_matches_central_differences(seed, size):
     x = torch.randn(size, generator=torch.Generator().manual_seed(seed), dtype=f64)
-    torch.testing.assert_close(rlgrad.gradient(smooth, x), rlgrad.numerical_gradient(smooth, x),
-                               rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(
+        rlgrad.gradient(smooth, x), rlgrad.numerical_gradient(smooth, x), rtol=1e-7, atol=1e-8
+    )
 
 
 def test_numerical_gradient_runs_in_float64_for_float32_points():
@@ -36,22 +37,32 @@ def test_numerical_gradient_runs_in_float64_for_float32_points():
 @pytest.mark.parametrize(
     ("name", "loss"),
     [
-        ("policy_gradient_loss", lambda x: rlgrad.policy_gradient_loss(x, torch.arange(4.0,
-                                                                                       dtype=f64))),
-        ("ppo_clip_loss", lambda x: rlgrad.ppo_clip_loss(x, torch.full((4,), 0.03, dtype=f64),
-                                                         torch.tensor([1.0, -2.0, 0.5, 3.0],
-                                                                      dtype=f64))),
+        (
+            "policy_gradient_loss",
+            lambda x: rlgrad.policy_gradient_loss(x, torch.arange(4.0, dtype=f64)),
+        ),
+        (
+            "ppo_clip_loss",
+            lambda x: rlgrad.ppo_clip_loss(
+                x, torch.full((4,), 0.03, dtype=f64), torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=f64)
+            ),
+        ),
         ("value_loss", lambda x: rlgrad.value_loss(x, torch.ones(4, dtype=f64))),
-        ("dqn_loss", lambda x: rlgrad.dqn_loss(x.reshape(2, 2), torch.tensor([0, 1]),
-                                               torch.tensor([0.5, -0.5], dtype=f64))),
+        (
+            "dqn_loss",
+            lambda x: rlgrad.dqn_loss(
+                x.reshape(2, 2), torch.tensor([0, 1]), torch.tensor([0.5, -0.5], dtype=f64)
+            ),
+        ),
         ("categorical_entropy", lambda x: rlgrad.categorical_entropy(x)),
         ("kl_k3", lambda x: rlgrad.kl_k3(x, torch.zeros(4, dtype=f64)).sum()),
     ],
 )
 def test_every_loss_gradient_matches_central_differences(name, loss):
     x = torch.tensor([0.1, -0.2, 0.05, 0.3], dtype=f64)
-    torch.testing.assert_close(rlgrad.gradient(loss, x), rlgrad.numerical_gradient(loss, x),
-                               rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(
+        rlgrad.gradient(loss, x), rlgrad.numerical_gradient(loss, x), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_gradient_of_a_constant_is_zero_and_input_is_untouched():
@@ -68,8 +79,9 @@ def test_gradient_works_inside_no_grad():
 
 def test_hessian_of_a_quadratic_and_of_a_matrix_point():
     a = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=f64)
-    torch.testing.assert_close(rlgrad.hessian(lambda w: w @ a @ w, torch.zeros(2, dtype=f64)),
-                               2 * a)
+    torch.testing.assert_close(
+        rlgrad.hessian(lambda w: w @ a @ w, torch.zeros(2, dtype=f64)), 2 * a
+    )
     m = torch.ones(2, 3, dtype=f64)
     h = rlgrad.hessian(lambda x: (x**2).sum(), m)
     assert h.shape == (2, 3, 2, 3)

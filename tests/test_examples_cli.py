@@ -18,9 +18,20 @@ def test_every_seed_section_has_examples():
 def test_examples_print_the_seed_numbers(capsys):
     assert main(["examples"]) == 0
     out = capsys.readouterr().out
-    for expected in ["θ_k = [0.2, 0.32, 0.416]", "∇J(θ₀) = [2, 4]", "θ₁ = [0.2, 0.4]",
-                     "dL/dθ = -18", "order 1 = 9.6", "order 2 = 9.61", "σ = 2.2361",
-                     "μ = 5.3333", "r·Â = 4.5", "clipped = 3.6", "δ = 2.4", "J'(1.0) = -0.4"]:
+    for expected in [
+        "θ_k = [0.2, 0.32, 0.416]",
+        "∇J(θ₀) = [2, 4]",
+        "θ₁ = [0.2, 0.4]",
+        "dL/dθ = -18",
+        "order 1 = 9.6",
+        "order 2 = 9.61",
+        "σ = 2.2361",
+        "μ = 5.3333",
+        "r·Â = 4.5",
+        "clipped = 3.6",
+        "δ = 2.4",
+        "J'(1.0) = -0.4",
+    ]:
         assert expected in out, expected
     for section in SECTIONS:
         assert section in out
@@ -35,7 +46,7 @@ def test_section_filter_and_unknown_section(capsys):
 
 
 def shifted(value):
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
         return value * 0.8 + 0.05  # stays in [0, 1] for γ, λ and ε
@@ -43,8 +54,10 @@ def shifted(value):
     if isinstance(value, tuple) and value and isinstance(value[0], float):
         return tuple(v + 0.37 * (i + 1) for i, v in enumerate(value))
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return tuple(tuple(v + 0.37 * (i + 2 * j + 1) for i, v in enumerate(row))
-                     for j, row in enumerate(value))
+        return tuple(
+            tuple(v + 0.37 * (i + 2 * j + 1) for i, v in enumerate(row))
+            for j, row in enumerate(value)
+        )
     return None
 
 
@@ -75,9 +88,14 @@ def test_render_is_stable_text():
 
 
 def test_console_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "rlgrad.cli", "examples", "--section",
-                             "E.3.4"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "rlgrad.cli", "examples", "--section", "E.3.4"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "Â = [-1.3416, -0.4472, 0.4472, 1.3416]" in result.stdout
-    help_text = subprocess.run([sys.executable, "-m", "rlgrad.cli", "--help"],
-                               capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "rlgrad.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "examples" in help_text

@@ -100,8 +100,9 @@ def test_losses_detach_advantages_targets_and_old_policies():
     rlgrad.value_loss(log_probs, returns).backward()
     assert returns.grad is None
     targets = randn(4, seed=19, requires_grad=True)
-    rlgrad.dqn_loss(randn(4, 2, seed=20, requires_grad=True), torch.zeros(4, dtype=torch.long),
-                    targets).backward()
+    rlgrad.dqn_loss(
+        randn(4, 2, seed=20, requires_grad=True), torch.zeros(4, dtype=torch.long), targets
+    ).backward()
     assert targets.grad is None
     ref = randn(4, seed=21, requires_grad=True)
     rlgrad.kl_k3(log_probs, ref).sum().backward()
@@ -164,8 +165,12 @@ def test_semi_gradient_batch_is_mean_of_single_updates():
     terminated = torch.tensor([False, True, False, False, True])
     batched = rlgrad.semi_gradient_td_update(w, phi, phi_next, rewards, terminated, 0.9, 0.1)
     singles = torch.stack(
-        [rlgrad.semi_gradient_td_update(w, phi[i], phi_next[i], rewards[i], terminated[i], 0.9,
-                                        0.1) for i in range(5)]
+        [
+            rlgrad.semi_gradient_td_update(
+                w, phi[i], phi_next[i], rewards[i], terminated[i], 0.9, 0.1
+            )
+            for i in range(5)
+        ]
     )
     torch.testing.assert_close(batched, singles.mean(0))
 
@@ -206,12 +211,14 @@ def test_ppo_gradient_vanishes_where_the_clip_is_active(seed, clip_eps):
     g = torch.Generator().manual_seed(seed)
     advantages = torch.randn(20, generator=g, dtype=f64)
     # Push each ratio beyond the clip on the side its advantage favours.
-    beyond = 1.0 + torch.sign(advantages) * (clip_eps + 0.01 + torch.rand(20, generator=g,
-                                                                          dtype=f64) * 0.3)
+    beyond = 1.0 + torch.sign(advantages) * (
+        clip_eps + 0.01 + torch.rand(20, generator=g, dtype=f64) * 0.3
+    )
     ratios = beyond.clamp_min(1e-3).requires_grad_(True)
     objective = rlgrad.ppo_objective(ratios, advantages, clip_eps)
-    torch.testing.assert_close(objective, ratios.detach().clamp(1 - clip_eps, 1 + clip_eps)
-                               * advantages)
+    torch.testing.assert_close(
+        objective, ratios.detach().clamp(1 - clip_eps, 1 + clip_eps) * advantages
+    )
     objective.sum().backward()
     assert bool((ratios.grad == 0).all())
 
@@ -240,8 +247,9 @@ def test_approx_kl_estimates_the_true_kl():
     old_probs = torch.tensor([0.5, 0.3, 0.2], dtype=f64)
     new_probs = torch.tensor([0.4, 0.4, 0.2], dtype=f64)
     true_kl = (old_probs * (old_probs / new_probs).log()).sum().item()
-    actions = torch.multinomial(old_probs, 200_000, replacement=True,
-                                generator=torch.Generator().manual_seed(0))
+    actions = torch.multinomial(
+        old_probs, 200_000, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
     estimate = rlgrad.approx_kl(new_probs.log()[actions], old_probs.log()[actions]).item()
     assert estimate == pytest.approx(true_kl, rel=0.03)
 
@@ -251,8 +259,10 @@ def test_approx_kl_estimates_the_true_kl():
 
 @given(samples, st.integers(1, 12), st.floats(0.01, 30.0))
 def test_entropy_between_zero_and_log_num_actions(seed, num_actions, temperature):
-    logits = torch.randn(5, num_actions, generator=torch.Generator().manual_seed(seed),
-                         dtype=f64) * temperature
+    logits = (
+        torch.randn(5, num_actions, generator=torch.Generator().manual_seed(seed), dtype=f64)
+        * temperature
+    )
     entropy = rlgrad.categorical_entropy(logits)
     assert bool((entropy >= -1e-12).all())
     assert bool((entropy <= math.log(num_actions) + 1e-12).all())
@@ -271,7 +281,8 @@ def test_entropy_uniform_deterministic_and_masked():
 
 
 def test_entropy_gradient_matches_the_seed_formula_through_the_softmax():
-    # dH/dz_j = Σ_a ∂H/∂π_a · ∂π_a/∂z_j with ∂H/∂π_a = −(log π_a + 1) and ∂π_a/∂z_j = π_a(1[a=j] − π_j).
+    # dH/dz_j = Σ_a ∂H/∂π_a · ∂π_a/∂z_j with ∂H/∂π_a = −(log π_a + 1)
+    # and ∂π_a/∂z_j = π_a(1[a=j] − π_j).
     logits = torch.tensor([0.2, -0.4, 1.1], dtype=f64)
     pi = torch.softmax(logits, -1)
     jacobian = torch.diag(pi) - pi[:, None] * pi[None, :]

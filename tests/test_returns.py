@@ -63,9 +63,7 @@ def test_gae_lambda_one_plus_value_is_bootstrapped_return(data, gamma):
 def test_gae_compiled_scan_equals_reference_loop(data, gamma, lam):
     rewards, values, next_values, terminated, truncated = data
     fast = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam)
-    slow = returns_module._gae_loop(
-        rewards, values, next_values, terminated, truncated, gamma, lam
-    )
+    slow = returns_module._gae_loop(rewards, values, next_values, terminated, truncated, gamma, lam)
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
 
 
@@ -129,8 +127,9 @@ def test_rewards_after_a_cut_do_not_leak_backwards_explicit():
     term = torch.zeros(4, dtype=torch.bool)
     trunc = torch.tensor([False, True, False, False])
     base = rlgrad.gae(r, v, v, term, trunc, 0.9, 0.8)
-    bumped = rlgrad.gae(r + torch.tensor([0, 0, 5.0, 5.0], dtype=torch.float64), v, v, term,
-                        trunc, 0.9, 0.8)
+    bumped = rlgrad.gae(
+        r + torch.tensor([0, 0, 5.0, 5.0], dtype=torch.float64), v, v, term, trunc, 0.9, 0.8
+    )
     torch.testing.assert_close(bumped[:2], base[:2])
     assert bumped[2] != base[2]
     # A_0 = 1 + 0.72·1 (V = 0 everywhere) = 1.72.
@@ -141,8 +140,9 @@ def test_float32_kernel_matches_float64_reference():
     data = rollout(7, 300, (16,), 0.02, 0.02, dtype=torch.float32)
     fast = rlgrad.gae(*data, 0.99, 0.95)
     assert fast.dtype == torch.float32
-    reference = returns_module._gae_loop(*(x.double() if x.is_floating_point() else x
-                                           for x in data), 0.99, 0.95)
+    reference = returns_module._gae_loop(
+        *(x.double() if x.is_floating_point() else x for x in data), 0.99, 0.95
+    )
     torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=1e-4)
 
 
@@ -174,8 +174,9 @@ def test_discounted_returns_reverse_cumsum_without_discount():
     # γ = 1, no episode end, no bootstrap: G_t = Σ_{k≥t} r_k.
     r = torch.tensor([1.0, 2.0, 3.0, 4.0])
     no = torch.zeros(4, dtype=torch.bool)
-    torch.testing.assert_close(rlgrad.discounted_returns(r, no, no, 1.0),
-                               torch.tensor([10.0, 9.0, 7.0, 4.0]))
+    torch.testing.assert_close(
+        rlgrad.discounted_returns(r, no, no, 1.0), torch.tensor([10.0, 9.0, 7.0, 4.0])
+    )
 
 
 def test_discounted_returns_bootstraps_last_step_and_truncations():
@@ -185,11 +186,13 @@ def test_discounted_returns_bootstraps_last_step_and_truncations():
     term = torch.zeros(3, dtype=torch.bool)
     trunc = torch.tensor([True, False, False])
     nv = torch.tensor([8.0, 100.0, 2.0])
-    torch.testing.assert_close(rlgrad.discounted_returns(r, term, trunc, 0.5, nv),
-                               torch.tensor([5.0, 4.0, 4.0]))
+    torch.testing.assert_close(
+        rlgrad.discounted_returns(r, term, trunc, 0.5, nv), torch.tensor([5.0, 4.0, 4.0])
+    )
     # Without next_values every bootstrap is 0: G_2 = 3, G_1 = 2 + 0.5·3 = 3.5, G_0 = 1.
-    torch.testing.assert_close(rlgrad.discounted_returns(r, term, trunc, 0.5),
-                               torch.tensor([1.0, 3.5, 3.0]))
+    torch.testing.assert_close(
+        rlgrad.discounted_returns(r, term, trunc, 0.5), torch.tensor([1.0, 3.5, 3.0])
+    )
 
 
 def test_discounted_returns_gradient_reaches_rewards_and_bootstrap():
@@ -215,11 +218,12 @@ def test_empty_rollouts_give_empty_results():
 
 group_rewards = st.builds(
     lambda seed, prompts, size, discrete: (
-        torch.randint(0, 2, (prompts, size), generator=torch.Generator().manual_seed(seed))
-        .double()
+        torch.randint(0, 2, (prompts, size), generator=torch.Generator().manual_seed(seed)).double()
         if discrete
-        else torch.randn(prompts, size, generator=torch.Generator().manual_seed(seed),
-                         dtype=torch.float64) * 5
+        else torch.randn(
+            prompts, size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+        )
+        * 5
     ),
     seed=st.integers(0, 2**31 - 1),
     prompts=st.integers(1, 6),
@@ -232,11 +236,14 @@ group_rewards = st.builds(
 def test_group_advantages_have_mean_zero_and_population_std_one(rewards):
     advantages = rlgrad.group_advantages(rewards, eps=0.0)
     varied = rewards.std(dim=-1) > 0
-    torch.testing.assert_close(advantages.mean(-1), torch.zeros(rewards.shape[0],
-                                                                dtype=torch.float64))
+    torch.testing.assert_close(
+        advantages.mean(-1), torch.zeros(rewards.shape[0], dtype=torch.float64)
+    )
     if bool(varied.any()):
-        torch.testing.assert_close(advantages[varied].std(-1, correction=0),
-                                   torch.ones(int(varied.sum()), dtype=torch.float64))
+        torch.testing.assert_close(
+            advantages[varied].std(-1, correction=0),
+            torch.ones(int(varied.sum()), dtype=torch.float64),
+        )
     assert bool((advantages[~varied] == 0).all())
 
 
