@@ -122,7 +122,7 @@ def gae_scan(rewards, values, next_values, terminated, truncated, gamma, lam, ou
     )
 
 
-def return_scan(rewards, terminated, truncated, bootstrap, gamma, out) -> bool:
+def return_scan(rewards, bootstrap, terminated, truncated, gamma, out) -> bool:
     return bool(
         _compiled()[1](
             rewards,

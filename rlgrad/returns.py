@@ -46,6 +46,24 @@ def _columns(x: Tensor):
     return x.detach().reshape(x.shape[0], -1).contiguous().numpy()
 
 
+def _scan(fn, kernel, reference, named: dict[str, Tensor], flags, *hyper) -> Tensor:
+    """Run a reverse-time recursion by the compiled kernel when it applies, else by ``reference``.
+
+    ``named`` are the float inputs (``rewards`` first), ``flags`` the bool tensors, ``hyper`` the
+    scalars; kernel and reference take them in that order (the kernel also takes ``out``).
+    """
+    rewards = named["rewards"]
+    if _use_kernel(*named.values()):
+        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
+        columns = [_columns(x) for x in (*named.values(), *flags)]
+        if not kernel(*columns, *hyper, out.view(rewards.shape[0], -1).numpy()):
+            _raise_non_finite(fn, named)
+        return out
+    for name, x in named.items():
+        _checks.finite(fn, name, x)
+    return reference(*named.values(), *flags, *hyper)
+
+
 def _raise_non_finite(fn: str, named: dict[str, Tensor]) -> None:
     for name, x in named.items():
         _checks.finite(fn, name, x)
@@ -98,7 +116,7 @@ def td_errors(
 
 
 def _returns_loop(
-    rewards: Tensor, terminated: Tensor, truncated: Tensor, bootstrap: Tensor, gamma: float
+    rewards: Tensor, bootstrap: Tensor, terminated: Tensor, truncated: Tensor, gamma: float
 ) -> Tensor:
     """Reference (and autograd / GPU) path of :func:`discounted_returns`: one step at a time."""
     alive = (~terminated).to(rewards.dtype)
@@ -154,22 +172,7 @@ def discounted_returns(
     else:
         bootstrap = _trajectory(fn, "next_values", next_values, rewards)
     named = {"rewards": rewards, "next_values": bootstrap}
-    if _use_kernel(rewards, bootstrap):
-        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
-        ok = _kernels.return_scan(
-            _columns(rewards),
-            _columns(terminated),
-            _columns(truncated),
-            _columns(bootstrap),
-            gamma,
-            out.view(rewards.shape[0], -1).numpy(),
-        )
-        if not ok:
-            _raise_non_finite(fn, named)
-        return out
-    for name, x in named.items():
-        _checks.finite(fn, name, x)
-    return _returns_loop(rewards, terminated, truncated, bootstrap, gamma)
+    return _scan(fn, _kernels.return_scan, _returns_loop, named, (terminated, truncated), gamma)
 
 
 def _gae_loop(
@@ -243,24 +246,7 @@ def gae(
     gamma = _checks.unit_interval(fn, "gamma", gamma)
     lam = _checks.unit_interval(fn, "lam", lam)
     named = {"rewards": rewards, "values": values, "next_values": next_values}
-    if _use_kernel(rewards, values, next_values):
-        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
-        ok = _kernels.gae_scan(
-            _columns(rewards),
-            _columns(values),
-            _columns(next_values),
-            _columns(terminated),
-            _columns(truncated),
-            gamma,
-            lam,
-            out.view(rewards.shape[0], -1).numpy(),
-        )
-        if not ok:
-            _raise_non_finite(fn, named)
-        return out
-    for name, x in named.items():
-        _checks.finite(fn, name, x)
-    return _gae_loop(rewards, values, next_values, terminated, truncated, gamma, lam)
+    return _scan(fn, _kernels.gae_scan, _gae_loop, named, (terminated, truncated), gamma, lam)
 
 
 def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:

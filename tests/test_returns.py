@@ -71,7 +71,7 @@ def test_gae_compiled_scan_equals_reference_loop(data, gamma, lam):
 def test_returns_compiled_scan_equals_reference_loop(data, gamma):
     rewards, _, next_values, terminated, truncated = data
     fast = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, next_values)
-    slow = returns_module._returns_loop(rewards, terminated, truncated, next_values, gamma)
+    slow = returns_module._returns_loop(rewards, next_values, terminated, truncated, gamma)
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
 
 

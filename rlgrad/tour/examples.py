@@ -63,12 +63,15 @@ def _ascent(theta0, lr, steps):
     return {"θ_k": rlgrad.gradient_ascent(_parabola, f64(theta0), lr=lr, steps=steps)}
 
 
-def _bowl_step(theta0, lr):
-    theta0 = f64(theta0)
-    return {
-        "∇J(θ₀)": rlgrad.gradient(_bowl, theta0),
-        "θ₁": rlgrad.gradient_ascent(_bowl, theta0, lr=lr, steps=1)[1],
-    }
+def _one_ascent_step(objective, slope_label):
+    def compute(theta0, lr):
+        theta0 = f64(theta0)
+        return {
+            slope_label: rlgrad.gradient(objective, theta0),
+            "θ₁": rlgrad.gradient_ascent(objective, theta0, lr=lr, steps=1)[1],
+        }
+
+    return compute
 
 
 def _chain(theta):
@@ -165,15 +168,8 @@ def _td(value, reward, next_value, gamma):
     return {"δ": delta[0]}
 
 
-def _one_ascent_step(theta0, lr):
-    def objective(t):
-        return -((t - 1) ** 2) + 2
-
-    theta0 = f64(theta0)
-    return {
-        "J'(θ₀)": rlgrad.gradient(objective, theta0),
-        "θ₁": rlgrad.gradient_ascent(objective, theta0, lr=lr, steps=1)[1],
-    }
+def _exercise_objective(theta):  # E.3.6 exercise 1: J(θ) = −(θ − 1)² + 2
+    return -((theta - 1) ** 2) + 2
 
 
 def _derivative_at(function):
@@ -257,7 +253,7 @@ EXAMPLES: list[Example] = [
         "J(θ₁,θ₂) = −(θ₁−1)² − (θ₂−2)² + 5,  θ ← θ + α∇J",
         "rlgrad.gradient, rlgrad.gradient_ascent",
         {"theta0": (0.0, 0.0), "lr": 0.1},
-        _bowl_step,
+        _one_ascent_step(_bowl, "∇J(θ₀)"),
     ),
     Example(
         "E.3.1",
@@ -450,7 +446,7 @@ EXAMPLES: list[Example] = [
         "J(θ) = −(θ − 1)² + 2",
         "rlgrad.gradient, rlgrad.gradient_ascent",
         {"theta0": 0.0, "lr": 0.1},
-        _one_ascent_step,
+        _one_ascent_step(_exercise_objective, "J'(θ₀)"),
     ),
     Example(
         "E.3.6",
