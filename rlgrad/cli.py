@@ -17,6 +17,29 @@ def _examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from rlgrad.tabular.estimators import render_study, study
+    from rlgrad.tabular.zoo import ZOO, make_logits
+
+    mdp = ZOO[args.mdp](gamma=args.gamma)
+    logits = make_logits(mdp, args.theta, seed=args.seed)
+    lams = tuple(float(x) for x in args.lams.split(","))
+    result = study(mdp, logits, args.episodes, lams, args.critic_noise, args.seed, args.horizon)
+    print(render_study(result))
+    if args.plots:
+        from rlgrad.tabular.plots import plot_study
+
+        for path in plot_study(result, args.plots):
+            print(f"  wrote {path}")
+    return 0
+
+
+def _tour(args: argparse.Namespace) -> int:
+    from rlgrad.tour.tour import run_tour
+
+    return run_tour(plots=args.plots, step=args.step)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlgrad",
@@ -33,6 +56,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--section", help="only sections starting with this, e.g. E.3.4", default=None
     )
     examples.set_defaults(run=_examples)
+
+    study = commands.add_parser(
+        "study",
+        help="measure sampled policy-gradient estimators against the exact gradient",
+        description="Sample N episodes on a small MDP and report the bias and variance, against "
+        "the exact policy gradient, of REINFORCE, baselines, the exact advantage, GAE(λ) with the "
+        "exact V, and GAE(λ) with a noisy critic.",
+    )
+    study.add_argument(
+        "--mdp",
+        choices=["two_state", "chain", "random"],
+        default="two_state",
+        help="the MDP (default: two_state)",
+    )
+    study.add_argument("--gamma", type=float, default=0.9, help="the discount γ (default: 0.9)")
+    study.add_argument(
+        "--theta",
+        default="zeros",
+        help="logits: 'zeros' (uniform policy), 'random', or S·A comma-separated "
+        "numbers, state by state (default: zeros)",
+    )
+    study.add_argument(
+        "--episodes", type=int, default=2000, help="number of sampled episodes N (default: 2000)"
+    )
+    study.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="steps per episode H (default: smallest H with γ^H <= 1e-4)",
+    )
+    study.add_argument(
+        "--lams",
+        default="0,0.5,0.9,0.95,1",
+        help="comma-separated GAE λ values (default: 0,0.5,0.9,0.95,1)",
+    )
+    study.add_argument(
+        "--critic-noise",
+        type=float,
+        default=1.0,
+        help="RMS size of the noisy critic's error V̂ − V (default: 1.0)",
+    )
+    study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    study.add_argument(
+        "--plots", metavar="DIR", default=None, help="also write PNG figures into DIR"
+    )
+    study.set_defaults(run=_study)
+
+    tour = commands.add_parser(
+        "tour",
+        help="a guided walk through rlgrad: calculus, policy gradients, TD, GAE, PPO, GRPO",
+        description="Each step computes its numbers with rlgrad's functions; with --plots DIR it "
+        "also writes a figure per step.",
+    )
+    tour.add_argument("--plots", metavar="DIR", default=None, help="write PNG figures into DIR")
+    tour.add_argument(
+        "--step", default=None, help="only steps whose name starts with this, e.g. 'gae'"
+    )
+    tour.set_defaults(run=_tour)
     return parser
 
 

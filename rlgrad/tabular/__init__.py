@@ -1,0 +1,32 @@
+"""Exact ground truth on small MDPs: the policy gradient theorem in closed form, and sampled
+estimators (REINFORCE, baselines, GAE) measured against it.
+
+Import explicitly, ``import rlgrad.tabular``; the formula layer does not depend on this package.
+"""
+
+from rlgrad.tabular.exact import (
+    evaluate,
+    expected_gae_gradient,
+    objective,
+    optimal_policy,
+    policy,
+    policy_gradient,
+    state_visitation,
+)
+from rlgrad.tabular.mdp import TabularMDP
+from rlgrad.tabular.zoo import ZOO, chain, random_mdp, two_state
+
+__all__ = [
+    "ZOO",
+    "TabularMDP",
+    "chain",
+    "evaluate",
+    "expected_gae_gradient",
+    "objective",
+    "optimal_policy",
+    "policy",
+    "policy_gradient",
+    "random_mdp",
+    "state_visitation",
+    "two_state",
+]

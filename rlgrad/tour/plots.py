@@ -1,0 +1,174 @@
+"""Figures of ``rlgrad tour --plots DIR``: one function per tour step, each drawing the results
+that step computed (never recomputing a formula itself).
+
+matplotlib (the ``plots`` extra) is imported lazily with the Agg backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rlgrad.tabular import plots as tabular_plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return path
+
+
+def ascent(results: dict, path: Path) -> Path:
+    """θ_k of gradient ascent on J(θ) = −(θ − 0.8)² + 1 for each learning rate."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    for lr, trajectory in results["_paths"].items():
+        verdict = results[f"α={lr:g}"]
+        axis.plot(trajectory.tolist(), "o-", ms=3, label=f"α = {lr:g} ({verdict})")
+    axis.axhline(0.8, color="grey", ls=":", label="maximum θ = 0.8")
+    axis.set_ylim(-1.5, 3.0)
+    axis.set(title="Gradient ascent on J(θ) = −(θ − 0.8)² + 1", xlabel="step k", ylabel="θ_k")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def chain_rule(results: dict, path: Path) -> Path:
+    """L(θ) = (3θ − 6)² with its tangent at θ, whose slope is dL/dy · dy/dθ."""
+    plt = _pyplot()
+    theta = results["_theta"].item()
+    loss, slope = results["L = (y − 6)²"].item(), results["dL/dy · dy/dθ"].item()
+    grid = torch.linspace(theta - 1.5, theta + 2.5, 200, dtype=torch.float64)
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    # The loss curve itself is the definition being differentiated, drawn for orientation.
+    axis.plot(grid.tolist(), ((3 * grid - 6) ** 2).tolist(), label="L(θ) = (3θ − 6)²")
+    axis.plot(
+        grid.tolist(),
+        (loss + slope * (grid - theta)).tolist(),
+        "--",
+        label=f"tangent at θ = {theta:g}, slope dL/dy·dy/dθ = "
+        f"{results['dL/dy'].item():g}·{results['dy/dθ'].item():g} = {slope:g}",
+    )
+    axis.plot([theta], [loss], "ko")
+    axis.set_ylim(-5, max(40.0, loss + 5))
+    axis.set(title="The chain rule: y = 3θ, L = (y − 6)²", xlabel="θ", ylabel="L")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def taylor(results: dict, path: Path) -> Path:
+    """x² against its first- and second-order Taylor approximations around x."""
+    plt = _pyplot()
+    x, h = results["_x"].item(), results["_h"].item()
+    points = (x + results["_steps"]).tolist()
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    for (name, curve), style in zip(results["_curves"].items(), ("-", "--", ":"), strict=True):
+        axis.plot(points, curve.tolist(), style, lw=3 if style == "-" else 2, label=name)
+    axis.plot(
+        [x + h],
+        [results["order 1"].item()],
+        "rx",
+        ms=10,
+        label=f"h = {h:g}: order 1 gives {results['order 1'].item():.4g}, "
+        f"true {results['f(x + h)'].item():.4g}",
+    )
+    axis.set(title=f"Taylor approximations of x² around x = {x:g}", xlabel="x + h", ylabel="value")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def policy_gradient(results: dict, path: Path) -> Path:
+    """J(θ_k) of exact gradient ascent on two_state for each learning rate, against J*."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    for lr, curve in results["_returns"].items():
+        axis.plot(curve.tolist(), label=f"α = {lr:g}")
+    axis.axhline(float(results["_optimum"]), color="grey", ls=":", label="J* (optimal policy)")
+    axis.set(
+        title="Exact policy-gradient ascent on the two-state MDP",
+        xlabel="step k",
+        ylabel="J(θ_k) = μ₀ᵀV",
+    )
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(fig, path)
+
+
+def td(results: dict, path: Path) -> Path:
+    """TD(0) value estimates per state over updates, with the exact V."""
+    plt = _pyplot()
+    history, exact_values = results["_history"], results["_true_values"]
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    for state, name in enumerate(("left", "right")):
+        (line,) = axis.plot(history[:, state].tolist(), label=f"TD(0) V({name})")
+        axis.axhline(
+            exact_values[state].item(),
+            color=line.get_color(),
+            ls=":",
+            label=f"exact V({name}) = {exact_values[state].item():.3f}",
+        )
+    axis.set(
+        title="Semi-gradient TD(0) on two_state (uniform policy)",
+        xlabel="update",
+        ylabel="V estimate",
+    )
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(fig, path)
+
+
+def gae(results: dict, path: Path) -> Path:
+    """Bias² and variance of GAE(λ) against λ, from the study the step ran."""
+    return tabular_plots.plot_lambda(results["_study"], Path(path))
+
+
+def ppo(results: dict, path: Path) -> Path:
+    """PPO's clipped objective against the ratio, for Â = +1 and Â = −1."""
+    plt = _pyplot()
+    ratios, clip_eps = results["_ratios"].tolist(), results["_clip_eps"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, sign in zip(axes, (1.0, -1.0), strict=True):
+        axis.plot(ratios, [sign * r for r in ratios], ":", color="grey", label="unclipped r·Â")
+        axis.plot(ratios, results["_curves"][sign].tolist(), lw=2.5, label="min(rÂ, clip(r)Â)")
+        low, high = results[f"flat (zero-gradient) ratios for Â{'>' if sign > 0 else '<'}0"]
+        axis.axvspan(low, high, color="orange", alpha=0.2, label="flat: gradient 0")
+        for edge in (1 - clip_eps, 1 + clip_eps):
+            axis.axvline(edge, color="k", lw=0.6, ls="--")
+        axis.set(
+            title=f"Â = {sign:+g}, ε = {clip_eps:g}", xlabel="ratio r = π/π_old", ylabel="objective"
+        )
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.suptitle("PPO's clipped objective")
+    return _save(fig, path)
+
+
+def grpo(results: dict, path: Path) -> Path:
+    """GRPO advantages of each answer in the seeds' reward groups."""
+    plt = _pyplot()
+    groups = results["_advantages"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
+    for axis, (rewards, advantages) in zip(axes[0], groups.items(), strict=True):
+        labels = [f"r={r:g}" for r in rewards]
+        colors = ["tab:green" if a > 0 else "tab:red" for a in advantages.tolist()]
+        axis.bar(labels, advantages.tolist(), color=colors)
+        axis.axhline(0, color="k", lw=0.8)
+        axis.set(title=f"group {list(rewards)}", xlabel="answer reward", ylabel="Â = (r − μ)/σ")
+        axis.grid(alpha=0.3, axis="y")
+    fig.suptitle("GRPO: advantages relative to the group mean")
+    return _save(fig, path)
