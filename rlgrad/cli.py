@@ -23,7 +23,12 @@ def _study(args: argparse.Namespace) -> int:
 
     mdp = ZOO[args.mdp](gamma=args.gamma)
     logits = make_logits(mdp, args.theta, seed=args.seed)
-    lams = tuple(float(x) for x in args.lams.split(","))
+    try:
+        lams = tuple(float(x) for x in args.lams.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--lams must be comma-separated numbers in [0, 1]; got {args.lams!r}"
+        ) from None
     result = study(mdp, logits, args.episodes, lams, args.critic_noise, args.seed, args.horizon)
     print(render_study(result))
     if args.plots:
@@ -119,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        # Bad input from the command line deserves one line that says what to fix, not a
+        # traceback; the library's errors already name the function, argument and value.
+        print(f"rlgrad {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

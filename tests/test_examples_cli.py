@@ -99,3 +99,19 @@ def test_console_entry_point_runs():
         [sys.executable, "-m", "rlgrad.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "examples" in help_text
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["study", "--theta", "1,2"], "4 numbers"),
+        (["study", "--gamma", "1.5"], "'gamma' must lie in [0, 1]"),
+        (["study", "--lams", "0,abc"], "--lams must be comma-separated"),
+        (["study", "--episodes", "0"], "'num_episodes'"),
+    ],
+)
+def test_bad_command_line_input_gives_one_line_and_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.startswith(f"rlgrad {argv[0]}: ")
+    assert len(err.strip().splitlines()) == 1

@@ -43,7 +43,7 @@ class Example:
         return self.compute(**{**self.inputs, **overrides})
 
 
-def _parabola(theta):
+def parabola(theta):  # E.3.1: J(θ) = −(θ − 0.8)² + 1
     return -((theta - 0.8) ** 2) + 1
 
 
@@ -52,15 +52,15 @@ def _bowl(theta):
 
 
 def _table(thetas):
-    return {f"J({t})": _parabola(f64(t)) for t in thetas}
+    return {f"J({t})": parabola(f64(t)) for t in thetas}
 
 
 def _derivatives(thetas):
-    return {f"J'({t})": rlgrad.gradient(_parabola, f64(t)) for t in thetas}
+    return {f"J'({t})": rlgrad.gradient(parabola, f64(t)) for t in thetas}
 
 
 def _ascent(theta0, lr, steps):
-    return {"θ_k": rlgrad.gradient_ascent(_parabola, f64(theta0), lr=lr, steps=steps)}
+    return {"θ_k": rlgrad.gradient_ascent(parabola, f64(theta0), lr=lr, steps=steps)}
 
 
 def _one_ascent_step(objective, slope_label):

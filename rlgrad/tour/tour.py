@@ -17,7 +17,7 @@ import torch
 
 import rlgrad
 from rlgrad.tabular import estimators, exact, sampling, zoo
-from rlgrad.tour.examples import f64, format_value
+from rlgrad.tour.examples import f64, format_value, parabola
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,8 @@ class Step:
 # 1. calculus ----------------------------------------------------------------------------------
 
 
-def _parabola(theta):
-    return -((theta - 0.8) ** 2) + 1
-
-
 def _ascent(theta0, lrs, steps):
-    paths = {lr: rlgrad.gradient_ascent(_parabola, f64(theta0), lr=lr, steps=steps) for lr in lrs}
+    paths = {lr: rlgrad.gradient_ascent(parabola, f64(theta0), lr=lr, steps=steps) for lr in lrs}
     verdicts = {}
     for lr, path in paths.items():
         offsets = path - 0.8
@@ -87,12 +83,13 @@ def _taylor(x, h):
         return t**2
 
     steps = torch.linspace(-2.5, 2.5, 41, dtype=torch.float64)
+    first_order = rlgrad.taylor(square, x, h, order=1)
     return {
         "f(x)": square(x),
-        "order 1": rlgrad.taylor(square, x, h, order=1),
+        "order 1": first_order,
         "order 2": rlgrad.taylor(square, x, h, order=2),
         "f(x + h)": square(x + h),
-        "order-1 error = h²": square(x + h) - rlgrad.taylor(square, x, h, order=1),
+        "order-1 error = h²": square(x + h) - first_order,
         "_x": x,
         "_h": h,
         "_steps": steps,
