@@ -12,7 +12,13 @@ from rlgrad.calculus import (
     numerical_gradient,
     taylor,
 )
-from rlgrad.distributions import categorical_entropy, kl_k3
+from rlgrad.distributions import (
+    categorical_entropy,
+    categorical_log_prob,
+    gaussian_entropy,
+    gaussian_log_prob,
+    kl_k3,
+)
 from rlgrad.policy import (
     approx_kl,
     clip_fraction,
@@ -27,24 +33,46 @@ from rlgrad.returns import (
     normalize_advantages,
     td_errors,
 )
-from rlgrad.value import dqn_loss, dqn_targets, semi_gradient_td_update, value_loss
+from rlgrad.value import (
+    dqn_loss,
+    dqn_targets,
+    explained_variance,
+    semi_gradient_td_update,
+    value_loss,
+)
 
 __version__ = "0.1.0"
+
+
+def load_agent(run_dir, checkpoint=None):
+    """The trained agent of a run directory, with ``act(obs, deterministic=True)``.
+
+    Imported lazily: the formula layer itself needs no Gymnasium.
+    """
+    from rlgrad.support.agents import load_agent as load
+
+    return load(run_dir, checkpoint)
+
 
 __all__ = [
     "approx_kl",
     "categorical_entropy",
+    "categorical_log_prob",
     "clip_fraction",
     "discounted_returns",
     "dqn_loss",
     "dqn_targets",
+    "explained_variance",
     "gae",
+    "gaussian_entropy",
+    "gaussian_log_prob",
     "gradient",
     "gradient_ascent",
     "gradient_descent",
     "group_advantages",
     "hessian",
     "kl_k3",
+    "load_agent",
     "normalize_advantages",
     "numerical_gradient",
     "policy_gradient_loss",

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to look, not a usage dump."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _examples(args: argparse.Namespace) -> int:
@@ -45,12 +55,157 @@ def _tour(args: argparse.Namespace) -> int:
     return run_tour(plots=args.plots, step=args.step)
 
 
+def _train(args: argparse.Namespace) -> int:
+    from rlgrad import trainers
+    from rlgrad.support import configs
+    from rlgrad.support.presets import preset_config
+
+    if args.resume is not None:
+        if args.algorithm is not None:
+            raise ValueError("give either ALGO (a new run) or --resume RUN_DIR, not both")
+        history = trainers.resume(args.resume, checkpoint=args.checkpoint, progress=args.progress)
+    else:
+        if args.algorithm is None:
+            raise ValueError("name an algorithm (rlgrad train ppo --env CartPole-v1) or --resume")
+        overrides = {
+            k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("config.")
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        for name in ("seed", "total_steps"):
+            if getattr(args, name) is not None:
+                overrides[name] = getattr(args, name)
+        trainer = trainers.module(args.algorithm)
+        if args.no_preset:
+            config = configs.with_overrides(trainer.Config(env=args.env), overrides, args.algorithm)
+        else:
+            config = preset_config(args.algorithm, args.env, **overrides)
+        history = trainer.train(config, args.run_dir, progress=args.progress)
+    print(_summary_text(history))
+    return 130 if history.summary["interrupted"] else 0
+
+
+def _summary_text(history) -> str:
+    s = history.summary
+    lines = [f"{s['algorithm']} on {s['env']} (seed {s['seed']}): {s['steps']:,} steps"]
+    lines.append(f"  training time   {s['train_s']:.1f} s ({s['wall_s']:.1f} s with evaluation)")
+    if s["final_eval_return_mean"] is not None:
+        lines.append(
+            f"  final eval      {s['final_eval_return_mean']:.1f}  "
+            f"(best {s['best_eval_return_mean']:.1f} at step {s['best_eval_step']:,})"
+        )
+    if s["threshold"] is not None:
+        if s["solved_step"] is not None:
+            lines.append(
+                f"  solved          3 evals >= {s['threshold']:g} from step {s['solved_step']:,}, "
+                f"after {s['solved_train_s']:.1f} s of training"
+            )
+        else:
+            lines.append(f"  not solved      (threshold {s['threshold']:g})")
+    lines.append(f"  run directory   {history.run_dir}")
+    if s["interrupted"]:
+        lines.append(f"  interrupted: resume with `rlgrad train --resume {history.run_dir}`")
+    return "\n".join(lines)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rlgrad.support.agents import load_agent
+    from rlgrad.support.evaluation import evaluate
+    from rlgrad.trainers import saved_config
+
+    _, config = saved_config(args.run_dir)
+    agent = load_agent(args.run_dir, args.checkpoint)
+    returns = evaluate(
+        agent.network,
+        config.env,
+        args.episodes,
+        config.seed if args.seed is None else args.seed,
+        obs_stats=agent.obs_stats.state_dict(),
+        normalize_obs=agent.normalize_obs,
+        deterministic=not args.stochastic,
+    )
+    print(
+        f"{agent.algorithm} on {config.env}: {args.episodes} episodes, return "
+        f"{np.mean(returns):.1f} ± {np.std(returns):.1f} (min {np.min(returns):.1f}, "
+        f"max {np.max(returns):.1f})"
+    )
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from rlgrad.support.plots import learning_curve
+
+    for run_dir in args.run_dirs:
+        if not (Path(run_dir) / "metrics.csv").exists():
+            raise ValueError(f"{run_dir!r} is not a run directory (no metrics.csv)")
+    print(f"wrote {learning_curve(args.run_dirs, args.output, args.column)}")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from rlgrad.support.presets import all_presets
+
+    for algorithm, envs in all_presets().items():
+        for env, fields in envs.items():
+            shown = ", ".join(f"{k}={v}" for k, v in fields.items())
+            print(f"{algorithm:<10} {env:<16} {shown}")
+    return 0
+
+
+def _add_train(commands) -> None:
+    from rlgrad.support import configs
+    from rlgrad.trainers import ALGORITHMS, module
+
+    train = commands.add_parser(
+        "train",
+        help="train an agent (ppo, a2c, reinforce) on a Gymnasium environment",
+        description="Train an agent; `rlgrad train ALGO --help` lists every config field.",
+    )
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    train.add_argument("--checkpoint", metavar="PATH", help="with --resume: this checkpoint")
+    train.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    train.set_defaults(run=_train, algorithm=None, run_dir=None)
+    algorithms = train.add_subparsers(dest="algorithm", metavar="ALGO", parser_class=_Parser)
+    for algorithm in ALGORITHMS:
+        trainer = module(algorithm)
+        first_line = (trainer.__doc__ or "").strip().splitlines()[0]
+        sub = algorithms.add_parser(algorithm, help=first_line, description=first_line)
+        sub.add_argument(
+            "--env", default="CartPole-v1", help="environment id (default: %(default)s)"
+        )
+        sub.add_argument("--seed", type=int, default=None, help="random seed")
+        sub.add_argument("--total-steps", type=int, default=None, help="environment steps")
+        sub.add_argument("--run-dir", default=None, help="where to write (default: runs/...)")
+        sub.add_argument(
+            "--no-preset", action="store_true", help="start from the defaults, not the preset"
+        )
+        sub.add_argument(
+            "--no-progress", dest="progress", action="store_false", help="no progress bar"
+        )
+        docs = configs.field_docs(trainer.Config)
+        defaults = trainer.Config()
+        for field in dataclasses.fields(trainer.Config):
+            doc = docs.get(field.name, "").replace("%", "%%")
+            sub.add_argument(
+                f"--config.{field.name}",
+                dest=f"config.{field.name}",
+                metavar="VALUE",
+                default=None,
+                help=f"{doc} (default: {getattr(defaults, field.name)!r})",
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlgrad",
         description="The calculus of RL optimization as exact PyTorch functions.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     examples = commands.add_parser(
         "examples",
         help="recompute every worked example of the seed pages with rlgrad's functions",
@@ -119,18 +274,60 @@ def build_parser() -> argparse.ArgumentParser:
         "--step", default=None, help="only steps whose name starts with this, e.g. 'gae'"
     )
     tour.set_defaults(run=_tour)
+
+    _add_train(commands)
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a trained run", description="Run a trained agent's episodes."
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
+    evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed")
+    evaluate.add_argument("--checkpoint", default=None, help="a checkpoint other than the latest")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
+    evaluate.set_defaults(run=_eval)
+
+    plot = commands.add_parser(
+        "plot",
+        help="plot learning curves of one or more runs",
+        description="Plot runs against environment steps; runs of the same algorithm and "
+        "environment (several seeds) are drawn as a mean with a band.",
+    )
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("-o", "--output", default="learning_curves.png", help="the PNG to write")
+    plot.add_argument(
+        "--column", default="eval_return_mean", help="metrics.csv column (default: %(default)s)"
+    )
+    plot.set_defaults(run=_plot)
+
+    presets = commands.add_parser("presets", help="list the tuned presets")
+    presets.set_defaults(run=_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from rlgrad.support.runs import TrainingError
+
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
     try:
+        if unknown:
+            field = next((u for u in unknown if u.startswith("--config.")), None)
+            if field is None or args.command != "train" or args.algorithm is None:
+                parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+            from rlgrad.support import configs
+            from rlgrad.trainers import module
+
+            name = field.split("=", 1)[0].removeprefix("--config.")
+            raise configs.unknown_field(module(args.algorithm).Config, name, args.algorithm)
         return args.run(args)
     except ValueError as error:
         # Bad input from the command line deserves one line that says what to fix, not a
         # traceback; the library's errors already name the function, argument and value.
         print(f"rlgrad {args.command}: {error}", file=sys.stderr)
         return 2
+    except TrainingError as error:
+        print(f"rlgrad {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

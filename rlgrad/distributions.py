@@ -1,6 +1,8 @@
-"""Entropy and divergence of policies (seed exercises; GRPO's KL penalty)."""
+"""Policy distributions: log-probabilities, entropies (seed exercises) and GRPO's KL penalty."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -72,3 +74,82 @@ def kl_k3(log_probs: Tensor, ref_log_probs: Tensor) -> Tensor:
     ref_log_probs = _checks.floats(fn, "ref_log_probs", ref_log_probs, "log_probs", log_probs)
     log_ratio = ref_log_probs.detach() - log_probs
     return torch.expm1(log_ratio) - log_ratio
+
+
+def categorical_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
+    """The log-probability of chosen actions under a softmax policy:
+
+        log π(a | s) = z_a − log Σ_b exp(z_b),  z = logits
+
+    Args:
+        logits: ``[*B, A]``, finite.
+        actions: ``[*B]`` integer action indices in [0, A).
+
+    Returns:
+        ``[*B]``, differentiable with respect to ``logits``.
+
+    Example (logits [log 1, log 3]: π = [0.25, 0.75], log 0.75 = −0.2877):
+        >>> categorical_log_prob(torch.tensor([[1.0, 3.0]]).log(), torch.tensor([1]))
+        tensor([-0.2877])
+    """
+    fn = "categorical_log_prob"
+    logits = _checks.floats(fn, "logits", logits)
+    _checks.rank_at_least(fn, "logits", logits, 1, "[*B, A]")
+    actions = _checks.tensor(fn, "actions", actions, floating=False)
+    if actions.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"{fn}(): 'actions' must have the shape of 'logits' without its last dimension "
+            f"{tuple(logits.shape[:-1])}; got {tuple(actions.shape)}"
+        )
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def gaussian_log_prob(actions: Tensor, means: Tensor, log_stds: Tensor) -> Tensor:
+    """The log-density of actions under a diagonal Gaussian policy N(μ, diag(σ²)):
+
+        log π(a | s) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]
+
+    Args:
+        actions: ``[*B, D]`` sampled actions (before any clipping to the action bounds).
+        means: ``[*B, D]`` μ, differentiable.
+        log_stds: ``[D]`` or ``[*B, D]`` log σ, differentiable.
+
+    Returns:
+        ``[*B]``, summed over the D action dimensions.
+
+    Example (a = μ, σ = 1: −½ log 2π = −0.9189):
+        >>> gaussian_log_prob(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1))
+        tensor([-0.9189])
+    """
+    fn = "gaussian_log_prob"
+    means = _checks.floats(fn, "means", means)
+    _checks.rank_at_least(fn, "means", means, 1, "[*B, D]")
+    actions = _checks.floats(fn, "actions", actions, "means", means)
+    log_stds = _checks.floats(fn, "log_stds", log_stds)
+    if log_stds.shape[-1:] != means.shape[-1:]:
+        raise ValueError(
+            f"{fn}(): 'log_stds' must end with the action dimension D = {means.shape[-1]}; "
+            f"got shape {tuple(log_stds.shape)}"
+        )
+    z = (actions - means) * torch.exp(-log_stds)
+    return (-0.5 * z**2 - log_stds - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
+
+
+def gaussian_entropy(log_stds: Tensor) -> Tensor:
+    """The entropy of a diagonal Gaussian, H = Σ_i (log σ_i + ½ log 2πe); it does not depend on μ.
+
+    Args:
+        log_stds: ``[*B, D]`` (or ``[D]``) log σ, differentiable.
+
+    Returns:
+        ``[*B]`` (a 0-dim tensor for ``[D]``).
+
+    Example (σ = 1 in one dimension: ½ log 2πe = 1.4189):
+        >>> gaussian_entropy(torch.zeros(1))
+        tensor(1.4189)
+    """
+    fn = "gaussian_entropy"
+    log_stds = _checks.floats(fn, "log_stds", log_stds)
+    _checks.rank_at_least(fn, "log_stds", log_stds, 1, "[*B, D]")
+    return (log_stds + 0.5 * math.log(2 * math.pi * math.e)).sum(dim=-1)

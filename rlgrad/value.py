@@ -232,3 +232,28 @@ def semi_gradient_td_update(
         td_error = rewards + gamma * alive * (next_features @ weights) - features @ weights
         step = (td_error.unsqueeze(-1) * features).reshape(-1, weights.shape[0]).mean(dim=0)
         return weights + lr * step
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
+    """How much of the variance of the returns the critic explains: 1 − Var[G − V] / Var[G].
+
+    1 is a perfect critic, 0 one no better than a constant, negative one worse than a constant;
+    a diagnostic logged by PPO and A2C trainers. NaN when the returns have no variance.
+
+    Args:
+        values: ``[*B]`` V(s_t).
+        returns: ``[*B]`` G_t.
+
+    Returns:
+        A 0-dim tensor, without gradient.
+
+    Example (G = [0, 2, 4, 6] has sample variance 6.667; G − V = [1, −1, 1, −1] has 1.333, so
+    1 − 1.333/6.667 = 0.8):
+        >>> returns = torch.tensor([0.0, 2.0, 4.0, 6.0])
+        >>> explained_variance(returns - torch.tensor([1.0, -1.0, 1.0, -1.0]), returns)
+        tensor(0.8000)
+    """
+    fn = "explained_variance"
+    values = _checks.floats(fn, "values", values)
+    returns = _checks.floats(fn, "returns", returns, "values", values)
+    return (1 - (returns - values).var() / returns.var()).detach()

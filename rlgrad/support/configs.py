@@ -1,0 +1,231 @@
+"""Frozen config dataclasses: their field docstrings, validation, and overrides from strings.
+
+A trainer's ``Config`` documents each field with a docstring right under it (as attribute
+docstrings in PEP 257); :func:`field_docs` reads them back so that ``rlgrad train ALGO --help``
+shows the same text as the source.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import itertools
+import json
+import textwrap
+import types
+import typing
+from pathlib import Path
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` for a dataclass and its bases, read from the source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body
+        for statement, following in itertools.pairwise(body):
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false; got {text!r}")
+
+
+def _parse(text: str, kind: object) -> object:
+    """Convert a command-line string to the field type ``kind`` (int, float, bool, str,
+    tuple[int, ...], or an optional of those, where 'none' gives None)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        return _parse(text, next(a for a in args if a is not type(None)))
+    if origin is tuple:
+        parts = [p for p in text.replace("(", "").replace(")", "").split(",") if p.strip()]
+        return tuple(_parse(p, args[0]) for p in parts)
+    if kind is bool:
+        return _parse_bool(text)
+    if kind is int:
+        return int(float(text)) if "e" in text.lower() else int(text)
+    if kind is float:
+        return float(text)
+    return text
+
+
+def field_types(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
+def unknown_field(cls: type, name: str, algorithm: str) -> ValueError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return ValueError(
+        f"{algorithm} has no config field '{name}'; {hint}"
+        f"`rlgrad train {algorithm} --help` lists them all"
+    )
+
+
+def with_overrides(config, overrides: dict[str, object], algorithm: str):
+    """A copy of ``config`` with fields replaced; string values are parsed to the field's type."""
+    cls, kinds, changes = type(config), field_types(type(config)), {}
+    for name, value in overrides.items():
+        if name not in kinds:
+            raise unknown_field(cls, name, algorithm)
+        if isinstance(value, str):
+            try:
+                value = _parse(value, kinds[name])
+            except ValueError as error:
+                raise ValueError(f"config field '{name}': {error}") from None
+        changes[name] = value
+    return dataclasses.replace(config, **changes)
+
+
+def to_dict(config) -> dict:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def from_dict(cls: type, values: dict):
+    kinds = field_types(cls)
+    for name in values:
+        if name not in kinds:
+            raise unknown_field(cls, name, cls.__module__.rsplit(".", 1)[-1])
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**fixed)
+
+
+def save(config, algorithm: str, path: Path) -> None:
+    text = json.dumps({"algorithm": algorithm, "config": to_dict(config)}, indent=2)
+    path.write_text(text + "\n")
+
+
+# ----- validation helpers: one line that names the field, what it must be and what it got -----
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def positive(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(
+            isinstance(value, (int, float)) and value > 0,
+            f"config field '{name}' must be > 0; got {value!r}",
+        )
+
+
+def in_unit_interval(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(
+            isinstance(value, (int, float)) and 0 <= value <= 1,
+            f"config field '{name}' must be in [0, 1]; got {value!r}",
+        )
+
+
+def non_negative(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(
+            isinstance(value, (int, float)) and value >= 0,
+            f"config field '{name}' must be >= 0; got {value!r}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The fields every trainer has: what to train on, for how long, and how to watch it."""
+
+    env: str = "CartPole-v1"
+    """Gymnasium environment id, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, LunarLander-v3."""
+    seed: int = 0
+    """Seeds the network initialization, action sampling, minibatch order and the environments."""
+    total_steps: int = 100_000
+    """Environment steps to train for, summed over the vectorized environments."""
+    num_envs: int = 8
+    """Environments stepped together (gymnasium.make_vec)."""
+    vectorization: str = "auto"
+    """'auto' (Gymnasium's numpy-vectorized env where one exists, else 'sync'), 'sync' or 'async'.
+    Async envs live in other processes, so a resumed run restarts them (not bit-identical)."""
+    eval_every: int = 10_000
+    """Evaluate every this many environment steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, with deterministic actions on separately seeded environments."""
+    eval_threshold: float | None = None
+    """Return that counts as solved (default: the environment's reward_threshold, if any)."""
+    checkpoint_every: int = 50_000
+    """Write a checkpoint every this many environment steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many periodic checkpoints to keep besides the latest one."""
+    threads: int = 1
+    """torch.set_num_threads; one thread is fastest for small networks and makes runs repeatable."""
+
+
+def check_run_config(config: RunConfig) -> None:
+    positive(config, "total_steps", "num_envs", "eval_episodes", "threads")
+    non_negative(config, "eval_every", "checkpoint_every", "keep_checkpoints")
+    require(
+        isinstance(config.env, str) and bool(config.env),
+        f"config field 'env' must be a Gymnasium environment id; got {config.env!r}",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig(RunConfig):
+    """The fields of the policy-gradient trainers (REINFORCE, A2C, PPO)."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the policy and of the value network (two separate MLPs)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu or elu."""
+    log_std_init: float = 0.0
+    """Initial log σ of the Gaussian policy (continuous actions only)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    lr: float = 3e-4
+    """Learning rate."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over total_steps."""
+    max_grad_norm: float | None = 0.5
+    """Clip the global gradient norm to this (none: no clipping)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient β in L = L_π + c_v L_V − β H."""
+    vf_coef: float = 0.5
+    """Value loss coefficient c_v."""
+    normalize_obs: bool = False
+    """Normalize observations with running mean and std (saved with checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved with checkpoints)."""
+
+
+def check_policy_config(config: PolicyConfig) -> None:
+    check_run_config(config)
+    positive(config, "lr")
+    in_unit_interval(config, "gamma")
+    non_negative(config, "ent_coef", "vf_coef")
+    require(
+        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
+        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
+    )
+    require(
+        config.max_grad_norm is None or config.max_grad_norm > 0,
+        f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
+    )

@@ -1,0 +1,260 @@
+"""Vectorized Gymnasium environments: the one place that knows Gymnasium 1.x's autoreset rules.
+
+Gymnasium 1.x vector environments reset a finished sub-environment on the *next* call to
+``step`` ("next-step" autoreset): the step that ends an episode returns the true final
+observation, and the following step ignores that sub-environment's action and returns the first
+observation of a new episode with reward 0 and no flags. :class:`VectorEnv` keeps that
+convention (so ``observations`` after a step at a time limit *is* the final observation to
+bootstrap from, and no second forward pass is needed) and marks the reset step ``valid = False``
+so that trainers leave it out of their losses.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+_NORMALIZED_CLIP = 10.0  # as SB3's VecNormalize: a few outliers must not dominate a minibatch
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """What a network needs to know about an environment."""
+
+    observation_shape: tuple[int, ...]
+    discrete: bool
+    num_actions: int  # for a discrete action space
+    action_shape: tuple[int, ...]  # () for discrete
+    action_low: np.ndarray | None  # bounds of a continuous action space
+    action_high: np.ndarray | None
+
+    @property
+    def observation_size(self) -> int:
+        return int(np.prod(self.observation_shape))
+
+
+@dataclass
+class Step:
+    """The outcome of one vector step; arrays are ``[N]`` (``[N, *obs]`` for observations)."""
+
+    observations: np.ndarray  # what to act on next; the true final observation at a done
+    rewards: np.ndarray  # float32, normalized when reward normalization is on
+    terminated: np.ndarray  # bool: the episode ended in a terminal state (no bootstrap)
+    truncated: np.ndarray  # bool: the episode was cut off (time limit): bootstrap
+    valid: np.ndarray  # bool: False for Gymnasium's autoreset step, which ignored the action
+    episode_returns: np.ndarray  # raw return of each episode that ended here, NaN elsewhere
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update)."""
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, batch: np.ndarray) -> None:
+        batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.var = (
+            self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        ) / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
+
+
+def make_gym_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **env_kwargs):
+    """``gymnasium.make_vec`` with next-step autoreset, or a ValueError that says what to do."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as error:
+        raise ValueError(
+            f"unknown environment {env_id!r} ({error}); list the registered ones with "
+            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
+        ) from None
+    if vectorization == "auto":
+        vectorization = "vector_entry_point" if spec.vector_entry_point else "sync"
+    if vectorization not in ("vector_entry_point", "sync", "async"):
+        raise ValueError(
+            f"'vectorization' must be 'auto', 'vector_entry_point', 'sync' or 'async'; "
+            f"got {vectorization!r}"
+        )
+    try:
+        env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **env_kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        raise ValueError(f"environment {env_id!r} needs a missing dependency: {error}") from None
+    mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if mode != AutoresetMode.NEXT_STEP:
+        env.close()
+        raise ValueError(
+            f"environment {env_id!r} uses autoreset mode {mode}; rlgrad needs NEXT_STEP"
+        )
+    return env
+
+
+def spaces_of(env, env_id: str) -> Spaces:
+    """The observation and action spaces of a vector env, refusing what the trainers can't use."""
+    import gymnasium as gym
+
+    observation_space, action_space = env.single_observation_space, env.single_action_space
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise ValueError(
+            f"environment {env_id!r} has {observation_space} observations; rlgrad's trainers "
+            "need a Box observation space (wrap it, e.g. with FlattenObservation)"
+        )
+    if isinstance(action_space, gym.spaces.Discrete):
+        return Spaces(observation_space.shape, True, int(action_space.n), (), None, None)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        low, high = action_space.low.astype(np.float32), action_space.high.astype(np.float32)
+        return Spaces(observation_space.shape, False, 0, action_space.shape, low, high)
+    raise ValueError(
+        f"environment {env_id!r} has a {action_space} action space; rlgrad's trainers handle "
+        "Discrete and 1-D Box action spaces"
+    )
+
+
+class VectorEnv:
+    """N copies of a Gymnasium environment stepped together, with optional normalization.
+
+    Observation normalization maps o to clip((o − μ)/√(σ² + 1e-8), ±10) with running statistics;
+    reward normalization divides rewards by the running std of the discounted return (as SB3's
+    ``VecNormalize``). Episode returns and lengths are tracked on the raw rewards.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        *,
+        vectorization: str = "auto",
+        normalize_obs: bool = False,
+        normalize_reward: bool = False,
+        gamma: float = 0.99,
+        env_kwargs: dict | None = None,
+    ):
+        self.env_id, self.num_envs, self.gamma = env_id, num_envs, gamma
+        self.vectorization = vectorization
+        self.env_kwargs = dict(env_kwargs or {})
+        self.env = make_gym_vector_env(env_id, num_envs, vectorization, **self.env_kwargs)
+        self.spaces = spaces_of(self.env, env_id)
+        self.normalize_obs, self.normalize_reward = normalize_obs, normalize_reward
+        self.update_stats = True
+        self.obs_stats = RunningMeanStd(self.spaces.observation_shape)
+        self.return_stats = RunningMeanStd(())
+        self._discounted = np.zeros(num_envs)
+        self._episode_returns = np.zeros(num_envs)
+        self._episode_lengths = np.zeros(num_envs, np.int64)
+        self._reset_pending = np.zeros(num_envs, bool)
+        self.finished = deque(maxlen=100)  # (return, length) of the most recent episodes
+        raw, _ = self.env.reset(seed=seed)
+        self.observations = self._observe(raw)
+
+    def _observe(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, np.float32)
+        if not self.normalize_obs:
+            return raw
+        if self.update_stats:
+            self.obs_stats.update(raw)
+        return self.normalized(raw)
+
+    def normalized(self, raw: np.ndarray) -> np.ndarray:
+        """Observations scaled by the current statistics (unchanged without normalization)."""
+        if not self.normalize_obs:
+            return np.asarray(raw, np.float32)
+        scaled = (raw - self.obs_stats.mean) / np.sqrt(self.obs_stats.var + 1e-8)
+        return np.clip(scaled, -_NORMALIZED_CLIP, _NORMALIZED_CLIP).astype(np.float32)
+
+    def reset(self) -> np.ndarray:
+        """Start a new episode in every sub-environment (continuing their random streams)."""
+        raw, _ = self.env.reset()
+        self._episode_returns[:] = 0
+        self._episode_lengths[:] = 0
+        self._discounted[:] = 0
+        self._reset_pending[:] = False
+        self.observations = self._observe(raw)
+        return self.observations
+
+    def step(self, actions: np.ndarray) -> Step:
+        raw, rewards, terminated, truncated, _ = self.env.step(actions)
+        valid = ~self._reset_pending
+        terminated, truncated = terminated & valid, truncated & valid
+        done = terminated | truncated
+        rewards = np.asarray(rewards, np.float64)
+        self._episode_returns += rewards
+        self._episode_lengths += valid
+        episode_returns = np.where(done, self._episode_returns, np.nan)
+        for i in np.flatnonzero(done):
+            self.finished.append((float(self._episode_returns[i]), int(self._episode_lengths[i])))
+        self._episode_returns[done | ~valid] = 0
+        self._episode_lengths[done | ~valid] = 0
+        self._reset_pending = done
+        if self.normalize_reward:
+            self._discounted = self._discounted * self.gamma + rewards
+            if self.update_stats:
+                self.return_stats.update(self._discounted[valid])
+            self._discounted[done] = 0
+            rewards = np.clip(
+                rewards / np.sqrt(self.return_stats.var + 1e-8), -_NORMALIZED_CLIP, _NORMALIZED_CLIP
+            )
+        self.observations = self._observe(raw)
+        rewards = rewards.astype(np.float32)
+        return Step(self.observations, rewards, terminated, truncated, valid, episode_returns)
+
+    def stats_state(self) -> dict:
+        return {"obs": self.obs_stats.state_dict(), "return": self.return_stats.state_dict()}
+
+    def load_stats_state(self, state: dict) -> None:
+        self.obs_stats.load_state_dict(state["obs"])
+        self.return_stats.load_state_dict(state["return"])
+
+    def state(self) -> bytes:
+        """Everything needed to continue exactly: the environments themselves and all counters.
+
+        Asynchronous environments live in other processes and cannot be captured: their state is
+        left out, and :meth:`from_state` starts them afresh (the run then continues, but not
+        bit-identically).
+        """
+        import cloudpickle
+
+        env = self.env
+        if self.vectorization == "async":
+            self.env = None
+        try:
+            return cloudpickle.dumps(self)
+        finally:
+            self.env = env
+
+    @staticmethod
+    def from_state(blob: bytes, seed: int) -> VectorEnv:
+        import cloudpickle
+
+        restored = cloudpickle.loads(blob)
+        if restored.env is None:
+            restored.env = make_gym_vector_env(
+                restored.env_id, restored.num_envs, "async", **restored.env_kwargs
+            )
+            restored.reset_seeded(seed)
+        return restored
+
+    def reset_seeded(self, seed: int) -> np.ndarray:
+        raw, _ = self.env.reset(seed=seed)
+        self._reset_pending[:] = False
+        self.observations = self._observe(raw)
+        return self.observations
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()

@@ -1,0 +1,52 @@
+"""Deterministic evaluation on separately seeded environments."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rlgrad.support.envs import VectorEnv
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
+
+
+def evaluate(
+    agent,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    *,
+    obs_stats: dict | None = None,
+    normalize_obs: bool = False,
+    deterministic: bool = True,
+    max_steps: int = 1_000_000,
+) -> np.ndarray:
+    """The raw returns of ``episodes`` episodes, one per parallel environment, ``[episodes]``.
+
+    ``agent`` needs ``mode(observations)``, ``sample(observations, generator)`` and
+    ``env_actions(actions)``. Every call uses the same environment seeds, so two evaluations of
+    the same agent give the same numbers and evaluation never disturbs training's random streams.
+    """
+    env = VectorEnv(env_id, episodes, seed + EVAL_SEED_OFFSET)
+    generator = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
+    if normalize_obs:
+        env.normalize_obs, env.update_stats = True, False
+        env.obs_stats.load_state_dict(obs_stats)
+        env.observations = env.normalized(env.observations)
+    returns = np.full(episodes, np.nan)
+    done = np.zeros(episodes, bool)
+    for _ in range(max_steps):
+        with torch.inference_mode():
+            observations = torch.as_tensor(env.observations)
+            if deterministic:
+                actions = agent.mode(observations)
+            else:
+                actions, _ = agent.sample(observations, generator)
+        step = env.step(agent.env_actions(actions))
+        finished = (step.terminated | step.truncated) & ~done
+        returns[finished] = step.episode_returns[finished]
+        done |= finished
+        if done.all():
+            break
+    env.close()
+    return returns

@@ -1,0 +1,113 @@
+"""Actor-critic networks for Box observations and Discrete or Box actions.
+
+A continuous policy is a diagonal Gaussian with a state-independent, learned log σ. Its samples
+are *clipped* to the action bounds before they reach the environment, while the log-probability
+is that of the unclipped sample: the log-probability stays exact and cheap, and the mean is not
+pulled inward as a tanh squash would pull it (a squash needs a Jacobian correction and makes the
+bounds themselves unreachable). This is also what SB3 and CleanRL do for PPO.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlgrad.distributions import (
+    categorical_entropy,
+    categorical_log_prob,
+    gaussian_entropy,
+    gaussian_log_prob,
+)
+from rlgrad.support.envs import Spaces
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(sizes: list[int], activation: str, output_gain: float) -> nn.Sequential:
+    """Linear layers with ``activation`` between them; orthogonal weights, zero biases.
+
+    Hidden layers get gain √2 and the last layer ``output_gain`` (0.01 for a policy, so that the
+    first policy is near uniform; 1 for a value head), as in the PPO implementation details
+    (Huang et al. 2022).
+    """
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        linear = nn.Linear(fan_in, fan_out)
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(linear.weight, output_gain if last else math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """A policy π_θ(a|s) and a value function V_φ(s) as two separate MLPs.
+
+    Shapes: observations ``[B, *obs]``; discrete actions ``[B]`` (int64), continuous ``[B, D]``.
+    """
+
+    def __init__(
+        self,
+        spaces: Spaces,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        log_std_init: float = 0.0,
+        critic: bool = True,
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.spaces = spaces
+        inputs = spaces.observation_size
+        outputs = spaces.num_actions if spaces.discrete else int(np.prod(spaces.action_shape))
+        self.actor = mlp([inputs, *hidden_sizes, outputs], activation, output_gain=0.01)
+        self.critic = mlp([inputs, *hidden_sizes, 1], activation, 1.0) if critic else None
+        if not spaces.discrete:
+            self.log_std = nn.Parameter(torch.full((outputs,), float(log_std_init)))
+            self.register_buffer("action_low", torch.as_tensor(spaces.action_low))
+            self.register_buffer("action_high", torch.as_tensor(spaces.action_high))
+
+    def value(self, observations: Tensor) -> Tensor:
+        """V(s), ``[B]``."""
+        return self.critic(observations.flatten(1)).squeeze(-1)
+
+    def _head(self, observations: Tensor) -> Tensor:
+        return self.actor(observations.flatten(1))  # logits [B, A] or means [B, D]
+
+    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Actions a ~ π(·|s) and their log π(a|s), each ``[B]`` (actions ``[B, D]``)."""
+        head = self._head(observations)
+        if self.spaces.discrete:
+            probabilities = torch.softmax(head, dim=-1)
+            actions = torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+            return actions, categorical_log_prob(head, actions)
+        noise = torch.randn(head.shape, generator=generator, dtype=head.dtype)
+        actions = head + noise * self.log_std.exp()
+        return actions, gaussian_log_prob(actions, head, self.log_std)
+
+    def log_prob_and_entropy(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """log π(a|s) and H(π(·|s)), each ``[B]``, differentiable."""
+        head = self._head(observations)
+        if self.spaces.discrete:
+            return categorical_log_prob(head, actions), categorical_entropy(head)
+        entropy = gaussian_entropy(self.log_std).expand(head.shape[0])
+        return gaussian_log_prob(actions, head, self.log_std), entropy
+
+    def mode(self, observations: Tensor) -> Tensor:
+        """The most likely action: argmax of the logits, or the Gaussian mean."""
+        head = self._head(observations)
+        return head.argmax(dim=-1) if self.spaces.discrete else head
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        """Actions as the environment takes them: continuous ones clipped to the bounds."""
+        if self.spaces.discrete:
+            return actions.numpy()
+        return torch.clamp(actions, self.action_low, self.action_high).numpy()

@@ -1,0 +1,81 @@
+"""On-policy rollout storage: preallocated time-major tensors ``[T, N, ...]``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlgrad.support.envs import Spaces, VectorEnv
+
+
+class Rollout:
+    """T steps of N environments. ``observations`` has T + 1 rows: row t + 1 is what step t
+    returned, which at a termination or truncation is the true final observation (Gymnasium's
+    next-step autoreset), so ``values[1:]`` are exactly the ``next_values`` GAE needs."""
+
+    def __init__(self, num_steps: int, num_envs: int, spaces: Spaces):
+        T, N = num_steps, num_envs
+        self.num_steps, self.num_envs = T, N
+        self.observations = torch.zeros((T + 1, N, *spaces.observation_shape))
+        action_shape = () if spaces.discrete else spaces.action_shape
+        action_dtype = torch.int64 if spaces.discrete else torch.float32
+        self.actions = torch.zeros((T, N, *action_shape), dtype=action_dtype)
+        self.log_probs = torch.zeros(T, N)
+        self.rewards = torch.zeros(T, N)
+        self.terminated = torch.zeros(T, N, dtype=torch.bool)
+        self.truncated = torch.zeros(T, N, dtype=torch.bool)
+        self.valid = torch.zeros(T, N, dtype=torch.bool)
+
+    def collect(
+        self, env: VectorEnv, agent, generator: torch.Generator, *, episodes: bool = False
+    ) -> int:
+        """Act with ``agent.sample`` (no gradient) and store each step; return the steps taken.
+
+        With ``episodes=True`` every environment is reset first and collection stops once each
+        has finished one episode; the steps after an environment's first episode are marked
+        not ``valid`` (they belong to an episode that will not be complete).
+        """
+        if episodes:
+            env.reset()
+            finished = torch.zeros(self.num_envs, dtype=torch.bool)
+        for t in range(self.num_steps):
+            observations = torch.as_tensor(env.observations)
+            self.observations[t] = observations
+            with torch.no_grad():
+                actions, log_probs = agent.sample(observations, generator)
+            step = env.step(agent.env_actions(actions))
+            self.actions[t] = actions
+            self.log_probs[t] = log_probs
+            self.rewards[t] = torch.as_tensor(step.rewards)
+            self.terminated[t] = torch.as_tensor(step.terminated)
+            self.truncated[t] = torch.as_tensor(step.truncated)
+            self.valid[t] = torch.as_tensor(step.valid)
+            if episodes:
+                self.valid[t] &= ~finished
+                finished |= self.terminated[t] | self.truncated[t]
+                if bool(finished.all()):
+                    self.observations[t + 1] = torch.as_tensor(env.observations)
+                    return t + 1
+        self.observations[self.num_steps] = torch.as_tensor(env.observations)
+        if episodes:
+            raise ValueError(
+                f"an episode ran longer than {self.num_steps} steps without ending; raise "
+                "config field 'max_episode_steps'"
+            )
+        return self.num_steps
+
+    def values(self, agent, steps: int | None = None) -> tuple[Tensor, Tensor]:
+        """V(s_t) and V(s_{t+1}), each ``[T, N]`` (``[steps, N]``), in one forward pass."""
+        steps = self.num_steps if steps is None else steps
+        with torch.no_grad():
+            all_values = agent.value(self.observations[: steps + 1].flatten(0, 1))  # [(T+1)·N]
+        all_values = all_values.view(steps + 1, self.num_envs)
+        return all_values[:-1], all_values[1:]
+
+    def valid_indices(self) -> Tensor:
+        """Flat indices ``t·N + i`` of the steps that belong in a loss (not autoreset steps)."""
+        return self.valid.flatten().nonzero().squeeze(1)
+
+    def flat(self, name: str) -> Tensor:
+        """A stored tensor with time and environment merged, ``[T·N, ...]``."""
+        return getattr(self, name)[: self.num_steps].flatten(0, 1)

@@ -1,0 +1,186 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), read top to bottom.
+
+Each iteration: 1. collect T steps from N environments; 2. compute GAE(λ) advantages; 3. run
+``epochs`` passes of minibatch gradient steps on the clipped surrogate, the value loss and the
+entropy bonus; 4. log, evaluate and checkpoint. Every formula comes from the formula layer.
+
+    >>> from rlgrad.trainers import ppo
+    >>> config = ppo.Config(env="CartPole-v1", total_steps=512, num_envs=4, num_steps=64,
+    ...                     eval_every=0, eval_episodes=2)
+    >>> history = ppo.train(config, run_dir=getfixture("tmp_path") / "run")
+    >>> history.rows[-1]["step"]
+    512
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from rlgrad.policy import approx_kl, clip_fraction, ppo_clip_loss
+from rlgrad.returns import gae, normalize_advantages
+from rlgrad.support import configs, training
+from rlgrad.support.rollout import Rollout
+from rlgrad.support.runs import History
+from rlgrad.value import explained_variance, value_loss
+
+ALGORITHM = "ppo"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(configs.PolicyConfig):
+    """PPO's hyperparameters; the defaults are CleanRL's for classic control."""
+
+    num_envs: int = 4
+    """Environments stepped together (gymnasium.make_vec)."""
+    num_steps: int = 128
+    """Steps per environment in each rollout (T); a rollout holds num_steps · num_envs samples."""
+    lam: float = 0.95
+    """GAE λ: 0 is the one-step TD error, 1 the Monte-Carlo return minus V."""
+    epochs: int = 4
+    """Passes over each rollout."""
+    minibatch_size: int = 128
+    """Samples per gradient step; at most num_steps · num_envs."""
+    clip_eps: float = 0.2
+    """Clip range ε of the probability ratio, clip(r, 1 − ε, 1 + ε)."""
+    clip_value_eps: float | None = None
+    """Clip the value update to ±this around the old values (none: unclipped value loss)."""
+    normalize_advantages: bool = True
+    """Normalize advantages to mean 0, std 1 within each minibatch."""
+    target_kl: float | None = None
+    """Stop the epochs of an update once the approximate KL exceeds 1.5 × this (none: never)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over total_steps."""
+    lr: float = 2.5e-4
+    """Adam learning rate."""
+
+
+def check(config: Config) -> None:
+    configs.check_policy_config(config)
+    configs.positive(config, "num_steps", "epochs", "minibatch_size", "clip_eps")
+    configs.in_unit_interval(config, "lam")
+    rollout_size = config.num_steps * config.num_envs
+    configs.require(
+        config.minibatch_size <= rollout_size,
+        f"config field 'minibatch_size' = {config.minibatch_size} is larger than a rollout of "
+        f"num_steps · num_envs = {rollout_size} samples; lower it or raise num_steps",
+    )
+    for name in ("clip_value_eps", "target_kl"):
+        value = getattr(config, name)
+        configs.require(
+            value is None or value > 0, f"config field '{name}' must be > 0 or none; got {value!r}"
+        )
+
+
+def build_agent(config: Config, spaces):
+    return training.make_actor_critic(config, spaces)
+
+
+def make_optimizer(config: Config, agent) -> torch.optim.Optimizer:
+    return training.adam(agent.parameters(), lr=config.lr, eps=1e-5)
+
+
+def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
+    """Train PPO; return the metric history (also written to ``run_dir``).
+
+    ``run_options``: ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint
+    (or ``checkpoint=PATH``); ``progress=True`` shows a progress bar.
+    """
+    check(config)
+    # 0. set up: seeds, environments, networks, optimizer and the run directory (new or resumed)
+    run, env, agent, optimizer, generator = training.start(
+        ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options
+    )
+    rollout = Rollout(config.num_steps, config.num_envs, env.spaces)
+
+    while not run.done:
+        with run.training():
+            lr = training.annealed_lr(optimizer, config, run.progress_fraction())
+
+            # 1. collect T steps from N environments with the current policy
+            rollout.collect(env, agent, generator)
+
+            # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
+            values, next_values = rollout.values(agent)
+            advantages = gae(
+                rollout.rewards,
+                values,
+                next_values,
+                rollout.terminated,
+                rollout.truncated,
+                config.gamma,
+                config.lam,
+            )
+            returns = advantages + values
+
+            # 3. update: epochs of minibatch steps on the clipped surrogate, value loss and entropy
+            observations, actions = rollout.flat("observations"), rollout.flat("actions")
+            old_log_probs, old_values = rollout.flat("log_probs"), values.flatten()
+            flat_advantages, flat_returns = advantages.flatten(), returns.flatten()
+            usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
+            totals = torch.zeros(6)
+            minibatches = 0
+            for _ in range(config.epochs):
+                order = usable[torch.randperm(len(usable), generator=generator)]
+                for batch in order.split(config.minibatch_size):
+                    log_probs, entropy = agent.log_prob_and_entropy(
+                        observations[batch], actions[batch]
+                    )
+                    kl = approx_kl(log_probs.detach(), old_log_probs[batch])
+                    if config.target_kl is not None and kl > 1.5 * config.target_kl:
+                        break
+                    batch_advantages = flat_advantages[batch]
+                    if config.normalize_advantages and len(batch) > 1:
+                        batch_advantages = normalize_advantages(batch_advantages)
+                    policy_loss = ppo_clip_loss(
+                        log_probs, old_log_probs[batch], batch_advantages, config.clip_eps
+                    )
+                    critic_loss = value_loss(
+                        agent.value(observations[batch]),
+                        flat_returns[batch],
+                        old_values[batch] if config.clip_value_eps is not None else None,
+                        config.clip_value_eps,
+                    )
+                    entropy_mean = entropy.mean()
+                    loss = (
+                        policy_loss + config.vf_coef * critic_loss - config.ent_coef * entropy_mean
+                    )
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    ratios = torch.exp(log_probs.detach() - old_log_probs[batch])
+                    totals += torch.stack(
+                        [
+                            policy_loss.detach(),
+                            critic_loss.detach(),
+                            entropy_mean.detach(),
+                            kl,
+                            clip_fraction(ratios, config.clip_eps),
+                            torch.tensor(grad_norm),
+                        ]
+                    )
+                    minibatches += 1
+                else:
+                    continue
+                break  # the target KL stopped this update
+
+        # 4. log, evaluate and checkpoint
+        means = (totals / max(minibatches, 1)).tolist()
+        valid = rollout.valid.flatten()
+        run.end_iteration(
+            config.num_steps * config.num_envs,
+            {
+                "policy_loss": means[0],
+                "value_loss": means[1],
+                "entropy": means[2],
+                "approx_kl": means[3],
+                "clip_fraction": means[4],
+                "grad_norm": means[5],
+                "explained_variance": float(
+                    explained_variance(old_values[valid], flat_returns[valid])
+                ),
+                "lr": lr,
+                "minibatches": minibatches,
+            },
+        )
+    return run.finish()

@@ -1,0 +1,171 @@
+"""`rlgrad train / eval / plot / presets` from the command line, including Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rlgrad.cli import main
+from rlgrad.support.presets import all_presets, preset_config
+from rlgrad.support.runs import TIMING_COLUMNS
+
+QUICK = [
+    "--no-progress",
+    "--config.num_envs",
+    "4",
+    "--config.num_steps",
+    "16",
+    "--config.epochs",
+    "1",
+    "--config.minibatch_size",
+    "64",
+    "--config.eval_episodes",
+    "2",
+]
+
+
+def rows_of(run_dir) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return [
+            {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(handle)
+        ]
+
+
+def test_train_eval_plot_and_presets(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "ppo",
+            "--env",
+            "CartPole-v1",
+            "--seed",
+            "3",
+            "--total-steps",
+            "512",
+            "--run-dir",
+            str(run_dir),
+            *QUICK,
+            "--config.eval_every",
+            "256",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ppo on CartPole-v1 (seed 3): 512 steps" in out and str(run_dir) in out
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["algorithm"] == "ppo" and saved["config"]["seed"] == 3
+    # the preset applies under the command-line fields
+    preset = all_presets()["ppo"]["CartPole-v1"]
+    untouched = {
+        k: v
+        for k, v in preset.items()
+        if k not in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps")
+    }
+    for field, value in untouched.items():
+        assert saved["config"][field] == (list(value) if isinstance(value, tuple) else value)
+
+    assert main(["eval", str(run_dir), "--episodes", "3"]) == 0
+    assert "3 episodes, return" in capsys.readouterr().out
+
+    second = tmp_path / "run2"
+    main(["train", "ppo", "--seed", "4", "--total-steps", "512", "--run-dir", str(second), *QUICK])
+    capsys.readouterr()
+    assert main(["plot", str(run_dir), str(second), "-o", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+    assert main(["presets"]) == 0
+    assert "CartPole-v1" in capsys.readouterr().out
+
+
+def test_help_lists_every_config_field_with_its_docstring(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "ppo", "--help"])
+    text = capsys.readouterr().out
+    for field in ("clip_eps", "lam", "target_kl", "normalize_obs", "checkpoint_every"):
+        assert f"--config.{field}" in text
+    assert "GAE λ" in text and "Clip range ε" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "dqnn"], "invalid choice: 'dqnn'"),
+        (["train", "ppo", "--env", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
+        (["train", "ppo", "--env", "Blackjack-v1"], "need a Box observation space"),
+        (["train", "ppo", "--config.num_envs", "0"], "'num_envs' must be > 0; got 0"),
+        (["train", "ppo", "--config.minibatch_size", "99999"], "larger than a rollout"),
+        (["train", "ppo", "--config.clip_epsilon", "0.1"], "did you mean 'clip_eps'"),
+        (["train", "ppo", "--config.lr", "fast"], "config field 'lr'"),
+        (["train", "ppo", "--seed", "x"], "invalid int value: 'x'"),
+        (["train", "--resume", "/nonexistent/run"], "is not a run directory"),
+        (["eval", "/nonexistent/run"], "is not a run directory"),
+    ],
+)
+def test_bad_input_is_one_line_that_says_what_to_do(argv, message, tmp_path, capsys):
+    argv = [*argv, "--run-dir", str(tmp_path / "r")] if argv[:2] == ["train", "ppo"] else argv
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    common = [
+        "train",
+        "a2c",
+        "--total-steps",
+        "30000",
+        "--no-progress",
+        "--config.eval_every",
+        "5000",
+        "--config.eval_episodes",
+        "2",
+        "--config.checkpoint_every",
+        "0",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlgrad.cli", *common, "--run-dir", str(cut)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until training has written a few rows
+        if (cut / "metrics.csv").exists() and len(
+            (cut / "metrics.csv").read_text().splitlines()
+        ) > 20:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted: resume with" in out
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["interrupted"] and 0 < summary["steps"] < 30000
+
+    assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
+    whole = tmp_path / "whole"
+    assert main([*common, "--run-dir", str(whole)]) == 0
+    assert rows_of(cut) == rows_of(whole)
+
+
+def test_presets_are_valid_configs():
+    for algorithm, envs in all_presets().items():
+        for env_id in envs:
+            config = preset_config(algorithm, env_id)
+            assert config.env == env_id
