@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rlgrad-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-sb3 clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# The main job: PPO solves CartPole-v1, with a progress bar, a summary and runs/*/learning_curve.png.
 demo: $(STAMP)
-	$(BIN)/rlgrad examples
+	$(BIN)/rlgrad train ppo --env CartPole-v1
 
 lint: $(STAMP)
 	$(BIN)/ruff check rlgrad tests benchmarks
@@ -33,6 +34,11 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/gae.py
+
+# rlgrad against Stable-Baselines3, interleaved (installs the `bench` extra; ~1 hour on 2 cores).
+bench-sb3: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/vs_sb3.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -718,7 +718,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=0, help="default: per environment")
     parser.add_argument("--total-steps", type=int, default=0, help="default: per case")
-    parser.add_argument("--out", help="write every raw result to this JSON file")
+    parser.add_argument("--out", help="write every raw result to this JSON file (inf as null)")
     parser.add_argument(
         "--worker", nargs=4, metavar=("LIBRARY", "ALGO", "ENV", "SEED"), help=argparse.SUPPRESS
     )

@@ -102,6 +102,8 @@ def _summary_text(history) -> str:
         else:
             lines.append(f"  not solved      (threshold {s['threshold']:g})")
     lines.append(f"  run directory   {history.run_dir}")
+    if (history.run_dir / "learning_curve.png").exists():
+        lines.append(f"  learning curve  {history.run_dir / 'learning_curve.png'}")
     if s["interrupted"]:
         lines.append(f"  interrupted: resume with `rlgrad train --resume {history.run_dir}`")
     return "\n".join(lines)

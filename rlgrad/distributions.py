@@ -33,6 +33,9 @@ def categorical_entropy(logits: Tensor) -> Tensor:
     _checks.rank_at_least(fn, "logits", logits, 1, "[*B, A]")
     if logits.shape[-1] == 0:
         raise ValueError(f"{fn}(): 'logits' must have at least one action; got A = 0")
+    if _checks.all_finite(logits):  # the common case: nothing is masked, nothing to check
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return -(log_probs.exp() * log_probs).sum(dim=-1)
     invalid = torch.isnan(logits) | (logits == float("inf"))
     if bool(invalid.any()):
         where = tuple(int(i) for i in invalid.nonzero()[0].tolist())

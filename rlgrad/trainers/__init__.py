@@ -1,9 +1,9 @@
 """Trainers built only from the formula layer: REINFORCE, A2C and PPO.
 
-Each module has a frozen ``Config`` and ``train(config, run_dir=None) -> History``:
+Each module has a frozen ``Config`` and ``train(config, run_dir=None) -> History``::
 
-    >>> from rlgrad.trainers import ppo                                        # doctest: +SKIP
-    >>> history = ppo.train(ppo.Config(env="CartPole-v1"))                     # doctest: +SKIP
+    from rlgrad.trainers import ppo
+    history = ppo.train(ppo.Config(env="CartPole-v1"))
 """
 
 from __future__ import annotations
