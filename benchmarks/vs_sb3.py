@@ -224,22 +224,10 @@ ZOO: dict[str, dict[str, dict]] = {
             "exploration_final_eps": 0.07,
             "policy_kwargs": {"net_arch": [256, 256]},
         },
-        "LunarLander-v3": {
-            "n_timesteps": 100_000,
-            "learning_rate": 6.3e-4,
-            "batch_size": 128,
-            "buffer_size": 50_000,
-            "learning_starts": 0,
-            "gamma": 0.99,
-            "target_update_interval": 250,
-            "train_freq": 4,
-            "gradient_steps": -1,
-            "exploration_fraction": 0.12,
-            "exploration_final_eps": 0.1,
-            "policy_kwargs": {"net_arch": [256, 256]},
-        },
     },
 }
+# The zoo gives DQN on LunarLander the same hyperparameters as on Acrobot.
+ZOO["dqn"]["LunarLander-v3"] = dict(ZOO["dqn"]["Acrobot-v1"])
 
 
 def default_total_steps(algorithm: str, env_id: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlgrad.returns import gae
 from rlgrad.support.envs import Spaces, VectorEnv
 
 
@@ -71,6 +72,14 @@ class Rollout:
             all_values = agent.value(self.observations[: steps + 1].flatten(0, 1))  # [(T+1)·N]
         all_values = all_values.view(steps + 1, self.num_envs)
         return all_values[:-1], all_values[1:]
+
+    def gae(self, agent, gamma: float, lam: float) -> tuple[Tensor, Tensor, Tensor]:
+        """V(s_t), the GAE(λ) advantages and the λ-returns A_t + V(s_t), each ``[T, N]``."""
+        values, next_values = self.values(agent)
+        advantages = gae(
+            self.rewards, values, next_values, self.terminated, self.truncated, gamma, lam
+        )
+        return values, advantages, advantages + values
 
     def valid_indices(self) -> Tensor:
         """Flat indices ``t·N + i`` of the steps that belong in a loss (not autoreset steps)."""

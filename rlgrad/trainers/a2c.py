@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from rlgrad.policy import policy_gradient_loss
-from rlgrad.returns import gae, normalize_advantages
+from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import History
@@ -84,17 +84,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             rollout.collect(env, agent, generator)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
-            values, next_values = rollout.values(agent)
-            advantages = gae(
-                rollout.rewards,
-                values,
-                next_values,
-                rollout.terminated,
-                rollout.truncated,
-                config.gamma,
-                config.lam,
-            )
-            returns = advantages + values
+            values, advantages, returns = rollout.gae(agent, config.gamma, config.lam)
 
             # 3. update: one step on L = L_π + c_v · ½(V − G)² − β H over the whole rollout
             usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
@@ -107,7 +97,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 step_advantages = normalize_advantages(step_advantages)
             policy_loss = policy_gradient_loss(log_probs, step_advantages)
             critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
-            entropy_mean = entropy.mean()
+            # with no bonus, keep the entropy out of the backward pass (it is only logged)
+            entropy_mean = entropy.mean() if config.ent_coef else entropy.mean().detach()
             loss = policy_loss + config.vf_coef * critic_loss - config.ent_coef * entropy_mean
             grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
 

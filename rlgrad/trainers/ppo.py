@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from rlgrad.policy import approx_kl, clip_fraction, ppo_clip_loss
-from rlgrad.returns import gae, normalize_advantages
+from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import History
@@ -103,17 +103,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             rollout.collect(env, agent, generator)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
-            values, next_values = rollout.values(agent)
-            advantages = gae(
-                rollout.rewards,
-                values,
-                next_values,
-                rollout.terminated,
-                rollout.truncated,
-                config.gamma,
-                config.lam,
-            )
-            returns = advantages + values
+            values, advantages, returns = rollout.gae(agent, config.gamma, config.lam)
 
             # 3. update: epochs of minibatch steps on the clipped surrogate, value loss and entropy
             observations, actions = rollout.flat("observations"), rollout.flat("actions")
@@ -143,7 +133,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         old_values[batch] if config.clip_value_eps is not None else None,
                         config.clip_value_eps,
                     )
-                    entropy_mean = entropy.mean()
+                    # with no bonus, keep the entropy out of the backward pass (it is only logged)
+                    entropy_mean = entropy.mean() if config.ent_coef else entropy.mean().detach()
                     loss = (
                         policy_loss + config.vf_coef * critic_loss - config.ent_coef * entropy_mean
                     )

@@ -104,7 +104,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             if config.normalize_advantages and len(usable) > 1:
                 step_advantages = normalize_advantages(step_advantages)
             policy_loss = policy_gradient_loss(log_probs, step_advantages)
-            entropy_mean = entropy.mean()
+            # with no bonus, keep the entropy out of the backward pass (it is only logged)
+            entropy_mean = entropy.mean() if config.ent_coef else entropy.mean().detach()
             loss = policy_loss - config.ent_coef * entropy_mean
             if config.baseline:
                 critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
