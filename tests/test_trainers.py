@@ -118,6 +118,16 @@ def test_resuming_from_a_checkpoint_continues_exactly(name, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_reward_normalization_survives_a_step_where_every_env_resets():
+    # Countdown's time limit ends every copy's episode at the same step, so the next step is an
+    # autoreset step everywhere and has no valid reward to update the statistics with.
+    env = VectorEnv("rlgrad-test/Countdown-v0", 3, seed=0, normalize_reward=True, gamma=0.9)
+    for _ in range(12):
+        step = env.step(np.zeros(3, np.int64))
+        assert np.isfinite(step.rewards).all()
+    assert np.isfinite(env.return_stats.var) and env.return_stats.var > 0
+
+
 class CountingCritic:
     """A stand-in agent whose V(s) is the step counter t of the Countdown observation."""
 

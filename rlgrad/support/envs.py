@@ -203,7 +203,8 @@ class VectorEnv:
         self._reset_pending = done
         if self.normalize_reward:
             self._discounted = self._discounted * self.gamma + rewards
-            if self.update_stats:
+            # after a time limit shared by all envs, a whole step can be autoreset steps
+            if self.update_stats and valid.any():
                 self.return_stats.update(self._discounted[valid])
             self._discounted[done] = 0
             rewards = np.clip(
