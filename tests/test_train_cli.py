@@ -64,11 +64,9 @@ def test_train_eval_plot_and_presets(tmp_path, capsys):
     assert saved["algorithm"] == "ppo" and saved["config"]["seed"] == 3
     # the preset applies under the command-line fields
     preset = all_presets()["ppo"]["CartPole-v1"]
-    untouched = {
-        k: v
-        for k, v in preset.items()
-        if k not in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps")
-    }
+    given = {"num_envs", "num_steps", "epochs", "minibatch_size", "total_steps", "eval_every"}
+    untouched = {k: v for k, v in preset.items() if k not in given}
+    assert untouched, "the preset should set more than the command line does"
     for field, value in untouched.items():
         assert saved["config"][field] == (list(value) if isinstance(value, tuple) else value)
 
