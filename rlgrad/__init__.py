@@ -30,6 +30,7 @@ from rlgrad.returns import (
     discounted_returns,
     gae,
     group_advantages,
+    n_step_returns,
     normalize_advantages,
     td_errors,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "hessian",
     "kl_k3",
     "load_agent",
+    "n_step_returns",
     "normalize_advantages",
     "numerical_gradient",
     "policy_gradient_loss",

@@ -130,6 +130,20 @@ def unit_interval(fn: str, name: str, value: object) -> float:
     return value
 
 
+def discounts(fn: str, name: str, value: object, ref_name: str, ref: Tensor) -> float | Tensor:
+    """One discount in [0, 1], or a tensor of per-sample discounts shaped and typed like ``ref``."""
+    if not isinstance(value, Tensor) or value.dim() == 0:
+        return unit_interval(fn, name, value)
+    value = floats(fn, name, value, ref_name, ref)
+    outside = (value < 0) | (value > 1)
+    if bool(outside.any()):
+        where = _location(outside)
+        raise ValueError(
+            f"{fn}(): '{name}' must lie in [0, 1]; got {value[where].item()} at index {where}"
+        )
+    return value
+
+
 def positive(fn: str, name: str, value: object) -> float:
     """A number > 0, such as a clip range ε or a learning rate."""
     value = number(fn, name, value)

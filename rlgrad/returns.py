@@ -10,6 +10,8 @@ its future still has value V(s_{t+1})).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -173,6 +175,68 @@ def discounted_returns(
         bootstrap = _trajectory(fn, "next_values", next_values, rewards)
     named = {"rewards": rewards, "next_values": bootstrap}
     return _scan(fn, _kernels.return_scan, _returns_loop, named, (terminated, truncated), gamma)
+
+
+class NStepReturns(NamedTuple):
+    """What :func:`n_step_returns` gives for each window: the target is
+    ``returns + discounts · (1 − terminated) · V(s_{t+steps})``."""
+
+    returns: Tensor  # Σ_{k<K} γ^k r_{t+k}
+    discounts: Tensor  # γ^K, the weight of the bootstrap
+    terminated: Tensor  # bool: the window ended in a termination (no bootstrap)
+    steps: Tensor  # K ∈ [1, n] (int64): the bootstrap state is s_{t+K}
+
+
+def n_step_returns(
+    rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: float
+) -> NStepReturns:
+    """The n-step return of each window of n steps, stopped at the first end of episode:
+
+        K = min(n, 1 + first k with term_k or trunc_k)
+        G = Σ_{k<K} γ^k r_k,    target = G + γ^K (1 − term_{K−1}) · V(s_K)
+
+    A termination inside the window removes the bootstrap; a truncation keeps it, from V of the
+    true final observation s_K. With n = 1 this is DQN's one-step target r + γ(1 − term)·V(s').
+    A replay buffer can also mark a window ``truncated`` where its stored stream ends.
+
+    Args:
+        rewards: ``[n, *B]``: for each of the B windows, the n steps starting at its transition.
+        terminated: ``[n, *B]`` bool or 0/1.
+        truncated: ``[n, *B]`` bool or 0/1; steps after the first end are ignored.
+        gamma: the discount γ ∈ [0, 1].
+
+    Returns:
+        :class:`NStepReturns` of ``[*B]`` tensors; ``returns`` is differentiable in ``rewards``.
+
+    Raises:
+        TypeError / ValueError: as :func:`discounted_returns`, and for an empty window.
+
+    Example (γ = 0.5, n = 3; the first window runs its 3 steps, the second terminates at k = 1):
+        >>> t = torch.tensor
+        >>> out = n_step_returns(t([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]]),
+        ...                      t([[0, 0], [0, 1], [0, 0]]), t([[0, 0], [0, 0], [0, 0]]), 0.5)
+        >>> out.returns, out.discounts, out.terminated, out.steps
+        (tensor([3., 2.]), tensor([0.1250, 0.2500]), tensor([False,  True]), tensor([3, 2]))
+    """
+    fn = "n_step_returns"
+    rewards = _rewards(fn, rewards)
+    if rewards.shape[0] == 0:
+        raise ValueError(f"{fn}(): 'rewards' must hold at least one step; got shape (0, ...)")
+    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
+    truncated = _checks.flags(fn, "truncated", truncated, "rewards", rewards)
+    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    _checks.finite(fn, "rewards", rewards)
+    running = torch.ones_like(terminated[0])  # the window has not ended before step k
+    returns = torch.zeros_like(rewards[0])
+    ended_in_termination = torch.zeros_like(terminated[0])
+    steps = torch.zeros(rewards.shape[1:], dtype=torch.int64, device=rewards.device)
+    for k in range(rewards.shape[0]):
+        returns = returns + rewards[k] * running * gamma**k  # rewards first: keeps their dtype
+        steps += running
+        ended_in_termination |= running & terminated[k]
+        running = running & ~(terminated[k] | truncated[k])
+    discounts = torch.pow(torch.full_like(returns, gamma), steps.to(rewards.dtype))
+    return NStepReturns(returns, discounts, ended_in_termination, steps)
 
 
 def _gae_loop(

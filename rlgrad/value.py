@@ -59,7 +59,7 @@ def dqn_targets(
     rewards: Tensor,
     next_q_target: Tensor,
     terminated: Tensor,
-    gamma: float,
+    gamma: float | Tensor,
     next_q_online: Tensor | None = None,
 ) -> Tensor:
     """DQN's TD targets (Mnih et al. 2015), y = r + γ(1 − term)·max_a' Q_θ⁻(s', a').
@@ -74,7 +74,9 @@ def dqn_targets(
         rewards: ``[*B]``.
         next_q_target: ``[*B, A]`` Q_θ⁻(s', ·) from the target network.
         terminated: ``[*B]`` bool or 0/1.
-        gamma: the discount γ ∈ [0, 1].
+        gamma: the discount γ ∈ [0, 1], or a ``[*B]`` tensor of per-sample discounts, such as
+            the γ^K of :func:`~rlgrad.returns.n_step_returns` (then ``rewards`` are the n-step
+            returns and s' is the state K steps later).
         next_q_online: ``[*B, A]`` Q_θ(s', ·) from the online network, or None.
 
     Returns:
@@ -97,7 +99,7 @@ def dqn_targets(
     if next_q_target.shape[-1] == 0:
         raise ValueError(f"{fn}(): 'next_q_target' must have at least one action; got A = 0")
     terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
-    gamma = _checks.unit_interval(fn, "gamma", gamma)
+    gamma = _checks.discounts(fn, "gamma", gamma, "rewards", rewards)
     next_q_target = next_q_target.detach()
     if next_q_online is None:
         next_value = next_q_target.max(dim=-1).values

@@ -290,3 +290,67 @@ def test_normalize_advantages_mean_zero_sample_std_one():
     normalized = rlgrad.normalize_advantages(advantages)
     assert normalized.mean().item() == pytest.approx(0.0, abs=1e-6)
     assert normalized.std().item() == pytest.approx(1.0, abs=1e-6)
+
+
+# ----- n-step returns (DQN's n-step targets) -----
+
+
+@given(rollouts, unit)
+def test_n_step_target_equals_discounted_return_bootstrapped_at_every_step(data, gamma):
+    """G + γ^K(1 − term)·V(s_K) is the reward-to-go of the window whose bootstrap at a cut (a
+    truncation or the window's end) is V of the next state: the same quantity two ways."""
+    rewards, _, next_values, terminated, truncated = data
+    window = rlgrad.n_step_returns(rewards, terminated, truncated, gamma)
+    reward_to_go = rlgrad.discounted_returns(rewards, terminated, truncated, gamma, next_values)
+    bootstrap = (
+        next_values.reshape(rewards.shape[0], -1)
+        .gather(0, (window.steps - 1).reshape(1, -1))
+        .reshape(window.returns.shape)
+    )
+    target = window.returns + window.discounts * (~window.terminated) * bootstrap
+    torch.testing.assert_close(target, reward_to_go[0], rtol=1e-10, atol=1e-10)
+
+
+@given(rollouts, unit)
+def test_one_step_window_is_the_one_step_target(data, gamma):
+    rewards, _, _, terminated, truncated = data
+    window = rlgrad.n_step_returns(rewards[:1], terminated[:1], truncated[:1], gamma)
+    torch.testing.assert_close(window.returns, rewards[0])
+    torch.testing.assert_close(window.discounts, torch.full_like(rewards[0], gamma))
+    assert torch.equal(window.terminated, terminated[0])
+    assert bool((window.steps == 1).all())
+
+
+def test_n_step_window_stops_at_the_first_end_and_ignores_later_steps():
+    t = torch.tensor
+    rewards = t([[1.0, 1.0, 1.0], [10.0, 10.0, 10.0], [100.0, 100.0, 100.0]], dtype=torch.float64)
+    terminated = t([[0, 0, 0], [0, 1, 0], [1, 0, 0]])
+    truncated = t([[0, 1, 0], [0, 0, 0], [0, 0, 0]])
+    window = rlgrad.n_step_returns(rewards, terminated, truncated, 0.9)
+    # column 0 terminates at k = 2; column 1 is truncated at k = 0 (the later termination is in
+    # another episode); column 2 runs all three steps and bootstraps with γ³
+    expected = t([1 + 9 + 81, 1.0, 1 + 9 + 81], dtype=torch.float64)
+    torch.testing.assert_close(window.returns, expected)
+    torch.testing.assert_close(window.discounts, t([0.729, 0.9, 0.729], dtype=torch.float64))
+    assert window.terminated.tolist() == [True, False, False]
+    assert window.steps.tolist() == [3, 1, 3]
+
+
+def test_n_step_targets_through_dqn_targets_with_per_sample_discounts():
+    t = torch.tensor
+    window = rlgrad.n_step_returns(
+        t([[1.0, 1.0], [2.0, 2.0]]), t([[0, 0], [0, 1]]), t([[0, 0], [0, 0]]), gamma=0.5
+    )
+    next_q = t([[4.0, 8.0], [3.0, 1.0]])
+    targets = rlgrad.dqn_targets(window.returns, next_q, window.terminated, window.discounts)
+    # 1 + 0.5·2 + 0.25·8 = 4 with a bootstrap; 1 + 0.5·2 = 2 after the termination
+    torch.testing.assert_close(targets, t([4.0, 2.0]))
+
+
+def test_n_step_returns_gradient_matches_discount_weights():
+    rewards = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    no = torch.zeros(4, 3, dtype=torch.bool)
+    torch.autograd.gradcheck(lambda r: rlgrad.n_step_returns(r, no, no, 0.7).returns, (rewards,))
+    rlgrad.n_step_returns(rewards, no, no, 0.7).returns.sum().backward()
+    expected = torch.tensor([1.0, 0.7, 0.49, 0.343], dtype=torch.float64)[:, None].expand(4, 3)
+    torch.testing.assert_close(rewards.grad, expected)

@@ -111,3 +111,78 @@ class ActorCritic(nn.Module):
         if self.spaces.discrete:
             return actions.numpy()
         return torch.clamp(actions, self.action_low, self.action_high).numpy()
+
+
+class QNetwork(nn.Module):
+    """Action values Q_θ(s, ·) for a discrete action space, ``[B, A]``, from an MLP.
+
+    With ``dueling`` (Wang et al. 2016) a shared torso feeds a state value V(s) and advantages
+    A(s, a), combined as Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a'); subtracting the mean makes V
+    and A identifiable without changing the greedy action.
+
+    It acts like the policy of :class:`ActorCritic` (``mode``, ``sample``, ``env_actions``), so
+    evaluation and :func:`rlgrad.load_agent` treat both alike; ``sample`` is ε-greedy with the
+    ε stored in the ``epsilon`` buffer (the end of the exploration schedule).
+    """
+
+    def __init__(
+        self,
+        spaces: Spaces,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: str = "relu",
+        dueling: bool = False,
+        epsilon: float = 0.05,
+    ):
+        super().__init__()
+        if not spaces.discrete:
+            raise ValueError(
+                f"DQN needs a Discrete action space; this environment's actions are continuous "
+                f"(shape {spaces.action_shape}): use ppo or a2c for it"
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.spaces, self.dueling = spaces, dueling
+        inputs, actions = spaces.observation_size, spaces.num_actions
+        if dueling:
+            width = hidden_sizes[-1]
+            self.torso = nn.Sequential(
+                mlp([inputs, *hidden_sizes], activation, math.sqrt(2)), ACTIVATIONS[activation]()
+            )
+            self.value_head = mlp([width, 1], activation, 1.0)
+            self.advantage_head = mlp([width, actions], activation, 1.0)
+        else:
+            self.q = mlp([inputs, *hidden_sizes, actions], activation, 1.0)
+        self.register_buffer("epsilon", torch.tensor(float(epsilon)))
+
+    def forward(self, observations: Tensor) -> Tensor:
+        flat = observations.flatten(1)
+        if not self.dueling:
+            return self.q(flat)
+        features = self.torso(flat)
+        advantages = self.advantage_head(features)
+        return self.value_head(features) + advantages - advantages.mean(dim=-1, keepdim=True)
+
+    def mode(self, observations: Tensor) -> Tensor:
+        """The greedy action argmax_a Q(s, a), ``[B]``."""
+        return self(observations).argmax(dim=-1)
+
+    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
+        """ε-greedy actions with the stored ε (no log-probability: DQN has none)."""
+        return epsilon_greedy(self(observations), float(self.epsilon), generator), None
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        return actions.numpy()
+
+
+def epsilon_greedy(q_values: Tensor, epsilon: float, generator: torch.Generator) -> Tensor:
+    """argmax_a Q(s, a) with probability 1 − ε, else a uniformly random action; ``[B]``.
+
+    Both random draws happen for every row, whatever ε is, so the generator advances by the same
+    amount each step (a resumed run stays in step with an uninterrupted one).
+    """
+    batch, actions = q_values.shape
+    explore = torch.rand(batch, generator=generator) < epsilon
+    random_actions = torch.randint(actions, (batch,), generator=generator)
+    return torch.where(explore, random_actions, q_values.argmax(dim=-1))

@@ -171,13 +171,13 @@ class Run:
 
     # ----- one row per update -----
 
-    def end_iteration(self, steps: int, metrics: dict[str, float]) -> None:
+    def end_iteration(self, steps: int, metrics: dict[str, float | None]) -> None:
         """Count ``steps``, check ``metrics`` are finite, evaluate and checkpoint when due."""
         previous = self.steps
         self.steps += steps
         self.updates += 1
         for name, value in metrics.items():
-            if not math.isfinite(value):
+            if value is not None and not math.isfinite(value):
                 self.fail(name, value)
         self.check_parameters()
         recent = list(self.env.finished)
@@ -191,7 +191,8 @@ class Run:
             "episode_length_mean": float(np.mean([n for _, n in recent])) if recent else "",
             "eval_return_mean": "",
             "eval_return_std": "",
-            **{name: float(value) for name, value in metrics.items()},
+            # None: not measured in this update (e.g. no gradient step yet); an empty cell
+            **{name: "" if value is None else float(value) for name, value in metrics.items()},
         }
         every = self.config.eval_every
         if (

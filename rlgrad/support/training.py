@@ -82,20 +82,37 @@ def warm_up_kernels() -> None:
     discounted_returns(zeros, flags, flags, 0.9, zeros)
 
 
-def start(algorithm: str, config, run_dir, build_agent, make_optimizer, **run_options):
+def start(
+    algorithm: str,
+    config,
+    run_dir,
+    build_agent,
+    make_optimizer,
+    build_companions=None,
+    **run_options,
+):
     """Seed, build the environments, the agent and its optimizer, and open (or resume) the run.
 
-    Returns ``(run, env, agent, optimizer, generator)``; ``run_options`` are Run's keyword
-    arguments ``resume``, ``checkpoint`` and ``progress``.
+    ``build_companions(config, spaces, agent)``, when given, returns more named objects with
+    ``state_dict``/``load_state_dict`` that the checkpoints must hold (DQN's target network and
+    replay buffer); they are in ``run.modules``. Returns ``(run, env, agent, optimizer,
+    generator)``; ``run_options`` are Run's keyword arguments ``resume``, ``checkpoint`` and
+    ``progress``.
     """
     from rlgrad.support.runs import Run
 
     generator = seed_everything(config.seed, config.threads)
     env = make_env(config)
-    agent = build_agent(config, env.spaces)
+    try:
+        agent = build_agent(config, env.spaces)
+    except ValueError:
+        env.close()
+        raise
     optimizer = make_optimizer(config, agent)
     warm_up_kernels()
     modules = {"agent": agent, "optimizer": optimizer}
+    if build_companions is not None:
+        modules.update(build_companions(config, env.spaces, agent))
     run = Run(
         algorithm, config, run_dir, env=env, modules=modules, generator=generator, **run_options
     )

@@ -1,4 +1,4 @@
-"""Trainers built only from the formula layer: REINFORCE, A2C and PPO.
+"""Trainers built only from the formula layer: REINFORCE, A2C, PPO and DQN.
 
 Each module has a frozen ``Config`` and ``train(config, run_dir=None) -> History``::
 
@@ -12,7 +12,7 @@ import importlib
 import json
 from pathlib import Path
 
-ALGORITHMS = ("ppo", "a2c", "reinforce")
+ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn")
 
 
 def module(algorithm: str):

@@ -1,0 +1,147 @@
+"""A replay buffer of preallocated tensors that keeps each environment's stream in time order.
+
+Slot ``t`` of environment ``e`` holds the observation acted on, the action, the reward and the
+two end flags of one vector step; the next observation is the observation of slot ``t + 1`` of
+the same environment. Each observation is therefore stored once, and because
+:class:`~rlgrad.support.envs.VectorEnv` returns the *true final observation* at a done, the next
+observation of an episode's last step is that final observation: a time limit bootstraps from the
+state the episode was cut in, never from the reset state. The step after a done is Gymnasium's
+autoreset step (its action was ignored); it is stored, marked unusable and never sampled.
+
+``terminated`` and ``truncated`` are kept apart: only a termination removes the bootstrap.
+
+n-step windows are read at sampling time, along the stream, and stop at the first end of
+episode; a window that reaches the newest stored step stops there and bootstraps from the newest
+observation (the stream is cut, as a rollout's last step is). The arithmetic is
+:func:`rlgrad.returns.n_step_returns`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlgrad.returns import n_step_returns
+from rlgrad.support.envs import Spaces, Step
+
+
+@dataclass
+class Batch:
+    """A sampled minibatch; the DQN target is y = returns + discounts·(1 − terminated)·max Q⁻."""
+
+    observations: Tensor  # [B, *obs], s_t
+    actions: Tensor  # [B] int64
+    returns: Tensor  # [B]: r_t, or the n-step return Σ_{k<K} γ^k r_{t+k}
+    discounts: Tensor  # [B]: γ^K
+    terminated: Tensor  # [B] bool: the window ended in a termination
+    next_observations: Tensor  # [B, *obs], s_{t+K}
+
+
+class ReplayBuffer:
+    """``capacity`` transitions in all, ``capacity // num_envs`` per environment, overwriting the
+    oldest first. With ``in_checkpoints=False`` its state_dict is empty, so checkpoints stay
+    small and a resumed run starts from an empty buffer."""
+
+    def __init__(self, capacity: int, num_envs: int, spaces: Spaces, in_checkpoints: bool = True):
+        self.in_checkpoints = in_checkpoints
+        self.slots = capacity // num_envs  # per environment
+        if self.slots < 2:
+            raise ValueError(
+                f"config field 'buffer_size' = {capacity} leaves {self.slots} slot(s) per "
+                f"environment for num_envs = {num_envs}; it needs at least 2 · num_envs"
+            )
+        self.num_envs = num_envs
+        shape = (self.slots, num_envs)
+        self.observations = torch.zeros(*shape, *spaces.observation_shape)
+        self.actions = torch.zeros(shape, dtype=torch.int64)
+        self.rewards = torch.zeros(shape)
+        self.terminated = torch.zeros(shape, dtype=torch.bool)
+        self.truncated = torch.zeros(shape, dtype=torch.bool)
+        # usable[t, e]: slot t holds a transition that can be sampled (written, not an autoreset
+        # step, and its next observation not yet overwritten)
+        self.usable = torch.zeros(shape, dtype=torch.bool)
+        self.position = 0  # the slot the next step is written to
+        self.size = 0  # slots written so far (at most self.slots)
+
+    def __len__(self) -> int:
+        return int(self.usable.sum())
+
+    def add(self, observations: np.ndarray, actions: Tensor, step: Step) -> None:
+        """Store one vector step: the observations acted on, the actions and their outcome."""
+        t, following = self.position, (self.position + 1) % self.slots
+        self.observations[t] = torch.from_numpy(observations)
+        self.actions[t] = actions
+        self.rewards[t] = torch.from_numpy(step.rewards)
+        self.terminated[t] = torch.from_numpy(step.terminated)
+        self.truncated[t] = torch.from_numpy(step.truncated)
+        self.usable[t] = torch.from_numpy(step.valid)
+        # the next observation goes to the following slot now, so that the newest transition is
+        # complete; the oldest transition loses its observation and stops being usable
+        self.observations[following] = torch.from_numpy(step.observations)
+        self.usable[following] = False
+        self.position, self.size = following, min(self.size + 1, self.slots)
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator, n_step: int, gamma: float
+    ) -> Batch:
+        """``batch_size`` usable transitions drawn uniformly (with replacement), with their
+        n-step returns."""
+        if not bool(self.usable.any()):
+            raise ValueError("the replay buffer holds no usable transition yet")
+        times, envs = self._draw(batch_size, generator)
+        window = torch.arange(n_step)[:, None]
+        window_times = (times[None, :] + window) % self.slots  # [n, B]
+        window_envs = envs.expand(n_step, -1)
+        ends = self.truncated[window_times, window_envs].clone()
+        # a window stops where the stream does: before an unusable slot (the newest written step
+        # is followed by the write position) and at its own last step
+        ends[:-1] |= ~self.usable[window_times[1:], window_envs[1:]]
+        ends[-1] = True
+        outcome = n_step_returns(
+            self.rewards[window_times, window_envs],
+            self.terminated[window_times, window_envs],
+            ends,
+            gamma,
+        )
+        next_times = (times + outcome.steps) % self.slots
+        return Batch(
+            observations=self.observations[times, envs],
+            actions=self.actions[times, envs],
+            returns=outcome.returns,
+            discounts=outcome.discounts,
+            terminated=outcome.terminated,
+            next_observations=self.observations[next_times, envs],
+        )
+
+    def _draw(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Uniform over usable slots, by redrawing the few draws that land on unusable ones."""
+        times = torch.randint(self.size, (batch_size,), generator=generator)
+        envs = torch.randint(self.num_envs, (batch_size,), generator=generator)
+        while True:
+            bad = (~self.usable[times, envs]).nonzero().squeeze(-1)
+            if len(bad) == 0:
+                return times, envs
+            times[bad] = torch.randint(self.size, (len(bad),), generator=generator)
+            envs[bad] = torch.randint(self.num_envs, (len(bad),), generator=generator)
+
+    # checkpoints: Run saves every module through state_dict / load_state_dict
+
+    def state_dict(self) -> dict:
+        if not self.in_checkpoints:
+            return {}
+        names = ("observations", "actions", "rewards", "terminated", "truncated", "usable")
+        state = {name: getattr(self, name)[: self.size].clone() for name in names}
+        if self.size < self.slots:  # the following slot holds the newest next observation
+            state["observations"] = self.observations[: self.size + 1].clone()
+        return {**state, "position": self.position, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:  # saved without its contents: start empty
+            return
+        for name in ("observations", "actions", "rewards", "terminated", "truncated", "usable"):
+            stored = state[name]
+            getattr(self, name)[: len(stored)] = stored
+        self.position, self.size = state["position"], state["size"]

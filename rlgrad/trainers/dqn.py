@@ -1,0 +1,253 @@
+"""Deep Q-Networks (Mnih et al. 2015) and the variants people ask for, read top to bottom.
+
+Each iteration (``log_every`` environment steps): 1. act ε-greedily in N environments; 2. store
+the transitions in the replay buffer; 3. every ``train_frequency`` steps take ``gradient_steps``
+gradient steps on the TD loss of sampled minibatches,
+
+    y = r + γ(1 − term)·max_a' Q_θ⁻(s', a'),    L = mean ½(Q_θ(s, a) − y)²  (or Huber);
+
+4. move the target network θ⁻ towards θ every ``target_update_every`` steps (a copy, or Polyak
+averaging with τ < 1); then log, evaluate and checkpoint. Switches: ``double`` (the online network
+picks a', the target network values it), ``dueling`` heads, ``n_step`` returns (stopped at the
+first end of episode; a truncation still bootstraps from its true final observation).
+
+    >>> from rlgrad.trainers import dqn
+    >>> config = dqn.Config(env="CartPole-v1", total_steps=600, learning_starts=200,
+    ...                     log_every=200, eval_every=0, eval_episodes=2)
+    >>> dqn.train(config, run_dir=getfixture("tmp_path") / "run").rows[-1]["step"]
+    600
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import statistics
+from pathlib import Path
+
+import torch
+
+from rlgrad.support import configs, training
+from rlgrad.support.nets import QNetwork, epsilon_greedy
+from rlgrad.support.replay import Batch, ReplayBuffer
+from rlgrad.support.runs import History
+from rlgrad.value import dqn_loss, dqn_targets
+
+ALGORITHM = "dqn"
+LOSSES = ("mse", "huber")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(configs.RunConfig):
+    """DQN's hyperparameters; the defaults are close to CleanRL's for classic control."""
+
+    num_envs: int = 1
+    """Environments stepped together (gymnasium.make_vec); each vector step adds num_envs
+    transitions to the buffer and counts num_envs environment steps."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the Q-network (of the shared torso with dueling heads)."""
+    activation: str = "relu"
+    """Hidden activation: relu, tanh or elu."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    lr: float = 2.5e-4
+    """Adam learning rate."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over total_steps."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
+    batch_size: int = 128
+    """Transitions per gradient step, sampled uniformly with replacement."""
+    learning_starts: int = 1_000
+    """Environment steps of pure collection before the first gradient step."""
+    train_frequency: int = 4
+    """Take gradient steps every this many environment steps."""
+    gradient_steps: int = 1
+    """Gradient steps each time training is due."""
+    target_update_every: int = 500
+    """Update the target network every this many environment steps."""
+    tau: float = 1.0
+    """Target update θ⁻ ← τθ + (1 − τ)θ⁻: 1 copies the online network, < 1 is Polyak averaging."""
+    epsilon_start: float = 1.0
+    """Exploration ε at the start of the linear schedule."""
+    epsilon_end: float = 0.05
+    """Exploration ε at the end of the schedule and after it; also the ε of a loaded agent's
+    act(obs, deterministic=False)."""
+    exploration_fraction: float = 0.5
+    """Fraction of total_steps over which ε falls linearly from epsilon_start to epsilon_end."""
+    loss: str = "mse"
+    """TD loss: 'mse' is ½(Q − y)² (the seeds' loss), 'huber' is Huber with δ = 1 (SB3's)."""
+    double: bool = False
+    """Double DQN: the online network picks argmax_a' Q_θ(s', a'), the target network values it."""
+    dueling: bool = False
+    """Dueling heads: Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')."""
+    n_step: int = 1
+    """Bootstrap after n steps: y = Σ_{k<K} γ^k r_k + γ^K(1 − term)·max Q⁻(s_K), K ≤ n stopped at an
+    episode end (a truncation still bootstraps from the true final observation)."""
+    max_grad_norm: float | None = 10.0
+    """Clip the global gradient norm to this (none: no clipping)."""
+    checkpoint_replay: bool = True
+    """Save the replay buffer in checkpoints, so that a resumed run continues exactly. False keeps
+    checkpoints small; a resumed run then refills an empty buffer (and is no longer identical)."""
+    log_every: int = 1_000
+    """Write a metrics row every this many environment steps; evaluations and checkpoints fall
+    on the first row at or past each of their multiples."""
+
+
+def check(config: Config) -> None:
+    configs.check_run_config(config)
+    configs.positive(
+        config,
+        "lr",
+        "buffer_size",
+        "batch_size",
+        "train_frequency",
+        "gradient_steps",
+        "target_update_every",
+        "tau",
+        "n_step",
+        "log_every",
+    )
+    configs.non_negative(config, "learning_starts", "exploration_fraction")
+    configs.in_unit_interval(config, "gamma", "tau", "epsilon_start", "epsilon_end")
+    configs.require(
+        config.buffer_size >= config.batch_size,
+        f"config field 'buffer_size' = {config.buffer_size} is smaller than a batch "
+        f"(batch_size = {config.batch_size}); raise buffer_size or lower batch_size",
+    )
+    configs.require(
+        config.buffer_size // config.num_envs > config.n_step,
+        f"config field 'buffer_size' = {config.buffer_size} holds "
+        f"{config.buffer_size // config.num_envs} steps per environment for num_envs = "
+        f"{config.num_envs}; n_step = {config.n_step} needs more",
+    )
+    configs.require(
+        config.loss in LOSSES,
+        f"config field 'loss' must be one of {', '.join(LOSSES)}; got {config.loss!r}",
+    )
+    configs.require(
+        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
+        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
+    )
+    configs.require(
+        config.max_grad_norm is None or config.max_grad_norm > 0,
+        f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
+    )
+
+
+def build_agent(config: Config, spaces) -> QNetwork:
+    return QNetwork(
+        spaces, config.hidden_sizes, config.activation, config.dueling, config.epsilon_end
+    )
+
+
+def make_optimizer(config: Config, q_network: QNetwork) -> torch.optim.Optimizer:
+    return training.adam(q_network.parameters(), lr=config.lr)
+
+
+def build_companions(config: Config, spaces, q_network: QNetwork) -> dict:
+    """The target network θ⁻ (a frozen copy of θ) and the replay buffer, both checkpointed."""
+    target_network = copy.deepcopy(q_network).requires_grad_(False)
+    replay = ReplayBuffer(config.buffer_size, config.num_envs, spaces, config.checkpoint_replay)
+    return {"target": target_network, "replay": replay}
+
+
+def exploration_epsilon(config: Config, steps: int) -> float:
+    """ε(t) = ε_start + (ε_end − ε_start)·min(1, t / (exploration_fraction · total_steps))."""
+    horizon = config.exploration_fraction * config.total_steps
+    fraction = min(steps / horizon, 1.0) if horizon > 0 else 1.0
+    return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * fraction
+
+
+def times_due(previous: int, steps: int, every: int) -> int:
+    """How many multiples of ``every`` the step count passed in going from previous to steps."""
+    return steps // every - previous // every
+
+
+def td_loss(config: Config, q_network, target_network, batch: Batch):
+    """The TD loss of one minibatch (the formula layer's targets and loss) and Q(s, a)."""
+    with torch.no_grad():
+        next_q_target = target_network(batch.next_observations)
+        next_q_online = q_network(batch.next_observations) if config.double else None
+    targets = dqn_targets(
+        batch.returns, next_q_target, batch.terminated, batch.discounts, next_q_online
+    )
+    q_values = q_network(batch.observations)
+    taken = q_values.gather(-1, batch.actions[:, None]).squeeze(-1)
+    return dqn_loss(q_values, batch.actions, targets, config.loss), taken
+
+
+@torch.no_grad()
+def update_target(target_network, q_network, tau: float) -> None:
+    """θ⁻ ← τθ + (1 − τ)θ⁻ (an exact copy for τ = 1)."""
+    for target, online in zip(target_network.parameters(), q_network.parameters(), strict=True):
+        if tau == 1.0:
+            target.copy_(online)
+        else:
+            target.lerp_(online, tau)
+
+
+def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
+    """Train DQN; return the metric history (also written to ``run_dir``).
+
+    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
+    """
+    check(config)
+    # 0. set up: seeds, environments, Q-network, target network, replay buffer, optimizer, run
+    run, env, q_network, optimizer, generator = training.start(
+        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
+    )
+    target_network, replay = run.modules["target"], run.modules["replay"]
+    total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
+    steps = run.steps
+
+    while not run.done:
+        losses, q_taken, grad_norms = [], [], []
+        iteration_end = min((steps // config.log_every + 1) * config.log_every, config.total_steps)
+        with run.training():
+            lr = training.annealed_lr(optimizer, config, run.progress_fraction())
+            while steps < iteration_end:
+                # 1. act ε-greedily with the online network
+                epsilon = exploration_epsilon(config, steps)
+                observations = env.observations
+                with torch.inference_mode():
+                    q_values = q_network(torch.from_numpy(observations))
+                actions = epsilon_greedy(q_values, epsilon, generator)
+                step = env.step(actions.numpy())
+
+                # 2. remember; the buffer keeps the true final observation of a cut episode
+                replay.add(observations, actions, step)
+                previous, steps = steps, steps + config.num_envs
+
+                # 3. learn: gradient steps on the TD loss of replayed minibatches
+                ready = steps >= config.learning_starts and len(replay) >= config.batch_size
+                due = times_due(previous, steps, config.train_frequency) if ready else 0
+                for _ in range(due * config.gradient_steps):
+                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+                    loss, taken = td_loss(config, q_network, target_network, batch)
+                    grad_norms.append(
+                        training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    )
+                    losses.append(loss.item())
+                    q_taken.append(taken.mean().item())
+
+                # 4. target network
+                if times_due(previous, steps, config.target_update_every):
+                    update_target(target_network, q_network, config.tau)
+
+        # 5. log, evaluate and checkpoint
+        total_gradient_steps += len(losses)
+        run.end_iteration(
+            steps - run.steps,
+            {
+                "loss": statistics.fmean(losses) if losses else None,
+                "q_taken_mean": statistics.fmean(q_taken) if q_taken else None,
+                "grad_norm": statistics.fmean(grad_norms) if grad_norms else None,
+                "epsilon": epsilon,
+                "lr": lr,
+                "gradient_steps": len(losses),
+                "total_gradient_steps": total_gradient_steps,
+                "buffer_transitions": len(replay),
+            },
+        )
+    return run.finish()

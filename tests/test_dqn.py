@@ -1,0 +1,264 @@
+"""DQN end to end: the replay buffer's streams and flags, n-step windows, the variants,
+determinism, resume (with and without the buffer) and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import toy_envs
+from test_trainers import dataclasses_replace, read_rows, without_timing
+
+from rlgrad import load_agent
+from rlgrad.support.envs import VectorEnv
+from rlgrad.support.nets import QNetwork
+from rlgrad.support.replay import ReplayBuffer
+from rlgrad.trainers import dqn, resume
+
+toy_envs.register()
+
+GAMMA = 0.9
+TINY = {
+    "total_steps": 600,
+    "learning_starts": 150,
+    "batch_size": 32,
+    "train_frequency": 2,
+    "target_update_every": 50,
+    "log_every": 100,
+    "eval_every": 300,
+    "eval_episodes": 2,
+    "checkpoint_every": 200,
+}
+
+
+def filled_buffer(env_id: str, steps: int, capacity: int = 1000, num_envs: int = 2):
+    env = VectorEnv(f"rlgrad-test/{env_id}", num_envs, seed=0)
+    buffer = ReplayBuffer(capacity, num_envs, env.spaces)
+    for _ in range(steps):
+        observations = env.observations
+        actions = torch.zeros(num_envs, dtype=torch.int64)
+        buffer.add(observations, actions, env.step(actions.numpy()))
+    return buffer
+
+
+def sampled_transitions(buffer: ReplayBuffer, n_step: int, draws: int = 2000) -> set[tuple]:
+    """Every distinct (t, next t, K, return, terminated) the buffer samples, t from Countdown's
+    observation [t / 10, 1]."""
+    batch = buffer.sample(draws, torch.Generator().manual_seed(0), n_step, GAMMA)
+    times = (batch.observations[:, 0] * 10).round().long()
+    next_times = (batch.next_observations[:, 0] * 10).round().long()
+    steps = torch.log(batch.discounts) / math.log(GAMMA)
+    return {
+        (int(t), int(u), round(float(k)), round(float(g), 5), bool(d))
+        for t, u, k, g, d in zip(
+            times, next_times, steps, batch.returns, batch.terminated, strict=True
+        )
+    }
+
+
+def window_return(steps: int) -> float:
+    return round(sum(GAMMA**k for k in range(steps)), 5)
+
+
+STREAMS = [("Countdown-v0", False), ("CountdownTerminal-v0", True)]
+
+
+@pytest.mark.parametrize("env_id, terminal", STREAMS)
+def test_the_buffer_keeps_the_true_final_observation_and_the_two_flags_apart(env_id, terminal):
+    # Countdown episodes end after 5 steps (t = 0..4); step 5 of the stream is Gymnasium's
+    # autoreset step and must never be sampled.
+    buffer = filled_buffer(env_id, steps=12)
+    seen = sampled_transitions(buffer, n_step=1)
+    expected = {(t, t + 1, 1, 1.0, terminal and t == 4) for t in range(5)}
+    assert seen == expected  # t = 4 → 5: the final observation, never the reset one (t = 0)
+    assert len(buffer) == 2 * 10  # 12 steps per env, less the 2 autoreset steps
+
+
+@pytest.mark.parametrize("env_id, terminal", STREAMS)
+def test_n_step_windows_stop_at_an_episode_end_and_at_the_newest_step(env_id, terminal):
+    # 13 steps: episodes at stream steps 0-4 and 6-10, a third starts at step 12 (t = 0), whose
+    # window reaches the newest stored step after one step and is cut there.
+    buffer = filled_buffer(env_id, steps=13)
+    seen = sampled_transitions(buffer, n_step=3)
+    expected = set()
+    for t in range(5):
+        k = min(3, 5 - t)
+        expected.add((t, t + k, k, window_return(k), terminal and t + k == 5))
+    expected.add((0, 1, 1, 1.0, False))  # the newest transition: cut by the stream's end
+    assert seen == expected
+
+
+def test_a_wrapped_buffer_never_pairs_an_observation_with_an_overwritten_successor():
+    buffer = filled_buffer("Countdown-v0", steps=23, capacity=14, num_envs=2)  # 7 slots per env
+    assert buffer.size == buffer.slots == 7
+    for n_step in (1, 3):
+        for t, next_t, k, _, _ in sampled_transitions(buffer, n_step):
+            assert next_t == t + k, (t, next_t, k)
+    assert len(buffer) < 14  # the write position and autoreset steps are not usable
+
+
+def test_the_buffer_state_round_trips():
+    buffer = filled_buffer("Countdown-v0", steps=9)
+    copy = ReplayBuffer(1000, 2, buffer_spaces())
+    copy.load_state_dict(buffer.state_dict())
+    a = buffer.sample(64, torch.Generator().manual_seed(1), 2, GAMMA)
+    b = copy.sample(64, torch.Generator().manual_seed(1), 2, GAMMA)
+    for name in ("observations", "actions", "returns", "discounts", "next_observations"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    empty = ReplayBuffer(1000, 2, buffer_spaces(), in_checkpoints=False)
+    assert empty.state_dict() == {}
+
+
+def buffer_spaces():
+    return VectorEnv("rlgrad-test/Countdown-v0", 1, seed=0).spaces
+
+
+def test_dueling_heads_centre_the_advantages():
+    spaces = VectorEnv("CartPole-v1", 1, seed=0).spaces
+    torch.manual_seed(0)
+    network = QNetwork(spaces, (16, 16), "relu", dueling=True)
+    observations = torch.randn(5, 4)
+    features = network.torso(observations)
+    values = network.value_head(features).squeeze(-1)
+    advantages = network.advantage_head(features)
+    q_values = network(observations)
+    torch.testing.assert_close(q_values.mean(dim=-1), values)
+    torch.testing.assert_close(
+        q_values - values[:, None], advantages - advantages.mean(-1, keepdim=True)
+    )
+
+
+def test_epsilon_falls_linearly_then_stays():
+    config = dqn.Config(
+        total_steps=1000, epsilon_start=1.0, epsilon_end=0.1, exploration_fraction=0.5
+    )
+    values = [dqn.exploration_epsilon(config, s) for s in (0, 250, 500, 900)]
+    assert values == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    assert [dqn.times_due(p, s, 4) for p, s in [(0, 3), (3, 4), (6, 14), (7, 8)]] == [0, 1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"double": True, "dueling": True, "n_step": 3, "loss": "huber"},
+        {"tau": 0.05, "num_envs": 4, "gradient_steps": 2},
+    ],
+)
+def test_a_short_run_trains_every_parameter_and_loads_back(variant, tmp_path):
+    config = dqn.Config(env="CartPole-v1", **{**TINY, **variant})
+    torch.manual_seed(config.seed)
+    initial = dqn.build_agent(config, buffer_spaces_cartpole()).state_dict()
+    history = dqn.train(config, tmp_path / "run")
+    rows = read_rows(tmp_path / "run")
+    assert int(rows[-1]["step"]) == config.total_steps and rows[-1]["eval_return_mean"] != ""
+    trained_rows = [r for r in rows if r["loss"] != ""]
+    assert trained_rows and all(math.isfinite(float(r["loss"])) for r in trained_rows)
+    assert rows[0]["loss"] == ""  # no gradient step before learning_starts
+    assert float(rows[-1]["epsilon"]) < float(rows[0]["epsilon"])
+    expected_updates = (config.total_steps - config.learning_starts) // config.train_frequency
+    assert float(rows[-1]["total_gradient_steps"]) == pytest.approx(
+        expected_updates * config.gradient_steps, abs=config.num_envs * config.gradient_steps
+    )
+    agent = load_agent(tmp_path / "run")
+    trained = agent.network.state_dict()
+    for key, before in initial.items():
+        if key != "epsilon":
+            assert not torch.equal(before, trained[key]), f"{key} did not change"
+    action = agent.act(np.zeros(4, np.float32))
+    assert action.shape == () and action in (0, 1)
+    assert history.summary["threshold"] == 475.0
+
+
+def buffer_spaces_cartpole():
+    return VectorEnv("CartPole-v1", 1, seed=0).spaces
+
+
+@pytest.mark.parametrize(
+    "env_id, expected", [("Countdown-v0", 10.0), ("CountdownTerminal-v0", 1.0)]
+)
+def test_dqn_values_a_time_limited_state_as_if_the_task_went_on(env_id, expected, tmp_path):
+    # Reward 1 a step, γ = 0.9: with a bootstrapping time limit every state is worth 1/(1 − γ) =
+    # 10; when the 5th step terminates, the state before it is worth 1. (The final observation
+    # t = 5 is never a training state, so Q there is extrapolated: the tolerance is as PPO's.)
+    config = dqn.Config(
+        env=f"rlgrad-test/{env_id}",
+        gamma=0.9,
+        lr=3e-3,
+        total_steps=4000,
+        num_envs=4,
+        learning_starts=200,
+        target_update_every=100,
+        eval_every=0,
+        eval_episodes=2,
+        checkpoint_every=0,
+    )
+    dqn.train(config, tmp_path / "run")
+    q_values = load_agent(tmp_path / "run").network(torch.tensor([[0.4, 1.0]]))
+    assert q_values.min().item() == pytest.approx(expected, abs=0.15 * expected)
+    assert q_values.max().item() == pytest.approx(expected, abs=0.15 * expected)
+
+
+def test_the_same_seed_gives_the_same_metrics(tmp_path):
+    config = dqn.Config(env="CartPole-v1", **TINY, double=True, n_step=2)
+    first = dqn.train(config, tmp_path / "a")
+    second = dqn.train(config, tmp_path / "b")
+    assert without_timing(first.rows) == without_timing(second.rows)
+    other = dqn.train(dataclasses_replace(config, seed=1), tmp_path / "c")
+    assert without_timing(other.rows) != without_timing(first.rows)
+
+
+def test_resuming_continues_exactly_with_the_replay_buffer(tmp_path):
+    config = dqn.Config(env="CartPole-v1", **TINY, num_envs=2, tau=0.5)
+    whole = dqn.train(config, tmp_path / "whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    first = sorted((tmp_path / "cut" / "checkpoints").glob("step_*.pt"))[0]
+    assert 0 < int(first.stem.split("_")[1]) < config.total_steps
+    resumed = resume(tmp_path / "cut", checkpoint=first)
+    assert without_timing(resumed.rows) == without_timing(whole.rows)
+    a = load_agent(tmp_path / "whole").network.state_dict()
+    b = load_agent(tmp_path / "cut").network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_without_the_buffer_is_smaller_and_still_resumes(tmp_path):
+    config = dqn.Config(env="CartPole-v1", **TINY)
+    dqn.train(config, tmp_path / "with")
+    lean = dataclasses_replace(config, checkpoint_replay=False)
+    whole = dqn.train(lean, tmp_path / "without")
+    size = {
+        name: (tmp_path / name / "checkpoints" / "latest.pt").stat().st_size
+        for name in ("with", "without")
+    }
+    assert size["without"] < size["with"]
+    shutil.rmtree(tmp_path / "without" / "checkpoints")
+    shutil.copytree(tmp_path / "with" / "checkpoints", tmp_path / "without" / "checkpoints")
+    first = sorted((tmp_path / "without" / "checkpoints").glob("step_*.pt"))[0]
+    # a checkpoint without the buffer: the run goes on from an empty buffer to the end
+    state = torch.load(first, weights_only=False)
+    state["modules"]["replay"] = {}
+    torch.save(state, first)
+    resumed = resume(tmp_path / "without", checkpoint=first)
+    assert resumed.rows[-1]["step"] == config.total_steps
+    assert len(resumed.rows) == len(whole.rows)
+
+
+def test_dqn_refuses_continuous_actions_and_a_buffer_smaller_than_a_batch(tmp_path):
+    with pytest.raises(ValueError, match=r"Discrete action space.*ppo or a2c"):
+        dqn.train(dqn.Config(env="Pendulum-v1", total_steps=100), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"'buffer_size' = 64 is smaller than a batch.*128"):
+        dqn.train(dqn.Config(buffer_size=64, batch_size=128), tmp_path / "b")
+    with pytest.raises(ValueError, match="'loss' must be one of mse, huber; got 'l1'"):
+        dqn.check(dqn.Config(loss="l1"))
+    with pytest.raises(ValueError, match="n_step = 8 needs more"):
+        dqn.check(dqn.Config(buffer_size=16, batch_size=8, num_envs=2, n_step=8))
+
+
+def test_summary_names_the_threshold_and_the_final_evaluation(tmp_path):
+    dqn.train(dqn.Config(env="CartPole-v1", **TINY), tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["algorithm"] == "dqn" and summary["final_eval_return_mean"] > 0
