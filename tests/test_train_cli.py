@@ -90,6 +90,12 @@ def test_help_lists_every_config_field_with_its_docstring(capsys):
     for field in ("clip_eps", "lam", "target_kl", "normalize_obs", "checkpoint_every"):
         assert f"--config.{field}" in text
     assert "GAE λ" in text and "Clip range ε" in text
+    with pytest.raises(SystemExit):
+        main(["train", "dqn", "--help"])
+    text = capsys.readouterr().out
+    for field in ("double", "dueling", "n_step", "tau", "checkpoint_replay", "learning_starts"):
+        assert f"--config.{field}" in text
+    assert "Polyak averaging" in text
 
 
 @pytest.mark.parametrize(
@@ -103,12 +109,15 @@ def test_help_lists_every_config_field_with_its_docstring(capsys):
         (["train", "ppo", "--config.clip_epsilon", "0.1"], "did you mean 'clip_eps'"),
         (["train", "ppo", "--config.lr", "fast"], "config field 'lr'"),
         (["train", "ppo", "--seed", "x"], "invalid int value: 'x'"),
+        (["train", "dqn", "--env", "Pendulum-v1"], "DQN needs a Discrete action space"),
+        (["train", "dqn", "--config.buffer_size", "10"], "'buffer_size' = 10 is smaller than"),
         (["train", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["eval", "/nonexistent/run"], "is not a run directory"),
     ],
 )
 def test_bad_input_is_one_line_that_says_what_to_do(argv, message, tmp_path, capsys):
-    argv = [*argv, "--run-dir", str(tmp_path / "r")] if argv[:2] == ["train", "ppo"] else argv
+    trains = argv[:2] in (["train", "ppo"], ["train", "dqn"])
+    argv = [*argv, "--run-dir", str(tmp_path / "r")] if trains else argv
     try:
         code = main(argv)
     except SystemExit as exit_:

@@ -91,41 +91,54 @@ class ReplayBuffer:
         n-step returns."""
         if not bool(self.usable.any()):
             raise ValueError("the replay buffer holds no usable transition yet")
-        times, envs = self._draw(batch_size, generator)
-        window = torch.arange(n_step)[:, None]
-        window_times = (times[None, :] + window) % self.slots  # [n, B]
-        window_envs = envs.expand(n_step, -1)
-        ends = self.truncated[window_times, window_envs].clone()
-        # a window stops where the stream does: before an unusable slot (the newest written step
-        # is followed by the write position) and at its own last step
-        ends[:-1] |= ~self.usable[window_times[1:], window_envs[1:]]
-        ends[-1] = True
-        outcome = n_step_returns(
-            self.rewards[window_times, window_envs],
-            self.terminated[window_times, window_envs],
-            ends,
-            gamma,
-        )
-        next_times = (times + outcome.steps) % self.slots
+        slots = self._draw(batch_size, generator)
+        if n_step == 1:  # a one-step window is the transition itself: r, γ, term, s_{t+1}
+            returns, terminated = (
+                self._flat(self.rewards, slots),
+                self._flat(self.terminated, slots),
+            )
+            discounts = torch.full_like(returns, gamma)
+            steps = 1
+        else:
+            window = self._later(slots, torch.arange(n_step)[:, None])  # [n, B]
+            ends = self._flat(self.truncated, window)
+            # a window stops where the stream does: before an unusable slot (the write position
+            # follows the newest stored step) and at its own last step
+            ends[:-1] |= ~self._flat(self.usable, window[1:])
+            ends[-1] = True
+            outcome = n_step_returns(
+                self._flat(self.rewards, window), self._flat(self.terminated, window), ends, gamma
+            )
+            returns, discounts, terminated = outcome.returns, outcome.discounts, outcome.terminated
+            steps = outcome.steps
         return Batch(
-            observations=self.observations[times, envs],
-            actions=self.actions[times, envs],
-            returns=outcome.returns,
-            discounts=outcome.discounts,
-            terminated=outcome.terminated,
-            next_observations=self.observations[next_times, envs],
+            observations=self._flat(self.observations, slots),
+            actions=self._flat(self.actions, slots),
+            returns=returns,
+            discounts=discounts,
+            terminated=terminated,
+            next_observations=self._flat(self.observations, self._later(slots, steps)),
         )
 
-    def _draw(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Uniform over usable slots, by redrawing the few draws that land on unusable ones."""
-        times = torch.randint(self.size, (batch_size,), generator=generator)
-        envs = torch.randint(self.num_envs, (batch_size,), generator=generator)
+    def _flat(self, storage: Tensor, slots: Tensor) -> Tensor:
+        """``storage[t, e]`` for flat slot numbers t · num_envs + e, of any shape."""
+        rows = storage.view(-1, *storage.shape[2:]).index_select(0, slots.reshape(-1))
+        return rows.view(*slots.shape, *storage.shape[2:])
+
+    def _later(self, slots: Tensor, steps) -> Tensor:
+        """The flat slot ``steps`` vector steps after ``slots`` in the same environment's stream."""
+        return (slots + steps * self.num_envs) % (self.slots * self.num_envs)
+
+    def _draw(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """Flat slots uniform over the usable ones, by redrawing the few draws that land on
+        unusable slots."""
+        written = self.size * self.num_envs
+        slots = torch.randint(written, (batch_size,), generator=generator)
         while True:
-            bad = (~self.usable[times, envs]).nonzero().squeeze(-1)
+            bad = (~self._flat(self.usable, slots)).nonzero().squeeze(-1)
             if len(bad) == 0:
-                return times, envs
-            times[bad] = torch.randint(self.size, (len(bad),), generator=generator)
-            envs[bad] = torch.randint(self.num_envs, (len(bad),), generator=generator)
+                return slots
+            slots[bad] = torch.randint(written, (len(bad),), generator=generator)
 
     # checkpoints: Run saves every module through state_dict / load_state_dict
 

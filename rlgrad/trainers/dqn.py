@@ -200,6 +200,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     target_network, replay = run.modules["target"], run.modules["replay"]
     total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
     steps = run.steps
+    ready = False  # enough steps and transitions to learn from (an empty buffer after a resume
+    # without one waits for a batch's worth)
 
     while not run.done:
         losses, q_taken, grad_norms = [], [], []
@@ -220,7 +222,9 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 previous, steps = steps, steps + config.num_envs
 
                 # 3. learn: gradient steps on the TD loss of replayed minibatches
-                ready = steps >= config.learning_starts and len(replay) >= config.batch_size
+                ready = ready or (
+                    steps >= config.learning_starts and len(replay) >= config.batch_size
+                )
                 due = times_due(previous, steps, config.train_frequency) if ready else 0
                 for _ in range(due * config.gradient_steps):
                     batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
