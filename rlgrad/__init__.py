@@ -19,6 +19,7 @@ from rlgrad.distributions import (
     gaussian_log_prob,
     kl_k3,
 )
+from rlgrad.grpo import grpo_token_loss, masked_mean
 from rlgrad.policy import (
     approx_kl,
     clip_fraction,
@@ -71,9 +72,11 @@ __all__ = [
     "gradient_ascent",
     "gradient_descent",
     "group_advantages",
+    "grpo_token_loss",
     "hessian",
     "kl_k3",
     "load_agent",
+    "masked_mean",
     "n_step_returns",
     "normalize_advantages",
     "numerical_gradient",

@@ -43,18 +43,22 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
     return -(advantages.detach() * log_probs).mean()
 
 
-def ppo_objective(ratios: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
+def ppo_objective(
+    ratios: Tensor, advantages: Tensor, clip_eps: float, clip_eps_high: float | None = None
+) -> Tensor:
     """PPO's clipped surrogate per sample (Schulman et al. 2017, eq. 7), to be maximized:
 
-        min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε) Â_t)
+        min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε_high) Â_t),    ε_high = ε unless given
 
-    For Â > 0 it stops rewarding r above 1 + ε; for Â < 0 it stops rewarding r below 1 − ε. In
-    those flat regions the gradient with respect to r is 0; elsewhere it is Â.
+    For Â > 0 it stops rewarding r above 1 + ε_high; for Â < 0 it stops rewarding r below 1 − ε.
+    In those flat regions the gradient with respect to r is 0; elsewhere it is Â. A wider upper
+    range (DAPO's "clip-higher", e.g. ε = 0.2, ε_high = 0.28) lets unlikely tokens gain more.
 
     Args:
         ratios: ``[*B]`` r_t = π_θ(a_t|s_t) / π_old(a_t|s_t) > 0, differentiable.
         advantages: ``[*B]`` Â_t; detached here.
-        clip_eps: ε > 0.
+        clip_eps: ε > 0, the lower range (and the upper one unless ``clip_eps_high``).
+        clip_eps_high: ε_high > 0, or None for ε.
 
     Returns:
         ``[*B]``.
@@ -67,9 +71,12 @@ def ppo_objective(ratios: Tensor, advantages: Tensor, clip_eps: float) -> Tensor
     fn = "ppo_objective"
     ratios, advantages = _pair(fn, "ratios", ratios, "advantages", advantages)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    high = (
+        clip_eps if clip_eps_high is None else _checks.positive(fn, "clip_eps_high", clip_eps_high)
+    )
     advantages = advantages.detach()
     unclipped = ratios * advantages
-    clipped = ratios.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    clipped = ratios.clamp(1.0 - clip_eps, 1.0 + high) * advantages
     return torch.minimum(unclipped, clipped)
 
 
