@@ -177,9 +177,11 @@ class VectorEnv:
         scaled = (raw - self.obs_stats.mean) / np.sqrt(self.obs_stats.var + 1e-8)
         return np.clip(scaled, -_NORMALIZED_CLIP, _NORMALIZED_CLIP).astype(np.float32)
 
-    def reset(self) -> np.ndarray:
-        """Start a new episode in every sub-environment (continuing their random streams)."""
-        raw, _ = self.env.reset()
+    def reset(self, seeds: list[int] | None = None) -> np.ndarray:
+        """Start a new episode in every sub-environment: from their continuing random streams,
+        or from ``seeds``, one per sub-environment (equal seeds give equal start states; only
+        the sync and async vectorizations take a list)."""
+        raw, _ = self.env.reset() if seeds is None else self.env.reset(seed=list(seeds))
         self._episode_returns[:] = 0
         self._episode_lengths[:] = 0
         self._discounted[:] = 0

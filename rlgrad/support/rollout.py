@@ -28,16 +28,23 @@ class Rollout:
         self.valid = torch.zeros(T, N, dtype=torch.bool)
 
     def collect(
-        self, env: VectorEnv, agent, generator: torch.Generator, *, episodes: bool = False
+        self,
+        env: VectorEnv,
+        agent,
+        generator: torch.Generator,
+        *,
+        episodes: bool = False,
+        reset_seeds: list[int] | None = None,
     ) -> int:
         """Act with ``agent.sample`` (no gradient) and store each step; return the steps taken.
 
-        With ``episodes=True`` every environment is reset first and collection stops once each
-        has finished one episode; the steps after an environment's first episode are marked
-        not ``valid`` (they belong to an episode that will not be complete).
+        With ``episodes=True`` every environment is reset first (from ``reset_seeds`` when
+        given) and collection stops once each has finished one episode; the steps after an
+        environment's first episode are marked not ``valid`` (they belong to an episode that
+        will not be complete).
         """
         if episodes:
-            env.reset()
+            env.reset(reset_seeds)
             finished = torch.zeros(self.num_envs, dtype=torch.bool)
         for t in range(self.num_steps):
             observations = torch.as_tensor(env.observations)

@@ -1,4 +1,4 @@
-"""Trainers built only from the formula layer: REINFORCE, A2C, PPO and DQN.
+"""Trainers built only from the formula layer: REINFORCE, A2C, PPO, DQN and GRPO.
 
 Each module has a frozen ``Config`` and ``train(config, run_dir=None) -> History``::
 
@@ -12,7 +12,7 @@ import importlib
 import json
 from pathlib import Path
 
-ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn")
+ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo")
 
 
 def module(algorithm: str):
