@@ -18,6 +18,8 @@ pytestmark = pytest.mark.slow
         ("a2c", "CartPole-v1", 475.0),
         ("reinforce", "CartPole-v1", 475.0),
         ("ppo", "Pendulum-v1", -250.0),
+        ("dqn", "CartPole-v1", 475.0),
+        ("grpo", "CartPole-v1", 475.0),
     ],
 )
 def test_the_preset_solves_the_task(algorithm, env_id, threshold, tmp_path):

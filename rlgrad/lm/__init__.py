@@ -1,0 +1,1 @@
+"""GRPO for Hugging Face causal language models (needs the ``lm`` extra: transformers)."""

@@ -1,0 +1,525 @@
+"""GRPO for Hugging Face causal language models, read top to bottom.
+
+One training step: 1. take ``prompts_per_step`` prompts and sample ``num_generations`` (G)
+completions of each with ``model.generate`` (KV cache, temperature, top-p); the completion mask
+runs up to and including the first EOS; 2. score every completion with the reward functions
+(TRL's convention ``f(prompts, completions, **columns) -> list[float | None]``), weight and sum
+them, and turn each group's rewards into advantages (r_i − μ)/(σ + ε) with
+:func:`rlgrad.returns.group_advantages`, with no critic; 3. ``num_iterations`` (μ) gradient steps
+on :func:`rlgrad.grpo.grpo_token_loss` with the log-probabilities stored at sampling time, the
+k3 KL to a frozen in-memory copy of the starting model (β), clip ranges ε_low/ε_high, gradient
+clipping and AdamW with linear warm-up; 4. log, checkpoint.
+
+Under ``torchrun`` (``torch.distributed`` initialized: gloo on CPU, NCCL on GPU) each process
+takes its share of the prompts, and the gradients are averaged after each process weighs its
+loss by its share of the aggregation's denominator, so the update equals one process's update
+on the whole batch.
+
+The field names follow TRL's ``GRPOConfig`` where they mean the same thing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlgrad.distributions import categorical_entropy
+from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
+from rlgrad.returns import group_advantages
+
+# TRL's loss_type names, mapped onto rlgrad's aggregations (bnpo and dapo both average tokens)
+LOSS_TYPES = {
+    **{name: name for name in AGGREGATIONS},
+    "grpo": "seq_mean",
+    "bnpo": "token_mean",
+    "dapo": "token_mean",
+    "dr_grpo": "const_norm",
+}
+REWARD_SCALINGS = ("group", "batch", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+    """GRPO's hyperparameters for a causal language model."""
+
+    max_steps: int = 100
+    """Training steps (each: sample, score, then num_iterations gradient steps)."""
+    prompts_per_step: int = 8
+    """Prompts per step, over all processes (a multiple of the number of processes)."""
+    num_generations: int = 8
+    """Completions sampled per prompt (G, the group)."""
+    max_completion_length: int = 16
+    """New tokens per completion at most; a completion without EOS by then is truncated."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens with this much probability."""
+    num_iterations: int = 1
+    """μ: gradient steps on each sampled batch (ratios against the sampling-time policy)."""
+    learning_rate: float = 1e-5
+    """AdamW learning rate after warm-up."""
+    warmup_steps: int = 0
+    """Gradient steps of linear learning-rate warm-up from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this (none: no clipping)."""
+    beta: float = 0.0
+    """Coefficient of the k3 KL penalty to the frozen starting model (0: no reference kept)."""
+    epsilon: float = 0.2
+    """Lower clip range ε_low of the ratio (the upper one too unless epsilon_high)."""
+    epsilon_high: float | None = None
+    """Upper clip range ε_high (DAPO's clip-higher), or none for epsilon."""
+    scale_rewards: str = "group"
+    """'group': (r − μ_group)/(σ_group + ε) (the seeds' GRPO); 'batch': the group mean is
+    subtracted and the batch σ divides; 'none': r − μ_group (Dr. GRPO)."""
+    std_unbiased: bool = False
+    """Sample σ (as TRL, verl, OpenRLHF) instead of the seeds' population σ."""
+    loss_type: str = "token_mean"
+    """token_mean (DAPO), seq_mean (original GRPO) or const_norm (Dr. GRPO; divides by
+    max_completion_length); TRL's names grpo, bnpo, dapo and dr_grpo are accepted too."""
+    mask_truncated_completions: bool = False
+    """Leave completions that hit max_completion_length without EOS out of the loss."""
+    seed: int = 0
+    """Seeds prompt order, sampling and dropout."""
+    logging_steps: int = 1
+    """Print a log line every this many steps (0: never); every step is kept in the history."""
+    save_steps: int = 0
+    """Write a checkpoint every this many steps (0: only at the end, when output_dir is set)."""
+    output_dir: str | None = None
+    """Where checkpoints and metrics.jsonl go (none: nothing is written)."""
+
+
+def check(config: GRPOConfig, world_size: int = 1) -> None:
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise ValueError(message)
+
+    for name in (
+        "max_steps",
+        "prompts_per_step",
+        "num_generations",
+        "max_completion_length",
+        "num_iterations",
+        "temperature",
+        "learning_rate",
+    ):
+        value = getattr(config, name)
+        require(value > 0, f"GRPOConfig.{name} must be > 0; got {value!r}")
+    require(0 < config.top_p <= 1, f"GRPOConfig.top_p must be in (0, 1]; got {config.top_p!r}")
+    require(config.beta >= 0, f"GRPOConfig.beta must be >= 0; got {config.beta!r}")
+    require(
+        config.num_generations >= 2,
+        f"GRPOConfig.num_generations must be at least 2 (a group compares completions); "
+        f"got {config.num_generations}",
+    )
+    require(
+        config.loss_type in LOSS_TYPES,
+        f"GRPOConfig.loss_type must be one of {', '.join(LOSS_TYPES)}; got {config.loss_type!r}",
+    )
+    require(
+        config.scale_rewards in REWARD_SCALINGS,
+        f"GRPOConfig.scale_rewards must be one of {', '.join(REWARD_SCALINGS)}; "
+        f"got {config.scale_rewards!r}",
+    )
+    require(
+        config.prompts_per_step % world_size == 0,
+        f"GRPOConfig.prompts_per_step = {config.prompts_per_step} must be a multiple of the "
+        f"number of processes ({world_size})",
+    )
+
+
+RewardFunction = Callable[..., Sequence[float | None]]
+
+
+@dataclasses.dataclass
+class Batch:
+    """One step's sampled completions, ``[B, L]`` with B = prompts · G (this process's share)."""
+
+    input_ids: Tensor  # prompt + completion tokens
+    attention_mask: Tensor
+    prompt_length: int
+    completion_ids: Tensor  # [B, L]
+    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
+    advantages: Tensor  # [B]
+    old_log_probs: Tensor | None = None  # [B, L], when num_iterations > 1
+    ref_log_probs: Tensor | None = None  # [B, L], when beta > 0
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class GRPOTrainer:
+    """GRPO on a causal LM: ``GRPOTrainer(model, tokenizer, reward_funcs, train_dataset,
+    config).train()``.
+
+    ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column;
+    other columns reach the reward functions as keyword lists, one entry per completion.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        reward_funcs: RewardFunction | Sequence[RewardFunction],
+        train_dataset,
+        config: GRPOConfig | None = None,
+        reward_weights: Sequence[float] | None = None,
+    ):
+        self.config = config or GRPOConfig()
+        self.rank, self.world_size = _distributed()
+        check(self.config, self.world_size)
+        self.model, self.tokenizer = model, tokenizer
+        self.reward_funcs = (
+            list(reward_funcs) if isinstance(reward_funcs, Sequence) else [reward_funcs]
+        )
+        weights = [1.0] * len(self.reward_funcs) if reward_weights is None else list(reward_weights)
+        if len(weights) != len(self.reward_funcs):
+            raise ValueError(
+                f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} "
+                "reward functions"
+            )
+        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        self.dataset = [dict(row) for row in train_dataset]
+        if not self.dataset or "prompt" not in self.dataset[0]:
+            raise ValueError("train_dataset must be non-empty rows with a 'prompt' column")
+        if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer needs an eos_token_id and a pad_token_id")
+        self.aggregation = LOSS_TYPES[self.config.loss_type]
+        self.device = next(model.parameters()).device
+        torch.manual_seed(self.config.seed + self.rank)
+        # the frozen reference is the starting model, kept in memory (never reloaded by name)
+        self.ref_model = (
+            copy.deepcopy(model).requires_grad_(False).eval() if self.config.beta > 0 else None
+        )
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+        warmup = self.config.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        self.generator = torch.Generator().manual_seed(self.config.seed)  # prompt order
+        self.order: list[int] = []
+        self.step = 0
+        self.history: list[dict] = []
+
+    # ----- 1. sampling -----
+
+    def _next_prompts(self) -> list[dict]:
+        """This process's share of the next prompts_per_step rows, reshuffled each epoch."""
+        rows = []
+        for _ in range(self.config.prompts_per_step):
+            if not self.order:
+                self.order = torch.randperm(len(self.dataset), generator=self.generator).tolist()
+            rows.append(self.dataset[self.order.pop()])
+        share = self.config.prompts_per_step // self.world_size
+        return rows[self.rank * share : (self.rank + 1) * share]
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[str]):
+        """G completions per prompt; their tokens and the mask through the first EOS."""
+        config, tokenizer = self.config, self.tokenizer
+        tokenizer.padding_side = "left"  # generation continues right after the prompt
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        input_ids = encoded.input_ids.repeat_interleave(config.num_generations, dim=0)
+        attention = encoded.attention_mask.repeat_interleave(config.num_generations, dim=0)
+        self.model.eval()
+        sequences = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention,
+            do_sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=0,
+            max_new_tokens=config.max_completion_length,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+        )
+        prompt_length = input_ids.shape[1]
+        completion_ids = sequences[:, prompt_length:]
+        is_eos = completion_ids == tokenizer.eos_token_id
+        has_eos = is_eos.any(dim=1)
+        first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1])
+        positions = torch.arange(completion_ids.shape[1], device=self.device)[None, :]
+        completion_mask = (positions <= first_eos[:, None]).float()
+        full_mask = torch.cat([attention, completion_mask.long()], dim=1)
+        return sequences, full_mask, prompt_length, completion_ids, completion_mask, ~has_eos
+
+    # ----- 2. rewards and advantages -----
+
+    def _rewards(self, rows: list[dict], completions: list[str]) -> Tensor:
+        """``[B, F]`` rewards of each function (None → NaN, as TRL: left out of the sum)."""
+        group = self.config.num_generations
+        prompts = [row["prompt"] for row in rows for _ in range(group)]
+        columns = {
+            key: [row[key] for row in rows for _ in range(group)]
+            for key in rows[0]
+            if key != "prompt"
+        }
+        scores = []
+        for function in self.reward_funcs:
+            values = function(prompts=prompts, completions=completions, **columns)
+            if len(values) != len(completions):
+                raise ValueError(
+                    f"reward function {getattr(function, '__name__', function)!r} returned "
+                    f"{len(values)} rewards for {len(completions)} completions"
+                )
+            scores.append([math.nan if v is None else float(v) for v in values])
+        return torch.tensor(scores, dtype=torch.float32).T
+
+    def _advantages(self, rewards: Tensor) -> Tensor:
+        """``[B]`` advantages from the weighted rewards ``[B]``, group by group."""
+        config = self.config
+        groups = rewards.view(-1, config.num_generations)
+        unbiased = config.std_unbiased
+        if config.scale_rewards == "group":
+            return group_advantages(groups, unbiased=unbiased).flatten()
+        centered = group_advantages(groups, scale=False).flatten()
+        if config.scale_rewards == "none":
+            return centered
+        everything = self._gather(rewards)
+        return centered / (everything.std(correction=1 if unbiased else 0) + 1e-8)
+
+    def _gather(self, x: Tensor) -> Tensor:
+        if self.world_size == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    # ----- 3. the update -----
+
+    def _token_log_probs(self, model, batch: Batch, with_entropy: bool = False):
+        """log π(o_t | q, o_<t) of the completion tokens, ``[B, L]`` (and their entropies)."""
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = logits[:, batch.prompt_length - 1 : -1].float() / self.config.temperature
+        log_probs = torch.log_softmax(logits, dim=-1)
+        taken = log_probs.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
+        if not with_entropy:
+            return taken, None
+        return taken, categorical_entropy(logits.detach())
+
+    def _loss_share(self, batch: Batch) -> float:
+        """This process's share of the aggregation's denominator, times the number of
+        processes: averaged gradients then equal those of the whole batch's loss."""
+        if self.world_size == 1:
+            return 1.0
+        if self.aggregation == "token_mean":
+            local = batch.completion_mask.sum()
+            total = local.clone()
+            torch.distributed.all_reduce(total)
+            return float(local / total.clamp(min=1.0)) * self.world_size
+        return 1.0  # seq_mean and const_norm: every process holds the same number of sequences
+
+    def _average_gradients(self) -> None:
+        if self.world_size == 1:
+            return
+        for parameter in self.model.parameters():
+            if parameter.grad is not None:
+                torch.distributed.all_reduce(parameter.grad)
+                parameter.grad /= self.world_size
+
+    def update(self, batch: Batch) -> dict:
+        """num_iterations gradient steps on GRPO's loss for one sampled batch; the metrics."""
+        config = self.config
+        self.model.eval()  # no dropout: the ratio must compare the same function of θ
+        metrics: dict[str, list[float]] = {}
+        share = self._loss_share(batch)
+        for _ in range(config.num_iterations):
+            log_probs, entropy = self._token_log_probs(self.model, batch, with_entropy=True)
+            old = batch.old_log_probs if batch.old_log_probs is not None else log_probs.detach()
+            loss = grpo_token_loss(
+                log_probs,
+                old,
+                batch.advantages,
+                batch.completion_mask,
+                clip_eps=config.epsilon,
+                clip_eps_high=config.epsilon_high,
+                ref_log_probs=batch.ref_log_probs,
+                beta=config.beta,
+                aggregation=self.aggregation,
+                max_length=config.max_completion_length,
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * share).backward()
+            self._average_gradients()
+            limit = config.max_grad_norm if config.max_grad_norm is not None else math.inf
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
+            if not (math.isfinite(norm) and math.isfinite(loss.item())):
+                raise RuntimeError(
+                    f"GRPO step {self.step}: the loss ({loss.item()}) or gradient norm ({norm}) "
+                    "is not finite; lower learning_rate or max_grad_norm"
+                )
+            self.optimizer.step()
+            self.scheduler.step()
+            with torch.no_grad():
+                mask = batch.completion_mask.bool()
+                ratios = torch.exp(log_probs.detach() - old)[mask]
+                advantage = batch.advantages[:, None].expand_as(mask)[mask]
+                high = config.epsilon if config.epsilon_high is None else config.epsilon_high
+                low_clipped = ((ratios < 1 - config.epsilon) & (advantage < 0)).float().mean()
+                high_clipped = ((ratios > 1 + high) & (advantage > 0)).float().mean()
+                metrics.setdefault("loss", []).append(loss.item())
+                metrics.setdefault("grad_norm", []).append(norm)
+                metrics.setdefault("clip_ratio/low_mean", []).append(low_clipped.item())
+                metrics.setdefault("clip_ratio/high_mean", []).append(high_clipped.item())
+                metrics.setdefault("entropy", []).append(
+                    masked_mean(entropy, batch.completion_mask).item()
+                )
+                if batch.ref_log_probs is not None:
+                    delta = batch.ref_log_probs - log_probs.detach()
+                    kl = torch.expm1(delta) - delta
+                    metrics.setdefault("kl", []).append(masked_mean(kl, mask).item())
+        return {name: float(np.mean(values)) for name, values in metrics.items()}
+
+    # ----- the loop -----
+
+    def sample(self) -> tuple[Batch, dict]:
+        """Steps 1 and 2: completions, rewards and advantages for this process's prompts."""
+        config = self.config
+        rows = self._next_prompts()
+        sequences, attention, prompt_length, completion_ids, completion_mask, truncated = (
+            self._generate([row["prompt"] for row in rows])
+        )
+        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        per_function = self._rewards(rows, texts)
+        rewards = torch.nansum(per_function * self.reward_weights, dim=1)
+        advantages = self._advantages(rewards).to(self.device)
+        lengths = completion_mask.sum(dim=1)  # tokens through EOS, before any masking
+        if config.mask_truncated_completions:
+            completion_mask = completion_mask * (~truncated).float()[:, None]
+        batch = Batch(
+            sequences, attention, prompt_length, completion_ids, completion_mask, advantages
+        )
+        with torch.no_grad():
+            if config.num_iterations > 1:
+                batch.old_log_probs, _ = self._token_log_probs(self.model, batch)
+            if self.ref_model is not None:
+                batch.ref_log_probs, _ = self._token_log_probs(self.ref_model, batch)
+        groups = rewards.view(-1, config.num_generations)
+        info = {
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.std(correction=0).item(),
+            "frac_reward_zero_std": (groups == groups[:, :1]).all(dim=1).float().mean().item(),
+            "completions/mean_length": lengths.float().mean().item(),
+            "completions/min_length": lengths.min().item(),
+            "completions/max_length": lengths.max().item(),
+            "completions/clipped_ratio": truncated.float().mean().item(),
+        }
+        for index, function in enumerate(self.reward_funcs):
+            name = getattr(function, "__name__", f"reward_{index}")
+            column = per_function[:, index]
+            info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
+            info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
+        return batch, info
+
+    def train(self, resume_from_checkpoint: str | Path | None = None) -> list[dict]:
+        """Run max_steps GRPO steps (from a checkpoint when given); return the metric rows."""
+        if resume_from_checkpoint is not None:
+            self.load_checkpoint(resume_from_checkpoint)
+        config = self.config
+        progress = self._progress_bar()
+        while self.step < config.max_steps:
+            started = time.perf_counter()
+            batch, info = self.sample()
+            metrics = self.update(batch)
+            self.step += 1
+            row = {
+                "step": self.step,
+                **info,
+                **metrics,
+                "learning_rate": self.scheduler.get_last_lr()[0],
+                "step_time": time.perf_counter() - started,
+            }
+            self.history.append(row)
+            self._log(row, progress)
+            if config.save_steps and self.step % config.save_steps == 0:
+                self.save_checkpoint()
+        if progress is not None:
+            progress.close()
+        if config.output_dir is not None:
+            self.save_checkpoint()
+        return self.history
+
+    # ----- 4. logs and checkpoints -----
+
+    def _progress_bar(self):
+        if self.rank != 0 or not self.config.logging_steps:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=self.config.max_steps, initial=self.step, desc="grpo", unit="step")
+
+    def _log(self, row: dict, progress) -> None:
+        if self.rank != 0:
+            return
+        if self.config.output_dir is not None:
+            directory = Path(self.config.output_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            with open(directory / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(
+                reward=f"{row['reward']:.3f}", kl=f"{row.get('kl', 0):.3f}", refresh=False
+            )
+
+    def save_checkpoint(self) -> Path | None:
+        """``output_dir/checkpoint-STEP``: the model (``save_pretrained``), the tokenizer, and
+        everything needed to resume exactly (optimizer, schedule, prompt order, RNG states)."""
+        if self.config.output_dir is None or self.rank != 0:
+            return None
+        path = Path(self.config.output_dir) / f"checkpoint-{self.step}"
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        if hasattr(self.tokenizer, "save_pretrained"):
+            self.tokenizer.save_pretrained(path)
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ref_model": self.ref_model.state_dict() if self.ref_model is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "order": list(self.order),
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        }
+        temporary = path / ".trainer_state.pt.tmp"
+        torch.save(state, temporary)
+        temporary.replace(path / "trainer_state.pt")
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        if self.ref_model is not None and state["ref_model"] is not None:
+            self.ref_model.load_state_dict(state["ref_model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.order = list(state["order"])
+        self.history = list(state["history"])
+        self.step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])

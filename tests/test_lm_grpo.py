@@ -1,0 +1,213 @@
+"""GRPO on a Hugging Face causal LM: completion masks, rewards, advantages, logs, exact resume,
+and data parallelism over two gloo processes equal to one process on the whole batch."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+from rlgrad.lm import demo  # noqa: E402
+from rlgrad.lm.grpo import Batch, GRPOConfig, GRPOTrainer  # noqa: E402
+from rlgrad.returns import group_advantages  # noqa: E402
+
+QUICK = dict(
+    max_steps=4,
+    prompts_per_step=4,
+    num_generations=4,
+    max_completion_length=3,
+    learning_rate=1e-3,
+    logging_steps=0,
+)
+
+
+def trainer(reward_funcs=None, seed: int = 0, **changes) -> GRPOTrainer:
+    tokenizer = demo.build_tokenizer()
+    model = demo.build_model(tokenizer, seed)
+    funcs = reward_funcs or [demo.correct, demo.format_reward]
+    return GRPOTrainer(model, tokenizer, funcs, demo.dataset(), GRPOConfig(**{**QUICK, **changes}))
+
+
+def test_the_completion_mask_runs_through_the_first_eos():
+    grpo = trainer(max_completion_length=6)
+    _, _, _, completion_ids, mask, truncated = grpo._generate(["1+2=", "3+4="] * 4)
+    eos = grpo.tokenizer.eos_token_id
+    for ids, row, cut in zip(
+        completion_ids.tolist(), mask.tolist(), truncated.tolist(), strict=True
+    ):
+        if eos in ids:
+            end = ids.index(eos)
+            assert row == [1.0] * (end + 1) + [0.0] * (len(ids) - end - 1)
+            assert not cut
+        else:
+            assert row == [1.0] * len(ids) and cut
+
+
+def test_rewards_weigh_the_functions_and_none_is_left_out():
+    def half(prompts, completions, answer, **columns):
+        assert len(answer) == len(completions)  # extra columns arrive, one per completion
+        return [0.5 if i % 2 else None for i in range(len(completions))]
+
+    grpo = trainer([demo.format_reward, half])
+    grpo.reward_weights = torch.tensor([1.0, 2.0])
+    rows = demo.dataset()[:2]
+    scores = grpo._rewards(rows, ["7", "12", "", "3"] * 2)
+    assert scores.shape == (8, 2)
+    assert scores[:4, 0].tolist() == pytest.approx([0.1, 0.0, 0.0, 0.1])
+    assert math.isnan(scores[0, 1]) and scores[1, 1] == 0.5
+    total = torch.nansum(scores * grpo.reward_weights, dim=1)
+    assert total[:4].tolist() == pytest.approx([0.1, 1.0, 0.0, 1.1])
+
+
+@pytest.mark.parametrize("scaling", ["group", "batch", "none"])
+def test_advantages_scale_by_the_group_the_batch_or_not_at_all(scaling):
+    grpo = trainer(scale_rewards=scaling)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+    advantages = grpo._advantages(rewards)
+    centered = group_advantages(rewards.view(2, 4), scale=False).flatten()
+    expected = {
+        "group": group_advantages(rewards.view(2, 4)).flatten(),
+        "batch": centered / (rewards.std(correction=0) + 1e-8),
+        "none": centered,
+    }[scaling]
+    torch.testing.assert_close(advantages, expected)
+    assert advantages[4:].abs().max() == 0  # an all-equal group carries no signal
+
+
+def test_a_short_run_updates_the_model_and_logs_what_trl_users_look_for():
+    grpo = trainer(beta=0.05, num_iterations=2, epsilon_high=0.28)
+    before = {k: v.clone() for k, v in grpo.model.state_dict().items()}
+    history = grpo.train()
+    assert [row["step"] for row in history] == [1, 2, 3, 4]
+    for key in (
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "rewards/correct/mean",
+        "rewards/format/std",
+        "kl",
+        "clip_ratio/low_mean",
+        "clip_ratio/high_mean",
+        "entropy",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "step_time",
+        "loss",
+        "grad_norm",
+    ):
+        assert key in history[-1] and math.isfinite(history[-1][key]), key
+    assert history[-1]["kl"] >= 0
+    after = grpo.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    reference = grpo.ref_model.state_dict()
+    assert all(torch.equal(before[k], reference[k]) for k in before)  # frozen
+
+
+def without_time(rows):
+    return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(tmp_path):
+    whole = trainer(max_steps=6, save_steps=3, output_dir=str(tmp_path / "whole"), beta=0.05)
+    rows = whole.train()
+    assert (tmp_path / "whole" / "checkpoint-3" / "config.json").exists()  # save_pretrained
+    resumed = trainer(max_steps=6, output_dir=str(tmp_path / "resumed"), beta=0.05, seed=1)
+    again = resumed.train(resume_from_checkpoint=tmp_path / "whole" / "checkpoint-3")
+    assert without_time(again) == without_time(rows)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def fixed_batch(grpo: GRPOTrainer, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    completions, prompt_length = 8, 4
+    input_ids = torch.randint(2, 14, (completions, prompt_length + 3), generator=g)
+    completion_mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1]] * 2).float()
+    advantages = torch.randn(completions, generator=g)
+    return Batch(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        prompt_length=prompt_length,
+        completion_ids=input_ids[:, prompt_length:],
+        completion_mask=completion_mask,
+        advantages=advantages,
+    )
+
+
+def gradients(model) -> dict:
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+LOSS_TYPES = ("token_mean", "seq_mean", "const_norm")
+
+
+def _data_parallel_worker(rank: int, world: int, init_file: str, out: str):
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    results = {}
+    for loss_type in LOSS_TYPES:
+        grpo = trainer(loss_type=loss_type, prompts_per_step=2)
+        batch = fixed_batch(grpo)
+        share = slice(rank * 4, (rank + 1) * 4)
+        local = Batch(
+            batch.input_ids[share],
+            batch.attention_mask[share],
+            batch.prompt_length,
+            batch.completion_ids[share],
+            batch.completion_mask[share],
+            batch.advantages[share],
+        )
+        grpo.update(local)
+        results[loss_type] = gradients(grpo.model)
+    if rank == 0:
+        torch.save(results, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_processes_make_the_update_of_one_process_on_the_whole_batch(tmp_path):
+    out = str(tmp_path / "parallel.pt")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.multiprocessing.spawn(
+        _data_parallel_worker, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True
+    )
+    parallel = torch.load(out)
+    for loss_type in LOSS_TYPES:
+        single = trainer(loss_type=loss_type, prompts_per_step=2)
+        single.update(fixed_batch(single))
+        # the gradients the optimizer stepped with (Adam's first step divides by |g|, which
+        # would blow the rounding difference of a near-zero gradient up to a visible change)
+        whole = gradients(single.model)
+        assert parallel[loss_type].keys() == whole.keys() and len(whole) > 10
+        for name, value in whole.items():
+            torch.testing.assert_close(parallel[loss_type][name], value, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"num_generations": 1}, "num_generations must be at least 2"),
+        ({"loss_type": "sum"}, "loss_type must be one of"),
+        ({"scale_rewards": "z"}, "scale_rewards must be one of group, batch, none"),
+        ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+    ],
+)
+def test_bad_configs_name_the_field(changes, message):
+    with pytest.raises(ValueError) as error:
+        trainer(**changes)
+    assert message in str(error.value)
+
+
+@pytest.mark.slow
+def test_the_demo_learns_addition_and_a_zero_learning_rate_does_not():
+    learned = demo.run(seed=0)
+    assert learned["accuracy_before"] <= 0.2
+    assert learned["accuracy_after"] >= 0.85, learned["accuracy_after"]
+    assert learned["warm_up_s"] + learned["grpo_s"] < 120
+    control = demo.run(seed=0, learning_rate=0.0, max_steps=100)
+    assert control["accuracy_after"] == control["accuracy_before"]
