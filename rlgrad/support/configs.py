@@ -93,6 +93,8 @@ def with_overrides(config, overrides: dict[str, object], algorithm: str):
                 value = _parse(value, kinds[name])
             except ValueError as error:
                 raise ValueError(f"config field '{name}': {error}") from None
+        elif isinstance(value, list):  # JSON (presets) has no tuples
+            value = tuple(value)
         changes[name] = value
     return dataclasses.replace(config, **changes)
 
