@@ -112,10 +112,13 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         "max_completion_length",
         "num_iterations",
         "temperature",
-        "learning_rate",
     ):
         value = getattr(config, name)
         require(value > 0, f"GRPOConfig.{name} must be > 0; got {value!r}")
+    require(  # 0 is allowed: a control run that samples and scores but never moves
+        config.learning_rate >= 0,
+        f"GRPOConfig.learning_rate must be >= 0; got {config.learning_rate!r}",
+    )
     require(0 < config.top_p <= 1, f"GRPOConfig.top_p must be in (0, 1]; got {config.top_p!r}")
     require(config.beta >= 0, f"GRPOConfig.beta must be >= 0; got {config.beta!r}")
     require(
