@@ -17,6 +17,7 @@ from rlgrad import load_agent
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.nets import QNetwork
 from rlgrad.support.replay import ReplayBuffer
+from rlgrad.support.runs import TrainingError
 from rlgrad.trainers import dqn, resume
 
 toy_envs.register()
@@ -262,3 +263,14 @@ def test_summary_names_the_threshold_and_the_final_evaluation(tmp_path):
     dqn.train(dqn.Config(env="CartPole-v1", **TINY), tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["algorithm"] == "dqn" and summary["final_eval_return_mean"] > 0
+
+
+def test_a_non_finite_reward_stops_the_run_and_keeps_a_finite_checkpoint(tmp_path):
+    config = dqn.Config(
+        env="rlgrad-test/CountdownNaN-v0", **{**TINY, "total_steps": 1000, "eval_every": 0}
+    )
+    with pytest.raises(TrainingError, match=r"at step \d+ .*last good checkpoint"):
+        dqn.train(config, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["steps"] < 1000
+    assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
