@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlgrad.distributions import categorical_entropy
+from rlgrad.distributions import categorical_entropy, kl_k3
 from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
 from rlgrad.returns import group_advantages
 
@@ -385,8 +385,7 @@ class GRPOTrainer:
                     masked_mean(entropy, batch.completion_mask).item()
                 )
                 if batch.ref_log_probs is not None:
-                    delta = batch.ref_log_probs - log_probs.detach()
-                    kl = torch.expm1(delta) - delta
+                    kl = kl_k3(log_probs.detach(), batch.ref_log_probs)
                     metrics.setdefault("kl", []).append(masked_mean(kl, mask).item())
         return {name: float(np.mean(values)) for name, values in metrics.items()}
 
