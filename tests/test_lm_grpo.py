@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -123,6 +125,22 @@ def test_resuming_from_a_checkpoint_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_callback_stops_training_after_the_step_it_returns_true(tmp_path):
+    seen = []
+
+    def log(grpo, row):
+        seen.append((grpo.step, row["step"]))
+
+    def stop_at_two(grpo, row):
+        return row["step"] == 2
+
+    grpo = trainer(max_steps=6, output_dir=str(tmp_path / "run"))
+    rows = grpo.train(callbacks=[stop_at_two, log])
+    assert [row["step"] for row in rows] == [1, 2] and grpo.step == 2
+    assert seen == [(1, 1), (2, 2)]  # the logger after the stopper still saw step 2
+    assert (tmp_path / "run" / "checkpoint-2" / "trainer_state.pt").exists()
+
+
 def fixed_batch(grpo: GRPOTrainer, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     completions, prompt_length = 8, 4
@@ -186,6 +204,38 @@ def test_two_processes_make_the_update_of_one_process_on_the_whole_batch(tmp_pat
         assert parallel[loss_type].keys() == whole.keys() and len(whole) > 10
         for name, value in whole.items():
             torch.testing.assert_close(parallel[loss_type][name], value, rtol=1e-5, atol=1e-8)
+
+
+TORCHRUN_SCRIPT = """
+import sys, torch
+from rlgrad.lm import demo
+from rlgrad.lm.grpo import GRPOConfig, GRPOTrainer
+tokenizer = demo.build_tokenizer()
+model = demo.build_model(tokenizer, 0)
+config = GRPOConfig(max_steps=2, prompts_per_step=4, num_generations=4, max_completion_length=3,
+                    learning_rate=1e-2, logging_steps=0)
+grpo = GRPOTrainer(model, tokenizer, [demo.correct, demo.format_reward], demo.dataset(), config)
+grpo.train()
+torch.save({"world": (grpo.rank, grpo.world_size), "model": model.state_dict()},
+           sys.argv[1] + f"/rank{grpo.rank}.pt")
+"""
+
+
+def test_under_torchrun_the_trainer_joins_the_group_and_ranks_stay_in_step(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    environment = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    launcher += ["2", str(script), str(tmp_path)]
+    done = subprocess.run(launcher, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [(0, 2), (1, 2)]
+    start = demo.build_model(demo.build_tokenizer(), 0).state_dict()
+    first, second = ranks[0]["model"], ranks[1]["model"]
+    # both ranks took the same averaged steps, and the steps did move the weights
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert any(not torch.equal(first[k], start[k]) for k in first)
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ on :func:`rlgrad.grpo.grpo_token_loss` with the log-probabilities stored at samp
 k3 KL to a frozen in-memory copy of the starting model (β), clip ranges ε_low/ε_high, gradient
 clipping and AdamW with linear warm-up; 4. log, checkpoint.
 
-Under ``torchrun`` (``torch.distributed`` initialized: gloo on CPU, NCCL on GPU) each process
-takes its share of the prompts, and the gradients are averaged after each process weighs its
-loss by its share of the aggregation's denominator, so the update equals one process's update
-on the whole batch.
+Under ``torchrun`` (the trainer joins the process group the launcher describes, gloo on CPU and
+NCCL on GPU, or uses one already initialized) each process takes its share of the prompts, and
+the gradients are averaged after each process weighs its loss by its share of the aggregation's
+denominator, so the update equals one process's update on the whole batch.
 
 The field names follow TRL's ``GRPOConfig`` where they mean the same thing.
 """
@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -160,7 +161,14 @@ class Batch:
 
 
 def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """(rank, world size); joins the process group that ``torchrun`` describes in the
+    environment when nobody has yet, as TRL users expect from a launcher."""
+    if not torch.distributed.is_available():
+        return 0, 1
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+    if launched and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
 
@@ -430,8 +438,16 @@ class GRPOTrainer:
             info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
         return batch, info
 
-    def train(self, resume_from_checkpoint: str | Path | None = None) -> list[dict]:
-        """Run max_steps GRPO steps (from a checkpoint when given); return the metric rows."""
+    def train(
+        self,
+        resume_from_checkpoint: str | Path | None = None,
+        callbacks: Sequence[Callable[[GRPOTrainer, dict], bool | None]] = (),
+    ) -> list[dict]:
+        """Run max_steps GRPO steps (from a checkpoint when given); return the metric rows.
+
+        Each callback is called as ``callback(trainer, row)`` after every step (an evaluation,
+        a custom log, early stopping); training stops after the step where one returns True.
+        """
         if resume_from_checkpoint is not None:
             self.load_checkpoint(resume_from_checkpoint)
         config = self.config
@@ -452,6 +468,9 @@ class GRPOTrainer:
             self._log(row, progress)
             if config.save_steps and self.step % config.save_steps == 0:
                 self.save_checkpoint()
+            # every callback sees every step, even after one asked to stop
+            if any([bool(callback(self, row)) for callback in callbacks]):
+                break
         if progress is not None:
             progress.close()
         if config.output_dir is not None:
