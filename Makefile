@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rlgrad-installed
 
-.PHONY: demo test lint bench bench-sb3 clean
+.PHONY: demo test lint bench bench-sb3 bench-trl clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 bench-sb3: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/vs_sb3.py
+
+# rlgrad's GRPOTrainer against TRL's on the grpo-demo task, interleaved, 3 seeds.
+bench-trl: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/vs_trl.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

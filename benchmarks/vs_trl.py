@@ -13,7 +13,8 @@ mod 10 from a correctness reward plus a small format reward. For each seed this 
    window and neither carries the other's imports.
 
 Both get the same hyperparameters: 8 prompts × 16 completions per step, at most 3 new tokens,
-temperature 1, ε = 0.2, β = 0, one iteration per batch, token-mean loss (TRL's ``dapo``),
+temperature 1, ε = 0.2, a k3 KL to the warm-up model with β = 0.2 (the demo's: without it some
+seeds stall), one iteration per batch, token-mean loss (TRL's ``dapo``),
 per-group reward scaling, gradient clipping at 1, and the very same optimizer object type and
 schedule (AdamW, lr 2e-3, no weight decay, 5 warm-up steps then constant), handed to TRL through
 ``optimizers=``. TRL runs in float32 without gradient checkpointing (its defaults, bf16 autocast
@@ -123,6 +124,7 @@ def run_rlgrad(checkpoint: str, seed: int, args) -> dict:
         num_generations=args.generations,
         learning_rate=args.lr,
         warmup_steps=args.warmup_steps,
+        beta=args.beta,
     )
     built = time.perf_counter()
     trainer = GRPOTrainer(
@@ -168,7 +170,7 @@ def run_trl(checkpoint: str, seed: int, args) -> dict:
         top_p=1.0,
         learning_rate=args.lr,
         max_grad_norm=1.0,
-        beta=0.0,
+        beta=args.beta,  # TRL builds its reference from the checkpoint's path (no hub)
         epsilon=0.2,
         num_iterations=1,
         loss_type="dapo",  # TRL's name for the token mean over the whole batch
@@ -221,15 +223,8 @@ def worker(library: str, seed: int, checkpoint: str, args) -> None:
 
 def spawn(library: str, seed: int, checkpoint: Path, args) -> dict:
     command = [sys.executable, __file__, "--worker", library, str(seed), str(checkpoint)]
-    for name in (
-        "target",
-        "max_steps",
-        "eval_every",
-        "lr",
-        "warmup_steps",
-        "prompts",
-        "generations",
-    ):
+    shared = ("target", "max_steps", "eval_every", "lr", "beta", "warmup_steps", "prompts")
+    for name in (*shared, "generations"):
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"library"')]
@@ -254,6 +249,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--beta", type=float, default=0.2)
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--generations", type=int, default=16)

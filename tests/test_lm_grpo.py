@@ -254,10 +254,12 @@ def test_bad_configs_name_the_field(changes, message):
 
 
 @pytest.mark.slow
-def test_the_demo_learns_addition_and_a_zero_learning_rate_does_not():
-    learned = demo.run(seed=0)
+# seed 1 stalled near 0.3 accuracy before the demo's KL term (β) was added
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_demo_learns_addition_and_a_zero_learning_rate_does_not(seed):
+    learned = demo.run(seed=seed)
     assert learned["accuracy_before"] <= 0.2
     assert learned["accuracy_after"] >= 0.85, learned["accuracy_after"]
     assert learned["warm_up_s"] + learned["grpo_s"] < 120
-    control = demo.run(seed=0, learning_rate=0.0, max_steps=100)
+    control = demo.run(seed=seed, learning_rate=0.0, max_steps=100)
     assert control["accuracy_after"] == control["accuracy_before"]

@@ -125,13 +125,18 @@ def demo_config(**changes):
     from rlgrad.lm.grpo import GRPOConfig
 
     fields = dict(
-        max_steps=700,
+        max_steps=1200,
         prompts_per_step=8,
         num_generations=16,
         max_completion_length=3,
         learning_rate=2e-3,
         warmup_steps=5,
         max_grad_norm=1.0,
+        # the KL to the warm-up model, which spreads its probability over every digit, keeps a
+        # prompt's policy from collapsing onto one wrong digit: a group that all answers the same
+        # scores the same, and its gradient is zero. With β = 0, seeds 1 and 2 stalled at 0.2-0.6
+        # accuracy through 1500 steps; with 0.2, seeds 0-4 reached 0.85 in 275-1025 steps
+        beta=0.2,
         logging_steps=0,
     )
     fields.update(changes)
