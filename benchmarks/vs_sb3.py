@@ -11,8 +11,9 @@ that the two libraries share the machine's time window and never each other's im
 The protocol is the same for both libraries:
 
 * every ``eval_every`` environment steps (the first update boundary at or past each multiple) and
-  once more at the end, 10 deterministic episodes run on a separately seeded evaluation
-  environment (with the training run's observation statistics frozen, when it normalizes);
+  once more at the end, 10 (``--eval-episodes``) deterministic episodes run on a separately
+  seeded evaluation environment (with the training run's observation statistics frozen, when it
+  normalizes);
 * the clock counts training only: model construction and evaluations are excluded (rlgrad's
   ``train_s``; for SB3 a callback pauses a ``time.perf_counter`` clock started right before
   ``model.learn``);
@@ -273,7 +274,9 @@ def score(evals: list[dict], threshold: float) -> dict:
 # ----- the workers: one training run each, in a fresh process -----
 
 
-def rlgrad_worker(algorithm: str, env_id: str, seed: int, total_steps: int, eval_every: int):
+def rlgrad_worker(
+    algorithm: str, env_id: str, seed: int, total_steps: int, eval_every: int, eval_episodes: int
+):
     from rlgrad.trainers import module
 
     trainer = module(algorithm)
@@ -281,7 +284,7 @@ def rlgrad_worker(algorithm: str, env_id: str, seed: int, total_steps: int, eval
         "seed": seed,
         "total_steps": total_steps,
         "eval_every": eval_every,
-        "eval_episodes": EVAL_EPISODES,
+        "eval_episodes": eval_episodes,
         "checkpoint_every": 0,
         "eval_threshold": THRESHOLDS[env_id],
         "threads": 1,
@@ -319,7 +322,9 @@ def rlgrad_worker(algorithm: str, env_id: str, seed: int, total_steps: int, eval
     }
 
 
-def sb3_worker(algorithm: str, env_id: str, seed: int, total_steps: int, eval_every: int):
+def sb3_worker(
+    algorithm: str, env_id: str, seed: int, total_steps: int, eval_every: int, eval_episodes: int
+):
     import gymnasium as gym
     import numpy as np
     import stable_baselines3
@@ -334,20 +339,20 @@ def sb3_worker(algorithm: str, env_id: str, seed: int, total_steps: int, eval_ev
     kwargs = copy.deepcopy(hyper)
 
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
-    eval_env = DummyVecEnv([lambda: gym.make(env_id)] * EVAL_EPISODES)
+    eval_env = DummyVecEnv([lambda: gym.make(env_id)] * eval_episodes)
     if normalize:  # the zoo's `normalize: true`: VecNormalize with the algorithm's γ
         env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     eval_seed = seed + EVAL_SEED_OFFSET
 
     def evaluate(model) -> float:
-        """One episode on each of the EVAL_EPISODES environments, the same seeds every time."""
+        """One episode on each of the eval_episodes environments, the same seeds every time."""
         if normalize:
             eval_env.obs_rms = env.obs_rms.copy()
         eval_env.seed(eval_seed)
         observations = eval_env.reset()
-        returns = np.zeros(EVAL_EPISODES)
-        finished = np.zeros(EVAL_EPISODES, bool)
+        returns = np.zeros(eval_episodes)
+        finished = np.zeros(eval_episodes, bool)
         while not finished.all():
             actions, _ = model.predict(observations, deterministic=True)
             observations, rewards, dones, _ = eval_env.step(actions)
@@ -417,7 +422,7 @@ def worker(library: str, algorithm: str, env_id: str, seed: int, args) -> None:
     total_steps = args.total_steps or default_total_steps(algorithm, env_id)
     eval_every = args.eval_every or EVAL_EVERY[env_id]
     run = rlgrad_worker if library == "rlgrad" else sb3_worker
-    result = run(algorithm, env_id, seed, total_steps, eval_every)
+    result = run(algorithm, env_id, seed, total_steps, eval_every, args.eval_episodes)
     result.update(
         library=library,
         algorithm=algorithm,
@@ -425,6 +430,7 @@ def worker(library: str, algorithm: str, env_id: str, seed: int, args) -> None:
         seed=seed,
         total_steps=total_steps,
         eval_every=eval_every,
+        eval_episodes=args.eval_episodes,
         threshold=THRESHOLDS[env_id],
         torch_threads=torch.get_num_threads(),
         **score(result["evals"], THRESHOLDS[env_id]),
@@ -500,6 +506,7 @@ def run_worker(library: str, algorithm: str, env_id: str, seed: int, args) -> di
         command += ["--total-steps", str(args.total_steps)]
     if args.eval_every:
         command += ["--eval-every", str(args.eval_every)]
+    command += ["--eval-episodes", str(args.eval_episodes)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall_s = time.perf_counter() - started
@@ -592,7 +599,8 @@ def print_report(cases, runs: list[dict], summaries: list[dict], info: dict, com
         "1 torch thread per run"
     )
     print(
-        f"protocol: {EVAL_EPISODES} deterministic evaluation episodes every eval_every steps; "
+        f"protocol: {info['eval_episodes']} deterministic evaluation episodes every eval_every "
+        "steps; "
         f"time to threshold = training seconds (evaluation excluded) at the first of "
         f"{SOLVED_AFTER} consecutive evaluations >= threshold; not reached = inf\n"
     )
@@ -665,7 +673,7 @@ def orchestrate(args) -> None:
             print(f"note: skipping {algorithm}:{env_id}: cannot make {env_id} ({missing})")
             continue
         cases.append((algorithm, env_id))
-    info = machine()
+    info = {**machine(), "eval_episodes": args.eval_episodes}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs: list[dict] = []
     total = 2 * len(cases) * len(seeds)
@@ -705,6 +713,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per case")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=0, help="default: per environment")
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=EVAL_EPISODES,
+        help="episodes per evaluation, on fixed seeds (more: a steadier estimate where returns "
+        "depend strongly on the start state, as in Pendulum)",
+    )
     parser.add_argument("--total-steps", type=int, default=0, help="default: per case")
     parser.add_argument("--out", help="write every raw result to this JSON file (inf as null)")
     parser.add_argument(
