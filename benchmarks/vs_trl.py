@@ -18,7 +18,9 @@ seeds stall), one iteration per batch, token-mean loss (TRL's ``dapo``),
 per-group reward scaling, gradient clipping at 1, and the very same optimizer object type and
 schedule (AdamW, lr 2e-3, no weight decay, 5 warm-up steps then constant), handed to TRL through
 ``optimizers=``. TRL runs in float32 without gradient checkpointing (its defaults, bf16 autocast
-and checkpointing, only slow a model this small on a CPU).
+and checkpointing, only slow a model this small on a CPU). One difference stays: rlgrad divides
+group advantages by the population σ (the seeds' convention), TRL by the sample σ, so TRL's
+advantages are √(15/16) ≈ 0.97 of rlgrad's at G = 16, a difference Adam mostly absorbs.
 
 The clock counts training only: every ``eval_every`` steps a callback measures greedy accuracy on
 all 100 prompts with the clock paused, and stops the run at the first accuracy ≥ target. Reported
@@ -91,15 +93,19 @@ class Clock:
         }
 
 
-def make_optimizer(model, args):
-    """AdamW with a linear warm-up to the learning rate, then constant: what rlgrad's
-    GRPOTrainer builds for itself, handed to TRL."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    warmup = args.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+def shared_config(seed: int, args):
+    """The hyperparameters both libraries run, as rlgrad's GRPOConfig (TRL's is read from it)."""
+    from rlgrad.lm import demo
+
+    return demo.demo_config(
+        seed=seed,
+        max_steps=args.max_steps,
+        prompts_per_step=args.prompts,
+        num_generations=args.generations,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        beta=args.beta,
     )
-    return optimizer, schedule
 
 
 def load(checkpoint: str):
@@ -117,15 +123,7 @@ def run_rlgrad(checkpoint: str, seed: int, args) -> dict:
     from rlgrad.lm.grpo import GRPOTrainer
 
     model, tokenizer = load(checkpoint)
-    config = demo.demo_config(
-        seed=seed,
-        max_steps=args.max_steps,
-        prompts_per_step=args.prompts,
-        num_generations=args.generations,
-        learning_rate=args.lr,
-        warmup_steps=args.warmup_steps,
-        beta=args.beta,
-    )
+    config = shared_config(seed, args)
     built = time.perf_counter()
     trainer = GRPOTrainer(
         model, tokenizer, [demo.correct, demo.format_reward], demo.dataset(), config
@@ -143,6 +141,7 @@ def run_trl(checkpoint: str, seed: int, args) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from rlgrad.lm import demo
+    from rlgrad.lm.grpo import make_optimizer
 
     model, tokenizer = load(checkpoint)
     clock = Clock(args.target, args.eval_every)
@@ -155,26 +154,29 @@ def run_trl(checkpoint: str, seed: int, args) -> dict:
             if clock.step_done(state.global_step, model, tokenizer):
                 control.should_training_stop = True
 
+    ours = shared_config(seed, args)
+    assert ours.loss_type == "token_mean" and ours.epsilon_high is None
     config = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="vs_trl_"),
         use_cpu=True,
         bf16=False,
         gradient_checkpointing=False,
-        seed=seed,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.prompts * args.generations,
+        seed=ours.seed,
+        max_steps=ours.max_steps,
+        per_device_train_batch_size=ours.prompts_per_step * ours.num_generations,
         gradient_accumulation_steps=1,
-        num_generations=args.generations,
-        max_completion_length=3,
-        temperature=1.0,
-        top_p=1.0,
-        learning_rate=args.lr,
-        max_grad_norm=1.0,
-        beta=args.beta,  # TRL builds its reference from the checkpoint's path (no hub)
-        epsilon=0.2,
-        num_iterations=1,
+        num_generations=ours.num_generations,
+        max_completion_length=ours.max_completion_length,
+        temperature=ours.temperature,
+        top_p=ours.top_p,
+        learning_rate=ours.learning_rate,
+        max_grad_norm=ours.max_grad_norm,
+        beta=ours.beta,  # TRL builds its reference from the checkpoint's path (no hub)
+        epsilon=ours.epsilon,
+        num_iterations=ours.num_iterations,
         loss_type="dapo",  # TRL's name for the token mean over the whole batch
-        scale_rewards="group",
+        scale_rewards=ours.scale_rewards,
+        mask_truncated_completions=ours.mask_truncated_completions,
         logging_steps=10**9,
         save_strategy="no",
         report_to="none",
@@ -189,7 +191,7 @@ def run_trl(checkpoint: str, seed: int, args) -> dict:
         train_dataset=datasets.Dataset.from_list(demo.dataset()),
         processing_class=tokenizer,
         callbacks=[Timing()],
-        optimizers=make_optimizer(model, args),
+        optimizers=make_optimizer(model, ours),  # rlgrad's AdamW and warm-up, the same for both
     )
     setup_s = time.perf_counter() - built
     trainer.train()

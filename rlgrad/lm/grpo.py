@@ -160,6 +160,19 @@ class Batch:
     ref_log_probs: Tensor | None = None  # [B, L], when beta > 0
 
 
+def make_optimizer(model, config: GRPOConfig):
+    """AdamW and its schedule: the learning rate rises linearly over ``warmup_steps``
+    (lr·(k + 1)/warmup at step k), then stays constant."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    warmup = config.warmup_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+    )
+    return optimizer, schedule
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); joins the process group that ``torchrun`` describes in the
     environment when nobody has yet, as TRL users expect from a launcher."""
@@ -216,13 +229,7 @@ class GRPOTrainer:
         self.ref_model = (
             copy.deepcopy(model).requires_grad_(False).eval() if self.config.beta > 0 else None
         )
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
-        warmup = self.config.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        self.optimizer, self.scheduler = make_optimizer(model, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)  # prompt order
         self.order: list[int] = []
         self.step = 0
