@@ -46,7 +46,6 @@ from pathlib import Path
 
 RESULT_PREFIX = "VS_SB3_RESULT "
 EVAL_EPISODES = 10
-EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
 SOLVED_AFTER = 3  # consecutive evaluations at or above the threshold
 DEFAULT_CASES = "ppo:CartPole-v1,a2c:CartPole-v1,ppo:Acrobot-v1,ppo:Pendulum-v1"
 
@@ -332,6 +331,8 @@ def sb3_worker(
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    from rlgrad.support.evaluation import eval_seed
+
     hyper = copy.deepcopy(ZOO[algorithm][env_id])  # SB3 adds to policy_kwargs in place
     normalize = hyper.pop("normalize", False)
     n_envs = hyper.pop("n_envs", 1)
@@ -343,13 +344,13 @@ def sb3_worker(
     if normalize:  # the zoo's `normalize: true`: VecNormalize with the algorithm's γ
         env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-    eval_seed = seed + EVAL_SEED_OFFSET
+    first_eval_seed = eval_seed(seed)  # rlgrad's evaluation episodes, for both libraries
 
     def evaluate(model) -> float:
         """One episode on each of the eval_episodes environments, the same seeds every time."""
         if normalize:
             eval_env.obs_rms = env.obs_rms.copy()
-        eval_env.seed(eval_seed)
+        eval_env.seed(first_eval_seed)
         observations = eval_env.reset()
         returns = np.zeros(eval_episodes)
         finished = np.zeros(eval_episodes, bool)

@@ -16,6 +16,7 @@ from rlgrad import load_agent
 from rlgrad.returns import gae
 from rlgrad.support import configs
 from rlgrad.support.envs import VectorEnv
+from rlgrad.support.evaluation import evaluate
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import TIMING_COLUMNS, TrainingError, solved_at
 from rlgrad.trainers import a2c, ppo, reinforce, resume
@@ -208,6 +209,35 @@ def test_solved_needs_three_consecutive_evaluations_at_the_threshold():
     assert solved_at(rows, 475)["step"] == 3
     assert solved_at(rows, 490) is None
     assert solved_at(rows, None) is None
+
+
+class _StartRecorder:
+    """An agent that applies no torque and remembers the observations it first sees."""
+
+    def __init__(self):
+        self.starts = None
+
+    def mode(self, observations):
+        if self.starts is None:
+            self.starts = observations.clone()
+        return torch.zeros(len(observations), 1)
+
+    def env_actions(self, actions):
+        return actions.numpy()
+
+
+def _evaluation_starts(seed: int) -> set[tuple[float, ...]]:
+    agent = _StartRecorder()
+    evaluate(agent, "Pendulum-v1", episodes=10, seed=seed)
+    return {tuple(row) for row in agent.starts.tolist()}
+
+
+def test_each_training_seed_evaluates_on_its_own_start_states():
+    zero, one = _evaluation_starts(0), _evaluation_starts(1)
+    assert len(zero) == len(one) == 10
+    assert zero == _evaluation_starts(0)
+    # With env seeds seed + offset + i, seeds 0 and 1 shared 9 of their 10 starts.
+    assert not zero & one
 
 
 def test_config_field_docs_and_overrides_parse_every_type():

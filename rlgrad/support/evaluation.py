@@ -8,6 +8,19 @@ import torch
 from rlgrad.support.envs import VectorEnv
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
+EVAL_SEED_STRIDE = 10_000
+
+
+def eval_seed(seed: int) -> int:
+    """The seed of the first evaluation environment of training seed ``seed``; environment i gets
+    ``eval_seed(seed) + i``.
+
+    Consecutive training seeds are 10,000 evaluation seeds apart, so their evaluation sets share
+    no episode (for up to 10,000 episodes): with ``seed + offset`` instead, seeds 0 and 1 would
+    score 9 of 10 episodes on the same start states, and five seeds would not be five
+    independent measurements.
+    """
+    return EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed
 
 
 def evaluate(
@@ -27,8 +40,8 @@ def evaluate(
     ``env_actions(actions)``. Every call uses the same environment seeds, so two evaluations of
     the same agent give the same numbers and evaluation never disturbs training's random streams.
     """
-    env = VectorEnv(env_id, episodes, seed + EVAL_SEED_OFFSET)
-    generator = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
+    env = VectorEnv(env_id, episodes, eval_seed(seed))
+    generator = torch.Generator().manual_seed(eval_seed(seed))
     if normalize_obs:
         env.normalize_obs, env.update_stats = True, False
         env.obs_stats.load_state_dict(obs_stats)
