@@ -6,6 +6,16 @@ Cases are float32 ``[T, B]`` rollouts with ~1 % terminations and truncations. Fo
 three contenders run interleaved (floor, gae, loop, floor, gae, loop, ...) so that machine-speed
 drift hits them alike; the medians and the ratios between them are printed.
 
+Memory-bound code runs twice as fast from cache as from memory on these machines, so every
+contender is timed in two named cache states, also interleaved:
+
+* warm: right after an untimed call of the same contender on the same arrays, as when GAE runs
+  right after the critic pass that wrote the values;
+* cold: right after writing a 256 MiB buffer, so the inputs come from memory. (Left alone for
+  a few milliseconds, the arrays are evicted as well: this machine shares its L3 cache.)
+
+The per-step loop is bound by Python dispatch, not memory, so its time barely depends on the state.
+
 * floor: ``torch.addcmul(rewards, values, next_values)``, one fused elementwise op that reads
   three float32 arrays and writes one (16 bytes an element). GAE moves 18 (it also reads the two
   bool flag arrays), so the floor is slightly optimistic and the ratio slightly pessimistic.
@@ -16,6 +26,7 @@ drift hits them alike; the medians and the ratios between them are printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -55,6 +66,18 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
+@functools.cache
+def eviction_buffer() -> torch.Tensor:
+    return torch.zeros(64 * 2**20)  # 256 MiB, past any cache this machine has
+
+
+def evict_caches() -> None:
+    eviction_buffer().add_(1.0)
+
+
+PREPARE = {"warm": lambda fn: fn(), "cold": lambda fn: evict_caches()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -71,8 +94,8 @@ def main() -> None:
     print(f"first gae call (numba compile or cache load): {compile_s * 1e3:.0f} ms\n")
 
     header = (
-        f"{'case [T, B]':>14} {'floor ms':>9} {'gae ms':>8} {'loop ms':>9} "
-        f"{'gae/floor':>10} {'loop/gae':>9}"
+        f"{'case [T, B]':>14} {'caches':>7} {'floor ms':>9} {'gae ms':>8} {'loop ms':>9} "
+        f"{'gae/floor':>10} {'loop/gae':>9} {'loop/floor':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -86,18 +109,22 @@ def main() -> None:
             "gae": lambda c=case: rlgrad.gae(*c, GAMMA, LAM),
             "loop": lambda c=case: per_step_loop(*c),
         }
-        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        samples = {(state, name): [] for state in PREPARE for name in contenders}
         for fn in contenders.values():  # warm-up
             fn()
         for _ in range(args.repeats):
-            for name, fn in contenders.items():
-                samples[name].append(timed(fn))
-        median = {name: statistics.median(times) for name, times in samples.items()}
-        print(
-            f"{f'[{steps}, {batch}]':>14} {median['floor'] * 1e3:9.3f} {median['gae'] * 1e3:8.3f} "
-            f"{median['loop'] * 1e3:9.2f} {median['gae'] / median['floor']:10.2f} "
-            f"{median['loop'] / median['gae']:9.1f}"
-        )
+            for state, prepare in PREPARE.items():
+                for name, fn in contenders.items():
+                    prepare(fn)
+                    samples[state, name].append(timed(fn))
+        for state in PREPARE:
+            floor, gae, loop = (
+                statistics.median(samples[state, name]) for name in ("floor", "gae", "loop")
+            )
+            print(
+                f"{f'[{steps}, {batch}]':>14} {state:>7} {floor * 1e3:9.3f} {gae * 1e3:8.3f} "
+                f"{loop * 1e3:9.2f} {gae / floor:10.2f} {loop / gae:9.1f} {loop / floor:11.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -329,6 +329,7 @@ def sb3_worker(
     import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from rlgrad.support.evaluation import eval_seed
@@ -397,6 +398,7 @@ def sb3_worker(
 
     algorithm_class = getattr(stable_baselines3, algorithm.upper())
     model = algorithm_class("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # else SB3 leaves /tmp/SB3-* folders
     callback = TimedEvaluation()
     callback.start_clock()
     model.learn(total_timesteps=total_steps, callback=callback)
