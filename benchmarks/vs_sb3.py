@@ -603,8 +603,7 @@ def print_report(cases, runs: list[dict], summaries: list[dict], info: dict, com
     )
     print(
         f"protocol: {info['eval_episodes']} deterministic evaluation episodes every eval_every "
-        "steps; "
-        f"time to threshold = training seconds (evaluation excluded) at the first of "
+        f"steps; time to threshold = training seconds (evaluation excluded) at the first of "
         f"{SOLVED_AFTER} consecutive evaluations >= threshold; not reached = inf\n"
     )
     print("per seed (s / steps to threshold, final eval mean, total training s, steps/s):")

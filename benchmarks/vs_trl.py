@@ -203,9 +203,7 @@ def warm_checkpoint(seed: int, directory: Path, steps: int) -> dict:
     from rlgrad.lm import demo
 
     torch.set_num_threads(1)
-    tokenizer = demo.build_tokenizer()
-    model = demo.build_model(tokenizer, seed)
-    demo.warm_up(model, tokenizer, steps, seed)
+    model, tokenizer = demo.warmed_up_model(seed, steps)
     model.save_pretrained(directory)
     return {"accuracy": demo.greedy_accuracy(model, tokenizer)}
 

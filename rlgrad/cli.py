@@ -165,6 +165,8 @@ def _grpo_demo(args) -> int:
     transformers.logging.set_verbosity_error()
     changes = {"output_dir": args.output_dir}
     if args.steps is not None:
+        if args.steps <= 0:
+            raise ValueError(f"--steps must be a positive number of GRPO steps; got {args.steps}")
         changes["max_steps"] = args.steps
     if args.lr is not None:
         changes["learning_rate"] = args.lr

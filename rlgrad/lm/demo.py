@@ -143,15 +143,21 @@ def demo_config(**changes):
     return GRPOConfig(**fields)
 
 
+def warmed_up_model(seed: int = 0, warm_up_steps: int = 50):
+    """The demo's tokenizer and model after its supervised warm-up: GRPO's starting point."""
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed)
+    warm_up(model, tokenizer, warm_up_steps, seed)
+    return model, tokenizer
+
+
 def run(seed: int = 0, warm_up_steps: int = 50, progress: bool = False, **changes) -> dict:
     """Warm up, then GRPO; greedy accuracy before and after, and the seconds each took."""
     from rlgrad.lm.grpo import GRPOTrainer
 
     torch.set_num_threads(1)
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, seed)
     started = time.perf_counter()
-    warm_up(model, tokenizer, warm_up_steps, seed)
+    model, tokenizer = warmed_up_model(seed, warm_up_steps)
     warm_s = time.perf_counter() - started
     before = greedy_accuracy(model, tokenizer)
     config = demo_config(seed=seed, logging_steps=1 if progress else 0, **changes)

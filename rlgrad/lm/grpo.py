@@ -378,9 +378,10 @@ class GRPOTrainer:
             self._average_gradients()
             limit = config.max_grad_norm if config.max_grad_norm is not None else math.inf
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
-            if not (math.isfinite(norm) and math.isfinite(loss.item())):
+            loss_value = loss.item()
+            if not (math.isfinite(norm) and math.isfinite(loss_value)):
                 raise RuntimeError(
-                    f"GRPO step {self.step}: the loss ({loss.item()}) or gradient norm ({norm}) "
+                    f"GRPO step {self.step}: the loss ({loss_value}) or gradient norm ({norm}) "
                     "is not finite; lower learning_rate or max_grad_norm"
                 )
             self.optimizer.step()
@@ -392,7 +393,7 @@ class GRPOTrainer:
                 high = config.epsilon if config.epsilon_high is None else config.epsilon_high
                 low_clipped = ((ratios < 1 - config.epsilon) & (advantage < 0)).float().mean()
                 high_clipped = ((ratios > 1 + high) & (advantage > 0)).float().mean()
-                metrics.setdefault("loss", []).append(loss.item())
+                metrics.setdefault("loss", []).append(loss_value)
                 metrics.setdefault("grad_norm", []).append(norm)
                 metrics.setdefault("clip_ratio/low_mean", []).append(low_clipped.item())
                 metrics.setdefault("clip_ratio/high_mean", []).append(high_clipped.item())
