@@ -309,11 +309,12 @@ def main() -> None:
             f"{library:>8} {fmt(s['median_s']):>12} {fmt(s['median_steps'], 0):>7} "
             f"{s['step_ms']:>8.1f}"
         )
-    ratio = tr["median_s"] / rl["median_s"] if rl["median_s"] > 0 else math.nan
-    print(
-        f"TRL / rlgrad: {fmt(ratio, 2)}× seconds to target, "
-        f"{tr['step_ms'] / rl['step_ms']:.2f}× time per step"
-    )
+    if math.isinf(rl["median_s"]) and math.isinf(tr["median_s"]):
+        to_target = "no ratio to target (neither median reached it)"
+    else:
+        ratio = tr["median_s"] / rl["median_s"] if rl["median_s"] > 0 else math.nan
+        to_target = f"{fmt(ratio, 2)}× seconds to target"
+    print(f"TRL / rlgrad: {to_target}, {tr['step_ms'] / rl['step_ms']:.2f}× time per step")
     if args.out:
         Path(args.out).write_text(json.dumps({"results": results, "summary": summary}, indent=1))
 
