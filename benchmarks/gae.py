@@ -4,9 +4,10 @@
 
 Cases are float32 ``[T, B]`` rollouts with ~1 % terminations and truncations. For each case the
 three contenders run interleaved so that machine-speed drift hits them alike, and each repeat
-starts the rotation one contender later (floor, gae, loop; gae, loop, floor; ...): from memory,
-the same call timed in four consecutive slots slowed from 1.6 to 2.0 ms, so a fixed order would
-favour whoever goes first. The medians and the ratios between them are printed.
+starts the rotation one contender later (floor, gae, loop; gae, loop, floor; ...). Arrays that
+were just used several times partly survive an eviction, so the first cold slots after the warm
+block run faster (``benchmarks/probes/cold_positions.py``), and a fixed order would favour
+whoever goes first. The medians and the ratios between them are printed.
 
 Memory-bound code runs twice as fast from cache as from memory on these machines, so every
 contender is timed in two named cache states, also interleaved:
@@ -14,7 +15,7 @@ contender is timed in two named cache states, also interleaved:
 * warm: right after an untimed call of the same contender on the same arrays, as when GAE runs
   right after the critic pass that wrote the values;
 * cold: right after writing a 256 MiB buffer, so the inputs come from memory. (Left alone for
-  a few milliseconds, the arrays are evicted as well: this machine shares its L3 cache.)
+  a few milliseconds, arrays used only once are evicted as well: this machine shares its L3.)
 
 The per-step loop is bound by Python dispatch, not memory, so its time barely depends on the state.
 

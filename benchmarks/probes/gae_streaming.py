@@ -50,7 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
-    if shutil.which("gcc") is None or "avx512f" not in pathlib.Path("/proc/cpuinfo").read_text():
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    avx512 = cpuinfo.exists() and "avx512f" in cpuinfo.read_text()
+    if shutil.which("gcc") is None or not avx512:
         sys.exit("this probe needs gcc and an AVX-512 CPU")
     torch.set_num_threads(1)
     steps, batch = 1024, 1024
