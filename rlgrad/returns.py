@@ -43,11 +43,6 @@ def _use_kernel(*tensors: Tensor) -> bool:
     )
 
 
-def _columns(x: Tensor):
-    """``[T, *B]`` → a C-contiguous NumPy view ``[T, N]`` for the kernels."""
-    return x.detach().reshape(x.shape[0], -1).contiguous().numpy()
-
-
 def _scan(fn, kernel, reference, named: dict[str, Tensor], flags, *hyper) -> Tensor:
     """Run a reverse-time recursion by the compiled kernel when it applies, else by ``reference``.
 
@@ -56,9 +51,10 @@ def _scan(fn, kernel, reference, named: dict[str, Tensor], flags, *hyper) -> Ten
     """
     rewards = named["rewards"]
     if _use_kernel(*named.values()):
-        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
-        columns = [_columns(x) for x in (*named.values(), *flags)]
-        if not kernel(*columns, *hyper, out.view(rewards.shape[0], -1).numpy()):
+        out = torch.empty(rewards.shape, dtype=rewards.dtype)
+        # The kernels read memory directly; .contiguous() is a no-op for the usual inputs.
+        inputs = [x.contiguous() for x in (*named.values(), *flags)]
+        if not kernel(*inputs, *hyper, out):
             _raise_non_finite(fn, named)
         return out
     for name, x in named.items():

@@ -27,7 +27,9 @@ rollouts = st.builds(
     rollout,
     seed=st.integers(0, 2**31 - 1),
     steps=st.integers(1, 24),
-    batch=st.sampled_from([(), (1,), (3,), (2, 3)]),
+    # 37 and 4·20 columns: rows that start mid cache line, so the compiled scan uses its
+    # per-element head and tail as well as whole lines.
+    batch=st.sampled_from([(), (1,), (3,), (2, 3), (37,), (4, 20)]),
     p_term=st.sampled_from([0.0, 0.1, 0.5]),
     p_trunc=st.sampled_from([0.0, 0.1, 0.5]),
 )
@@ -144,6 +146,36 @@ def test_float32_kernel_matches_float64_reference():
         *(x.double() if x.is_floating_point() else x for x in data), 0.99, 0.95
     )
     torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("offset", [0, 1, 5])
+def test_gae_kernel_streamed_and_cached_stores_match_the_loop(monkeypatch, dtype, offset):
+    """Whole cache lines, the elements around them, and an output that starts mid-line."""
+    data = rollout(11, 40, (37,), 0.05, 0.05, dtype=dtype)
+    reference = returns_module._gae_loop(*data, 0.99, 0.95)
+    results = []
+    for stream_bytes in (0, 2**62):  # every output streamed / none
+        monkeypatch.setattr(returns_module._kernels, "STREAM_BYTES", stream_bytes)
+        out = torch.empty(40 * 37 + offset, dtype=dtype)[offset:].view(40, 37)
+        assert returns_module._kernels.gae_scan(*data, 0.99, 0.95, out)
+        results.append(out)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(results[0], reference, rtol=tolerance, atol=tolerance)
+    assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("column", [0, 20, 36])
+def test_gae_kernel_reports_an_infinite_input_in_any_column(column):
+    """Row 5 of a [40, 37] float32 rollout is split into head, lines and tail differently."""
+    rewards, values, next_values, terminated, truncated = rollout(
+        12, 40, (37,), 0.0, 0.0, dtype=torch.float32
+    )
+    values[5, column] = math.inf
+    with pytest.raises(
+        ValueError, match=rf"'values' must be finite; got inf at index \(5, {column}\)"
+    ):
+        rlgrad.gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95)
 
 
 def test_gae_accepts_float_flags_and_non_contiguous_inputs():
