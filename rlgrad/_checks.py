@@ -108,15 +108,16 @@ def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
 
 def number(fn: str, name: str, value: object) -> float:
     """A finite real Python number (or 0-dim tensor) as a float."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise TypeError(
-                f"{fn}(): '{name}' must be a number; got a tensor of shape {tuple(value.shape)}"
-            )
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{fn}(): '{name}' must be a real number; got {type(value).__name__}")
-    value = float(value)
+    if type(value) is not float:  # a float, the usual case, skips the abstract-class checks
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise TypeError(
+                    f"{fn}(): '{name}' must be a number; got a tensor of shape {tuple(value.shape)}"
+                )
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(f"{fn}(): '{name}' must be a real number; got {type(value).__name__}")
+        value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{fn}(): '{name}' must be finite; got {value}")
     return value

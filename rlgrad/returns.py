@@ -35,7 +35,7 @@ def _use_kernel(*tensors: Tensor) -> bool:
     """The compiled scan handles CPU float32/float64 data that needs no gradient."""
     first = tensors[0]
     return (
-        first.device.type == "cpu"
+        first.is_cpu
         and first.dtype in (torch.float32, torch.float64)
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
         and first.numel() > 0
@@ -51,7 +51,7 @@ def _scan(fn, kernel, reference, named: dict[str, Tensor], flags, *hyper) -> Ten
     """
     rewards = named["rewards"]
     if _use_kernel(*named.values()):
-        out = torch.empty(rewards.shape, dtype=rewards.dtype)
+        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
         # The kernels read memory directly; .contiguous() is a no-op for the usual inputs.
         inputs = [x.contiguous() for x in (*named.values(), *flags)]
         if not kernel(*inputs, *hyper, out):
