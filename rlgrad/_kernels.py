@@ -1,21 +1,17 @@
-"""Compiled reverse-time scans for GAE and discounted returns (CPU, numba).
+"""Compiled reverse-time scans for GAE and discounted returns (CPU, numba): the entry points.
 
 Both recurrences run backwards in time, so they cannot be one vectorized torch op; a Python loop
 over T pays several microseconds of dispatch per step, which dominates on 2 cores. A numba loop
 over time with a SIMD inner loop over the batch is compiled once per dtype (and cached on disk),
 reads each input once and writes the output once, so it runs close to a single elementwise op
-over the same bytes (see BENCHMARKS.md). The GAE scan goes one step further for data that
-comes from memory: each row is computed one cache line at a time by ``rlgrad._llvm.gae_line``,
-which prefetches the previous row and can write with streaming stores.
+over the same bytes (see BENCHMARKS.md). The GAE scan goes one step further for data that comes
+from memory: it computes each row one cache line at a time, prefetching the previous row and, for
+large outputs, writing with streaming stores (``rlgrad._scans`` explains why).
 
 The kernels also report whether every output is finite, so the caller needs no separate pass over
 the inputs: NaN or inf in any input reaches the output at its own step (0·inf is NaN too). The
 test is ``(x − x) == 0``, false only for NaN and ±inf, folded into a boolean AND that vectorizes.
 Only FMA contraction is enabled among the fast-math flags: reassociation would fold x − x to 0.
-
-Inputs are C-contiguous 2-D arrays ``[T, N]``; flags are ``uint8`` views of bool arrays (0/1), used
-arithmetically so the inner loop has no branch; ``gamma`` and ``lam`` carry the arrays' dtype so
-float32 data stays in single precision.
 """
 
 from __future__ import annotations
@@ -35,107 +31,9 @@ STREAM_BYTES = 512 * 1024
 
 @cache
 def _compiled():
-    import numba  # imported lazily: compiling costs ~1 s once, and most imports never need it
+    from rlgrad import _scans  # imported lazily: numba costs ~0.5 s to import, ~1 s to compile
 
-    options = {"cache": True, "boundscheck": False, "fastmath": {"contract"}}
-
-    from rlgrad._llvm import (
-        elements_before_line,
-        gae_line,
-        gae_line_streamed,
-        line_elements,
-        pointer_to,
-        store_fence,
-    )
-
-    flag = np.uint8(0)
-
-    @numba.njit(**options)
-    def rows(address, steps, batch, like):
-        """The C-contiguous ``[steps, batch]`` array of ``like``'s type at ``address``."""
-        return numba.carray(pointer_to(address, like), (steps, batch))
-
-    @numba.njit(**options)
-    def gae_step(
-        rewards, values, next_values, terminated, truncated, gamma, trace, later, out, t, b
-    ):
-        """One element of GAE, for the columns before and after the whole cache lines of a row."""
-        one = rewards.dtype.type(1.0)
-        alive = one - terminated[t, b]
-        continues = trace * alive * (one - truncated[t, b])
-        advantage = (
-            rewards[t, b] + gamma * alive * next_values[t, b] - values[t, b] + continues * later[b]
-        )
-        later[b] = advantage
-        out[t, b] = advantage
-        return (advantage - advantage) == rewards.dtype.type(0.0)
-
-    @numba.njit(**options)
-    def gae_scan(
-        rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at,
-        steps, batch, gamma, lam, stream,
-    ):  # fmt: skip
-        rewards = rows(rewards_at, steps, batch, gamma)
-        values = rows(values_at, steps, batch, gamma)
-        next_values = rows(next_values_at, steps, batch, gamma)
-        terminated = rows(terminated_at, steps, batch, flag)
-        truncated = rows(truncated_at, steps, batch, flag)
-        out = rows(out_at, steps, batch, gamma)
-        trace = gamma * lam
-        width = line_elements(out)
-        # A_{t+1} for the row being computed; a private row stays in L1 while `out` streams.
-        later = np.zeros(batch, dtype=rewards.dtype)  # A_T = 0: the last step is A = δ
-        inputs = (rewards, values, next_values, terminated, truncated, gamma, trace, later, out)
-        finite = True
-        for t in range(steps - 1, -1, -1):
-            first_line = min(elements_before_line(out, t), batch)
-            for b in range(first_line):
-                finite &= gae_step(*inputs, t, b)
-            b = first_line
-            while b + width <= batch:
-                if stream:
-                    finite &= gae_line_streamed(*inputs, t, b)
-                else:
-                    finite &= gae_line(*inputs, t, b)
-                b += width
-            while b < batch:
-                finite &= gae_step(*inputs, t, b)
-                b += 1
-        store_fence()
-        return finite
-
-    @numba.njit(**options)
-    def return_row(rewards, terminated, truncated, bootstrap, gamma, later, here):
-        one = rewards.dtype.type(1.0)
-        zero = rewards.dtype.type(0.0)
-        finite = True
-        for b in range(rewards.shape[0]):
-            cut = truncated[b]
-            future = cut * bootstrap[b] + (one - cut) * later[b]
-            value = rewards[b] + gamma * (one - terminated[b]) * future
-            here[b] = value
-            finite &= (value - value) == zero
-        return finite
-
-    @numba.njit(**options)
-    def return_scan(
-        rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, steps, batch, gamma
-    ):
-        rewards = rows(rewards_at, steps, batch, gamma)
-        bootstrap = rows(bootstrap_at, steps, batch, gamma)
-        terminated = rows(terminated_at, steps, batch, flag)
-        truncated = rows(truncated_at, steps, batch, flag)
-        out = rows(out_at, steps, batch, gamma)
-        finite = True
-        for t in range(steps - 1, -1, -1):
-            # After the last step the rollout is cut: the future is the bootstrap itself.
-            later = bootstrap[t] if t == steps - 1 else out[t + 1]
-            finite &= return_row(
-                rewards[t], terminated[t], truncated[t], bootstrap[t], gamma, later, out[t]
-            )
-        return finite
-
-    return gae_scan, return_scan
+    return _scans.gae_scan, _scans.return_scan
 
 
 def available() -> bool:

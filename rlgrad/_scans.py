@@ -1,6 +1,15 @@
-"""LLVM building blocks for the numba GAE scan: one cache line of output at a time.
+"""The compiled (numba) reverse-time scans behind ``rlgrad._kernels``: GAE and discounted returns.
 
-Why a hand-built line instead of a numba loop: with the rollout in memory (the usual case: its
+Imported only when a scan first runs (importing numba costs ~0.5 s). Everything numba compiles
+lives in this one file because numba's on-disk cache is keyed on the file that defines a kernel:
+an intrinsic kept elsewhere could change without invalidating the cached machine code.
+
+The kernels take the addresses of C-contiguous ``[T, N]`` tensors (``Tensor.data_ptr()``) and
+view them as arrays with ``rows``; flags are bool tensors read as ``uint8`` 0/1 and used
+arithmetically, so the inner loops have no branch; ``gamma`` and ``lam`` carry the data's dtype so
+float32 stays in single precision. Each kernel returns whether every output is finite.
+
+**Why GAE is built one cache line at a time.** With the rollout in memory (the usual case: its
 buffers were written once, long before GAE reads them) a plain vectorized loop runs at ~1.5× the
 memory floor, for two reasons that a loop written in numba cannot address
 (``benchmarks/probes/gae_streaming.py`` measured both in C first):
@@ -11,9 +20,8 @@ memory floor, for two reasons that a loop written in numba cannot address
   hardware prefetcher stops; a prefetch of row t−1 issued while row t is computed hides that.
 
 Both must sit inside the vector loop, one per cache line, which numba exposes only through
-``@intrinsic``. Imported by ``rlgrad._kernels`` when numba is present; x86 gets streaming stores,
-other machines the same code with ordinary stores. numba's on-disk cache is keyed on
-``rlgrad/_kernels.py`` alone: after editing this file, touch that one.
+``@intrinsic``: ``gae_line`` builds one line of GAE in LLVM IR. x86 gets streaming stores, other
+machines the same code with ordinary stores. The discounted-returns scan is a plain numba loop.
 """
 
 from __future__ import annotations
@@ -21,10 +29,14 @@ from __future__ import annotations
 import functools
 import platform
 
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+_OPTIONS = {"cache": True, "boundscheck": False, "fastmath": {"contract"}}
 
 LINE_BYTES = 64
 STREAMING = platform.machine().lower() in ("x86_64", "amd64")
@@ -131,7 +143,7 @@ def _typed_gae_line(
 
         A_t = r_t + γ(1 − term_t)V(s_{t+1}) − V(s_t) + γλ(1 − term_t)(1 − trunc_t)·A_{t+1},
 
-    the same expression, in the same order, as ``gae_step`` in ``rlgrad._kernels``. A_{t+1} is
+    the same expression, in the same order, as ``gae_step`` below. A_{t+1} is
     read from ``later[column:]``, and A_t written there and to ``out``; ``trace`` is γλ. The
     flags are uint8 0/1. ``out[row, column]`` must start a cache line; ``gae_line_streamed``
     writes it with a streaming store (x86). Row ``row − 1`` of every input is prefetched. Returns
@@ -214,3 +226,94 @@ def _typed_gae_line(
 
 gae_line = _gae_line(streaming=False)
 gae_line_streamed = _gae_line(streaming=STREAMING)
+
+
+# The kernels.
+
+_FLAG = np.uint8(0)  # the element type of the flags, for rows()
+
+
+@numba.njit(**_OPTIONS)
+def rows(address, steps, batch, like):
+    """The C-contiguous ``[steps, batch]`` array of ``like``'s type at ``address``."""
+    return numba.carray(pointer_to(address, like), (steps, batch))
+
+
+@numba.njit(**_OPTIONS)
+def gae_step(rewards, values, next_values, terminated, truncated, gamma, trace, later, out, t, b):
+    """One element of GAE, for the columns before and after the whole cache lines of a row."""
+    one = rewards.dtype.type(1.0)
+    alive = one - terminated[t, b]
+    continues = trace * alive * (one - truncated[t, b])
+    advantage = (
+        rewards[t, b] + gamma * alive * next_values[t, b] - values[t, b] + continues * later[b]
+    )
+    later[b] = advantage
+    out[t, b] = advantage
+    return (advantage - advantage) == rewards.dtype.type(0.0)
+
+
+@numba.njit(**_OPTIONS)
+def gae_scan(
+    rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at,
+    steps, batch, gamma, lam, stream,
+):  # fmt: skip
+    rewards = rows(rewards_at, steps, batch, gamma)
+    values = rows(values_at, steps, batch, gamma)
+    next_values = rows(next_values_at, steps, batch, gamma)
+    terminated = rows(terminated_at, steps, batch, _FLAG)
+    truncated = rows(truncated_at, steps, batch, _FLAG)
+    out = rows(out_at, steps, batch, gamma)
+    trace = gamma * lam
+    width = line_elements(out)
+    # A_{t+1} for the row being computed; a private row stays in L1 while `out` streams.
+    later = np.zeros(batch, dtype=rewards.dtype)  # A_T = 0: the last step is A = δ
+    inputs = (rewards, values, next_values, terminated, truncated, gamma, trace, later, out)
+    finite = True
+    for t in range(steps - 1, -1, -1):
+        first_line = min(elements_before_line(out, t), batch)
+        for b in range(first_line):
+            finite &= gae_step(*inputs, t, b)
+        b = first_line
+        while b + width <= batch:
+            if stream:
+                finite &= gae_line_streamed(*inputs, t, b)
+            else:
+                finite &= gae_line(*inputs, t, b)
+            b += width
+        while b < batch:
+            finite &= gae_step(*inputs, t, b)
+            b += 1
+    store_fence()
+    return finite
+
+
+@numba.njit(**_OPTIONS)
+def return_row(rewards, terminated, truncated, bootstrap, gamma, later, here):
+    one = rewards.dtype.type(1.0)
+    zero = rewards.dtype.type(0.0)
+    finite = True
+    for b in range(rewards.shape[0]):
+        cut = truncated[b]
+        future = cut * bootstrap[b] + (one - cut) * later[b]
+        value = rewards[b] + gamma * (one - terminated[b]) * future
+        here[b] = value
+        finite &= (value - value) == zero
+    return finite
+
+
+@numba.njit(**_OPTIONS)
+def return_scan(rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, steps, batch, gamma):
+    rewards = rows(rewards_at, steps, batch, gamma)
+    bootstrap = rows(bootstrap_at, steps, batch, gamma)
+    terminated = rows(terminated_at, steps, batch, _FLAG)
+    truncated = rows(truncated_at, steps, batch, _FLAG)
+    out = rows(out_at, steps, batch, gamma)
+    finite = True
+    for t in range(steps - 1, -1, -1):
+        # After the last step the rollout is cut: the future is the bootstrap itself.
+        later = bootstrap[t] if t == steps - 1 else out[t + 1]
+        finite &= return_row(
+            rewards[t], terminated[t], truncated[t], bootstrap[t], gamma, later, out[t]
+        )
+    return finite
