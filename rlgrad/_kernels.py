@@ -21,11 +21,11 @@ from functools import cache
 import numpy as np
 import torch
 
-# Outputs from this size on are written with streaming stores (x86): the scan's working set is then
-# ~4.5× this, past a typical per-core L2 (1–2 MiB), so the output would not stay cached anyway,
-# and skipping the read of every output line pays even when the caller reads the result next
-# (measured for gae + `advantages + values` on [2048, 64] and [1024, 1024]; at [256, 256] the
-# caller's read cost more than the store saved).
+# Outputs from this size on are written with streaming stores (x86). They leave the output in
+# memory, so the caller's next read of it costs more: `benchmarks/probes/gae_stores.py` times gae
+# followed by `advantages + values`. From memory, streaming won at every size (128 KiB–4 MiB).
+# With warm caches it lost at 128–256 KiB and ranged from 26 % slower to 12 % faster from 512 KiB
+# on, where the scan's working set (~4.5× the output) outgrows a per-core L2 anyway.
 STREAM_BYTES = 512 * 1024
 
 

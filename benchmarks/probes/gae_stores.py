@@ -27,7 +27,7 @@ from gae import GAMMA, LAM, PREPARE, make_case
 import rlgrad
 from rlgrad import _kernels
 
-SIZES = [(256, 256), (512, 256), (2048, 64), (256, 1024), (1024, 1024)]
+SIZES = [(128, 256), (256, 256), (512, 256), (2048, 64), (256, 1024), (1024, 1024)]
 
 
 def contender(case, stream_bytes: int, then_read: bool):
@@ -48,8 +48,8 @@ def main() -> None:
     default = _kernels.STREAM_BYTES
     print(f"median ms over {args.repeats} repeats; STREAM_BYTES today = {default} bytes")
     print(
-        f"{'case [T, B]':>14} {'KiB out':>8} {'caches':>7} {'cached':>8} {'streamed':>9} "
-        f"{'cached+read':>12} {'streamed+read':>14}"
+        f"{'case [T, B]':>14} {'KiB out':>8} {'caches':>7} {'cached':>8} {'cached+read':>12} "
+        f"{'streamed':>9} {'streamed+read':>14}"
     )
     for steps, batch in SIZES:
         case = make_case(steps, batch)
@@ -71,7 +71,7 @@ def main() -> None:
         for state in PREPARE:
             times = " ".join(
                 f"{statistics.median(samples[state, name]) * 1e3:{width}.3f}"
-                for name, width in zip(names, (8, 9, 12, 14), strict=True)
+                for name, width in zip(names, (8, 12, 9, 14), strict=True)
             )
             print(f"{f'[{steps}, {batch}]':>14} {steps * batch * 4 // 1024:8d} {state:>7} {times}")
     _kernels.STREAM_BYTES = default
