@@ -1,12 +1,14 @@
 /* Probe, not part of rlgrad: how fast can the GAE scan run from memory on this CPU?
  *
- * Three hand-vectorized (AVX-512) float32 versions of the kernel in rlgrad/_kernels.py, built and
- * timed by gae_streaming.py. Each needs B to be a multiple of 16 and 64-byte aligned rows.
- *   plain:      reads A_{t+1} back from out[t+1], ordinary stores (what the numba kernel does);
+ * Three hand-vectorized (AVX-512) float32 versions of the GAE scan, built and timed by
+ * gae_streaming.py. Each needs B to be a multiple of 16 and 64-byte aligned rows.
+ *   plain:      reads A_{t+1} back from out[t+1], ordinary stores (the numba kernel until the
+ *               sixth session);
  *   stream:     keeps A_{t+1} in a private row and writes out[t] with non-temporal stores, which
  *               skip the read-for-ownership of the output lines;
  *   stream_pf:  as stream, and prefetches row t-1 of every input while computing row t, because the
- *               hardware prefetcher does not cross into the previous 4 KiB page.
+ *               hardware prefetcher does not cross into the previous 4 KiB page (what
+ *               rlgrad/_scans.py does since the sixth session).
  */
 #include <immintrin.h>
 #include <stdint.h>
