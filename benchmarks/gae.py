@@ -81,6 +81,20 @@ def evict_caches() -> None:
 PREPARE = {"warm": lambda fn: fn(), "cold": lambda fn: evict_caches()}
 
 
+def rotated_medians(contenders: dict, repeats: int) -> dict:
+    """Median seconds per (cache state, contender name): every contender in every state of
+    ``PREPARE``, interleaved, each repeat starting the rotation one contender later."""
+    names = list(contenders)
+    samples = {(state, name): [] for state in PREPARE for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for state, prepare in PREPARE.items():
+            for name in names[shift:] + names[:shift]:
+                prepare(contenders[name])
+                samples[state, name].append(timed(contenders[name]))
+    return {key: statistics.median(times) for key, times in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -112,21 +126,11 @@ def main() -> None:
             "gae": lambda c=case: rlgrad.gae(*c, GAMMA, LAM),
             "loop": lambda c=case: per_step_loop(*c),
         }
-        samples = {(state, name): [] for state in PREPARE for name in contenders}
         for fn in contenders.values():  # warm-up
             fn()
-        names = list(contenders)
-        for repeat in range(args.repeats):
-            shift = repeat % len(names)
-            order = names[shift:] + names[:shift]
-            for state, prepare in PREPARE.items():
-                for name in order:
-                    prepare(contenders[name])
-                    samples[state, name].append(timed(contenders[name]))
+        medians = rotated_medians(contenders, args.repeats)
         for state in PREPARE:
-            floor, gae, loop = (
-                statistics.median(samples[state, name]) for name in ("floor", "gae", "loop")
-            )
+            floor, gae, loop = (medians[state, name] for name in ("floor", "gae", "loop"))
             print(
                 f"{f'[{steps}, {batch}]':>14} {state:>7} {floor * 1e3:9.3f} {gae * 1e3:8.3f} "
                 f"{loop * 1e3:9.2f} {gae / floor:10.2f} {loop / gae:9.1f} {loop / floor:11.1f}"

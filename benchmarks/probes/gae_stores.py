@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from gae import GAMMA, LAM, PREPARE, make_case
+from gae import GAMMA, LAM, PREPARE, make_case, rotated_medians
 
 import rlgrad
 from rlgrad import _kernels
@@ -58,20 +56,11 @@ def main() -> None:
             for stores, stream_bytes in (("cached", 2**62), ("streamed", 0))
             for read in (False, True)
         }
-        names = list(contenders)
-        samples = {(state, name): [] for state in PREPARE for name in names}
-        for repeat in range(args.repeats):
-            shift = repeat % len(names)
-            for state, prepare in PREPARE.items():
-                for name in names[shift:] + names[:shift]:
-                    prepare(contenders[name])
-                    start = time.perf_counter()
-                    contenders[name]()
-                    samples[state, name].append(time.perf_counter() - start)
+        medians = rotated_medians(contenders, args.repeats)
         for state in PREPARE:
             times = " ".join(
-                f"{statistics.median(samples[state, name]) * 1e3:{width}.3f}"
-                for name, width in zip(names, (8, 12, 9, 14), strict=True)
+                f"{medians[state, name] * 1e3:{width}.3f}"
+                for name, width in zip(contenders, (8, 12, 9, 14), strict=True)
             )
             print(f"{f'[{steps}, {batch}]':>14} {steps * batch * 4 // 1024:8d} {state:>7} {times}")
     _kernels.STREAM_BYTES = default

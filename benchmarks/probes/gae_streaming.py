@@ -18,17 +18,15 @@ import argparse
 import ctypes
 import pathlib
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from gae import GAMMA, LAM, PREPARE, make_case
+from gae import GAMMA, LAM, PREPARE, make_case, rotated_medians
 
 import rlgrad
 
@@ -85,21 +83,12 @@ def main() -> None:
         for name in list(contenders)[2:]:
             torch.testing.assert_close(contenders[name](), expected, rtol=1e-5, atol=1e-5)
 
-        names = list(contenders)
-        samples = {(state, name): [] for state in PREPARE for name in names}
-        for repeat in range(args.repeats):
-            shift = repeat % len(names)
-            for state, prepare in PREPARE.items():
-                for name in names[shift:] + names[:shift]:
-                    prepare(contenders[name])
-                    start = time.perf_counter()
-                    contenders[name]()
-                    samples[state, name].append(time.perf_counter() - start)
+        medians = rotated_medians(contenders, args.repeats)
 
     print(f"[{steps}, {batch}] float32, median ms over {args.repeats} repeats")
     print(f"{'':>18} " + " ".join(f"{state:>8}" for state in PREPARE))
-    for name in names:
-        times = (statistics.median(samples[state, name]) * 1e3 for state in PREPARE)
+    for name in contenders:
+        times = (medians[state, name] * 1e3 for state in PREPARE)
         print(f"{name:>18} " + " ".join(f"{t:8.3f}" for t in times))
 
 
