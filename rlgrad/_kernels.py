@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import torch
 
 # Outputs from this size on are written with streaming stores (x86). They leave the output in
@@ -30,10 +29,16 @@ STREAM_BYTES = 512 * 1024
 
 
 @cache
-def _compiled():
+def _compiled() -> dict:
+    """The kernels by name and dtype, e.g. ``_compiled()["gae", torch.float32]``."""
     from rlgrad import _scans  # imported lazily: numba costs ~0.5 s to import, ~1 s to compile
 
-    return _scans.gae_scan, _scans.return_scan
+    return {
+        ("gae", torch.float32): _scans.gae_float32,
+        ("gae", torch.float64): _scans.gae_float64,
+        ("returns", torch.float32): _scans.returns_float32,
+        ("returns", torch.float64): _scans.returns_float64,
+    }
 
 
 def available() -> bool:
@@ -45,7 +50,43 @@ def available() -> bool:
     return True
 
 
-_SCALARS = {torch.float32: np.float32, torch.float64: np.float64}
+_FLOATS = (torch.float32, torch.float64)
+
+
+def takes(floats, flags) -> bool:
+    """Whether the kernels can run on these tensors as they are: plain C-contiguous CPU tensors of
+    one non-empty shape ``[T, *B]``, ``floats`` of one dtype (float32 or float64) that needs no
+    gradient, ``flags`` bool.
+
+    This is the usual call, tested in one pass of cheap attribute reads; a caller that gets False
+    checks each argument in full (and explains what is wrong) before falling back. From memory
+    every distinct torch call costs ~20 µs, so the test reads as few attributes as it can.
+    """
+    rewards = floats[0]
+    if type(rewards) is not torch.Tensor:
+        return False
+    shape, dtype = rewards.shape, rewards.dtype
+    if dtype not in _FLOATS or not shape or rewards.numel() == 0 or not available():
+        return False
+    gradients = torch.is_grad_enabled()
+    for x in floats:
+        if (
+            type(x) is not torch.Tensor
+            or x.dtype is not dtype
+            or x.shape != shape
+            or not x.is_cpu
+            or not x.is_contiguous()
+            or (gradients and x.requires_grad)
+        ):
+            return False
+    return all(
+        type(x) is torch.Tensor
+        and x.dtype is torch.bool
+        and x.shape == shape
+        and x.is_cpu
+        and x.is_contiguous()
+        for x in flags
+    )
 
 
 def _layout(rewards: torch.Tensor) -> tuple[int, int]:
@@ -57,18 +98,18 @@ def _layout(rewards: torch.Tensor) -> tuple[int, int]:
 def gae_scan(rewards, values, next_values, terminated, truncated, gamma, lam, out) -> bool:
     """GAE into ``out``; True when every advantage is finite.
 
-    All tensors are C-contiguous CPU tensors of one shape ``[T, *B]``: float32 or float64 (one
-    dtype), the flags bool. The kernel reads and writes their memory directly, so the caller
-    guarantees this (``rlgrad.returns`` checks it); an address costs less than a NumPy view.
+    The inputs must pass :func:`takes` and ``out`` must be a C-contiguous CPU tensor of their
+    shape and dtype. The kernel reads and writes their memory directly, by address: cheaper than
+    a NumPy view, and the reason a wrong tensor here corrupts memory instead of raising.
     """
-    scalar = _SCALARS[rewards.dtype]
+    kernel = _compiled()["gae", rewards.dtype]
     addresses = [x.data_ptr() for x in (rewards, values, next_values, terminated, truncated, out)]
     stream = out.numel() * out.element_size() >= STREAM_BYTES
-    return bool(_compiled()[0](*addresses, *_layout(rewards), scalar(gamma), scalar(lam), stream))
+    return kernel(*addresses, *_layout(rewards), gamma, lam, stream)
 
 
 def return_scan(rewards, bootstrap, terminated, truncated, gamma, out) -> bool:
     """Discounted returns into ``out``, with the contract of :func:`gae_scan`."""
+    kernel = _compiled()["returns", rewards.dtype]
     addresses = [x.data_ptr() for x in (rewards, bootstrap, terminated, truncated, out)]
-    scalar = _SCALARS[rewards.dtype]
-    return bool(_compiled()[1](*addresses, *_layout(rewards), scalar(gamma)))
+    return kernel(*addresses, *_layout(rewards), gamma)

@@ -43,23 +43,40 @@ def _use_kernel(*tensors: Tensor) -> bool:
     )
 
 
-def _scan(fn, kernel, reference, named: dict[str, Tensor], flags, *hyper) -> Tensor:
+def _checked(fn: str, named: dict[str, object], flags: dict[str, object]):
+    """The arguments checked one by one (the explaining path): ``named`` float tensors shaped,
+    typed and placed like ``rewards`` (the first), ``flags`` as bool tensors of that shape."""
+    rewards = _rewards(fn, named["rewards"])
+    floats = [
+        rewards if name == "rewards" else _trajectory(fn, name, x, rewards)
+        for name, x in named.items()
+    ]
+    bools = [_checks.flags(fn, name, x, "rewards", rewards) for name, x in flags.items()]
+    return floats, bools
+
+
+def _scan(fn, kernel, reference, named: dict[str, object], flags: dict[str, object], *hyper):
     """Run a reverse-time recursion by the compiled kernel when it applies, else by ``reference``.
 
-    ``named`` are the float inputs (``rewards`` first), ``flags`` the bool tensors, ``hyper`` the
-    scalars; kernel and reference take them in that order (the kernel also takes ``out``).
+    ``named`` are the float inputs (``rewards`` first), ``flags`` the flag inputs, both by argument
+    name as the caller received them, ``hyper`` the checked scalars; kernel and reference take them
+    in that order (the kernel also takes ``out``). The usual call passes the kernel's one-pass test
+    and is checked for NaN and inf by the kernel itself; any other is checked argument by argument.
     """
-    rewards = named["rewards"]
-    if _use_kernel(*named.values()):
-        out = torch.empty_like(rewards, memory_format=torch.contiguous_format)
-        # The kernels read memory directly; .contiguous() is a no-op for the usual inputs.
-        inputs = [x.contiguous() for x in (*named.values(), *flags)]
-        if not kernel(*inputs, *hyper, out):
-            _raise_non_finite(fn, named)
-        return out
-    for name, x in named.items():
-        _checks.finite(fn, name, x)
-    return reference(*named.values(), *flags, *hyper)
+    floats, bools = list(named.values()), list(flags.values())
+    if not _kernels.takes(floats, bools):
+        floats, bools = _checked(fn, named, flags)
+        if not _use_kernel(*floats):
+            for name, x in zip(named, floats, strict=True):
+                _checks.finite(fn, name, x)
+            return reference(*floats, *bools, *hyper)
+        # The kernels read memory directly, as C-contiguous bool and float arrays.
+        floats = [x.contiguous() for x in floats]
+        bools = [x.contiguous() for x in bools]
+    out = torch.empty_like(floats[0], memory_format=torch.contiguous_format)
+    if not kernel(*floats, *bools, *hyper, out):
+        _raise_non_finite(fn, dict(zip(named, floats, strict=True)))
+    return out
 
 
 def _raise_non_finite(fn: str, named: dict[str, Tensor]) -> None:
@@ -161,16 +178,12 @@ def discounted_returns(
         tensor([2., 2., 5.])
     """
     fn = "discounted_returns"
-    rewards = _rewards(fn, rewards)
-    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
-    truncated = _checks.flags(fn, "truncated", truncated, "rewards", rewards)
     gamma = _checks.unit_interval(fn, "gamma", gamma)
     if next_values is None:
-        bootstrap = torch.zeros_like(rewards)
-    else:
-        bootstrap = _trajectory(fn, "next_values", next_values, rewards)
-    named = {"rewards": rewards, "next_values": bootstrap}
-    return _scan(fn, _kernels.return_scan, _returns_loop, named, (terminated, truncated), gamma)
+        next_values = torch.zeros_like(_rewards(fn, rewards))
+    named = {"rewards": rewards, "next_values": next_values}
+    flags = {"terminated": terminated, "truncated": truncated}
+    return _scan(fn, _kernels.return_scan, _returns_loop, named, flags, gamma)
 
 
 class NStepReturns(NamedTuple):
@@ -298,15 +311,11 @@ def gae(
         tensor([3., 4., 4.])
     """
     fn = "gae"
-    rewards = _rewards(fn, rewards)
-    values = _trajectory(fn, "values", values, rewards)
-    next_values = _trajectory(fn, "next_values", next_values, rewards)
-    terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
-    truncated = _checks.flags(fn, "truncated", truncated, "rewards", rewards)
     gamma = _checks.unit_interval(fn, "gamma", gamma)
     lam = _checks.unit_interval(fn, "lam", lam)
     named = {"rewards": rewards, "values": values, "next_values": next_values}
-    return _scan(fn, _kernels.gae_scan, _gae_loop, named, (terminated, truncated), gamma, lam)
+    flags = {"terminated": terminated, "truncated": truncated}
+    return _scan(fn, _kernels.gae_scan, _gae_loop, named, flags, gamma, lam)
 
 
 def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:

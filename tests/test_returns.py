@@ -178,6 +178,47 @@ def test_gae_kernel_reports_an_infinite_input_in_any_column(column):
         rlgrad.gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95)
 
 
+def _replace(data, index, x):
+    return tuple(x if i == index else y for i, y in enumerate(data))
+
+
+def _kernel_takes(data) -> bool:
+    return returns_module._kernels.takes(data[:3], data[3:])
+
+
+def test_kernel_takes_only_what_it_can_read_directly():
+    """The one-pass test of the usual call: True only for tensors the kernel reads by address.
+    Anything else must go to the argument-by-argument checks (a wrong True corrupts memory)."""
+    data = rollout(13, 6, (3,), 0.2, 0.2)
+    assert _kernel_takes(data)
+    assert _kernel_takes(tuple(x.float() if x.is_floating_point() else x for x in data))
+    rejected = {
+        "non-contiguous values": _replace(data, 1, data[1].T.contiguous().T),
+        "float flags": _replace(data, 3, data[3].double()),
+        "non-contiguous flags": _replace(data, 4, data[4].T.contiguous().T),
+        "mixed dtypes": _replace(data, 2, data[2].float()),
+        "float16": tuple(x.half() if x.is_floating_point() else x for x in data),
+        "a shape mismatch": _replace(data, 1, data[1][:, :2].contiguous()),
+        "a flag shape mismatch": _replace(data, 3, data[3][:5].contiguous()),
+        "a parameter": _replace(data, 1, torch.nn.Parameter(data[1], requires_grad=False)),
+        "gradients": _replace(data, 0, data[0].clone().requires_grad_(True)),
+        "a list": _replace(data, 2, data[2].tolist()),
+        "a non-tensor flag": _replace(data, 4, data[4].tolist()),
+        "an empty rollout": tuple(x[:0] for x in data),
+        "a 0-dim rollout": tuple(x[0, 0] for x in data),
+    }
+    for case, arguments in rejected.items():
+        assert not _kernel_takes(arguments), case
+    with torch.no_grad():
+        assert _kernel_takes(rejected["gradients"])
+        assert not _kernel_takes(rejected["a shape mismatch"])
+    # What the one-pass test refuses still gets the same advantages, by the checked path.
+    base = rlgrad.gae(*data, 0.97, 0.9)
+    for case in ("non-contiguous values", "float flags", "a parameter", "gradients"):
+        advantages = rlgrad.gae(*rejected[case], 0.97, 0.9)
+        torch.testing.assert_close(advantages, base, msg=case)
+
+
 def test_gae_accepts_float_flags_and_non_contiguous_inputs():
     r, v, nv, term, trunc = rollout(3, 10, (4,), 0.2, 0.2)
     base = rlgrad.gae(r, v, nv, term, trunc, 0.97, 0.9)
