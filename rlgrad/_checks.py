@@ -125,6 +125,8 @@ def number(fn: str, name: str, value: object) -> float:
 
 def unit_interval(fn: str, name: str, value: object) -> float:
     """A number in [0, 1], such as a discount γ or a trace parameter λ."""
+    if type(value) is float and 0.0 <= value <= 1.0:  # the usual call, with nothing to convert
+        return value
     value = number(fn, name, value)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{fn}(): '{name}' must lie in [0, 1]; got {value}")

@@ -16,6 +16,7 @@ Only FMA contraction is enabled among the fast-math flags: reassociation would f
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import torch
@@ -50,7 +51,7 @@ def available() -> bool:
     return True
 
 
-_FLOATS = (torch.float32, torch.float64)
+_ELEMENT_BYTES = {torch.float32: 4, torch.float64: 8}
 
 
 def takes(floats, flags) -> bool:
@@ -66,9 +67,8 @@ def takes(floats, flags) -> bool:
     if type(rewards) is not torch.Tensor:
         return False
     shape, dtype = rewards.shape, rewards.dtype
-    if dtype not in _FLOATS or not shape or rewards.numel() == 0 or not available():
+    if dtype not in _ELEMENT_BYTES or not shape or 0 in shape or not available():
         return False
-    gradients = torch.is_grad_enabled()
     for x in floats:
         if (
             type(x) is not torch.Tensor
@@ -76,7 +76,7 @@ def takes(floats, flags) -> bool:
             or x.shape != shape
             or not x.is_cpu
             or not x.is_contiguous()
-            or (gradients and x.requires_grad)
+            or (x.requires_grad and torch.is_grad_enabled())
         ):
             return False
     return all(
@@ -90,9 +90,9 @@ def takes(floats, flags) -> bool:
 
 
 def _layout(rewards: torch.Tensor) -> tuple[int, int]:
-    """``[T, *B]`` read as ``[T, N]``."""
-    steps = rewards.shape[0]
-    return steps, rewards.numel() // steps
+    """``[T, *B]`` read as ``[T, N]`` (from the shape: every torch call costs from memory)."""
+    steps, *batch = rewards.shape
+    return steps, math.prod(batch)
 
 
 def gae_scan(rewards, values, next_values, terminated, truncated, gamma, lam, out) -> bool:
@@ -104,8 +104,9 @@ def gae_scan(rewards, values, next_values, terminated, truncated, gamma, lam, ou
     """
     kernel = _compiled()["gae", rewards.dtype]
     addresses = [x.data_ptr() for x in (rewards, values, next_values, terminated, truncated, out)]
-    stream = out.numel() * out.element_size() >= STREAM_BYTES
-    return kernel(*addresses, *_layout(rewards), gamma, lam, stream)
+    steps, batch = _layout(rewards)
+    stream = steps * batch * _ELEMENT_BYTES[rewards.dtype] >= STREAM_BYTES
+    return kernel(*addresses, steps, batch, gamma, lam, stream)
 
 
 def return_scan(rewards, bootstrap, terminated, truncated, gamma, out) -> bool:
