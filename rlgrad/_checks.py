@@ -22,9 +22,19 @@ def tensor(fn: str, name: str, x: object, *, floating: bool = True) -> Tensor:
     """``x`` if it is a tensor (of floating dtype when ``floating``), else a TypeError."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor; got {type(x).__name__}")
+    _dense(fn, name, x)
     if floating and not x.is_floating_point():
         raise TypeError(f"{fn}(): '{name}' must be a floating-point tensor; got dtype {x.dtype}")
     return x
+
+
+def _dense(fn: str, name: str, x: Tensor) -> None:
+    """Refuse sparse and other non-strided layouts, which most formulas' ops do not support."""
+    if x.layout is not torch.strided:
+        raise TypeError(
+            f"{fn}(): '{name}' must be a dense (strided) tensor; got layout {x.layout} "
+            f"(convert with .to_dense())"
+        )
 
 
 def all_finite(x: Tensor) -> bool:
@@ -87,6 +97,7 @@ def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
     """Bool or 0/1 numeric flags shaped like ``ref``, as a bool tensor; 0.5 or NaN is refused."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor of flags; got {type(x).__name__}")
+    _dense(fn, name, x)
     same_shape(fn, name, x, ref_name, ref)
     if x.device != ref.device:
         raise ValueError(

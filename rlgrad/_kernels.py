@@ -69,23 +69,22 @@ def takes(floats, flags) -> bool:
     shape, dtype = rewards.shape, rewards.dtype
     if dtype not in _ELEMENT_BYTES or not shape or 0 in shape or not available():
         return False
-    for x in floats:
-        if (
-            type(x) is not torch.Tensor
-            or x.dtype is not dtype
-            or x.shape != shape
-            or not x.is_cpu
-            or not x.is_contiguous()
-            or (x.requires_grad and torch.is_grad_enabled())
-        ):
-            return False
-    return all(
+    try:
+        return all(_plain(x, dtype, shape) for x in floats) and all(
+            _plain(x, torch.bool, shape) for x in flags
+        )
+    except RuntimeError:  # is_contiguous() of a sparse tensor; the full checks explain it
+        return False
+
+
+def _plain(x, dtype: torch.dtype, shape: torch.Size) -> bool:
+    return (
         type(x) is torch.Tensor
-        and x.dtype is torch.bool
+        and x.dtype is dtype
         and x.shape == shape
         and x.is_cpu
         and x.is_contiguous()
-        for x in flags
+        and not (x.requires_grad and torch.is_grad_enabled())
     )
 
 
