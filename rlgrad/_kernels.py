@@ -61,7 +61,8 @@ def takes(floats, flags) -> bool:
 
     This is the usual call, tested in one pass of cheap attribute reads; a caller that gets False
     checks each argument in full (and explains what is wrong) before falling back. From memory
-    every distinct torch call costs ~20 µs, so the test reads as few attributes as it can.
+    the first tensor attribute read costs ~15–25 µs and each further kind ~5–10 µs
+    (``benchmarks/probes/gae_overhead.py``), so the test reads as few kinds as it can.
     """
     rewards = floats[0]
     if type(rewards) is not torch.Tensor:

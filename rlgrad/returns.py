@@ -55,7 +55,9 @@ def _checked(fn: str, named: dict[str, object], flags: dict[str, object]):
     return floats, bools
 
 
-def _scan(fn, kernel, reference, named: dict[str, object], flags: dict[str, object], *hyper):
+def _scan(
+    fn, kernel, reference, named: dict[str, object], flags: dict[str, object], *hyper
+) -> Tensor:
     """Run a reverse-time recursion by the compiled kernel when it applies, else by ``reference``.
 
     ``named`` are the float inputs (``rewards`` first), ``flags`` the flag inputs, both by argument
