@@ -1,4 +1,4 @@
-"""Compiled reverse-time scans for GAE and discounted returns (CPU, numba): the entry points.
+"""Compiled reverse-time scans for GAE and discounted returns (CPU, numba): the Python side.
 
 Both recurrences run backwards in time, so they cannot be one vectorized torch op; a Python loop
 over T pays several microseconds of dispatch per step, which dominates on 2 cores. A numba loop
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from functools import cache
 
+import numpy as np
 import torch
 
 # Outputs from this size on are written with streaming stores (x86). They leave the output in
@@ -30,16 +31,10 @@ STREAM_BYTES = 512 * 1024
 
 
 @cache
-def _compiled() -> dict:
-    """The kernels by name and dtype, e.g. ``_compiled()["gae", torch.float32]``."""
+def _compiled():
     from rlgrad import _scans  # imported lazily: numba costs ~0.5 s to import, ~1 s to compile
 
-    return {
-        ("gae", torch.float32): _scans.gae_float32,
-        ("gae", torch.float64): _scans.gae_float64,
-        ("returns", torch.float32): _scans.returns_float32,
-        ("returns", torch.float64): _scans.returns_float64,
-    }
+    return _scans.gae_scan, _scans.return_scan
 
 
 def available() -> bool:
@@ -51,7 +46,9 @@ def available() -> bool:
     return True
 
 
-_ELEMENT_BYTES = {torch.float32: 4, torch.float64: 8}
+# A zero of each supported dtype: the kernels' ``like`` argument, made once (building a NumPy
+# scalar per call costs ~50 µs from memory).
+_LIKE = {torch.float32: np.float32(0), torch.float64: np.float64(0)}
 
 
 def takes(floats, flags) -> bool:
@@ -68,7 +65,7 @@ def takes(floats, flags) -> bool:
     if type(rewards) is not torch.Tensor:
         return False
     shape, dtype = rewards.shape, rewards.dtype
-    if dtype not in _ELEMENT_BYTES or not shape or 0 in shape or not available():
+    if dtype not in _LIKE or not shape or 0 in shape or not available():
         return False
     try:
         return all(_plain(x, dtype, shape) for x in floats) and all(
@@ -102,15 +99,14 @@ def gae_scan(rewards, values, next_values, terminated, truncated, gamma, lam, ou
     shape and dtype. The kernel reads and writes their memory directly, by address: cheaper than
     a NumPy view, and the reason a wrong tensor here corrupts memory instead of raising.
     """
-    kernel = _compiled()["gae", rewards.dtype]
+    like = _LIKE[rewards.dtype]
     addresses = [x.data_ptr() for x in (rewards, values, next_values, terminated, truncated, out)]
     steps, batch = _layout(rewards)
-    stream = steps * batch * _ELEMENT_BYTES[rewards.dtype] >= STREAM_BYTES
-    return kernel(*addresses, steps, batch, gamma, lam, stream)
+    stream = steps * batch * like.itemsize >= STREAM_BYTES
+    return _compiled()[0](*addresses, steps, batch, gamma, lam, stream, like)
 
 
 def return_scan(rewards, bootstrap, terminated, truncated, gamma, out) -> bool:
     """Discounted returns into ``out``, with the contract of :func:`gae_scan`."""
-    kernel = _compiled()["returns", rewards.dtype]
     addresses = [x.data_ptr() for x in (rewards, bootstrap, terminated, truncated, out)]
-    return kernel(*addresses, *_layout(rewards), gamma)
+    return _compiled()[1](*addresses, *_layout(rewards), gamma, _LIKE[rewards.dtype])

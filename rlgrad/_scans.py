@@ -6,9 +6,10 @@ an intrinsic kept elsewhere could change without invalidating the cached machine
 
 The kernels take the addresses of C-contiguous ``[T, N]`` tensors (``Tensor.data_ptr()``) and
 view them as arrays with ``rows``; flags are bool tensors read as ``uint8`` 0/1 and used
-arithmetically, so the inner loops have no branch. Python calls one entry point per float dtype
-(``gae_float32``, ...), which casts γ and λ to the data's dtype, so float32 stays in single
-precision. Each kernel returns whether every output is finite.
+arithmetically, so the inner loops have no branch. The last argument, ``like``, is a zero of the
+data's NumPy dtype: it selects the compiled version, and γ and λ (Python floats, which numba types
+faster than NumPy scalars) are cast to its precision, so float32 stays in single precision. Each
+kernel returns whether every output is finite.
 
 **Why GAE is built one cache line at a time.** With the rollout in memory (the usual case: its
 buffers were written once, long before GAE reads them) a plain vectorized loop runs at ~1.5× the
@@ -257,15 +258,16 @@ def gae_step(rewards, values, next_values, terminated, truncated, gamma, trace, 
 @numba.njit(**_OPTIONS)
 def gae_scan(
     rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at,
-    steps, batch, gamma, lam, stream,
+    steps, batch, gamma_float, lam_float, stream, like,
 ):  # fmt: skip
-    rewards = rows(rewards_at, steps, batch, gamma)
-    values = rows(values_at, steps, batch, gamma)
-    next_values = rows(next_values_at, steps, batch, gamma)
+    rewards = rows(rewards_at, steps, batch, like)
+    values = rows(values_at, steps, batch, like)
+    next_values = rows(next_values_at, steps, batch, like)
     terminated = rows(terminated_at, steps, batch, _FLAG)
     truncated = rows(truncated_at, steps, batch, _FLAG)
-    out = rows(out_at, steps, batch, gamma)
-    trace = gamma * lam
+    out = rows(out_at, steps, batch, like)
+    gamma = rewards.dtype.type(gamma_float)
+    trace = gamma * rewards.dtype.type(lam_float)
     width = line_elements(out)
     # A_{t+1} for the row being computed; a private row stays in L1 while `out` streams.
     later = np.zeros(batch, dtype=rewards.dtype)  # A_T = 0: the last step is A = δ
@@ -304,12 +306,15 @@ def return_row(rewards, terminated, truncated, bootstrap, gamma, later, here):
 
 
 @numba.njit(**_OPTIONS)
-def return_scan(rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, steps, batch, gamma):
-    rewards = rows(rewards_at, steps, batch, gamma)
-    bootstrap = rows(bootstrap_at, steps, batch, gamma)
+def return_scan(
+    rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, steps, batch, gamma_float, like
+):
+    rewards = rows(rewards_at, steps, batch, like)
+    bootstrap = rows(bootstrap_at, steps, batch, like)
     terminated = rows(terminated_at, steps, batch, _FLAG)
     truncated = rows(truncated_at, steps, batch, _FLAG)
-    out = rows(out_at, steps, batch, gamma)
+    out = rows(out_at, steps, batch, like)
+    gamma = rewards.dtype.type(gamma_float)
     finite = True
     for t in range(steps - 1, -1, -1):
         # After the last step the rollout is cut: the future is the bootstrap itself.
@@ -318,42 +323,3 @@ def return_scan(rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, s
             rewards[t], terminated[t], truncated[t], bootstrap[t], gamma, later, out[t]
         )
     return finite
-
-
-# The entry points, one per float dtype. Python passes γ and λ as plain floats, which numba's
-# dispatcher types faster than NumPy scalars (~15 µs less per call from memory); they are cast to
-# the data's precision here, so float32 data is computed in single precision throughout.
-
-
-@numba.njit(**_OPTIONS)
-def gae_float32(
-    rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at,
-    steps, batch, gamma, lam, stream,
-):  # fmt: skip
-    addresses = (rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at)
-    return gae_scan(*addresses, steps, batch, np.float32(gamma), np.float32(lam), stream)
-
-
-@numba.njit(**_OPTIONS)
-def gae_float64(
-    rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at,
-    steps, batch, gamma, lam, stream,
-):  # fmt: skip
-    addresses = (rewards_at, values_at, next_values_at, terminated_at, truncated_at, out_at)
-    return gae_scan(*addresses, steps, batch, np.float64(gamma), np.float64(lam), stream)
-
-
-@numba.njit(**_OPTIONS)
-def returns_float32(
-    rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, steps, batch, gamma
-):
-    addresses = (rewards_at, bootstrap_at, terminated_at, truncated_at, out_at)
-    return return_scan(*addresses, steps, batch, np.float32(gamma))
-
-
-@numba.njit(**_OPTIONS)
-def returns_float64(
-    rewards_at, bootstrap_at, terminated_at, truncated_at, out_at, steps, batch, gamma
-):
-    addresses = (rewards_at, bootstrap_at, terminated_at, truncated_at, out_at)
-    return return_scan(*addresses, steps, batch, np.float64(gamma))

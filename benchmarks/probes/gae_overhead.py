@@ -33,20 +33,20 @@ from rlgrad import _kernels
 def contenders(case) -> dict:
     rewards = case[0]
     steps, batch = rewards.shape
-    kernel = _kernels._compiled()["gae", torch.float32]
+    kernel, like = _kernels._compiled()[0], _kernels._LIKE[torch.float32]
     stream = rewards.numel() * 4 >= _kernels.STREAM_BYTES
     out = torch.empty_like(rewards)
     addresses = [x.data_ptr() for x in (*case, out)]
 
     def empty_like_and_kernel() -> torch.Tensor:
         fresh = torch.empty_like(rewards)  # held until the kernel returns: it writes there
-        kernel(*[x.data_ptr() for x in (*case, fresh)], steps, batch, GAMMA, LAM, stream)
+        kernel(*[x.data_ptr() for x in (*case, fresh)], steps, batch, GAMMA, LAM, stream, like)
         return fresh
 
     return {
         "gae": lambda: rlgrad.gae(*case, GAMMA, LAM),
         # `out` is bound as a default so that it lives as long as the contender writing into it.
-        "kernel": lambda out=out: kernel(*addresses, steps, batch, GAMMA, LAM, stream),
+        "kernel": lambda out=out: kernel(*addresses, steps, batch, GAMMA, LAM, stream, like),
         "empty_like + kernel": empty_like_and_kernel,
         "takes": lambda: _kernels.takes(case[:3], case[3:]),
         "torch op": lambda: torch.addcmul(case[0], case[1], case[2]),
