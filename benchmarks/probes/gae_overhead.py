@@ -12,6 +12,8 @@ same contenders on ``[size, size]`` show it against the kernel's memory traffic.
 * kernel: the float32 kernel alone on preallocated memory (no checks, no allocation);
 * empty_like + kernel: the kernel into a fresh output, as ``gae`` does after its checks;
 * takes: the one-pass test of the usual call (``rlgrad._kernels.takes``);
+* empty_like: the output's allocation alone, as ``gae`` makes it, and with the
+  ``memory_format=torch.contiguous_format`` argument it used to pass;
 * torch op: ``torch.addcmul`` on the same arrays, the floor of ``benchmarks/gae.py``.
 """
 
@@ -49,6 +51,10 @@ def contenders(case) -> dict:
         "kernel": lambda out=out: kernel(*addresses, steps, batch, GAMMA, LAM, stream, like),
         "empty_like + kernel": empty_like_and_kernel,
         "takes": lambda: _kernels.takes(case[:3], case[3:]),
+        "empty_like": lambda: torch.empty_like(rewards),
+        "empty_like(contiguous)": lambda: torch.empty_like(
+            rewards, memory_format=torch.contiguous_format
+        ),
         "torch op": lambda: torch.addcmul(case[0], case[1], case[2]),
     }
 
@@ -60,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rlgrad.gae(*make_case(4, 4), GAMMA, LAM)  # compile or load the kernel outside the timing
-    print(f"{'case':>14} {'contender':>20} " + " ".join(f"{state + ' ms':>9}" for state in PREPARE))
+    print(f"{'case':>14} {'contender':>22} " + " ".join(f"{state + ' ms':>9}" for state in PREPARE))
     for steps, batch in [(4, 4), (args.size, args.size)]:
         timed = contenders(make_case(steps, batch))
         for fn in timed.values():
@@ -68,7 +74,7 @@ def main() -> None:
         medians = rotated_medians(timed, args.repeats)
         for name in timed:
             row = " ".join(f"{medians[state, name] * 1e3:9.3f}" for state in PREPARE)
-            print(f"{f'[{steps}, {batch}]':>14} {name:>20} {row}")
+            print(f"{f'[{steps}, {batch}]':>14} {name:>22} {row}")
 
 
 if __name__ == "__main__":
