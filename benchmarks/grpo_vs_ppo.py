@@ -3,7 +3,7 @@
     python benchmarks/grpo_vs_ppo.py [--envs CartPole-v1,Acrobot-v1] [--seeds 5]
 
 For each (env, seed) the two trainers run back to back in this process (PPO, GRPO, next seed),
-each from its preset (``rlgrad.support.presets.preset_config``) with the same evaluation
+each from its preset (``rlgrad.app.presets.preset_config``) with the same evaluation
 protocol: every ``eval_every`` steps, 10 deterministic episodes on separately seeded envs. Per
 algorithm it prints the median training seconds and environment steps to the first of three
 consecutive evaluations at the threshold (a seed that never gets there counts as +inf), the final
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rlgrad.support.presets import preset_config
+from rlgrad.app.presets import preset_config
 from rlgrad.trainers import module
 
 ALGORITHMS = ("ppo", "grpo")

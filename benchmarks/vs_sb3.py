@@ -22,7 +22,7 @@ The protocol is the same for both libraries:
   that never gets there counts as +inf seconds.
 
 SB3 runs the rl-baselines3-zoo hyperparameters (stored below as data); rlgrad runs
-``rlgrad.support.presets.preset_config`` for the same (algorithm, environment). Both train for the
+``rlgrad.app.presets.preset_config`` for the same (algorithm, environment). Both train for the
 same number of environment steps, far fewer than the zoo's ``n_timesteps`` where those are long.
 """
 
@@ -291,7 +291,7 @@ def rlgrad_worker(
     known = {f.name for f in dataclasses.fields(trainer.Config)}
     fields = {name: value for name, value in fields.items() if name in known}
     try:
-        from rlgrad.support.presets import preset_config
+        from rlgrad.app.presets import preset_config
     except ImportError:  # presets not written yet: the trainer's defaults
         config, source = trainer.Config(env=env_id, **fields), "defaults (no presets module)"
     else:

@@ -46,16 +46,6 @@ from rlgrad.value import (
 __version__ = "0.1.0"
 
 
-def load_agent(run_dir, checkpoint=None):
-    """The trained agent of a run directory, with ``act(obs, deterministic=True)``.
-
-    Imported lazily: the formula layer itself needs no Gymnasium.
-    """
-    from rlgrad.support.agents import load_agent as load
-
-    return load(run_dir, checkpoint)
-
-
 __all__ = [
     "approx_kl",
     "categorical_entropy",
@@ -75,7 +65,6 @@ __all__ = [
     "grpo_token_loss",
     "hessian",
     "kl_k3",
-    "load_agent",
     "masked_mean",
     "n_step_returns",
     "normalize_advantages",

@@ -13,7 +13,7 @@ import torch
 import toy_envs
 from test_trainers import dataclasses_replace, read_rows, without_timing
 
-from rlgrad import load_agent
+from rlgrad.app import load_agent
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.nets import QNetwork
 from rlgrad.support.replay import ReplayBuffer

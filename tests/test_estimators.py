@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlgrad.cli import main
+from rlgrad.app.cli import main
 from rlgrad.tabular import chain, evaluate, policy, state_visitation, two_state
 from rlgrad.tabular.estimators import (
     LAMS,

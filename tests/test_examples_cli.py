@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from rlgrad.cli import main
+from rlgrad.app.cli import main
 from rlgrad.tour.examples import EXAMPLES, SECTIONS, format_value, render
 
 
@@ -89,14 +89,17 @@ def test_render_is_stable_text():
 
 def test_console_entry_point_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "rlgrad.cli", "examples", "--section", "E.3.4"],
+        [sys.executable, "-m", "rlgrad.app.cli", "examples", "--section", "E.3.4"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert "Â = [-1.3416, -0.4472, 0.4472, 1.3416]" in result.stdout
     help_text = subprocess.run(
-        [sys.executable, "-m", "rlgrad.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "rlgrad.app.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "examples" in help_text
 

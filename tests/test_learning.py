@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlgrad.support.presets import preset_config
+from rlgrad.app.presets import preset_config
 from rlgrad.trainers import module
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlgrad.cli import main
+from rlgrad.app.cli import main
 from rlgrad.tour import plots as tour_plots
 from rlgrad.tour.tour import STEPS, render_step, run_tour
 

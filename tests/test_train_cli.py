@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from rlgrad.cli import main
-from rlgrad.support.presets import all_presets, preset_config
+from rlgrad.app.cli import main
+from rlgrad.app.presets import all_presets, preset_config
 from rlgrad.support.runs import TIMING_COLUMNS
 
 QUICK = [
@@ -147,7 +147,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches_an_uninterrupted_
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cut = tmp_path / "cut"
     process = subprocess.Popen(
-        [sys.executable, "-m", "rlgrad.cli", *common, "--run-dir", str(cut)],
+        [sys.executable, "-m", "rlgrad.app.cli", *common, "--run-dir", str(cut)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

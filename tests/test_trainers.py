@@ -12,7 +12,7 @@ import pytest
 import torch
 import toy_envs
 
-from rlgrad import load_agent
+from rlgrad.app import load_agent
 from rlgrad.returns import gae
 from rlgrad.support import configs
 from rlgrad.support.envs import VectorEnv

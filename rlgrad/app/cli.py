@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 
@@ -57,31 +58,132 @@ def _tour(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from rlgrad import trainers
-    from rlgrad.support import configs
-    from rlgrad.support.presets import preset_config
+    from rlgrad.app import presets
 
+    preset_file = args.preset_file or getattr(args, "algorithm_preset_file", None)
     if args.resume is not None:
-        if args.algorithm is not None:
-            raise ValueError("give either ALGO (a new run) or --resume RUN_DIR, not both")
+        if args.algorithm is not None or preset_file is not None:
+            raise ValueError("give either ALGO or --preset FILE (a new run) or --resume RUN_DIR")
         history = trainers.resume(args.resume, checkpoint=args.checkpoint, progress=args.progress)
-    else:
-        if args.algorithm is None:
-            raise ValueError("name an algorithm (rlgrad train ppo --env CartPole-v1) or --resume")
-        overrides = {
-            k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("config.")
-        }
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        for name in ("seed", "total_steps"):
-            if getattr(args, name) is not None:
-                overrides[name] = getattr(args, name)
-        trainer = trainers.module(args.algorithm)
-        if args.no_preset:
-            config = configs.with_overrides(trainer.Config(env=args.env), overrides, args.algorithm)
-        else:
-            config = preset_config(args.algorithm, args.env, **overrides)
-        history = trainer.train(config, args.run_dir, progress=args.progress)
+        print(_summary_text(history))
+        return 130 if history.summary["interrupted"] else 0
+    algorithm, env, base = args.algorithm, getattr(args, "env", None), presets.SHIPPED
+    if preset_file is not None:
+        file_algorithm, file_env, _ = presets.read_preset_file(preset_file)
+        if algorithm not in (None, file_algorithm):
+            raise ValueError(
+                f"--preset {preset_file} is a {file_algorithm} preset, not {algorithm}"
+            )
+        algorithm, env, base = file_algorithm, env or file_env, preset_file
+    if algorithm is None:
+        raise ValueError("name an algorithm (rlgrad train ppo --env CartPole-v1) or --resume")
+    env = env or "CartPole-v1"
+    if getattr(args, "no_preset", False):
+        if preset_file is not None:
+            raise ValueError("give --preset FILE or --no-preset, not both")
+        base = presets.DEFAULTS
+    overrides = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("config.")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for name in ("seed", "total_steps"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    config = presets.build_config(
+        algorithm, env, presets.base_fields(algorithm, env, base), overrides
+    )
+    history = trainers.module(algorithm).train(config, args.run_dir, progress=args.progress)
     print(_summary_text(history))
     return 130 if history.summary["interrupted"] else 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rlgrad.app import presets
+    from rlgrad.app import sweep as sweeps
+    from rlgrad.app.trials import TrialPool, require_ray
+
+    require_ray()  # before anything is written
+    if args.resume is not None:
+        if args.algorithm is not None:
+            raise ValueError("give either ALGO (a new sweep) or --resume SWEEP_DIR, not both")
+        sweep = sweeps.Sweep.load(args.resume)
+    else:
+        if args.algorithm is None:
+            raise ValueError("name an algorithm (rlgrad sweep ppo --env CartPole-v1) or --resume")
+        if args.no_preset and args.preset is not None:
+            raise ValueError("give --preset FILE or --no-preset, not both")
+        base = presets.DEFAULTS if args.no_preset else args.preset or presets.SHIPPED
+        envs = [e.strip() for e in args.env.split(",") if e.strip()]
+        out = args.out or Path("sweeps") / f"{args.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
+        sweep = sweeps.create(
+            out,
+            args.algorithm,
+            envs,
+            sweeps.parse_seeds(args.seeds),
+            sweeps.parse_grid(args.set),
+            base,
+            args.total_steps,
+        )
+    pool = TrialPool(args.address, args.cpus_per_trial, args.max_concurrent)
+    try:
+        code = sweeps.run(sweep, pool, retry_failed=args.retry_failed, progress=args.progress)
+    finally:
+        pool.shutdown()
+    print(sweeps.summary_text(sweep))
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rlgrad.app.report import report
+
+    text, written = report(args.dirs, args.output, args.baseline, args.reps, not args.no_plots)
+    print(text, end="")
+    for path in written:
+        print(f"  wrote {path}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from rlgrad.app import presets
+    from rlgrad.app import sweep as sweeps
+    from rlgrad.app import tune as tuning
+    from rlgrad.app.trials import TrialPool, require_ray
+
+    require_ray()
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ValueError("rlgrad tune needs Optuna: pip install 'rlgrad[ray]'") from None
+    if args.trials < 1 or args.seeds_per_trial < 1:
+        raise ValueError(
+            f"--trials and --seeds-per-trial must be >= 1; got {args.trials}, "
+            f"{args.seeds_per_trial}"
+        )
+    if args.seeds is not None:
+        seeds = sweeps.parse_seeds(args.seeds)
+    else:
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds_per_trial))
+    if args.no_preset and args.preset is not None:
+        raise ValueError("give --preset FILE or --no-preset, not both")
+    base = presets.DEFAULTS if args.no_preset else args.preset or presets.SHIPPED
+    out = Path(args.out or Path("tuning") / f"{args.algorithm}-{args.env}")
+    tuner = tuning.Tuner(
+        args.algorithm,
+        args.env,
+        out,
+        seeds,
+        base,
+        args.total_steps,
+        args.storage,
+        args.study_name,
+        not args.no_prune,
+        args.sampler_seed,
+    )
+    pool = TrialPool(args.address, args.cpus_per_trial, args.max_concurrent)
+    try:
+        code = tuner.run(pool, args.trials, progress=args.progress)
+    finally:
+        pool.shutdown()
+    print(tuning.best_text(tuner, tuner.write_best()))
+    return code
 
 
 def _summary_text(history) -> str:
@@ -112,7 +214,7 @@ def _summary_text(history) -> str:
 def _eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from rlgrad.support.agents import load_agent
+    from rlgrad.app.agents import load_agent
     from rlgrad.support.evaluation import evaluate
     from rlgrad.trainers import saved_config
 
@@ -146,7 +248,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from rlgrad.support.presets import all_presets
+    from rlgrad.app.presets import all_presets
 
     for algorithm, envs in all_presets().items():
         for env, fields in envs.items():
@@ -191,6 +293,12 @@ def _add_train(commands) -> None:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     train.add_argument("--checkpoint", metavar="PATH", help="with --resume: this checkpoint")
     train.add_argument(
+        "--preset",
+        dest="preset_file",
+        metavar="FILE",
+        help="start from this preset file (as `rlgrad tune` writes) instead of the shipped preset",
+    )
+    train.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
     train.set_defaults(run=_train, algorithm=None, run_dir=None)
@@ -200,13 +308,21 @@ def _add_train(commands) -> None:
         first_line = (trainer.__doc__ or "").strip().splitlines()[0]
         sub = algorithms.add_parser(algorithm, help=first_line, description=first_line)
         sub.add_argument(
-            "--env", default="CartPole-v1", help="environment id (default: %(default)s)"
+            "--env",
+            default=None,
+            help="environment id (default: the preset file's, or CartPole-v1)",
         )
         sub.add_argument("--seed", type=int, default=None, help="random seed")
         sub.add_argument("--total-steps", type=int, default=None, help="environment steps")
         sub.add_argument("--run-dir", default=None, help="where to write (default: runs/...)")
         sub.add_argument(
             "--no-preset", action="store_true", help="start from the defaults, not the preset"
+        )
+        sub.add_argument(
+            "--preset",
+            dest="algorithm_preset_file",
+            metavar="FILE",
+            help="start from this preset file instead of the shipped preset",
         )
         sub.add_argument(
             "--no-progress", dest="progress", action="store_false", help="no progress bar"
@@ -222,6 +338,118 @@ def _add_train(commands) -> None:
                 default=None,
                 help=f"{doc} (default: {getattr(defaults, field.name)!r})",
             )
+
+
+def _add_ray_options(parser) -> None:
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="a Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray on this machine)",
+    )
+    parser.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial (default: 1)"
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="trials in flight at once (default: the cluster's CPUs / --cpus-per-trial)",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _add_sweep(commands) -> None:
+    from rlgrad.trainers import ALGORITHMS
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="train every (environment, config, seed) trial as a Ray task",
+        description="Train every (environment, config, seed) combination, each trial an ordinary "
+        "run directory under OUT/runs/, indexed in OUT/sweep.json. Runs on a local Ray unless "
+        "--address (or RAY_ADDRESS) names a cluster. A trial whose worker dies is retried from "
+        "its last checkpoint; Ctrl-C stops cleanly and --resume OUT runs what is left. Needs "
+        "the ray extra: pip install 'rlgrad[ray]'.",
+    )
+    sweep.add_argument("algorithm", nargs="?", choices=ALGORITHMS, metavar="ALGO")
+    sweep.add_argument(
+        "--env",
+        default="CartPole-v1",
+        help="environment ids, comma-separated (default: %(default)s)",
+    )
+    sweep.add_argument("--seeds", default="0-9", help="e.g. 0-9, 0,3,7 or 0-4,10-14 (default: 0-9)")
+    sweep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="config.FIELD=V1,V2",
+        help="a config field and the values to sweep; several --set give their Cartesian product",
+    )
+    sweep.add_argument(
+        "--preset",
+        "--config",
+        dest="preset",
+        metavar="FILE",
+        default=None,
+        help="start every config from this preset file or run config.json (default: the shipped "
+        "preset of each environment)",
+    )
+    sweep.add_argument("--no-preset", action="store_true", help="start from the trainer defaults")
+    sweep.add_argument("--total-steps", type=int, default=None, help="environment steps per trial")
+    sweep.add_argument(
+        "--out", default=None, help="the sweep directory (default: sweeps/ALGO-TIME)"
+    )
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="run what a sweep has not finished")
+    sweep.add_argument(
+        "--retry-failed", action="store_true", help="with --resume: also rerun failed trials"
+    )
+    _add_ray_options(sweep)
+    sweep.set_defaults(run=_sweep)
+
+
+def _add_tune(commands) -> None:
+    from rlgrad.trainers import ALGORITHMS
+
+    tune = commands.add_parser(
+        "tune",
+        help="Optuna search, each trial trained on several seeds (Ray)",
+        description="Search the algorithm's space (rlgrad/app/search_spaces.json) with Optuna's "
+        "TPE sampler; every trial trains on K tuning seeds as Ray tasks and scores "
+        "n_solved + 1/(1 + mean training s to solve / 60 s): reliability first, then speed. A "
+        "median pruner stops trials that fall behind at intermediate evaluations. The study "
+        "lives in a database (--storage) so it can be resumed and shared; the best config is "
+        "written as a preset file for `rlgrad train --preset FILE`. Needs the ray extra.",
+    )
+    tune.add_argument("algorithm", choices=ALGORITHMS, metavar="ALGO")
+    tune.add_argument("--env", default="CartPole-v1", help="environment id (default: %(default)s)")
+    tune.add_argument("--trials", type=int, default=30, help="Optuna trials (default: 30)")
+    tune.add_argument(
+        "--seeds-per-trial", type=int, default=5, help="tuning seeds per trial K (default: 5)"
+    )
+    tune.add_argument(
+        "--first-seed",
+        type=int,
+        default=1000,
+        help="tuning seeds are first-seed ... first-seed + K - 1 (default: 1000, away from the "
+        "seeds people evaluate on)",
+    )
+    tune.add_argument("--seeds", default=None, help="explicit tuning seeds, e.g. 1000-1004")
+    tune.add_argument(
+        "--preset",
+        metavar="FILE",
+        default=None,
+        help="fields not searched come from this preset file (default: the shipped preset)",
+    )
+    tune.add_argument("--no-preset", action="store_true", help="unsearched fields: the defaults")
+    tune.add_argument("--total-steps", type=int, default=None, help="budget per seed")
+    tune.add_argument("--out", default=None, help="run directories, study.db and best_preset.json")
+    tune.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: sqlite:///OUT/study.db)"
+    )
+    tune.add_argument("--study-name", default=None, help="(default: ALGO-ENV)")
+    tune.add_argument("--no-prune", action="store_true", help="run every trial to the end")
+    tune.add_argument("--sampler-seed", type=int, default=0, help="the TPE sampler's seed")
+    _add_ray_options(tune)
+    tune.set_defaults(run=_tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,6 +553,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.set_defaults(run=_plot)
 
+    _add_sweep(commands)
+    report = commands.add_parser(
+        "report",
+        help="many-seed statistics of sweeps: success rates, IQMs with 95% CIs, figures",
+        description="Aggregate the runs of one or more sweep directories (or folders of run "
+        "directories) per (algorithm, environment, config): success rate with its Wilson "
+        "interval; steps and seconds to solve; final-return IQM, median and mean and the "
+        "optimality gap with stratified-bootstrap 95%% intervals (Agarwal et al. 2021); the "
+        "probability of improvement over a baseline config; learning curves, performance "
+        "profiles and interval estimates as PNGs.",
+    )
+    report.add_argument("dirs", nargs="+", metavar="SWEEP_DIR")
+    report.add_argument("-o", "--output", default=None, help="write report.md and PNGs here")
+    report.add_argument("--baseline", default=None, help="config label to compare against")
+    report.add_argument(
+        "--reps", type=int, default=2000, help="bootstrap resamples (default: %(default)s)"
+    )
+    report.add_argument("--no-plots", action="store_true", help="only the Markdown")
+    report.set_defaults(run=_report)
+    _add_tune(commands)
     presets = commands.add_parser("presets", help="list the tuned presets")
     presets.set_defaults(run=_presets)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
+from rlgrad.trainers import module, saved_config
 
 
 class Agent:
@@ -44,8 +45,6 @@ class Agent:
 
 def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Agent:
     """The agent of a run directory, from its latest checkpoint (or ``checkpoint``)."""
-    from rlgrad.trainers import module, saved_config
-
     algorithm, config = saved_config(run_dir)
     path = Path(checkpoint) if checkpoint else Path(run_dir) / "checkpoints" / "latest.pt"
     if not path.exists():

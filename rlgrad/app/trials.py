@@ -1,0 +1,179 @@
+"""Training runs as Ray tasks: what ``rlgrad sweep`` and ``rlgrad tune`` share.
+
+A *trial* is one training run, (algorithm, complete config, run directory). :func:`run_trial` is
+the body of its Ray task: it trains into an ordinary run directory, resuming from the latest
+checkpoint when the directory already holds one, so a task that Ray retries after its worker
+process died continues where the dead one last saved instead of starting over. A trial that fails
+for a reason of its own (the NaN guard, a bad config value) returns ``failed`` with a one-line
+reason rather than raising, so it never stops the others.
+
+:class:`TrialPool` owns the Ray session: a local Ray started in-process (no set-up) unless an
+address is given (``--address``, or ``RAY_ADDRESS``), at most ``max_concurrent`` trials in flight,
+and cancellation that lets a running trial save a checkpoint first. Why Ray tasks rather than Ray
+Tune: a trial is a plain function call that already writes its own run directory, checkpoints and
+metrics, and Tune would add a second experiment directory, its own checkpoint protocol and its
+own search loop next to Optuna's; tasks give retries on worker death, cluster scheduling and
+cancellation, and nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlgrad.support import configs
+from rlgrad.support.runs import TrainingError
+from rlgrad.trainers import module
+
+DONE, FAILED, INTERRUPTED, PENDING, RUNNING = "done", "failed", "interrupted", "pending", "running"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run: the algorithm, its complete config and where it writes."""
+
+    key: str
+    algorithm: str
+    fields: dict
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished (or stopped) trial reports back to the driver."""
+
+    state: str  # DONE, FAILED or INTERRUPTED (stopped by a cancel; resumable)
+    reason: str | None = None  # the one-line reason of a failure
+    resumed_from_step: int | None = None  # set when the trial continued an earlier attempt
+    worker_pid: int | None = None
+
+
+def run_trial(trial: Trial) -> Outcome:
+    """Train ``trial`` into its run directory; resume when a checkpoint is already there."""
+    run_dir = Path(trial.run_dir)
+    checkpoint = run_dir / "checkpoints" / "latest.pt"
+    summary = run_dir / "summary.json"
+    pid = os.getpid()
+    if summary.exists() and not json.loads(summary.read_text())["interrupted"]:
+        return Outcome(DONE, worker_pid=pid)  # finished before the driver could record it
+    resumed_from = None
+    try:
+        trainer = module(trial.algorithm)
+        config = configs.from_dict(trainer.Config, trial.fields)
+        if checkpoint.exists():
+            resumed_from = _checkpoint_step(checkpoint)
+            trainer.train(config, run_dir, resume=True)
+        else:
+            if run_dir.exists():  # died before its first checkpoint: nothing to keep
+                shutil.rmtree(run_dir)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            trainer.train(config, run_dir)
+    except (TrainingError, ValueError, TypeError) as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        return Outcome(FAILED, reason, resumed_from, pid)
+    interrupted = json.loads(summary.read_text())["interrupted"]
+    return Outcome(INTERRUPTED if interrupted else DONE, None, resumed_from, pid)
+
+
+def _checkpoint_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, weights_only=False, map_location="cpu")["steps"])
+
+
+def require_ray():
+    """The ray module, or a one-line ValueError that says what to install."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("this command runs on Ray: pip install 'rlgrad[ray]'") from None
+    return ray
+
+
+class TrialPool:
+    """Runs :class:`Trial` objects as Ray tasks, a bounded number at a time.
+
+    ``address=None`` (and no ``RAY_ADDRESS``) starts a local Ray in this process that uses this
+    machine's CPUs; an address joins an existing cluster, where every node needs rlgrad installed
+    and the output directory must be on storage that all nodes share (NFS, for instance).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_trial: float = 1.0,
+        max_concurrent: int | None = None,
+        max_retries: int = 3,
+        num_cpus: int | None = None,
+    ):
+        if cpus_per_trial <= 0:
+            raise ValueError(f"--cpus-per-trial must be > 0; got {cpus_per_trial}")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"--max-concurrent must be >= 1; got {max_concurrent}")
+        self.ray = require_ray()
+        address = address or os.environ.get("RAY_ADDRESS")
+        options = {"logging_level": logging.ERROR, "log_to_driver": False}
+        if address:
+            self.ray.init(address=address, **options)
+        else:
+            self.ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+        cpus = self.ray.cluster_resources().get("CPU", 1.0)
+        self.limit = max_concurrent or max(int(cpus // cpus_per_trial), 1)
+        self.task = self.ray.remote(run_trial).options(
+            num_cpus=cpus_per_trial, max_retries=max_retries, name="rlgrad-trial"
+        )
+        self.max_retries = max_retries
+        self.in_flight: dict = {}  # ObjectRef -> Trial
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.in_flight) < self.limit
+
+    def submit(self, trial: Trial) -> None:
+        self.in_flight[self.task.remote(trial)] = trial
+
+    def wait(self, timeout: float = 1.0) -> list[tuple[Trial, Outcome]]:
+        """The trials that finished within ``timeout`` seconds, with their outcomes."""
+        if not self.in_flight:
+            return []
+        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        ready += self.ray.wait(list(set(self.in_flight) - set(ready)), timeout=0)[0]
+        return [(self.in_flight.pop(ref), self._outcome(ref)) for ref in ready]
+
+    def _outcome(self, ref) -> Outcome:
+        exceptions = self.ray.exceptions
+        try:
+            return self.ray.get(ref)
+        except exceptions.TaskCancelledError:
+            return Outcome(INTERRUPTED)
+        except (exceptions.WorkerCrashedError, exceptions.NodeDiedError):
+            reason = f"its worker process died {self.max_retries + 1} times"
+            return Outcome(FAILED, reason)
+        except exceptions.RayTaskError as error:  # an exception run_trial does not expect
+            cause = error.cause if error.cause is not None else error
+            return Outcome(FAILED, " ".join(f"{type(cause).__name__}: {cause}".split()))
+
+    def cancel(self, trials: list[Trial] | None = None, grace_s: float = 60.0) -> list:
+        """Stop ``trials`` (default: all in flight) and wait up to ``grace_s`` for them.
+
+        A running trial gets a SIGINT, which its run treats as Ctrl-C: it finishes the current
+        update, saves a checkpoint and returns ``interrupted``; a queued one never starts.
+        """
+        chosen = [r for r, t in self.in_flight.items() if trials is None or t in trials]
+        for ref in chosen:
+            self.ray.cancel(ref)
+        results, deadline = [], time.monotonic() + grace_s
+        while any(ref in self.in_flight for ref in chosen) and time.monotonic() < deadline:
+            results += self.wait(timeout=1.0)
+        for ref in [r for r in chosen if r in self.in_flight]:  # still busy: stop it hard
+            self.ray.cancel(ref, force=True)
+            results.append((self.in_flight.pop(ref), Outcome(INTERRUPTED)))
+        return results
+
+    def shutdown(self) -> None:
+        self.ray.shutdown()

@@ -1,0 +1,403 @@
+"""``rlgrad tune``: Optuna search in which every trial trains on several seeds.
+
+    rlgrad tune ppo --env CartPole-v1 --trials 40 --seeds-per-trial 5
+
+A config that solves on one lucky seed is not a preset. Each Optuna trial samples a config from
+the algorithm's search space (``search_spaces.json``, next to the presets) and trains it on K
+tuning seeds (1000, 1001, ... by default, kept away from the seeds people evaluate on), each seed
+its own Ray task, through the same machinery as ``rlgrad sweep``. The objective, maximized, is
+
+    objective = n_solved + 1 / (1 + T̄ / 60 s),
+
+where n_solved is how many of the K seeds solved within the budget (three consecutive evaluations
+at the threshold) and T̄ the mean training seconds to solve over the seeds that solved (the
+second term is 0 when none did). The second term lies in [0, 1), so reliability comes first: one
+more solved seed beats any speed-up, and among configs that solve equally often the faster wins.
+
+Pruning (Optuna's median rule) works on intermediate evaluations: at each evaluation step that all
+K seeds of a trial have reached, the trial reports the same quantity so far, (seeds solved by that
+step) + the mean over seeds of the evaluation return normalized to [0, 1) between the random
+policy's return and the threshold; a trial below the median of earlier trials at the same step
+stops, its runs saving a checkpoint. The study lives in a database (SQLite in the output
+directory by default; any Optuna RDB URL works), so ``rlgrad tune`` with the same ``--storage``
+and ``--study-name`` continues it, from anywhere that reaches the database. The best config is
+written as a preset file that ``rlgrad train --preset FILE`` and ``rlgrad sweep --preset FILE``
+load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from rlgrad.app import presets
+from rlgrad.app.report import random_score
+from rlgrad.app.trials import DONE, FAILED, Outcome, Trial, TrialPool
+from rlgrad.support import configs
+from rlgrad.support.runs import SOLVED_AFTER, default_threshold
+
+TIME_SCALE_S = 60.0
+
+
+@cache
+def search_spaces() -> dict[str, dict]:
+    """``{algorithm: {field: distribution}}`` from ``search_spaces.json``."""
+    text = resources.files("rlgrad.app").joinpath("search_spaces.json").read_text()
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def search_space(algorithm: str) -> dict:
+    spaces = search_spaces()
+    if algorithm not in spaces:
+        raise ValueError(f"no search space for {algorithm}; known: {', '.join(spaces)}")
+    return spaces[algorithm]
+
+
+def suggest(trial, space: dict, base: dict) -> dict:
+    """Sample the fields of ``space`` with the Optuna ``trial``; ``base`` fills the fields a
+    ``fraction_of`` distribution refers to when they are not searched."""
+    fields: dict = {}
+    for name, spec in space.items():
+        if "fraction_of" in spec:
+            continue
+        if "float" in spec:
+            low, high = spec["float"]
+            fields[name] = trial.suggest_float(name, low, high, log=spec.get("log", False))
+        elif "int" in spec:
+            low, high = spec["int"]
+            fields[name] = trial.suggest_int(name, low, high, log=spec.get("log", False))
+        elif "choices" in spec:
+            # Optuna stores plain values: a list choice (hidden sizes) travels as its string
+            choices = [str(tuple(c)) if isinstance(c, list) else c for c in spec["choices"]]
+            fields[name] = trial.suggest_categorical(name, choices)
+        else:
+            raise ValueError(f"search space field '{name}': unknown distribution {spec}")
+    for name, spec in space.items():
+        if "fraction_of" in spec:
+            fraction = trial.suggest_categorical(f"{name}_fraction", spec["choices"])
+            product = math.prod(int(fields.get(f, base.get(f, 1))) for f in spec["fraction_of"])
+            fields[name] = max(int(product * fraction), 1)
+    return fields
+
+
+def objective(outcomes: list[tuple[bool, float | None]]) -> float:
+    """``n_solved + 1 / (1 + T̄ / 60 s)``; ``outcomes`` holds (solved, training s to solve).
+
+    >>> objective([(True, 60.0), (True, 60.0), (False, None)])  # 2 solved, T̄ = 60 s
+    2.5
+    """
+    times = [t for solved, t in outcomes if solved]
+    speed = 1.0 / (1.0 + (sum(times) / len(times)) / TIME_SCALE_S) if times else 0.0
+    return len(times) + speed
+
+
+@dataclass
+class ActiveTrial:
+    """An Optuna trial whose seeds are running."""
+
+    optuna_trial: object
+    fields: dict
+    runs: dict[int, Trial]  # seed -> its run
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    reported_steps: set = field(default_factory=set)
+
+    def complete(self) -> bool:
+        return len(self.outcomes) == len(self.runs)
+
+
+def _run_dir_name(fields: dict) -> str:
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    return f"config-{digest}"
+
+
+def _summary(run: Trial) -> dict | None:
+    path = Path(run.run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _evaluations(run: Trial) -> list[tuple[int, float]]:
+    """(step, evaluation return) of a running or finished run, from its metrics.csv."""
+    import csv
+
+    path = Path(run.run_dir) / "metrics.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [(int(r["step"]), float(r["eval_return_mean"])) for r in rows if r["eval_return_mean"]]
+
+
+class Tuner:
+    """Drives one study: asks Optuna for configs, runs their seeds, prunes, tells results."""
+
+    def __init__(
+        self,
+        algorithm: str,
+        env: str,
+        out: Path,
+        seeds: list[int],
+        base: str,
+        total_steps: int | None,
+        storage: str | None,
+        study_name: str | None,
+        prune: bool,
+        sampler_seed: int,
+    ):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna = optuna
+        self.algorithm, self.env, self.out, self.seeds = algorithm, env, Path(out), seeds
+        self.space = search_space(algorithm)
+        self.base = presets.base_fields(algorithm, env, base)
+        if total_steps is not None:
+            self.base["total_steps"] = total_steps
+        probe = presets.build_config(algorithm, env, self.base, {})
+        self.total_steps = probe.total_steps
+        self.threshold = probe.eval_threshold
+        if self.threshold is None:
+            self.threshold = default_threshold(env)
+        if self.threshold is None:
+            raise ValueError(f"{env} has no reward threshold; set --set config.eval_threshold")
+        self.low = random_score(env)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.storage = storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+        self.study = optuna.create_study(
+            study_name=study_name or f"{algorithm}-{env}",
+            storage=self.storage,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True),
+            pruner=(
+                optuna.pruners.MedianPruner(
+                    n_startup_trials=5, n_warmup_steps=self.total_steps // 4
+                )
+                if prune
+                else optuna.pruners.NopPruner()
+            ),
+            load_if_exists=True,
+        )
+        self.active: dict[int, ActiveTrial] = {}
+
+    # ----- the study -----
+
+    def recover(self) -> None:
+        """Trials a stopped driver left running are marked failed and asked again."""
+        running = self.optuna.trial.TrialState.RUNNING
+        for frozen in self.study.get_trials(deepcopy=False, states=(running,)):
+            self.study.tell(frozen.number, state=self.optuna.trial.TrialState.FAIL)
+            self.study.enqueue_trial(frozen.params, skip_if_exists=False)
+
+    def enqueue_base(self) -> None:
+        """Start a new study from the base preset's values, when they lie in the space."""
+        if self.study.trials:
+            return
+        params = {}
+        for name, spec in self.space.items():
+            value = self.base.get(name)
+            if isinstance(value, list | tuple):
+                value = str(tuple(value))
+            if value is None or "fraction_of" in spec:
+                continue
+            if "choices" in spec:
+                choices = [str(tuple(c)) if isinstance(c, list) else c for c in spec["choices"]]
+                if value in choices:
+                    params[name] = value
+            elif (
+                min(spec.get("float", spec.get("int")))
+                <= value
+                <= max(spec.get("float", spec.get("int")))
+            ):
+                params[name] = value
+        if params:
+            self.study.enqueue_trial(params, skip_if_exists=True)
+
+    def finished_count(self) -> int:
+        states = self.optuna.trial.TrialState
+        done = (states.COMPLETE, states.PRUNED, states.FAIL)
+        return len(self.study.get_trials(deepcopy=False, states=done))
+
+    def start_trial(self, pool: TrialPool) -> None:
+        optuna_trial = self.study.ask()
+        sampled = suggest(optuna_trial, self.space, self.base)
+        fields = {**self.base, **sampled}
+        directory = self.out / "trials" / f"{optuna_trial.number:04d}-{_run_dir_name(fields)}"
+        runs = {}
+        try:
+            for seed in self.seeds:
+                config = presets.build_config(self.algorithm, self.env, fields, {"seed": seed})
+                runs[seed] = Trial(
+                    f"{optuna_trial.number}/seed{seed}",
+                    self.algorithm,
+                    configs.to_dict(config),
+                    str((directory / f"seed{seed}").resolve()),
+                )
+        except ValueError as error:  # a sample the trainer's fields cannot hold
+            print(f"rlgrad tune: trial {optuna_trial.number} skipped: {error}", file=sys.stderr)
+            self.study.tell(optuna_trial, state=self.optuna.trial.TrialState.FAIL)
+            return
+        optuna_trial.set_user_attr("fields", {k: v for k, v in fields.items()})
+        optuna_trial.set_user_attr("run_dir", str(directory))
+        self.active[optuna_trial.number] = ActiveTrial(optuna_trial, fields, runs)
+        for run in runs.values():
+            pool.submit(run)
+
+    def record(self, run: Trial, outcome: Outcome) -> None:
+        number = int(run.key.split("/", 1)[0])
+        active = self.active.get(number)
+        if active is None:
+            return
+        seed = int(run.key.rsplit("seed", 1)[1])
+        active.outcomes[seed] = outcome
+        if active.complete() and all(o.state in (DONE, FAILED) for o in active.outcomes.values()):
+            self._tell(active)
+
+    def _tell(self, active: ActiveTrial) -> None:
+        outcomes = []
+        for run in active.runs.values():
+            summary = _summary(run)
+            solved = summary is not None and summary.get("solved_step") is not None
+            outcomes.append((solved, summary["solved_train_s"] if solved else None))
+        trial = active.optuna_trial
+        value = objective(outcomes)
+        trial.set_user_attr("solved", sum(s for s, _ in outcomes))
+        times = [t for s, t in outcomes if s]
+        trial.set_user_attr("mean_train_s_to_solve", sum(times) / len(times) if times else None)
+        failures = [o.reason for o in active.outcomes.values() if o.state == FAILED]
+        if failures:
+            trial.set_user_attr("failures", failures)
+        self.study.tell(trial, value)
+        del self.active[trial.number]
+
+    def intermediate(self, active: ActiveTrial) -> list[tuple[int, float]]:
+        """(step, value) at each evaluation step all seeds reached and not reported yet."""
+        curves = [_evaluations(run) for run in active.runs.values()]
+        if not all(curves):
+            return []
+        common = set.intersection(*({s for s, _ in c} for c in curves))
+        values = []
+        for step in sorted(common - active.reported_steps):
+            solved, progress = 0, 0.0
+            for curve in curves:
+                returns = [r for s, r in curve if s <= step]
+                recent = returns[-SOLVED_AFTER:]
+                solved += len(recent) == SOLVED_AFTER and min(recent) >= self.threshold
+                scaled = (returns[-1] - self.low) / (self.threshold - self.low)
+                progress += min(max(scaled, 0.0), 0.999) / len(curves)
+            values.append((step, solved + progress))
+        return values
+
+    def prune(self, pool: TrialPool) -> None:
+        for active in list(self.active.values()):
+            if active.complete():
+                continue
+            for step, value in self.intermediate(active):
+                active.reported_steps.add(step)
+                active.optuna_trial.report(value, step)
+                if active.optuna_trial.should_prune():
+                    self._stop(active, pool)
+                    break
+
+    def _stop(self, active: ActiveTrial, pool: TrialPool) -> None:
+        mine = list(active.runs.values())
+        for run, outcome in pool.cancel(mine):
+            if run not in mine:
+                self.record(run, outcome)
+        self.study.tell(active.optuna_trial, state=self.optuna.trial.TrialState.PRUNED)
+        del self.active[active.optuna_trial.number]
+
+    # ----- the loop -----
+
+    def run(self, pool: TrialPool, n_trials: int, progress: bool = True) -> int:
+        self.recover()
+        self.enqueue_base()
+        in_flight_trials = max(math.ceil(pool.limit / len(self.seeds)), 1) + 1
+        bar = self._bar(n_trials) if progress else None
+        try:
+            while self.finished_count() < n_trials or self.active:
+                while (
+                    len(self.active) < in_flight_trials
+                    and self.finished_count() + len(self.active) < n_trials
+                ):
+                    self.start_trial(pool)
+                for run, outcome in pool.wait(timeout=2.0):
+                    self.record(run, outcome)
+                self.prune(pool)
+                if bar is not None:
+                    bar.update(self.finished_count() - bar.n)
+                    bar.set_postfix(self._best_postfix(), refresh=False)
+        except KeyboardInterrupt:
+            print("\nrlgrad tune: stopping (the study keeps what finished)", file=sys.stderr)
+            pool.cancel(grace_s=30)
+            for active in list(self.active.values()):
+                self.study.tell(active.optuna_trial, state=self.optuna.trial.TrialState.FAIL)
+                self.study.enqueue_trial(active.optuna_trial.params, skip_if_exists=False)
+            return 130
+        finally:
+            if bar is not None:
+                bar.close()
+        return 0
+
+    def _bar(self, n_trials: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=n_trials,
+            initial=min(self.finished_count(), n_trials),
+            unit="trial",
+            desc=f"tune {self.algorithm} {self.env}",
+            dynamic_ncols=True,
+        )
+
+    def _best_postfix(self) -> dict:
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            return {}
+        return {
+            "best": f"{best.value:.3f}",
+            "solved": f"{best.user_attrs['solved']}/{len(self.seeds)}",
+        }
+
+    def write_best(self, path: Path | None = None) -> Path | None:
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            return None
+        states = self.optuna.trial.TrialState
+        return presets.write_preset_file(
+            path or self.out / "best_preset.json",
+            self.algorithm,
+            self.env,
+            best.user_attrs["fields"],
+            study=self.study.study_name,
+            storage=self.storage,
+            trial=best.number,
+            objective=best.value,
+            objective_formula="n_solved + 1 / (1 + mean training s to solve / 60 s)",
+            solved=f"{best.user_attrs['solved']}/{len(self.seeds)}",
+            mean_train_s_to_solve=best.user_attrs["mean_train_s_to_solve"],
+            tuning_seeds=self.seeds,
+            trials_complete=len(self.study.get_trials(deepcopy=False, states=(states.COMPLETE,))),
+            trials_pruned=len(self.study.get_trials(deepcopy=False, states=(states.PRUNED,))),
+            written=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+
+
+def best_text(tuner: Tuner, path: Path | None) -> str:
+    if path is None:
+        return f"rlgrad tune: no trial of {tuner.study.study_name} has finished yet"
+    best = tuner.study.best_trial
+    return (
+        f"best of {tuner.study.study_name}: trial {best.number}, objective {best.value:.3f} "
+        f"({best.user_attrs['solved']}/{len(tuner.seeds)} seeds solved)\n"
+        f"  preset file     {path}\n"
+        f"  evaluate it on other seeds: rlgrad sweep {tuner.algorithm} --env {tuner.env} "
+        f"--preset {path} --seeds 0-19"
+    )

@@ -1,0 +1,271 @@
+"""`rlgrad sweep`: the grid and the index, and on a local 2-CPU Ray: a worker killed by its pid,
+Ctrl-C on the driver, `--resume`, a trial that fails for its own reason, and `rlgrad report`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlgrad.app import sweep as sweeps
+from rlgrad.app.cli import main
+from rlgrad.app.presets import build_config
+from rlgrad.support.runs import TIMING_COLUMNS
+from rlgrad.trainers import module
+
+# A PPO trial of a few seconds that checkpoints often, so that a kill lands between checkpoints.
+QUICK = {
+    "num_envs": "4",
+    "num_steps": "32",
+    "epochs": "2",
+    "eval_every": "4096",
+    "eval_episodes": "2",
+    "checkpoint_every": "2048",
+}
+TOTAL_STEPS = 24_576
+
+
+def test_seeds_and_grid_parse():
+    assert sweeps.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert sweeps.parse_seeds("5,1,3-4,1") == [1, 3, 4, 5]
+    with pytest.raises(ValueError, match="--seeds must look like"):
+        sweeps.parse_seeds("a-b")
+    grid = sweeps.parse_grid(["config.lr=1e-3,3e-3", "hidden_sizes=(64,64),(32,)"])
+    assert grid == {"lr": ["1e-3", "3e-3"], "hidden_sizes": ["(64,64)", "(32,)"]}
+    configs = sweeps.grid_configs(grid)
+    assert [c["label"] for c in configs] == [
+        "lr=1e-3,hidden_sizes=(64,64)",
+        "lr=1e-3,hidden_sizes=(32,)",
+        "lr=3e-3,hidden_sizes=(64,64)",
+        "lr=3e-3,hidden_sizes=(32,)",
+    ]
+    assert [c["id"] for c in configs] == ["c0", "c1", "c2", "c3"]
+    assert sweeps.grid_configs({}) == [{"id": "base", "label": "base", "overrides": {}}]
+    assert sweeps.grid_configs({"lr": ["0.1"]})[0]["label"] == "lr=0.1"
+    with pytest.raises(ValueError, match="--set takes config.FIELD=V1,V2"):
+        sweeps.parse_grid(["config.lr"])
+
+
+def test_the_index_holds_the_design_and_each_trial_builds_its_config(tmp_path):
+    sweep = sweeps.create(
+        tmp_path / "s", "ppo", ["CartPole-v1", "Acrobot-v1"], [3, 4], {"lr": ["0.01", "0.02"]}
+    )
+    saved = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert len(saved["trials"]) == 2 * 2 * 2
+    assert {t["state"] for t in saved["trials"]} == {"pending"}
+    entry = next(t for t in saved["trials"] if t["key"] == "Acrobot-v1/c1/seed4")
+    trial = sweep.trial(entry)
+    # the shipped preset of Acrobot, then the grid's lr, then the seed
+    expected = build_config("ppo", "Acrobot-v1", saved["base_fields"]["Acrobot-v1"], {})
+    assert trial.fields["lr"] == 0.02 and trial.fields["seed"] == 4
+    assert trial.fields["num_envs"] == expected.num_envs
+    assert trial.run_dir == str((tmp_path / "s" / "runs" / "Acrobot-v1-c1-seed4").resolve())
+    # nothing a run directory holds (returns, metrics) is in the index
+    assert set(entry) == {"key", "env", "config", "seed", "run_dir", "state", "reason"} | {
+        "resumed_from_step"
+    }
+    with pytest.raises(ValueError, match="already holds a sweep"):
+        sweeps.create(tmp_path / "s", "ppo", ["CartPole-v1"], [0], {})
+
+
+@pytest.mark.parametrize(
+    "grid, envs, message",
+    [
+        ({"lrr": ["0.1"]}, ["CartPole-v1"], "did you mean 'lr'"),
+        ({"epochs": ["many"]}, ["CartPole-v1"], "config field 'epochs'"),
+        ({}, ["NoSuchEnv-v0"], "unknown environment"),
+    ],
+)
+def test_a_mistyped_sweep_fails_before_anything_runs(tmp_path, grid, envs, message):
+    with pytest.raises(ValueError, match=message):
+        sweeps.create(tmp_path / "s", "ppo", envs, [0], grid)
+    assert not (tmp_path / "s" / "sweep.json").exists()
+
+
+def test_without_ray_the_command_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    assert main(["sweep", "ppo", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "rlgrad sweep: this command runs on Ray: pip install 'rlgrad[ray]'"
+    assert not (tmp_path / "s").exists()
+
+
+# ----- on a local Ray -----
+
+
+def _trial_workers() -> dict[Path, int]:
+    """{run directory: pid} of the Ray workers running a trial now, found through the TensorBoard
+    file each run keeps open."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if not (proc / "cmdline").read_bytes().startswith(b"ray::rlgrad-trial"):
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if "events.out.tfevents" in target:
+                    found[Path(target).parent] = int(proc.name)
+        except OSError:
+            continue
+    return found
+
+
+def _wait_for(condition, what: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _index(directory: Path) -> dict[str, dict]:
+    return {t["key"]: t for t in json.loads((directory / "sweep.json").read_text())["trials"]}
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return [
+            {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(handle)
+        ]
+
+
+def _mid_trial(directory: Path):
+    """A trial that is running and has a checkpoint past step 0: (run_dir, pid)."""
+    for run_dir, pid in _trial_workers().items():
+        checkpoints = (Path(run_dir) / "checkpoints").glob("step_*.pt")
+        if Path(run_dir).parent.parent == directory and any(
+            p.name != "step_0000000000.pt" for p in checkpoints
+        ):
+            return Path(run_dir), pid
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="finds workers through /proc")
+def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("torch.utils.tensorboard")
+    directory = tmp_path / "sweep"
+    settings = [f"--set=config.{name}={value}" for name, value in QUICK.items()]
+    # config c1 asks for minibatches larger than a rollout: its trials fail on their own
+    command = [
+        sys.executable,
+        "-m",
+        "rlgrad.app.cli",
+        "sweep",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--seeds",
+        "0-5",
+        "--no-preset",
+        "--total-steps",
+        str(TOTAL_STEPS),
+        *settings,
+        "--set=config.clip_eps=0.2,0.3",
+        "--set=config.minibatch_size=64,100000",
+        "--out",
+        str(directory),
+        "--no-progress",
+    ]
+    # c0: clip_eps 0.2 / minibatch 64, c1: 0.2 / 100000, c2: 0.3 / 64, c3: 0.3 / 100000
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    driver = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        # 1. kill the worker of a running trial by its pid, between two checkpoints
+        killed_dir, pid = _wait_for(
+            lambda: _mid_trial(directory), "a trial past its first checkpoint"
+        )
+        os.kill(pid, signal.SIGKILL)
+        killed_key = next(
+            k for k, t in _index(directory).items() if directory / t["run_dir"] == killed_dir
+        )
+        # Ray retries it on a new worker, which resumes from the checkpoint
+        _wait_for(lambda: _index(directory)[killed_key]["state"] == "done", "the retried trial")
+        # 2. Ctrl-C on the driver while other trials run
+        _wait_for(
+            lambda: (
+                any(t["state"] == "running" for t in _index(directory).values())
+                and _trial_workers()
+            ),
+            "a running trial",
+        )
+        finished_before = {
+            k: (directory / t["run_dir"] / "summary.json").stat().st_mtime_ns
+            for k, t in _index(directory).items()
+            if t["state"] == "done"
+        }
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    stopped = _index(directory)
+    assert not any(t["state"] == "running" for t in stopped.values())
+    assert any(t["state"] in ("interrupted", "pending") for t in stopped.values())
+    assert stopped[killed_key]["resumed_from_step"] > 0
+
+    # 3. --resume runs only what is not finished; the failed config stays failed
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlgrad.app.cli",
+            "sweep",
+            "--resume",
+            str(directory),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert code.returncode == 1, code.stderr  # 1: some trials failed
+    assert "failed CartPole-v1/c1/seed0: ValueError: config field 'minibatch_size'" in code.stdout
+    final = _index(directory)
+    for key, mtime in finished_before.items():
+        assert (directory / final[key]["run_dir"] / "summary.json").stat().st_mtime_ns == mtime
+    good = {k: t for k, t in final.items() if "/c0/" in k or "/c2/" in k}
+    bad = {k: t for k, t in final.items() if k not in good}
+    assert {t["state"] for t in good.values()} == {"done"}
+    assert {t["state"] for t in bad.values()} == {"failed"}
+    assert all("larger than a rollout" in t["reason"] for t in bad.values())
+
+    # every trial ran exactly once: a trial that was stopped (the killed one, those Ctrl-C hit)
+    # and resumed has the metrics of one uninterrupted run of the same config
+    sweep = sweeps.Sweep.load(directory)
+    resumed = {k: t for k, t in good.items() if t["resumed_from_step"] is not None}
+    assert killed_key in resumed and len(resumed) >= 2
+    for key, entry in good.items():
+        steps = [int(r["step"]) for r in _rows(directory / entry["run_dir"])]
+        assert steps == sorted(set(steps)) and steps[-1] == TOTAL_STEPS, key
+    for key, entry in resumed.items():
+        trial = sweep.trial(entry)
+        reference = tmp_path / "reference" / key.replace("/", "-")
+        config = module("ppo").Config(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in trial.fields.items()}
+        )
+        module("ppo").train(config, reference)
+        assert _rows(Path(trial.run_dir)) == _rows(reference), key
+
+    # 4. the report reads the sweep
+    out = tmp_path / "report"
+    assert main(["report", str(directory), "-o", str(out), "--reps", "200"]) == 0
+    text = (out / "report.md").read_text()
+    assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=64 | 6 |" in text
+    assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=100000 | 6 | 0/6 | 0%" in text
+    assert (out / "learning_curves.png").stat().st_size > 10_000
