@@ -51,16 +51,20 @@ class Outcome:
     reason: str | None = None  # the one-line reason of a failure
     resumed_from_step: int | None = None  # set when the trial continued an earlier attempt
     worker_pid: int | None = None
+    started: float | None = None  # time.time() when the task began and ended, for benchmarks
+    finished: float | None = None
 
 
 def run_trial(trial: Trial) -> Outcome:
     """Train ``trial`` into its run directory; resume when a checkpoint is already there."""
+    started = time.time()
     run_dir = Path(trial.run_dir)
     checkpoint = run_dir / "checkpoints" / "latest.pt"
     summary = run_dir / "summary.json"
     pid = os.getpid()
     if summary.exists() and not json.loads(summary.read_text())["interrupted"]:
-        return Outcome(DONE, worker_pid=pid)  # finished before the driver could record it
+        # finished before the driver could record it
+        return Outcome(DONE, None, None, pid, started, time.time())
     resumed_from = None
     try:
         trainer = module(trial.algorithm)
@@ -75,9 +79,9 @@ def run_trial(trial: Trial) -> Outcome:
             trainer.train(config, run_dir)
     except (TrainingError, ValueError, TypeError) as error:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
-        return Outcome(FAILED, reason, resumed_from, pid)
-    interrupted = json.loads(summary.read_text())["interrupted"]
-    return Outcome(INTERRUPTED if interrupted else DONE, None, resumed_from, pid)
+        return Outcome(FAILED, reason, resumed_from, pid, started, time.time())
+    state = INTERRUPTED if json.loads(summary.read_text())["interrupted"] else DONE
+    return Outcome(state, None, resumed_from, pid, started, time.time())
 
 
 def _checkpoint_step(path: Path) -> int:

@@ -242,7 +242,8 @@ class Tuner:
             print(f"rlgrad tune: trial {optuna_trial.number} skipped: {error}", file=sys.stderr)
             self.study.tell(optuna_trial, state=self.optuna.trial.TrialState.FAIL)
             return
-        optuna_trial.set_user_attr("fields", {k: v for k, v in fields.items()})
+        parsed = next(iter(runs.values())).fields  # as the Config holds them (tuples, not text)
+        optuna_trial.set_user_attr("fields", {k: parsed[k] for k in fields})
         optuna_trial.set_user_attr("run_dir", str(directory))
         self.active[optuna_trial.number] = ActiveTrial(optuna_trial, fields, runs)
         for run in runs.values():

@@ -1,0 +1,165 @@
+"""`rlgrad tune`: the search space as data, the objective, pruning values, and a small study on a
+local Ray that is resumed and whose best config trains through `rlgrad train --preset FILE`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from rlgrad.app import presets
+from rlgrad.app import tune as tuning
+from rlgrad.app.cli import main
+from rlgrad.trainers import module
+
+optuna = pytest.importorskip("optuna")
+
+
+def test_every_search_space_samples_valid_configs():
+    # every algorithm's space, sampled by a seeded random sampler, gives configs its trainer
+    # accepts on top of the shipped preset (a fraction_of field keeps minibatches valid)
+    for algorithm, space in tuning.search_spaces().items():
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        base = presets.preset(algorithm, "CartPole-v1")
+        for _ in range(20):
+            fields = tuning.suggest(study.ask(), space, base)
+            config = presets.build_config(algorithm, "CartPole-v1", base, fields)
+            module(algorithm).check(config)
+
+
+def test_suggest_reads_the_distributions_of_the_file():
+    space = {
+        "lr": {"float": [1e-4, 1e-2], "log": True},
+        "epochs": {"int": [2, 4]},
+        "hidden_sizes": {"choices": [[64, 64], [32]]},
+        "minibatch_size": {"fraction_of": ["num_envs", "num_steps"], "choices": [0.5, 0.25]},
+    }
+    trial = optuna.trial.FixedTrial(
+        {"lr": 0.001, "epochs": 3, "hidden_sizes": "(32,)", "minibatch_size_fraction": 0.25}
+    )
+    fields = tuning.suggest(trial, space, {"num_envs": 8, "num_steps": 16})
+    # a quarter of the base preset's rollout of 8 · 16 = 128 samples
+    assert fields == {"lr": 0.001, "epochs": 3, "hidden_sizes": "(32,)", "minibatch_size": 32}
+    config = presets.build_config("ppo", "CartPole-v1", {}, fields)
+    assert config.hidden_sizes == (32,)
+
+
+def test_the_objective_puts_reliability_before_speed():
+    # 3 of 3 solved slowly beats 2 of 3 solved at once: n_solved is the integer part
+    slow_but_sure = tuning.objective([(True, 600.0)] * 3)
+    fast_but_flaky = tuning.objective([(True, 0.1), (True, 0.1), (False, None)])
+    assert slow_but_sure > fast_but_flaky
+    assert math.floor(slow_but_sure) == 3 and math.floor(fast_but_flaky) == 2
+    # equally reliable: the faster wins; 1 / (1 + 30/60) = 2/3 against 1 / (1 + 90/60) = 0.4
+    assert tuning.objective([(True, 30.0)]) == pytest.approx(1 + 2 / 3)
+    assert tuning.objective([(True, 90.0)]) == pytest.approx(1.4)
+    assert tuning.objective([(False, None)] * 4) == 0.0
+
+
+def _write_metrics(run_dir, evaluations):
+    run_dir.mkdir(parents=True)
+    lines = ["step,eval_return_mean"] + [f"{s},{r}" for s, r in evaluations]
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_intermediate_values_count_seeds_solved_so_far(tmp_path):
+    tuner = tuning.Tuner.__new__(tuning.Tuner)  # only the fields intermediate() reads
+    tuner.threshold, tuner.low = 100.0, 0.0
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write_metrics(a, [(10, 100), (20, 100), (30, 120), (40, 50)])
+    _write_metrics(b, [(10, 50), (20, 100), (30, 100)])  # has not reached step 40 yet
+    runs = {
+        0: tuning.Trial("0/seed0", "ppo", {}, str(a)),
+        1: tuning.Trial("0/seed1", "ppo", {}, str(b)),
+    }
+    active = tuning.ActiveTrial(None, {}, runs)
+    values = dict(tuner.intermediate(active))
+    # steps both reached: 10, 20, 30. At 30, seed 0 has three evaluations >= 100 (solved), seed
+    # 1 only two; progress is the mean of the latest scaled returns, capped below 1
+    assert set(values) == {10, 20, 30}
+    assert values[10] == pytest.approx((0.999 + 0.5) / 2)
+    assert values[30] == pytest.approx(1 + (0.999 + 0.999) / 2)
+
+
+def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "tuning"
+    base = tmp_path / "base.json"
+    quick = {
+        "num_envs": 4,
+        "num_steps": 32,
+        "minibatch_size": 64,
+        "epochs": 2,
+        "eval_every": 1024,
+        "eval_episodes": 2,
+        "checkpoint_every": 0,
+        "eval_threshold": 30.0,
+    }
+    presets.write_preset_file(base, "ppo", "CartPole-v1", quick)
+    command = [
+        "tune",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--trials",
+        "3",
+        "--seeds-per-trial",
+        "2",
+        "--preset",
+        str(base),
+        "--total-steps",
+        "4096",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-prune",
+    ]
+    assert main(command) == 0
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    study = optuna.load_study(study_name="ppo-CartPole-v1", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    # each trial's value is the objective of its own two runs, read back from their summaries
+    for trial in complete:
+        outcomes = []
+        for seed in (1000, 1001):
+            summary = json.loads(
+                (tmp_path / "tuning" / "trials")
+                .glob(f"{trial.number:04d}-*")
+                .__next__()
+                .joinpath(f"seed{seed}", "summary.json")
+                .read_text()
+            )
+            solved = summary["solved_step"] is not None
+            outcomes.append((solved, summary["solved_train_s"]))
+        assert trial.value == pytest.approx(tuning.objective(outcomes))
+    # the first trial is the base preset's own values, where they lie in the space
+    assert complete[0].params["num_envs"] == 4 and complete[0].params["epochs"] == 2
+
+    # the same command with --trials 4 continues the study: one more trial, not four
+    assert main([*command[:5], "4", *command[6:]]) == 0
+    study = optuna.load_study(study_name="ppo-CartPole-v1", storage=storage)
+    assert len(study.trials) == 4
+
+    # the best config is a preset file that `rlgrad train --preset FILE` loads
+    best = json.loads((out / "best_preset.json").read_text())
+    assert best["tuning"]["trial"] == study.best_trial.number
+    assert best["tuning"]["tuning_seeds"] == [1000, 1001]
+    capsys.readouterr()
+    run_dir = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--preset",
+            str(out / "best_preset.json"),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    saved = json.loads((run_dir / "config.json").read_text())["config"]
+    for name, value in best["fields"].items():
+        expected = tuple(value) if isinstance(value, list) else value
+        assert saved[name] == (list(expected) if isinstance(expected, tuple) else expected), name
