@@ -556,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(commands)
     report = commands.add_parser(
         "report",
-        help="many-seed statistics of sweeps: success rates, IQMs with 95% CIs, figures",
+        help="many-seed statistics of sweeps: success rates, IQMs with 95%% CIs, figures",
         description="Aggregate the runs of one or more sweep directories (or folders of run "
         "directories) per (algorithm, environment, config): success rate with its Wilson "
         "interval; steps and seconds to solve; final-return IQM, median and mean and the "
