@@ -25,6 +25,7 @@ times (``Outcome.started``/``finished``):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import shutil
@@ -56,15 +57,37 @@ def timed(command: list[str]) -> float:
 
 def sweep_command(seeds: str, out: Path) -> list[str]:
     rlgrad = [sys.executable, "-m", "rlgrad.app.cli"]
-    return [*rlgrad, "sweep", "ppo", "--env", "CartPole-v1", "--seeds", seeds, "--out", str(out),
-            "--no-progress"]
+    return [
+        *rlgrad,
+        "sweep",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--seeds",
+        seeds,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
 
 
 def cli_loop(seeds: list[int], out: Path) -> float:
     rlgrad = [sys.executable, "-m", "rlgrad.app.cli"]
     return sum(
-        timed([*rlgrad, "train", "ppo", "--env", "CartPole-v1", "--seed", str(seed), "--run-dir",
-               str(out / f"seed{seed}"), "--no-progress"])
+        timed(
+            [
+                *rlgrad,
+                "train",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--seed",
+                str(seed),
+                "--run-dir",
+                str(out / f"seed{seed}"),
+                "--no-progress",
+            ]
+        )
         for seed in seeds
     )
 
@@ -90,7 +113,7 @@ def ray_costs(seeds: list[int], out: Path) -> dict:
     gaps = []
     for pid in {o.worker_pid for o in outcomes}:
         mine = sorted((o for o in outcomes if o.worker_pid == pid), key=lambda o: o.started)
-        gaps += [b.started - a.finished for a, b in zip(mine, mine[1:], strict=False)]
+        gaps += [b.started - a.finished for a, b in itertools.pairwise(mine)]
     return {
         "wall_s": wall,
         "concurrency": concurrency,

@@ -1,8 +1,8 @@
 """Time rlgrad and Stable-Baselines3 to the same return threshold, interleaved, several seeds.
 
     python benchmarks/vs_sb3.py [--cases ppo:CartPole-v1,a2c:CartPole-v1,ppo:Acrobot-v1,...]
-                                [--seeds 5] [--first-seed 0] [--eval-every N] [--total-steps N]
-                                [--out results.json]
+                                [--seeds 10] [--first-seed 100] [--eval-every N]
+                                [--total-steps N] [--out results.json]
 
 Each (case, seed) runs rlgrad, then SB3, then the next seed, each in a fresh subprocess of this
 script (``--worker LIBRARY ALGO ENV SEED``, which prints one JSON line), with one torch thread, so
@@ -19,11 +19,19 @@ The protocol is the same for both libraries:
   ``model.learn``);
 * time to threshold: the training seconds and environment steps at the first of three consecutive
   evaluations with a mean return at or above the threshold (one function scores both); a seed
-  that never gets there counts as +inf seconds.
+  that never gets there counts as +inf seconds;
+* each library trains with its own budget: rlgrad its preset's ``total_steps``, SB3 the zoo's
+  ``n_timesteps`` (capped at ``--sb3-max-steps``); SB3 stops once it has solved, since the rest
+  of its run could not change its time to threshold.
+
+The default seeds, 100-109, are held out: no preset was tuned on them (``rlgrad tune`` uses
+1000 and up). The summary gives each library's success rate, the IQM of the seconds to threshold
+(unsolved = inf) with a 95% bootstrap interval, the ratio of the two IQMs with its interval (the
+seeds of each library resampled independently), and the probability that an rlgrad run solves
+sooner than an SB3 run.
 
 SB3 runs the rl-baselines3-zoo hyperparameters (stored below as data); rlgrad runs
-``rlgrad.app.presets.preset_config`` for the same (algorithm, environment). Both train for the
-same number of environment steps, far fewer than the zoo's ``n_timesteps`` where those are long.
+``rlgrad.app.presets.preset_config`` for the same (algorithm, environment).
 """
 
 from __future__ import annotations
@@ -37,7 +45,6 @@ import math
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,13 +69,6 @@ EVAL_EVERY = {  # default evaluation period per environment, in environment step
     "Pendulum-v1": 5_000,
     "LunarLander-v3": 10_000,
     "MountainCar-v0": 5_000,
-}
-POLICY_GRADIENT_STEPS = {  # default budget for ppo and a2c (the zoo's n_timesteps is much longer)
-    "CartPole-v1": 50_000,
-    "Acrobot-v1": 100_000,
-    "Pendulum-v1": 100_000,
-    "LunarLander-v3": 300_000,
-    "MountainCar-v0": 200_000,
 }
 
 
@@ -230,10 +230,13 @@ ZOO: dict[str, dict[str, dict]] = {
 ZOO["dqn"]["LunarLander-v3"] = dict(ZOO["dqn"]["Acrobot-v1"])
 
 
-def default_total_steps(algorithm: str, env_id: str) -> int:
-    if algorithm == "dqn":  # the zoo's DQN budgets are already short
-        return ZOO["dqn"][env_id]["n_timesteps"]
-    return POLICY_GRADIENT_STEPS[env_id]
+def default_total_steps(library: str, algorithm: str, env_id: str, sb3_max_steps: int) -> int:
+    """rlgrad: its preset's budget; SB3: the zoo's n_timesteps, capped."""
+    if library == "sb3":
+        return min(ZOO[algorithm][env_id]["n_timesteps"], sb3_max_steps)
+    from rlgrad.app.presets import preset_config
+
+    return preset_config(algorithm, env_id).total_steps
 
 
 def describe(value) -> str:
@@ -390,7 +393,8 @@ def sb3_worker(
                 self.run_evaluation()
 
         def _on_step(self) -> bool:
-            return True
+            # solved: the rest of the run cannot change the time to threshold
+            return time_to_threshold(self.evals, THRESHOLDS[env_id]) is None
 
         def _on_training_end(self) -> None:
             if not self.evals or self.evals[-1]["step"] != self.num_timesteps:
@@ -422,7 +426,9 @@ def worker(library: str, algorithm: str, env_id: str, seed: int, args) -> None:
     import torch
 
     torch.set_num_threads(1)
-    total_steps = args.total_steps or default_total_steps(algorithm, env_id)
+    total_steps = args.total_steps or default_total_steps(
+        library, algorithm, env_id, args.sb3_max_steps
+    )
     eval_every = args.eval_every or EVAL_EVERY[env_id]
     run = rlgrad_worker if library == "rlgrad" else sb3_worker
     result = run(algorithm, env_id, seed, total_steps, eval_every, args.eval_episodes)
@@ -510,6 +516,7 @@ def run_worker(library: str, algorithm: str, env_id: str, seed: int, args) -> di
     if args.eval_every:
         command += ["--eval-every", str(args.eval_every)]
     command += ["--eval-episodes", str(args.eval_episodes)]
+    command += ["--sb3-max-steps", str(args.sb3_max_steps)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall_s = time.perf_counter() - started
@@ -570,26 +577,48 @@ def steps_to_threshold(result: dict) -> float:
 
 
 def summarize(algorithm: str, env_id: str, runs: list[dict]) -> dict:
+    """Per library: success, IQM and median seconds/steps to threshold with 95% intervals; the
+    ratio of the IQMs (SB3 / rlgrad) with its interval; P(an rlgrad run solves sooner)."""
+    import numpy as np
+
+    from rlgrad.app import statistics as stats
+
     row = {"case": f"{algorithm}:{env_id}", "threshold": THRESHOLDS[env_id]}
+    seconds = {}
     for library in ("sb3", "rlgrad"):
         mine = [r for r in runs if r["library"] == library]
-        finals = [r["final_eval_mean"] for r in mine if r.get("final_eval_mean") is not None]
+        seconds[library] = np.array([seconds_to_threshold(r) for r in mine])
+        steps = np.array([steps_to_threshold(r) for r in mine])
+        iqm = stats.stratified_bootstrap([seconds[library]], stats.iqm, reps=4000, seed=1)
         row[library] = {
             "seeds": len(mine),
             "failed": sum("error" in r for r in mine),
             "solved": sum(r.get("solved_step") is not None for r in mine),
-            "median_s": statistics.median([seconds_to_threshold(r) for r in mine])
-            if mine
-            else math.nan,
-            "median_steps": statistics.median([steps_to_threshold(r) for r in mine])
-            if mine
-            else math.nan,
-            "final_min": min(finals) if finals else None,
-            "final_median": statistics.median(finals) if finals else None,
+            "iqm_s": iqm.point,
+            "iqm_s_ci": [iqm.low, iqm.high],
+            "median_s": float(np.median(seconds[library])),
+            "iqm_steps": float(stats.iqm(steps)),
         }
-    sb3_s, rl_s = row["sb3"]["median_s"], row["rlgrad"]["median_s"]
-    # inf / inf (neither library reached the threshold) is NaN, printed as n/a
-    row["ratio"] = sb3_s / rl_s if rl_s != 0 else math.nan
+    # the ratio of IQMs, each library's seeds resampled on their own
+    rng = np.random.default_rng(2)
+    draws = {
+        lib: stats.iqm(t[rng.integers(0, len(t), size=(4000, len(t)))], axis=1)
+        for lib, t in seconds.items()
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = draws["sb3"] / draws["rlgrad"]
+    row["ratio"] = (
+        row["sb3"]["iqm_s"] / row["rlgrad"]["iqm_s"] if row["rlgrad"]["iqm_s"] else math.nan
+    )
+    row["ratio_ci"] = [
+        float(np.percentile(ratios, 2.5, method="lower")),
+        float(np.percentile(ratios, 97.5, method="higher")),
+    ]
+    # lower is better: "rlgrad beats SB3" is SB3's time above rlgrad's
+    sooner = stats.probability_of_improvement_interval(
+        [seconds["sb3"]], [seconds["rlgrad"]], reps=4000, seed=3
+    )
+    row["p_rlgrad_sooner"] = [sooner.point, sooner.low, sooner.high]
     return row
 
 
@@ -606,7 +635,7 @@ def print_report(cases, runs: list[dict], summaries: list[dict], info: dict, com
         f"steps; time to threshold = training seconds (evaluation excluded) at the first of "
         f"{SOLVED_AFTER} consecutive evaluations >= threshold; not reached = inf\n"
     )
-    print("per seed (s / steps to threshold, final eval mean, total training s, steps/s):")
+    print("per seed (s / steps to threshold, last eval mean, total training s, steps/s):")
     for algorithm, env_id in cases:
         mine = [r for r in runs if (r["algorithm"], r["env"]) == (algorithm, env_id)]
         if not mine:
@@ -628,22 +657,24 @@ def print_report(cases, runs: list[dict], summaries: list[dict], info: dict, com
                 f"   {fmt(sps, 0):>6} steps/s"
             )
     header = (
-        f"{'case':<20} {'SB3 s':>8} {'rlgrad s':>9} {'SB3/rlgrad':>10} {'SB3 steps':>10} "
-        f"{'rlgrad steps':>12} {'SB3 final min/med':>18} {'rlgrad final min/med':>21} "
-        f"{'solved SB3':>10} {'solved rlgrad':>13}"
+        f"{'case':<20} {'solved SB3':>10} {'solved rlgrad':>13} {'SB3 IQM s [95% CI]':>24} "
+        f"{'rlgrad IQM s [95% CI]':>24} {'SB3/rlgrad [95% CI]':>22} {'P(rlgrad sooner)':>22}"
     )
-    print("\nmedians over seeds (seconds and steps to threshold):")
+    print("\nIQM over seeds of the training seconds to threshold (unsolved = inf):")
     print(header)
     print("-" * len(header))
     for row in summaries:
         sb3, rl = row["sb3"], row["rlgrad"]
+
+        def ci(point, bounds, digits=1):
+            return f"{fmt(point, digits)} [{fmt(bounds[0], digits)}, {fmt(bounds[1], digits)}]"
+
+        p = row["p_rlgrad_sooner"]
+        solved = f"{sb3['solved']:>6}/{sb3['seeds']:<3} {rl['solved']:>9}/{rl['seeds']:<3}"
         print(
-            f"{row['case']:<20} {fmt(sb3['median_s']):>8} {fmt(rl['median_s']):>9} "
-            f"{fmt(row['ratio'], 2):>10} {fmt(sb3['median_steps'], 0):>10} "
-            f"{fmt(rl['median_steps'], 0):>12} "
-            f"{fmt(sb3['final_min']) + ' / ' + fmt(sb3['final_median']):>18} "
-            f"{fmt(rl['final_min']) + ' / ' + fmt(rl['final_median']):>21} "
-            f"{sb3['solved']:>6}/{sb3['seeds']:<3} {rl['solved']:>9}/{rl['seeds']:<3}"
+            f"{row['case']:<20} {solved} "
+            f"{ci(sb3['iqm_s'], sb3['iqm_s_ci']):>24} {ci(rl['iqm_s'], rl['iqm_s_ci']):>24} "
+            f"{ci(row['ratio'], row['ratio_ci'], 2):>22} {ci(p[0], p[1:], 2):>22}"
         )
     failed = sum("error" in r for r in runs)
     if failed:
@@ -712,8 +743,13 @@ def main() -> None:
     parser.add_argument(
         "--cases", default=DEFAULT_CASES, help="algorithm:env pairs, comma-separated"
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per case")
-    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=10, help="seeds per case")
+    parser.add_argument(
+        "--first-seed", type=int, default=100, help="held-out seeds start here (default: 100)"
+    )
+    parser.add_argument(
+        "--sb3-max-steps", type=int, default=200_000, help="cap on the zoo's n_timesteps"
+    )
     parser.add_argument("--eval-every", type=int, default=0, help="default: per environment")
     parser.add_argument(
         "--eval-episodes",
@@ -722,7 +758,9 @@ def main() -> None:
         help="episodes per evaluation, on fixed seeds (more: a steadier estimate where returns "
         "depend strongly on the start state, as in Pendulum)",
     )
-    parser.add_argument("--total-steps", type=int, default=0, help="default: per case")
+    parser.add_argument(
+        "--total-steps", type=int, default=0, help="one budget for both (default: their own)"
+    )
     parser.add_argument("--out", help="write every raw result to this JSON file (inf as null)")
     parser.add_argument(
         "--worker", nargs=4, metavar=("LIBRARY", "ALGO", "ENV", "SEED"), help=argparse.SUPPRESS

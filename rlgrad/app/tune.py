@@ -18,7 +18,9 @@ Pruning (Optuna's median rule) works on intermediate evaluations: at each evalua
 K seeds of a trial have reached, the trial reports the same quantity so far, (seeds solved by that
 step) + the mean over seeds of the evaluation return normalized to [0, 1) between the random
 policy's return and the threshold; a trial below the median of earlier trials at the same step
-stops, its runs saving a checkpoint. The study lives in a database (SQLite in the output
+stops, its runs saving a checkpoint. A trial also stops as soon as its unsolved seeds leave it
+unable to beat the best trial so far (with u of K seeds unsolved its objective stays below
+K − u + 1). The study lives in a database (SQLite in the output
 directory by default; any Optuna RDB URL works), so ``rlgrad tune`` with the same ``--storage``
 and ``--study-name`` continues it, from anywhere that reaches the database. The best config is
 written as a preset file that ``rlgrad train --preset FILE`` and ``rlgrad sweep --preset FILE``
@@ -184,6 +186,7 @@ class Tuner:
             load_if_exists=True,
         )
         self.active: dict[int, ActiveTrial] = {}
+        self.pool: TrialPool | None = None
 
     # ----- the study -----
 
@@ -258,6 +261,33 @@ class Tuner:
         active.outcomes[seed] = outcome
         if active.complete() and all(o.state in (DONE, FAILED) for o in active.outcomes.values()):
             self._tell(active)
+        elif self.pool is not None and self._cannot_win(active):
+            self._stop(active, self.pool)
+
+    def _cannot_win(self, active: ActiveTrial) -> bool:
+        """True once seeds that ended unsolved leave the trial unable to beat the best one.
+
+        With u seeds unsolved, the objective stays below (K − u) + 1; a best trial at or above
+        that bound cannot be beaten, so the remaining seeds would be spent for nothing.
+        """
+        unsolved = 0
+        for seed, outcome in active.outcomes.items():
+            if outcome.state == FAILED:
+                unsolved += 1
+            elif outcome.state == DONE:
+                summary = _summary(active.runs[seed])
+                unsolved += summary is None or summary.get("solved_step") is None
+        if not unsolved:
+            return False
+        try:
+            best = self.study.best_value
+        except ValueError:  # no trial has finished yet
+            return False
+        bound = len(self.seeds) - unsolved + 1
+        if best < bound:
+            return False
+        active.optuna_trial.report(float(bound - 1), self.total_steps)  # its best possible
+        return True
 
     def _tell(self, active: ActiveTrial) -> None:
         outcomes = []
@@ -316,6 +346,7 @@ class Tuner:
     # ----- the loop -----
 
     def run(self, pool: TrialPool, n_trials: int, progress: bool = True) -> int:
+        self.pool = pool
         self.recover()
         self.enqueue_base()
         in_flight_trials = max(math.ceil(pool.limit / len(self.seeds)), 1) + 1
