@@ -211,6 +211,20 @@ def test_solved_needs_three_consecutive_evaluations_at_the_threshold():
     assert solved_at(rows, None) is None
 
 
+def test_stop_when_solved_ends_the_run_at_its_third_evaluation_at_the_threshold(tmp_path):
+    # a threshold any policy meets: evaluations at 128, 256, 384 solve it, so the run ends
+    # there instead of at total_steps, and the run up to that point is the full run's
+    fields = {**TINY_PPO, "total_steps": 2048, "eval_every": 128, "eval_threshold": 1.0}
+    full = ppo.train(ppo.Config(env="CartPole-v1", **fields), tmp_path / "full")
+    early = ppo.train(
+        ppo.Config(env="CartPole-v1", stop_when_solved=True, **fields), tmp_path / "early"
+    )
+    assert early.summary["solved_step"] == full.summary["solved_step"] == 128
+    assert early.rows[-1]["step"] == 384 < full.rows[-1]["step"] == 2048
+    assert without_timing(early.rows) == without_timing(full.rows[:3])
+    assert not early.summary["interrupted"]
+
+
 class _StartRecorder:
     """An agent that applies no torque and remembers the observations it first sees."""
 

@@ -234,7 +234,10 @@ class Tuner:
         runs = {}
         try:
             for seed in self.seeds:
-                config = presets.build_config(self.algorithm, self.env, fields, {"seed": seed})
+                # a tuning run ends once solved: the rest could not change its objective
+                config = presets.build_config(
+                    self.algorithm, self.env, fields, {"seed": seed, "stop_when_solved": True}
+                )
                 runs[seed] = Trial(
                     f"{optuna_trial.number}/seed{seed}",
                     self.algorithm,

@@ -173,6 +173,10 @@ class RunConfig:
     """Episodes per evaluation, with deterministic actions on separately seeded environments."""
     eval_threshold: float | None = None
     """Return that counts as solved (default: the environment's reward_threshold, if any)."""
+    stop_when_solved: bool = False
+    """End the run once it is solved (three consecutive evaluations at eval_threshold), instead
+    of training on to total_steps; `rlgrad tune` sets it, since the rest of a solved run cannot
+    change its time to solve."""
     checkpoint_every: int = 50_000
     """Write a checkpoint every this many environment steps (and always at the end)."""
     keep_checkpoints: int = 3

@@ -163,6 +163,8 @@ class Run:
 
     @property
     def done(self) -> bool:
+        if self.config.stop_when_solved and solved_at(self.rows, self.threshold) is not None:
+            return True
         return self.steps >= self.config.total_steps or self.stop_requested
 
     def progress_fraction(self) -> float:
