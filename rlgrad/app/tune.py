@@ -163,6 +163,7 @@ class Tuner:
             self.base["total_steps"] = total_steps
         probe = presets.build_config(algorithm, env, self.base, {})
         self.total_steps = probe.total_steps
+        self.eval_every = probe.eval_every or probe.total_steps
         self.threshold = probe.eval_threshold
         if self.threshold is None:
             self.threshold = default_threshold(env)
@@ -333,7 +334,9 @@ class Tuner:
                 continue
             for step, value in self.intermediate(active):
                 active.reported_steps.add(step)
-                active.optuna_trial.report(value, step)
+                # configs with other rollout sizes evaluate at other steps past each multiple
+                # of eval_every: report at the multiple, so the pruner compares like with like
+                active.optuna_trial.report(value, step // self.eval_every * self.eval_every)
                 if active.optuna_trial.should_prune():
                     self._stop(active, pool)
                     break
