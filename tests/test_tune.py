@@ -87,8 +87,8 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
     out = tmp_path / "tuning"
     base = tmp_path / "base.json"
     quick = {
-        "num_envs": 4,
-        "num_steps": 32,
+        "num_envs": 8,
+        "num_steps": 16,
         "minibatch_size": 64,
         "epochs": 2,
         "eval_every": 1024,
@@ -135,7 +135,7 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
             outcomes.append((solved, summary["solved_train_s"]))
         assert trial.value == pytest.approx(tuning.objective(outcomes))
     # the first trial is the base preset's own values, where they lie in the space
-    assert complete[0].params["num_envs"] == 4 and complete[0].params["epochs"] == 2
+    assert complete[0].params["num_envs"] == 8 and complete[0].params["epochs"] == 2
 
     # the same command with --trials 4 continues the study: one more trial, not four
     assert main([*command[:5], "4", *command[6:]]) == 0

@@ -60,7 +60,11 @@ def _train(args: argparse.Namespace) -> int:
     from rlgrad import trainers
     from rlgrad.app import presets
 
-    preset_file = args.preset_file or getattr(args, "algorithm_preset_file", None)
+    def given(name: str):  # an option given after ALGO, or before it (`rlgrad train --preset F`)
+        value = getattr(args, name, None)
+        return value if value is not None else getattr(args, f"top_{name}")
+
+    preset_file = given("preset")
     if args.resume is not None:
         if args.algorithm is not None or preset_file is not None:
             raise ValueError("give either ALGO or --preset FILE (a new run) or --resume RUN_DIR")
@@ -85,12 +89,12 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("config.")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for name in ("seed", "total_steps"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
+        if given(name) is not None:
+            overrides[name] = given(name)
     config = presets.build_config(
         algorithm, env, presets.base_fields(algorithm, env, base), overrides
     )
-    history = trainers.module(algorithm).train(config, args.run_dir, progress=args.progress)
+    history = trainers.module(algorithm).train(config, given("run_dir"), progress=args.progress)
     print(_summary_text(history))
     return 130 if history.summary["interrupted"] else 0
 
@@ -294,14 +298,17 @@ def _add_train(commands) -> None:
     train.add_argument("--checkpoint", metavar="PATH", help="with --resume: this checkpoint")
     train.add_argument(
         "--preset",
-        dest="preset_file",
+        dest="top_preset",
         metavar="FILE",
-        help="start from this preset file (as `rlgrad tune` writes) instead of the shipped preset",
+        help="train the algorithm and environment of this preset file (as `rlgrad tune` writes)",
     )
+    train.add_argument("--seed", dest="top_seed", type=int, help="with --preset: random seed")
+    train.add_argument("--total-steps", dest="top_total_steps", type=int, help="with --preset")
+    train.add_argument("--run-dir", dest="top_run_dir", help="with --preset: where to write")
     train.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
-    train.set_defaults(run=_train, algorithm=None, run_dir=None)
+    train.set_defaults(run=_train, algorithm=None)
     algorithms = train.add_subparsers(dest="algorithm", metavar="ALGO", parser_class=_Parser)
     for algorithm in ALGORITHMS:
         trainer = module(algorithm)
@@ -320,7 +327,6 @@ def _add_train(commands) -> None:
         )
         sub.add_argument(
             "--preset",
-            dest="algorithm_preset_file",
             metavar="FILE",
             help="start from this preset file instead of the shipped preset",
         )

@@ -188,6 +188,7 @@ class Tuner:
         )
         self.active: dict[int, ActiveTrial] = {}
         self.pool: TrialPool | None = None
+        self.prune_trials = prune
 
     # ----- the study -----
 
@@ -265,7 +266,7 @@ class Tuner:
         active.outcomes[seed] = outcome
         if active.complete() and all(o.state in (DONE, FAILED) for o in active.outcomes.values()):
             self._tell(active)
-        elif self.pool is not None and self._cannot_win(active):
+        elif self.prune_trials and self.pool is not None and self._cannot_win(active):
             self._stop(active, self.pool)
 
     def _cannot_win(self, active: ActiveTrial) -> bool:
