@@ -17,6 +17,7 @@ import pytest
 from rlgrad.app import sweep as sweeps
 from rlgrad.app.cli import main
 from rlgrad.app.presets import build_config
+from rlgrad.app.report import read_runs
 from rlgrad.support.runs import TIMING_COLUMNS
 from rlgrad.trainers import module
 
@@ -269,3 +270,40 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
     assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=64 | 6 |" in text
     assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=100000 | 6 | 0/6 | 0%" in text
     assert (out / "learning_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "command, mentions",
+    [
+        ("sweep", ["--seeds", "--set", "--address", "--max-concurrent", "--resume", "ray"]),
+        ("report", ["SWEEP_DIR", "--baseline", "bootstrap", "Wilson"]),
+        ("tune", ["--trials", "--seeds-per-trial", "--storage", "n_solved", "Optuna"]),
+    ],
+)
+def test_each_command_explains_itself(command, mentions, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"])
+    assert stopped.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for mention in mentions:
+        assert mention in text, mention
+
+
+def test_report_reads_a_folder_of_plain_run_directories(tmp_path, capsys):
+    # two seeds trained without a sweep, then reported as one group
+    for seed in (0, 1):
+        config = build_config(
+            "ppo",
+            "CartPole-v1",
+            {**QUICK, "minibatch_size": "64", "eval_every": "512", "eval_threshold": "20"},
+            {"seed": seed, "total_steps": 2048},
+        )
+        module("ppo").train(config, tmp_path / "runs" / f"seed{seed}")
+    assert main(["report", str(tmp_path / "runs"), "--no-plots", "--reps", "100"]) == 0
+    table = capsys.readouterr().out
+    assert "| ppo | CartPole-v1 | runs | 2 |" in table
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no sweep"):
+        read_runs([tmp_path / "empty"])
+    with pytest.raises(ValueError, match="is not a sweep or run directory"):
+        read_runs([tmp_path / "missing"])

@@ -178,3 +178,47 @@ def test_presets_are_valid_configs():
         for env_id in envs:
             config = preset_config(algorithm, env_id)
             assert config.env == env_id
+
+
+def test_a_preset_file_trains_and_bad_ones_say_what_is_wrong(tmp_path, capsys):
+    from rlgrad.app.presets import write_preset_file
+
+    good = write_preset_file(
+        tmp_path / "p.json",
+        "ppo",
+        "Acrobot-v1",
+        {"num_envs": 4, "num_steps": 16, "epochs": 1, "minibatch_size": 64, "eval_episodes": 2},
+    )
+    run_dir = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                str(good),
+                "--seed",
+                "5",
+                "--total-steps",
+                "128",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["algorithm"] == "ppo" and saved["config"]["env"] == "Acrobot-v1"
+    assert (saved["config"]["seed"], saved["config"]["num_envs"]) == (5, 4)
+    (tmp_path / "bad.json").write_text("{not json")
+    cases = [
+        (["train", "dqn", "--preset", str(good)], "is a ppo preset, not dqn"),
+        (["train", "--preset", str(tmp_path / "none.json")], "does not exist"),
+        (["train", "--preset", str(tmp_path / "bad.json")], "is not JSON"),
+        (["train", "ppo", "--preset", str(good), "--no-preset"], "not both"),
+    ]
+    for command, message in cases:
+        capsys.readouterr()
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
