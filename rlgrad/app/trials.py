@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +135,10 @@ class TrialPool:
         )
         self.max_retries = max_retries
         self.in_flight: dict = {}  # ObjectRef -> Trial
+        # a batch scheduler's SIGTERM (preemption, a time limit) stops the driver as Ctrl-C does
+        self._previous_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
 
     @property
     def has_room(self) -> bool:
@@ -180,4 +186,10 @@ class TrialPool:
         return results
 
     def shutdown(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
         self.ray.shutdown()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
