@@ -314,7 +314,7 @@ def improvements(groups: list[Group], baseline: str | None, reps: int = 2000) ->
 # ----- Markdown -----
 
 
-def _number(x: float) -> str:
+def format_number(x: float) -> str:
     if x is None:
         return "—"
     if math.isinf(x):
@@ -322,10 +322,11 @@ def _number(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
-def _ci(interval: stats.Interval | None) -> str:
+def format_interval(interval: stats.Interval | None) -> str:
     if interval is None:
         return "—"
-    return f"{_number(interval.point)} [{_number(interval.low)}, {_number(interval.high)}]"
+    point, low, high = (format_number(x) for x in (interval.point, interval.low, interval.high))
+    return f"{point} [{low}, {high}]"
 
 
 def markdown(
@@ -347,7 +348,7 @@ def markdown(
         )
         lines.append(
             f"| {g.algorithm} | {g.env} | {g.label} | {runs} | {solved}/{finished} | {success} | "
-            f"{_ci(r.steps_to_solve)} | {_ci(r.seconds_to_solve)} |"
+            f"{format_interval(r.steps_to_solve)} | {format_interval(r.seconds_to_solve)} |"
         )
     lines += [
         "",
@@ -358,9 +359,10 @@ def markdown(
     for r in results:
         g = r.group
         lines.append(
-            f"| {g.algorithm} | {g.env} | {g.label} | {_ci(r.returns.get('IQM'))} | "
-            f"{_ci(r.returns.get('median'))} | {_ci(r.returns.get('mean'))} | "
-            f"{_ci(r.optimality_gap)} | {_number(r.best_return_mean)} |"
+            f"| {g.algorithm} | {g.env} | {g.label} | {format_interval(r.returns.get('IQM'))} | "
+            f"{format_interval(r.returns.get('median'))} | "
+            f"{format_interval(r.returns.get('mean'))} | "
+            f"{format_interval(r.optimality_gap)} | {format_number(r.best_return_mean)} |"
         )
     if aggregates:
         lines += [
@@ -372,7 +374,7 @@ def markdown(
             "|---|---|---|---|---|---|---|",
         ]
         for row in aggregates:
-            cells = " | ".join(_ci(row[name]) for name in stats.AGGREGATES)
+            cells = " | ".join(format_interval(row[name]) for name in stats.AGGREGATES)
             lines.append(f"| {row['algorithm']} | {row['label']} | {row['envs']} | {cells} |")
     if improvement_rows:
         lines += [
@@ -386,7 +388,7 @@ def markdown(
         for row in improvement_rows:
             lines.append(
                 f"| {row['algorithm']} | {row['env']} | {row['label']} | {row['baseline']} | "
-                f"{_ci(row['return'])} | {_ci(row['time'])} |"
+                f"{format_interval(row['return'])} | {format_interval(row['time'])} |"
             )
     return "\n".join(lines) + "\n"
 
