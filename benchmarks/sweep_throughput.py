@@ -1,15 +1,16 @@
 """What `rlgrad sweep` buys on this machine: a 10-seed PPO CartPole sweep on a local Ray against
 the same trials run one after another, interleaved, and Ray's cost per trial.
 
-    python benchmarks/sweep_throughput.py [--seeds 100-109] [--repeats 3] [--out results.json]
+    python benchmarks/sweep_throughput.py [--algorithm ppo] [--env CartPole-v1] [--seeds 100-109]
+                                          [--repeats 3] [--out results.json]
 
-Three ways to run the same ten trials (the shipped PPO CartPole preset, one torch thread each)
+Three ways to run the same ten trials (the shipped preset, one torch thread each)
 take turns, in a rotated order each repeat so that none always runs first:
 
-* ``sweep``: ``rlgrad sweep ppo --env CartPole-v1 --seeds ...``, the whole command (Ray's start,
-  its workers' imports, the trials, the index);
-* ``cli loop``: ``rlgrad train ppo --seed S`` for each seed, one after another, as a user would
-  without the sweep;
+* ``sweep``: ``rlgrad sweep ALGO --env ENV --seeds ...``, the whole command (Ray's start, its
+  workers' imports, the trials, the index);
+* ``cli loop``: ``rlgrad train ALGO --env ENV --seed S`` for each seed, one after another, as a
+  user would without the sweep;
 * ``one process``: one Python process that trains the ten trials one after another, paying the
   imports once (the cheapest serial baseline).
 
@@ -43,9 +44,11 @@ from rlgrad.app.trials import TrialPool
 IN_ONE_PROCESS = """
 import sys
 from rlgrad.app.presets import preset_config
-from rlgrad.trainers import ppo
-for seed in map(int, sys.argv[2:]):
-    ppo.train(preset_config("ppo", "CartPole-v1", seed=seed), f"{sys.argv[1]}/seed{seed}")
+from rlgrad.trainers import module
+algorithm, env = sys.argv[2], sys.argv[3]
+for seed in map(int, sys.argv[4:]):
+    config = preset_config(algorithm, env, seed=seed)
+    module(algorithm).train(config, f"{sys.argv[1]}/seed{seed}")
 """
 
 
@@ -104,7 +107,7 @@ def ray_costs(seeds: list[int], out: Path) -> dict:
 
     started = time.time()
     pool = Recording()
-    sweep = sweeps.create(out, "ppo", ["CartPole-v1"], seeds, {}, presets.SHIPPED)
+    sweep = sweeps.create(out, algorithm, [env], seeds, {}, presets.SHIPPED)
     sweeps.run(sweep, pool, progress=False)
     wall = time.time() - started
     concurrency = pool.limit
@@ -127,6 +130,8 @@ def ray_costs(seeds: list[int], out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", default="ppo")
+    parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--seeds", default="100-109")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
@@ -141,21 +146,31 @@ def main() -> None:
             for name in contenders:
                 out = work / f"{name.replace(' ', '_')}-{repeat}"
                 if name == "sweep":
-                    times[name].append(timed(sweep_command(args.seeds, out)))
+                    command = sweep_command(args.algorithm, args.env, args.seeds, out)
+                    times[name].append(timed(command))
                 elif name == "cli loop":
                     out.mkdir()
-                    times[name].append(cli_loop(seeds, out))
+                    times[name].append(cli_loop(args.algorithm, args.env, seeds, out))
                 else:
                     seed_args = [str(s) for s in seeds]
-                    command = [sys.executable, "-c", IN_ONE_PROCESS, str(out), *seed_args]
+                    command = [
+                        sys.executable,
+                        "-c",
+                        IN_ONE_PROCESS,
+                        str(out),
+                        args.algorithm,
+                        args.env,
+                        *seed_args,
+                    ]
                     times[name].append(timed(command))
                 print(f"repeat {repeat}: {name:<12} {times[name][-1]:6.1f} s", flush=True)
-        costs = ray_costs(seeds, work / "costs")
+        costs = ray_costs(args.algorithm, args.env, seeds, work / "costs")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     result = {
         "machine": f"{platform.node()} {platform.machine()}, {platform.python_version()}",
+        "case": f"{args.algorithm}:{args.env}",
         "trials": len(seeds),
         "seeds": args.seeds,
         "times_s": times,
