@@ -58,44 +58,22 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def sweep_command(seeds: str, out: Path) -> list[str]:
+def sweep_command(algorithm: str, env: str, seeds: str, out: Path) -> list[str]:
     rlgrad = [sys.executable, "-m", "rlgrad.app.cli"]
-    return [
-        *rlgrad,
-        "sweep",
-        "ppo",
-        "--env",
-        "CartPole-v1",
-        "--seeds",
-        seeds,
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    options = ["--env", env, "--seeds", seeds, "--out", str(out), "--no-progress"]
+    return [*rlgrad, "sweep", algorithm, *options]
 
 
-def cli_loop(seeds: list[int], out: Path) -> float:
+def cli_loop(algorithm: str, env: str, seeds: list[int], out: Path) -> float:
     rlgrad = [sys.executable, "-m", "rlgrad.app.cli"]
-    return sum(
-        timed(
-            [
-                *rlgrad,
-                "train",
-                "ppo",
-                "--env",
-                "CartPole-v1",
-                "--seed",
-                str(seed),
-                "--run-dir",
-                str(out / f"seed{seed}"),
-                "--no-progress",
-            ]
-        )
-        for seed in seeds
-    )
+    total = 0.0
+    for seed in seeds:
+        options = ["--env", env, "--seed", str(seed), "--run-dir", str(out / f"seed{seed}")]
+        total += timed([*rlgrad, "train", algorithm, *options, "--no-progress"])
+    return total
 
 
-def ray_costs(seeds: list[int], out: Path) -> dict:
+def ray_costs(algorithm: str, env: str, seeds: list[int], out: Path) -> dict:
     """Run the sweep in this process and time each task from the inside."""
     outcomes = []
 
