@@ -4,6 +4,7 @@ Every formula is one function with its equation in the docstring; everything is 
 here, so ``import rlgrad`` is all a user needs for the formula layer.
 """
 
+from rlgrad._checks import NonFiniteError
 from rlgrad.calculus import (
     gradient,
     gradient_ascent,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
+    "NonFiniteError",
     "approx_kl",
     "categorical_entropy",
     "categorical_log_prob",

@@ -14,6 +14,14 @@ import torch
 from torch import Tensor
 
 
+class NonFiniteError(ValueError):
+    """A formula got NaN or inf where it needs finite numbers.
+
+    A ValueError like every other input error, with its own class so that a trainer can tell a
+    diverging run (this) from a bug or a bad argument (any other ValueError).
+    """
+
+
 def _location(mask: Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in mask.nonzero()[0].tolist())
 
@@ -56,7 +64,19 @@ def finite(fn: str, name: str, x: Tensor) -> Tensor:
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         where = _location(bad)
-        raise ValueError(f"{fn}(): '{name}' must be finite; got {x[where].item()} at index {where}")
+        raise NonFiniteError(
+            f"{fn}(): '{name}' must be finite; got {x[where].item()} at index {where}"
+        )
+    return x
+
+
+def non_empty(fn: str, name: str, x: Tensor) -> Tensor:
+    """Refuse an empty batch: the mean a loss takes over it would be a silent NaN."""
+    if x.numel() == 0:
+        raise ValueError(
+            f"{fn}(): '{name}' must hold at least one sample; got an empty batch of shape "
+            f"{tuple(x.shape)}"
+        )
     return x
 
 
@@ -130,7 +150,7 @@ def number(fn: str, name: str, value: object) -> float:
             raise TypeError(f"{fn}(): '{name}' must be a real number; got {type(value).__name__}")
         value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{fn}(): '{name}' must be finite; got {value}")
+        raise NonFiniteError(f"{fn}(): '{name}' must be finite; got {value}")
     return value
 
 

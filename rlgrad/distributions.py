@@ -39,7 +39,7 @@ def categorical_entropy(logits: Tensor) -> Tensor:
     invalid = torch.isnan(logits) | (logits == float("inf"))
     if bool(invalid.any()):
         where = tuple(int(i) for i in invalid.nonzero()[0].tolist())
-        raise ValueError(
+        raise _checks.NonFiniteError(
             f"{fn}(): 'logits' must be finite or -inf (masked); got {logits[where].item()} "
             f"at index {where}"
         )

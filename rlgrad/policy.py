@@ -37,9 +37,9 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
         >>> policy_gradient_loss(torch.tensor([0.5]).log(), torch.tensor([2.0]))
         tensor(1.3863)
     """
-    log_probs, advantages = _pair(
-        "policy_gradient_loss", "log_probs", log_probs, "advantages", advantages
-    )
+    fn = "policy_gradient_loss"
+    log_probs, advantages = _pair(fn, "log_probs", log_probs, "advantages", advantages)
+    _checks.non_empty(fn, "log_probs", log_probs)
     return -(advantages.detach() * log_probs).mean()
 
 
@@ -107,6 +107,7 @@ def ppo_clip_loss(
     log_probs, old_log_probs = _pair(fn, "log_probs", log_probs, "old_log_probs", old_log_probs)
     advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    _checks.non_empty(fn, "log_probs", log_probs)
     ratios = torch.exp(log_probs - old_log_probs.detach())
     return -ppo_objective(ratios, advantages, clip_eps).mean()
 
@@ -128,8 +129,7 @@ def clip_fraction(ratios: Tensor, clip_eps: float) -> Tensor:
     fn = "clip_fraction"
     ratios = _checks.floats(fn, "ratios", ratios)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
-    if ratios.numel() == 0:
-        raise ValueError(f"{fn}(): 'ratios' must hold at least one element; got shape (0,)")
+    _checks.non_empty(fn, "ratios", ratios)
     return ((ratios.detach() - 1.0).abs() > clip_eps).to(ratios.dtype).mean()
 
 
@@ -152,8 +152,8 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
         >>> approx_kl(x, torch.zeros_like(x))
         tensor(0.0052, dtype=torch.float64)
     """
-    log_probs, old_log_probs = _pair(
-        "approx_kl", "log_probs", log_probs, "old_log_probs", old_log_probs
-    )
+    fn = "approx_kl"
+    log_probs, old_log_probs = _pair(fn, "log_probs", log_probs, "old_log_probs", old_log_probs)
+    _checks.non_empty(fn, "log_probs", log_probs)
     log_ratios = log_probs - old_log_probs
     return (torch.expm1(log_ratios) - log_ratios).mean()

@@ -87,7 +87,7 @@ def _scan(
 def _raise_non_finite(fn: str, named: dict[str, Tensor]) -> None:
     for name, x in named.items():
         _checks.finite(fn, name, x)
-    raise ValueError(
+    raise _checks.NonFiniteError(
         f"{fn}(): the result overflowed to inf; rescale 'rewards' (largest magnitude "
         f"{max(x.abs().max().item() for x in named.values()):.3g})"
     )

@@ -38,7 +38,7 @@ def value_loss(
         tensor(1.)
     """
     fn = "value_loss"
-    values = _checks.floats(fn, "values", values)
+    values = _checks.non_empty(fn, "values", _checks.floats(fn, "values", values))
     returns = _checks.floats(fn, "returns", returns, "values", values).detach()
     if (old_values is None) != (clip_eps is None):
         raise ValueError(
@@ -167,6 +167,7 @@ def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "ms
     _checks.finite(fn, "targets", targets)
     if kind not in _DQN_LOSSES:
         raise ValueError(f"{fn}(): 'kind' must be one of {sorted(_DQN_LOSSES)}; got {kind!r}")
+    _checks.non_empty(fn, "targets", targets)
     taken = q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
     return _DQN_LOSSES[kind](taken - targets.detach()).mean()
 

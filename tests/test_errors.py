@@ -318,3 +318,41 @@ def test_gamma_and_lambda_must_lie_in_unit_interval(name, value):
 )
 def test_clip_eps_must_be_positive(clip_eps, fn, kwargs):
     raises(ValueError, fn, f"{fn.__name__}()", "'clip_eps'", **kwargs, clip_eps=clip_eps)
+
+
+EMPTY = torch.zeros(0)
+
+
+@pytest.mark.parametrize(
+    "fn, kwargs",
+    [
+        (rlgrad.policy_gradient_loss, dict(log_probs=EMPTY, advantages=EMPTY)),
+        (rlgrad.ppo_clip_loss, dict(log_probs=EMPTY, old_log_probs=EMPTY, advantages=EMPTY)),
+        (rlgrad.approx_kl, dict(log_probs=EMPTY, old_log_probs=EMPTY)),
+        (rlgrad.value_loss, dict(values=EMPTY, returns=EMPTY)),
+        (
+            rlgrad.dqn_loss,
+            dict(
+                q_values=torch.zeros(0, 2), actions=torch.zeros(0, dtype=torch.long), targets=EMPTY
+            ),
+        ),
+        (rlgrad.clip_fraction, dict(ratios=EMPTY, clip_eps=0.2)),
+    ],
+)
+def test_every_loss_refuses_an_empty_batch_instead_of_returning_nan(fn, kwargs):
+    raises(ValueError, fn, f"{fn.__name__}()", "at least one sample", "empty batch", **kwargs)
+
+
+def test_non_finite_input_has_its_own_error_class():
+    # a NaN is a NonFiniteError (a ValueError), so a trainer can tell divergence from a bug
+    x = traj()
+    x[0, 0] = nan
+    with pytest.raises(rlgrad.NonFiniteError, match="'rewards' must be finite"):
+        rlgrad.gae(**gae_args(rewards=x))
+    with pytest.raises(rlgrad.NonFiniteError, match="'logits' must be finite or -inf"):
+        rlgrad.categorical_entropy(torch.tensor([nan, 0.0]))
+    assert issubclass(rlgrad.NonFiniteError, ValueError)
+    # a shape error is a plain ValueError, not a NonFiniteError
+    with pytest.raises(ValueError) as shape_error:
+        rlgrad.gae(**gae_args(values=torch.zeros(T)))
+    assert not isinstance(shape_error.value, rlgrad.NonFiniteError)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import toy_envs
 
+import rlgrad
 from rlgrad.app import load_agent
 from rlgrad.returns import gae
 from rlgrad.support import configs
@@ -303,3 +304,23 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
     trainer.train(config, tmp_path / "run")
     with pytest.raises(ValueError, match="already holds a run; resume it"):
         trainer.train(config, tmp_path / "run")
+
+
+def test_only_a_non_finite_formula_input_counts_as_divergence(tmp_path, monkeypatch):
+    # a NonFiniteError inside training stops the run as diverged (TrainingError, checkpoint kept)
+    def diverged(*args, **kwargs):
+        raise rlgrad.NonFiniteError("ppo_clip_loss(): 'log_probs' must be finite; got nan")
+
+    monkeypatch.setattr(ppo, "ppo_clip_loss", diverged)
+    config = ppo.Config(env="CartPole-v1", total_steps=256, eval_every=0, **TINY_PPO)
+    with pytest.raises(TrainingError, match="non-finite"):
+        ppo.train(config, tmp_path / "a")
+
+    # any other ValueError is a bug or a bad argument and surfaces as itself
+    def broken(*args, **kwargs):
+        raise ValueError("ppo_clip_loss(): 'advantages' must have the shape of 'log_probs'")
+
+    monkeypatch.setattr(ppo, "ppo_clip_loss", broken)
+    with pytest.raises(ValueError, match="must have the shape") as error:
+        ppo.train(config, tmp_path / "b")
+    assert not isinstance(error.value, TrainingError)

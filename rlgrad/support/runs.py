@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlgrad import NonFiniteError
 from rlgrad.support import configs
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.evaluation import evaluate
@@ -155,8 +156,9 @@ class Run:
         start = time.perf_counter()
         try:
             yield
-        except ValueError as error:
+        except NonFiniteError as error:
             # The formula layer refuses NaN and inf; during training that means the run diverged.
+            # Any other error is a bug or a bad argument, and surfaces as itself.
             self.fail("an input of a formula", f"non-finite ({error})")
         finally:
             self.train_s += time.perf_counter() - start
