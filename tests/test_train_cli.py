@@ -222,3 +222,36 @@ def test_a_preset_file_trains_and_bad_ones_say_what_is_wrong(tmp_path, capsys):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+PLOTS, GYM = "pip install 'rlgrad[plots]'", "pip install 'rlgrad[gym]'"
+
+
+@pytest.mark.parametrize(
+    "missing, command, message",
+    [
+        (
+            "matplotlib",
+            ["tour", "--plots", "{tmp}"],
+            f"rlgrad tour: matplotlib is not installed (--plots draws with it): {PLOTS}",
+        ),
+        ("gymnasium", ["train", "ppo"], f"rlgrad train: gymnasium is not installed: {GYM}"),
+        ("matplotlib", ["plot", "{tmp}"], f"rlgrad plot: matplotlib is not installed: {PLOTS}"),
+        (
+            "matplotlib",
+            ["report", "{tmp}", "-o", "{tmp}/r"],
+            "rlgrad report: matplotlib is not installed (for the figures; or pass --no-plots): "
+            + PLOTS,
+        ),
+        ("gymnasium", ["eval", "{tmp}"], f"rlgrad eval: gymnasium is not installed: {GYM}"),
+    ],
+)
+def test_a_missing_optional_dependency_is_one_line_before_any_work(
+    missing, command, message, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now fails
+    code = main([part.replace("{tmp}", str(tmp_path)) for part in command])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""  # nothing ran: the tour printed no first step
+    assert captured.err.strip() == message

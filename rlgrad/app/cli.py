@@ -17,6 +17,20 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _require(module: str, extra: str, why: str | None = None) -> None:
+    """A one-line ValueError naming what to install when an optional dependency is missing, so
+    a command fails before it starts rather than with a traceback halfway through."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        because = f" ({why})" if why else ""
+        raise ValueError(
+            f"{module} is not installed{because}: pip install 'rlgrad[{extra}]'"
+        ) from None
+
+
 def _examples(args: argparse.Namespace) -> int:
     from rlgrad.tour.examples import EXAMPLES, render
 
@@ -29,6 +43,8 @@ def _examples(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
+    if args.plots:
+        _require("matplotlib", "plots", "--plots draws with it")
     from rlgrad.tabular.estimators import render_study, study
     from rlgrad.tabular.zoo import ZOO, make_logits
 
@@ -51,12 +67,15 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _tour(args: argparse.Namespace) -> int:
+    if args.plots:
+        _require("matplotlib", "plots", "--plots draws with it")
     from rlgrad.tour.tour import run_tour
 
     return run_tour(plots=args.plots, step=args.step)
 
 
 def _train(args: argparse.Namespace) -> int:
+    _require("gymnasium", "gym")
     from rlgrad import trainers
     from rlgrad.app import presets
 
@@ -100,6 +119,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    _require("gymnasium", "ray")
     from rlgrad.app import presets
     from rlgrad.app import sweep as sweeps
     from rlgrad.app.trials import TrialPool, require_ray
@@ -136,6 +156,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if not args.no_plots and args.output is not None:
+        _require("matplotlib", "plots", "for the figures; or pass --no-plots")
     from rlgrad.app.report import report
 
     text, written = report(args.dirs, args.output, args.baseline, args.reps, not args.no_plots)
@@ -146,6 +168,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
+    _require("gymnasium", "ray")
     from rlgrad.app import presets
     from rlgrad.app import sweep as sweeps
     from rlgrad.app import tune as tuning
@@ -216,6 +239,7 @@ def _summary_text(history) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _require("gymnasium", "gym")
     import numpy as np
 
     from rlgrad.app.agents import load_agent
@@ -242,6 +266,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    _require("matplotlib", "plots")
     from rlgrad.support.plots import learning_curve
 
     for run_dir in args.run_dirs:
