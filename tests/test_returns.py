@@ -109,17 +109,25 @@ def test_termination_cuts_bootstrap_and_truncation_keeps_it(data, gamma, lam, sh
     torch.testing.assert_close(changed_returns[cut_only], base_returns[cut_only] + gamma * shift)
 
 
-@given(rollouts, unit, unit)
-def test_rewards_after_an_episode_end_do_not_leak_backwards(data, gamma, lam):
+@given(rollouts, unit, unit, st.data())
+def test_rewards_after_an_episode_end_do_not_leak_backwards(data, gamma, lam, draw):
     rewards, values, next_values, terminated, truncated = data
-    ends = terminated | truncated
-    if not bool(ends[0].all()):
-        return  # the property concerns columns that end at t = 0; others are covered elsewhere
+    # every column gets an episode end at step `cut` (a termination or a truncation), so each
+    # generated case exercises the property; rewards after the end must not reach A_0..A_cut
+    cut = draw.draw(st.integers(0, rewards.shape[0] - 1), label="cut")
+    if draw.draw(st.booleans(), label="terminate"):
+        terminated = terminated.clone()
+        terminated[cut] = True
+    else:
+        truncated = truncated.clone()
+        truncated[cut] = True
     base = rlgrad.gae(rewards, values, next_values, terminated, truncated, gamma, lam)
     later = rewards.clone()
-    later[1:] += 100.0
+    later[cut + 1 :] += 100.0
     moved = rlgrad.gae(later, values, next_values, terminated, truncated, gamma, lam)
-    torch.testing.assert_close(moved[0], base[0])
+    torch.testing.assert_close(moved[: cut + 1], base[: cut + 1])
+    if cut + 1 < rewards.shape[0]:  # and the bump does reach the steps after the end
+        assert not torch.equal(moved[cut + 1 :], base[cut + 1 :])
 
 
 def test_rewards_after_a_cut_do_not_leak_backwards_explicit():

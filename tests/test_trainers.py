@@ -45,10 +45,12 @@ def without_timing(rows: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("name", sorted(TRAINERS))
 def test_a_short_run_writes_every_file_and_changes_every_parameter(name, tmp_path):
     trainer, fields = TRAINERS[name]
-    config = trainer.Config(env="CartPole-v1", **fields)
-    torch.manual_seed(config.seed)
-    initial = trainer.build_agent(config, VectorEnv("CartPole-v1", 1, 0).spaces).state_dict()
+    config = trainer.Config(env="CartPole-v1", keep_checkpoints=10, **fields)
     history = trainer.train(config, tmp_path / "run")
+    # the run's own starting weights: its first checkpoint is written before any update
+    start = torch.load(tmp_path / "run" / "checkpoints" / "step_0000000000.pt", weights_only=False)
+    assert start["steps"] == 0
+    initial = start["modules"]["agent"]
 
     run_dir = tmp_path / "run"
     for name_ in ("config.json", "metrics.csv", "summary.json", "learning_curve.png"):
@@ -65,10 +67,11 @@ def test_a_short_run_writes_every_file_and_changes_every_parameter(name, tmp_pat
     assert rows[-1]["eval_return_mean"] != ""  # the last update always evaluates
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == int(rows[-1]["step"]) and summary["threshold"] == 475.0
-    trained = load_agent(run_dir).network.state_dict()
-    for key, before in initial.items():
-        if key.startswith(("actor", "critic")):
-            assert not torch.equal(before, trained[key]), f"{key} did not change"
+    trained = load_agent(run_dir).network
+    names = [name for name, _ in trained.named_parameters()]
+    assert names and set(names) <= set(initial)
+    for key, after in trained.named_parameters():
+        assert not torch.equal(initial[key], after.detach()), f"{key} did not change"
 
 
 def test_ppo_handles_continuous_actions_within_the_bounds(tmp_path):
