@@ -37,8 +37,8 @@ from torch import Tensor
 import rlgrad
 from rlgrad import _checks
 from rlgrad.tabular.exact import (
-    _mdp,
-    _table,
+    checked_mdp,
+    checked_table,
     evaluate,
     expected_gae_gradient,
     policy,
@@ -86,8 +86,8 @@ def estimator_weights(
     ``critic_values`` (V̂ ``[S]``) is given.
     """
     fn = "estimator_weights"
-    mdp = _mdp(fn, mdp)
-    logits = _table(fn, "logits", mdp, logits)
+    mdp = checked_mdp(fn, mdp)
+    logits = checked_table(fn, "logits", mdp, logits)
     probs = policy(logits).detach()
     values, q_values = (x.detach() for x in evaluate(mdp, probs))
     states, next_states = episodes.states, episodes.next_states
@@ -259,8 +259,8 @@ def study(
         A :class:`Study`.
     """
     fn = "study"
-    mdp = _mdp(fn, mdp)
-    logits = _table(fn, "logits", mdp, logits).detach()
+    mdp = checked_mdp(fn, mdp)
+    logits = checked_table(fn, "logits", mdp, logits).detach()
     num_episodes = _checks.count(fn, "num_episodes", num_episodes)
     if num_episodes < 2:
         raise ValueError(f"{fn}(): 'num_episodes' must be >= 2 for a variance; got {num_episodes}")

@@ -23,16 +23,16 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
-from rlgrad.tabular.mdp import TabularMDP, _probabilities
+from rlgrad.tabular.mdp import TabularMDP, check_probabilities
 
 
-def _mdp(fn: str, mdp: object) -> TabularMDP:
+def checked_mdp(fn: str, mdp: object) -> TabularMDP:
     if not isinstance(mdp, TabularMDP):
         raise TypeError(f"{fn}(): 'mdp' must be a TabularMDP; got {type(mdp).__name__}")
     return mdp
 
 
-def _table(fn: str, name: str, mdp: TabularMDP, x: object) -> Tensor:
+def checked_table(fn: str, name: str, mdp: TabularMDP, x: object) -> Tensor:
     """A finite ``[S, A]`` tensor of the MDP's dtype and device."""
     x = _checks.tensor(fn, name, x)
     shape = (mdp.num_states, mdp.num_actions)
@@ -43,8 +43,8 @@ def _table(fn: str, name: str, mdp: TabularMDP, x: object) -> Tensor:
 
 
 def _policy_table(fn: str, mdp: TabularMDP, probs: object) -> Tensor:
-    probs = _table(fn, "probs", mdp, probs)
-    _probabilities(fn, "probs", probs.detach(), "actions (each row)")
+    probs = checked_table(fn, "probs", mdp, probs)
+    check_probabilities(fn, "probs", probs.detach(), "actions (each row)")
     return probs
 
 
@@ -116,7 +116,7 @@ def evaluate(mdp: TabularMDP, probs: Tensor) -> tuple[Tensor, Tensor]:
         tensor([8.1000, 9.1000], dtype=torch.float64)
     """
     fn = "evaluate"
-    mdp = _mdp(fn, mdp)
+    mdp = checked_mdp(fn, mdp)
     probs = _policy_table(fn, mdp, probs)
     state_transitions, state_rewards = _on_policy(mdp, probs)
     values = torch.linalg.solve(_identity(mdp) - mdp.gamma * state_transitions, state_rewards)
@@ -147,7 +147,7 @@ def state_visitation(mdp: TabularMDP, probs: Tensor, horizon: int | None = None)
         (tensor([2.]), tensor([1.5000]))
     """
     fn = "state_visitation"
-    mdp = _mdp(fn, mdp)
+    mdp = checked_mdp(fn, mdp)
     probs = _policy_table(fn, mdp, probs)
     state_transitions, _ = _on_policy(mdp, probs)
     discounted = mdp.gamma * state_transitions
@@ -189,8 +189,8 @@ def objective(mdp: TabularMDP, logits: Tensor) -> Tensor:
         tensor(3.6250, dtype=torch.float64)
     """
     fn = "objective"
-    mdp = _mdp(fn, mdp)
-    logits = _table(fn, "logits", mdp, logits)
+    mdp = checked_mdp(fn, mdp)
+    logits = checked_table(fn, "logits", mdp, logits)
     values, _ = evaluate(mdp, policy(logits))
     return mdp.initial @ values
 
@@ -235,8 +235,8 @@ def policy_gradient(mdp: TabularMDP, logits: Tensor, horizon: int | None = None)
                 [-1.3275,  1.3275]], dtype=torch.float64)
     """
     fn = "policy_gradient"
-    mdp = _mdp(fn, mdp)
-    logits = _table(fn, "logits", mdp, logits)
+    mdp = checked_mdp(fn, mdp)
+    logits = checked_table(fn, "logits", mdp, logits)
     probs = policy(logits)
     _, q_values = evaluate(mdp, probs)
     visitation = state_visitation(mdp, probs, horizon)
@@ -278,8 +278,8 @@ def expected_gae_gradient(
         True
     """
     fn = "expected_gae_gradient"
-    mdp = _mdp(fn, mdp)
-    logits = _table(fn, "logits", mdp, logits)
+    mdp = checked_mdp(fn, mdp)
+    logits = checked_table(fn, "logits", mdp, logits)
     lam = _checks.unit_interval(fn, "lam", lam)
     probs = policy(logits)
     exact_values, q_values = evaluate(mdp, probs)
@@ -311,7 +311,7 @@ def optimal_policy(mdp: TabularMDP, max_iterations: int = 1000) -> Tensor:
                 [0., 1.]], dtype=torch.float64)
     """
     fn = "optimal_policy"
-    mdp = _mdp(fn, mdp)
+    mdp = checked_mdp(fn, mdp)
     max_iterations = _checks.count(fn, "max_iterations", max_iterations)
     actions = torch.zeros(mdp.num_states, dtype=torch.long, device=mdp.transitions.device)
     eye = torch.eye(mdp.num_actions, dtype=mdp.dtype, device=mdp.transitions.device)

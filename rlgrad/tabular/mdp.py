@@ -21,7 +21,7 @@ from torch import Tensor
 from rlgrad import _checks
 
 
-def _probabilities(fn: str, name: str, x: Tensor, axis_name: str) -> None:
+def check_probabilities(fn: str, name: str, x: Tensor, axis_name: str) -> None:
     """Entries in [0, 1] and each distribution along the last axis summing to 1."""
     outside = (x < 0) | (x > 1)
     if bool(outside.any()):
@@ -102,8 +102,8 @@ class TabularMDP:
             )
         _checks.same_kind(fn, "initial", initial, "transitions", transitions)
         _checks.finite(fn, "initial", initial)
-        _probabilities(fn, "transitions", transitions, "next states (last axis)")
-        _probabilities(fn, "initial", initial, "states")
+        check_probabilities(fn, "transitions", transitions, "next states (last axis)")
+        check_probabilities(fn, "initial", initial, "states")
         gamma = _checks.unit_interval(fn, "gamma", self.gamma)
         if gamma >= 1.0:
             raise ValueError(

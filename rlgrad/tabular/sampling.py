@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
-from rlgrad.tabular.exact import _mdp, _table, policy
+from rlgrad.tabular.exact import checked_mdp, checked_table, policy
 from rlgrad.tabular.mdp import TabularMDP
 
 
@@ -97,8 +97,8 @@ def sample_episodes(
         (torch.Size([4, 3]), [0, 0, 0], [False, False, False, True])
     """
     fn = "sample_episodes"
-    mdp = _mdp(fn, mdp)
-    probs = policy(_table(fn, "logits", mdp, logits)).detach()
+    mdp = checked_mdp(fn, mdp)
+    probs = policy(checked_table(fn, "logits", mdp, logits)).detach()
     num_episodes = _checks.count(fn, "num_episodes", num_episodes)
     horizon = _checks.count(fn, "horizon", horizon)
     if num_episodes < 1 or horizon < 1:
