@@ -76,3 +76,21 @@ def test_import_rlgrad_loads_only_the_formula_layer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_module_imports_another_modules_private_names():
+    # `from rlgrad.x import _helper` couples two modules through a name that promises nothing;
+    # private *modules* (rlgrad._checks) are the package's own shared internals and allowed
+    borrowed = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("rlgrad"):
+                continue
+            for alias in node.names:
+                target = PACKAGE.parent / Path(*node.module.split("."), alias.name)
+                is_module = target.with_suffix(".py").exists() or target.is_dir()
+                if alias.name.startswith("_") and not is_module:
+                    borrowed.append(
+                        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {alias.name}"
+                    )
+    assert not borrowed, "private names imported from another module:\n" + "\n".join(borrowed)
