@@ -16,6 +16,7 @@ from rlgrad.calculus import (
 from rlgrad.distributions import (
     categorical_entropy,
     categorical_log_prob,
+    entropy_loss,
     gaussian_entropy,
     gaussian_log_prob,
     kl_k3,
@@ -24,12 +25,14 @@ from rlgrad.grpo import grpo_token_loss, masked_mean
 from rlgrad.policy import (
     approx_kl,
     clip_fraction,
+    clipped_fractions,
     policy_gradient_loss,
     ppo_clip_loss,
     ppo_objective,
 )
 from rlgrad.returns import (
     discounted_returns,
+    equal_reward_groups,
     gae,
     group_advantages,
     n_step_returns,
@@ -39,7 +42,9 @@ from rlgrad.returns import (
 from rlgrad.value import (
     dqn_loss,
     dqn_targets,
+    epsilon_schedule,
     explained_variance,
+    polyak_update,
     semi_gradient_td_update,
     value_loss,
 )
@@ -53,9 +58,13 @@ __all__ = [
     "categorical_entropy",
     "categorical_log_prob",
     "clip_fraction",
+    "clipped_fractions",
     "discounted_returns",
     "dqn_loss",
     "dqn_targets",
+    "entropy_loss",
+    "epsilon_schedule",
+    "equal_reward_groups",
     "explained_variance",
     "gae",
     "gaussian_entropy",
@@ -72,6 +81,7 @@ __all__ = [
     "normalize_advantages",
     "numerical_gradient",
     "policy_gradient_loss",
+    "polyak_update",
     "ppo_clip_loss",
     "ppo_objective",
     "semi_gradient_td_update",

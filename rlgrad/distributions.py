@@ -156,3 +156,34 @@ def gaussian_entropy(log_stds: Tensor) -> Tensor:
     log_stds = _checks.floats(fn, "log_stds", log_stds)
     _checks.rank_at_least(fn, "log_stds", log_stds, 1, "[*B, D]")
     return (log_stds + 0.5 * math.log(2 * math.pi * math.e)).sum(dim=-1)
+
+
+def entropy_loss(mean_entropy: Tensor, ent_coef: float) -> Tensor:
+    """The entropy bonus as a loss term to add, L_H = −β·H̄: descending it raises the entropy.
+
+    With β = 0 it is a constant 0 that keeps H̄ out of the backward pass (a trainer that only logs
+    the entropy pays nothing for its gradient); with β > 0 its gradient is −β ∇H̄.
+
+    Args:
+        mean_entropy: a 0-dim tensor H̄, the entropy averaged as the trainer averages its loss
+            (over samples, or over the tokens of a mask).
+        ent_coef: β ≥ 0.
+
+    Returns:
+        A 0-dim tensor.
+
+    Example (β = 0.01, H̄ = log 2 = 0.6931: −0.0069):
+        >>> entropy_loss(torch.tensor(0.6931), 0.01)
+        tensor(-0.0069)
+    """
+    fn = "entropy_loss"
+    mean_entropy = _checks.floats(fn, "mean_entropy", mean_entropy)
+    if mean_entropy.dim() != 0:
+        raise ValueError(
+            f"{fn}(): 'mean_entropy' must be a 0-dim tensor (an average); got shape "
+            f"{tuple(mean_entropy.shape)}"
+        )
+    ent_coef = _checks.non_negative(fn, "ent_coef", ent_coef)
+    if ent_coef == 0.0:
+        return torch.zeros((), dtype=mean_entropy.dtype, device=mean_entropy.device)
+    return -ent_coef * mean_entropy

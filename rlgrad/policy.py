@@ -157,3 +157,42 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
     _checks.non_empty(fn, "log_probs", log_probs)
     log_ratios = log_probs - old_log_probs
     return (torch.expm1(log_ratios) - log_ratios).mean()
+
+
+def clipped_fractions(
+    ratios: Tensor, advantages: Tensor, clip_eps: float, clip_eps_high: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """The fractions of samples whose gradient the clip removes, on each side of the range.
+
+        low = mean([r < 1 − ε] ∧ [Â < 0]),    high = mean([r > 1 + ε_high] ∧ [Â > 0])
+
+    Only there is :func:`ppo_objective` flat: a ratio beyond the range on the side the advantage
+    pushes towards is clipped, one beyond it on the other side is not. TRL logs these two as
+    ``clip_ratio/low_mean`` and ``clip_ratio/high_mean``.
+
+    Args:
+        ratios: ``[*B]`` r = π_θ/π_old.
+        advantages: ``[*B]`` Â.
+        clip_eps: ε > 0.
+        clip_eps_high: ε_high > 0, or None for ε.
+
+    Returns:
+        Two 0-dim tensors in [0, 1], without gradient.
+
+    Example (r = 0.7 with Â < 0 is clipped low, r = 1.3 with Â > 0 high, r = 1.3 with Â < 0
+    is not clipped):
+        >>> r, a = torch.tensor([0.7, 1.3, 1.3, 1.0]), torch.tensor([-1.0, 1.0, -1.0, 1.0])
+        >>> clipped_fractions(r, a, clip_eps=0.2)
+        (tensor(0.2500), tensor(0.2500))
+    """
+    fn = "clipped_fractions"
+    ratios, advantages = _pair(fn, "ratios", ratios, "advantages", advantages)
+    clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    high = (
+        clip_eps if clip_eps_high is None else _checks.positive(fn, "clip_eps_high", clip_eps_high)
+    )
+    _checks.non_empty(fn, "ratios", ratios)
+    ratios, advantages = ratios.detach(), advantages.detach()
+    low_clipped = ((ratios < 1 - clip_eps) & (advantages < 0)).to(ratios.dtype).mean()
+    high_clipped = ((ratios > 1 + high) & (advantages > 0)).to(ratios.dtype).mean()
+    return low_clipped, high_clipped

@@ -391,9 +391,32 @@ def group_advantages(
         )
     # (r − μ) is not exactly 0 for equal floats (the mean rounds), and σ + ε would then blow that
     # rounding error up; equal groups are set to 0 explicitly.
-    all_equal = (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)
+    all_equal = (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)  # equal_reward_groups
     centered = torch.where(all_equal, 0.0, rewards - rewards.mean(dim=-1, keepdim=True))
     if not scale:
         return centered
     std = rewards.std(dim=-1, correction=1 if unbiased else 0, keepdim=True)
     return centered / torch.where(all_equal, 1.0, std + eps)
+
+
+def equal_reward_groups(rewards: Tensor) -> Tensor:
+    """Which groups have all-equal rewards, r_1 = r_2 = … = r_G, ``[*P]`` bool.
+
+    Such a group carries no signal: :func:`group_advantages` gives every member 0, so no
+    gradient comes from it (GRPO's ``frac_reward_zero_std`` is the mean of this; DAPO's dynamic
+    sampling drops these groups).
+
+    Args:
+        rewards: ``[*P, G]``, groups on the last axis.
+
+    Returns:
+        ``[*P]`` bool.
+
+    Example (the second group scored every answer 1):
+        >>> equal_reward_groups(torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+        tensor([False,  True])
+    """
+    fn = "equal_reward_groups"
+    rewards = _checks.floats(fn, "rewards", rewards)
+    _checks.rank_at_least(fn, "rewards", rewards, 1, "[*P, G] (groups on the last axis)")
+    return (rewards == rewards[..., :1]).all(dim=-1)

@@ -260,3 +260,71 @@ def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
     values = _checks.floats(fn, "values", values)
     returns = _checks.floats(fn, "returns", returns, "values", values)
     return (1 - (returns - values).var() / returns.var()).detach()
+
+
+@torch.no_grad()
+def polyak_update(targets, sources, tau: float) -> None:
+    """Move target parameters towards their sources in place, θ⁻ ← τθ + (1 − τ)θ⁻.
+
+    τ = 1 copies θ exactly (DQN's periodic hard update); a small τ (0.005 in SAC and TD3) makes
+    θ⁻ an exponential moving average of θ. Targets never receive gradients.
+
+    Args:
+        targets: an iterable of tensors θ⁻ (e.g. ``target_network.parameters()``), updated in
+            place.
+        sources: an iterable of tensors θ of the same shapes, in the same order.
+        tau: τ ∈ (0, 1].
+
+    Example (τ = 0.25: 0.25·4 + 0.75·0 = 1):
+        >>> target, source = torch.zeros(2), torch.full((2,), 4.0)
+        >>> polyak_update([target], [source], tau=0.25)
+        >>> target
+        tensor([1., 1.])
+    """
+    fn = "polyak_update"
+    tau = _checks.unit_interval(fn, "tau", tau)
+    if tau == 0.0:
+        raise ValueError(f"{fn}(): 'tau' must be in (0, 1]; got 0 (the target would never move)")
+    targets, sources = list(targets), list(sources)
+    if len(targets) != len(sources):
+        raise ValueError(
+            f"{fn}(): 'targets' and 'sources' must pair up; got {len(targets)} and {len(sources)}"
+        )
+    for i, (target, source) in enumerate(zip(targets, sources, strict=True)):
+        if target.shape != source.shape:
+            raise ValueError(
+                f"{fn}(): target {i} has shape {tuple(target.shape)} but its source "
+                f"{tuple(source.shape)}"
+            )
+        if tau == 1.0:
+            target.copy_(source)
+        else:
+            target.lerp_(source, tau)
+
+
+def epsilon_schedule(step: float, decay_steps: float, start: float, end: float) -> float:
+    """A linearly decaying exploration rate, ε(t) = ε_start + (ε_end − ε_start)·min(1, t / D).
+
+    ε falls from ``start`` at t = 0 to ``end`` at t = D = ``decay_steps`` and stays there (DQN's
+    schedule; D = exploration_fraction · total_steps). D = 0 means ε = ε_end from the start.
+
+    Args:
+        step: t ≥ 0, environment steps so far.
+        decay_steps: D ≥ 0.
+        start: ε_start ∈ [0, 1].
+        end: ε_end ∈ [0, 1].
+
+    Returns:
+        ε(t), a float.
+
+    Example (halfway from 1 to 0.1: 0.55):
+        >>> epsilon_schedule(500, 1000, 1.0, 0.1)
+        0.55
+    """
+    fn = "epsilon_schedule"
+    step = _checks.non_negative(fn, "step", step)
+    decay_steps = _checks.non_negative(fn, "decay_steps", decay_steps)
+    start = _checks.unit_interval(fn, "start", start)
+    end = _checks.unit_interval(fn, "end", end)
+    fraction = min(step / decay_steps, 1.0) if decay_steps > 0 else 1.0
+    return start + (end - start) * fraction

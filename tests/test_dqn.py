@@ -13,6 +13,7 @@ import torch
 import toy_envs
 from test_trainers import dataclasses_replace, read_rows, without_timing
 
+import rlgrad
 from rlgrad.app import load_agent
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.nets import QNetwork
@@ -134,11 +135,12 @@ def test_dueling_heads_centre_the_advantages():
 
 
 def test_epsilon_falls_linearly_then_stays():
-    config = dqn.Config(
-        total_steps=1000, epsilon_start=1.0, epsilon_end=0.1, exploration_fraction=0.5
-    )
-    values = [dqn.exploration_epsilon(config, s) for s in (0, 250, 500, 900)]
+    # D = 0.5 · 1000: 1 → 0.1 over 500 steps, halfway at 250, then constant
+    values = [rlgrad.epsilon_schedule(s, 500, 1.0, 0.1) for s in (0, 250, 500, 900)]
     assert values == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    assert rlgrad.epsilon_schedule(0, 0, 1.0, 0.1) == pytest.approx(0.1)  # no decay: ε_end
+    with pytest.raises(ValueError, match=r"epsilon_schedule\(\): 'start' must lie in \[0, 1\]"):
+        rlgrad.epsilon_schedule(0, 10, 1.5, 0.1)
     assert [dqn.times_due(p, s, 4) for p, s in [(0, 3), (3, 4), (6, 14), (7, 8)]] == [0, 1, 2, 1]
 
 

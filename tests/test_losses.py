@@ -300,3 +300,62 @@ def test_kl_k3_nonnegative_zero_at_equality_and_unbiased():
     exact = (probs * (probs / ref).log()).sum().item()
     expectation = (probs * rlgrad.kl_k3(probs.log(), ref.log())).sum().item()
     assert expectation == pytest.approx(exact, abs=1e-12)
+
+
+# ----- small formulas the trainers used to write inline -----
+
+
+def test_entropy_loss_is_minus_beta_times_the_entropy_and_zero_without_a_bonus():
+    logits = torch.tensor([[0.0, 1.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    mean_entropy = rlgrad.categorical_entropy(logits).mean()
+    loss = rlgrad.entropy_loss(mean_entropy, 0.01)
+    assert loss.item() == pytest.approx(-0.01 * mean_entropy.item())
+    (grad,) = torch.autograd.grad(loss, logits, retain_graph=True)
+    (entropy_grad,) = torch.autograd.grad(mean_entropy, logits)
+    torch.testing.assert_close(grad, -0.01 * entropy_grad)  # descending it raises H
+    # β = 0: a constant, so no gradient reaches the entropy
+    zero = rlgrad.entropy_loss(rlgrad.categorical_entropy(logits).mean(), 0.0)
+    assert zero.item() == 0.0 and not zero.requires_grad
+    with pytest.raises(ValueError, match=r"entropy_loss\(\): 'mean_entropy' must be a 0-dim"):
+        rlgrad.entropy_loss(torch.ones(3), 0.01)
+
+
+def test_clipped_fractions_count_only_the_side_the_advantage_pushes_towards():
+    ratios = torch.tensor([0.5, 0.5, 1.5, 1.5, 1.25, 1.0])
+    advantages = torch.tensor([-1.0, 1.0, 1.0, -1.0, 1.0, 1.0])
+    # ε = 0.2: low clipped only (0.5, Â < 0); high only (1.5, Â > 0) and (1.25, Â > 0)
+    low, high = rlgrad.clipped_fractions(ratios, advantages, 0.2)
+    assert (low.item(), high.item()) == pytest.approx((1 / 6, 2 / 6))
+    # ε_high = 0.28 (DAPO): 1.25 is inside the wider upper range
+    low, high = rlgrad.clipped_fractions(ratios, advantages, 0.2, clip_eps_high=0.28)
+    assert (low.item(), high.item()) == pytest.approx((1 / 6, 1 / 6))
+    # where a side is clipped, ppo_objective's gradient with respect to r is 0 there
+    r = ratios.clone().requires_grad_(True)
+    rlgrad.ppo_objective(r, advantages, 0.2).sum().backward()
+    assert r.grad.tolist() == pytest.approx([0.0, 1.0, 0.0, -1.0, 0.0, 1.0])
+
+
+def test_equal_reward_groups_marks_the_groups_with_zero_advantages():
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    equal = rlgrad.equal_reward_groups(rewards)
+    assert equal.tolist() == [True, False, True]
+    advantages = rlgrad.group_advantages(rewards)
+    assert (advantages[equal] == 0).all() and (advantages[~equal] != 0).all()
+
+
+def test_polyak_update_moves_targets_by_tau_and_copies_at_one():
+    target, source = torch.tensor([0.0, 2.0]), torch.tensor([4.0, -2.0])
+    rlgrad.polyak_update([target], [source], tau=0.25)
+    # 0.25·4 + 0.75·0 = 1; 0.25·(−2) + 0.75·2 = 1
+    assert target.tolist() == [1.0, 1.0]
+    rlgrad.polyak_update([target], [source], tau=1.0)
+    assert torch.equal(target, source)
+    net, copy_ = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in copy_.parameters()]
+    rlgrad.polyak_update(copy_.parameters(), net.parameters(), tau=0.1)
+    for b, t, s in zip(before, copy_.parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(t.detach(), 0.1 * s.detach() + 0.9 * b)
+    with pytest.raises(ValueError, match=r"polyak_update\(\): 'tau' must be in \(0, 1\]"):
+        rlgrad.polyak_update([target], [source], tau=0.0)
+    with pytest.raises(ValueError, match="must pair up"):
+        rlgrad.polyak_update([target], [], tau=0.5)

@@ -36,7 +36,8 @@ from torch import Tensor
 
 from rlgrad.distributions import categorical_entropy, kl_k3
 from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
-from rlgrad.returns import group_advantages
+from rlgrad.policy import clipped_fractions
+from rlgrad.returns import equal_reward_groups, group_advantages
 
 # TRL's loss_type names, mapped onto rlgrad's aggregations (bnpo and dapo both average tokens)
 LOSS_TYPES = {
@@ -390,9 +391,9 @@ class GRPOTrainer:
                 mask = batch.completion_mask.bool()
                 ratios = torch.exp(log_probs.detach() - old)[mask]
                 advantage = batch.advantages[:, None].expand_as(mask)[mask]
-                high = config.epsilon if config.epsilon_high is None else config.epsilon_high
-                low_clipped = ((ratios < 1 - config.epsilon) & (advantage < 0)).float().mean()
-                high_clipped = ((ratios > 1 + high) & (advantage > 0)).float().mean()
+                low_clipped, high_clipped = clipped_fractions(
+                    ratios.float(), advantage.float(), config.epsilon, config.epsilon_high
+                )
                 metrics.setdefault("loss", []).append(loss_value)
                 metrics.setdefault("grad_norm", []).append(norm)
                 metrics.setdefault("clip_ratio/low_mean", []).append(low_clipped.item())
@@ -433,7 +434,7 @@ class GRPOTrainer:
         info = {
             "reward": rewards.mean().item(),
             "reward_std": rewards.std(correction=0).item(),
-            "frac_reward_zero_std": (groups == groups[:, :1]).all(dim=1).float().mean().item(),
+            "frac_reward_zero_std": equal_reward_groups(groups).float().mean().item(),
             "completions/mean_length": lengths.float().mean().item(),
             "completions/min_length": lengths.min().item(),
             "completions/max_length": lengths.max().item(),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from rlgrad.distributions import entropy_loss
 from rlgrad.policy import policy_gradient_loss
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
@@ -97,9 +98,12 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 step_advantages = normalize_advantages(step_advantages)
             policy_loss = policy_gradient_loss(log_probs, step_advantages)
             critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
-            # with no bonus, keep the entropy out of the backward pass (it is only logged)
-            entropy_mean = entropy.mean() if config.ent_coef else entropy.mean().detach()
-            loss = policy_loss + config.vf_coef * critic_loss - config.ent_coef * entropy_mean
+            mean_entropy = entropy.mean()
+            loss = (
+                policy_loss
+                + config.vf_coef * critic_loss
+                + entropy_loss(mean_entropy, config.ent_coef)
+            )
             grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
 
         # 4. log, evaluate and checkpoint
@@ -108,7 +112,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             {
                 "policy_loss": policy_loss.item(),
                 "value_loss": critic_loss.item(),
-                "entropy": entropy_mean.item(),
+                "entropy": mean_entropy.item(),
                 "grad_norm": grad_norm,
                 "explained_variance": float(
                     explained_variance(values.flatten()[usable], returns.flatten()[usable])

@@ -31,7 +31,7 @@ from rlgrad.support import configs, training
 from rlgrad.support.nets import QNetwork, epsilon_greedy
 from rlgrad.support.replay import Batch, ReplayBuffer
 from rlgrad.support.runs import History
-from rlgrad.value import dqn_loss, dqn_targets
+from rlgrad.value import dqn_loss, dqn_targets, epsilon_schedule, polyak_update
 
 ALGORITHM = "dqn"
 LOSSES = ("mse", "huber")
@@ -152,13 +152,6 @@ def build_companions(config: Config, spaces, q_network: QNetwork) -> dict:
     return {"target": target_network, "replay": replay}
 
 
-def exploration_epsilon(config: Config, steps: int) -> float:
-    """ε(t) = ε_start + (ε_end − ε_start)·min(1, t / (exploration_fraction · total_steps))."""
-    horizon = config.exploration_fraction * config.total_steps
-    fraction = min(steps / horizon, 1.0) if horizon > 0 else 1.0
-    return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * fraction
-
-
 def times_due(previous: int, steps: int, every: int) -> int:
     """How many multiples of ``every`` the step count passed in going from previous to steps."""
     return steps // every - previous // every
@@ -175,16 +168,6 @@ def td_loss(config: Config, q_network, target_network, batch: Batch):
     q_values = q_network(batch.observations)
     taken = q_values.gather(-1, batch.actions[:, None]).squeeze(-1)
     return dqn_loss(q_values, batch.actions, targets, config.loss), taken
-
-
-@torch.no_grad()
-def update_target(target_network, q_network, tau: float) -> None:
-    """θ⁻ ← τθ + (1 − τ)θ⁻ (an exact copy for τ = 1)."""
-    for target, online in zip(target_network.parameters(), q_network.parameters(), strict=True):
-        if tau == 1.0:
-            target.copy_(online)
-        else:
-            target.lerp_(online, tau)
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
@@ -210,7 +193,12 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             lr = training.annealed_lr(optimizer, config, run.progress_fraction())
             while steps < iteration_end:
                 # 1. act ε-greedily with the online network
-                epsilon = exploration_epsilon(config, steps)
+                epsilon = epsilon_schedule(
+                    steps,
+                    config.exploration_fraction * config.total_steps,
+                    config.epsilon_start,
+                    config.epsilon_end,
+                )
                 observations = env.observations
                 with torch.inference_mode():
                     q_values = q_network(torch.from_numpy(observations))
@@ -237,7 +225,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
 
                 # 4. target network
                 if times_due(previous, steps, config.target_update_every):
-                    update_target(target_network, q_network, config.tau)
+                    polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
         total_gradient_steps += len(losses)

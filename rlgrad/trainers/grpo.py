@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
+from rlgrad.distributions import entropy_loss
 from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
 from rlgrad.policy import approx_kl
-from rlgrad.returns import discounted_returns, group_advantages
+from rlgrad.returns import discounted_returns, equal_reward_groups, group_advantages
 from rlgrad.support import configs, training
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import History
@@ -167,7 +168,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             )
             advantages = step_advantages(config, returns, valid)
             episode_scores = returns[0].view(-1, config.group_size)
-            zero_std = (episode_scores == episode_scores[:, :1]).all(dim=-1)
+            zero_std = equal_reward_groups(episode_scores)
 
             # 3. update: clipped steps on the stored log-probabilities, episodes × steps = [N, T]
             observations = rollout.observations[:steps].flatten(0, 1)
@@ -187,10 +188,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     aggregation=config.aggregation,
                     max_length=config.max_episode_steps,
                 )
-                entropy_mean = masked_mean(entropy.view(steps, config.num_envs).T, mask)
-                if not config.ent_coef:  # only logged: keep it out of the backward pass
-                    entropy_mean = entropy_mean.detach()
-                loss = policy_loss - config.ent_coef * entropy_mean
+                mean_entropy = masked_mean(entropy.view(steps, config.num_envs).T, mask)
+                loss = policy_loss + entropy_loss(mean_entropy, config.ent_coef)
                 grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
             with torch.no_grad():
                 kl = approx_kl(log_probs[mask], old_log_probs[mask])
@@ -200,7 +199,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             steps * config.num_envs,
             {
                 "policy_loss": policy_loss.item(),
-                "entropy": entropy_mean.item(),
+                "entropy": mean_entropy.item(),
                 "approx_kl": kl.item(),
                 "grad_norm": grad_norm,
                 "group_return_std": episode_scores.std(dim=-1, correction=0).mean().item(),

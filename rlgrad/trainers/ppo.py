@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from rlgrad.distributions import entropy_loss
 from rlgrad.policy import approx_kl, clip_fraction, ppo_clip_loss
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
@@ -27,6 +28,7 @@ from rlgrad.support.runs import History
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "ppo"
+METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +112,9 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             old_log_probs, old_values = rollout.flat("log_probs"), values.flatten()
             flat_advantages, flat_returns = advantages.flatten(), returns.flatten()
             usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
-            totals = torch.zeros(6)
+            totals = torch.zeros(len(METRICS))  # summed over minibatches: one op, no host sync
             minibatches = 0
+            kl_exceeded = False
             for _ in range(config.epochs):
                 order = usable[torch.randperm(len(usable), generator=generator)]
                 for batch in order.split(config.minibatch_size):
@@ -120,6 +123,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     )
                     kl = approx_kl(log_probs.detach(), old_log_probs[batch])
                     if config.target_kl is not None and kl > 1.5 * config.target_kl:
+                        kl_exceeded = True  # the policy moved far enough: end this update
                         break
                     batch_advantages = flat_advantages[batch]
                     if config.normalize_advantages and len(batch) > 1:
@@ -133,10 +137,11 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         old_values[batch] if config.clip_value_eps is not None else None,
                         config.clip_value_eps,
                     )
-                    # with no bonus, keep the entropy out of the backward pass (it is only logged)
-                    entropy_mean = entropy.mean() if config.ent_coef else entropy.mean().detach()
+                    mean_entropy = entropy.mean()
                     loss = (
-                        policy_loss + config.vf_coef * critic_loss - config.ent_coef * entropy_mean
+                        policy_loss
+                        + config.vf_coef * critic_loss
+                        + entropy_loss(mean_entropy, config.ent_coef)
                     )
                     grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
                     ratios = torch.exp(log_probs.detach() - old_log_probs[batch])
@@ -144,29 +149,23 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         [
                             policy_loss.detach(),
                             critic_loss.detach(),
-                            entropy_mean.detach(),
+                            mean_entropy.detach(),
                             kl,
                             clip_fraction(ratios, config.clip_eps),
                             torch.tensor(grad_norm),
                         ]
                     )
                     minibatches += 1
-                else:
-                    continue
-                break  # the target KL stopped this update
+                if kl_exceeded:
+                    break
 
         # 4. log, evaluate and checkpoint
-        means = (totals / max(minibatches, 1)).tolist()
+        means = dict(zip(METRICS, (totals / max(minibatches, 1)).tolist(), strict=True))
         valid = rollout.valid.flatten()
         run.end_iteration(
             config.num_steps * config.num_envs,
             {
-                "policy_loss": means[0],
-                "value_loss": means[1],
-                "entropy": means[2],
-                "approx_kl": means[3],
-                "clip_fraction": means[4],
-                "grad_norm": means[5],
+                **means,
                 "explained_variance": float(
                     explained_variance(old_values[valid], flat_returns[valid])
                 ),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from rlgrad.distributions import entropy_loss
 from rlgrad.policy import policy_gradient_loss
 from rlgrad.returns import discounted_returns, normalize_advantages
 from rlgrad.support import configs, training
@@ -104,9 +105,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             if config.normalize_advantages and len(usable) > 1:
                 step_advantages = normalize_advantages(step_advantages)
             policy_loss = policy_gradient_loss(log_probs, step_advantages)
-            # with no bonus, keep the entropy out of the backward pass (it is only logged)
-            entropy_mean = entropy.mean() if config.ent_coef else entropy.mean().detach()
-            loss = policy_loss - config.ent_coef * entropy_mean
+            mean_entropy = entropy.mean()
+            loss = policy_loss + entropy_loss(mean_entropy, config.ent_coef)
             if config.baseline:
                 critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
                 loss = loss + config.vf_coef * critic_loss
@@ -115,7 +115,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         # 4. log, evaluate and checkpoint
         metrics = {
             "policy_loss": policy_loss.item(),
-            "entropy": entropy_mean.item(),
+            "entropy": mean_entropy.item(),
             "grad_norm": grad_norm,
             "lr": lr,
         }
