@@ -15,6 +15,7 @@ from test_trainers import dataclasses_replace, read_rows, without_timing
 
 import rlgrad
 from rlgrad.app import load_agent
+from rlgrad.support import offpolicy
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.nets import QNetwork
 from rlgrad.support.replay import ReplayBuffer
@@ -141,7 +142,37 @@ def test_epsilon_falls_linearly_then_stays():
     assert rlgrad.epsilon_schedule(0, 0, 1.0, 0.1) == pytest.approx(0.1)  # no decay: ε_end
     with pytest.raises(ValueError, match=r"epsilon_schedule\(\): 'start' must lie in \[0, 1\]"):
         rlgrad.epsilon_schedule(0, 10, 1.5, 0.1)
-    assert [dqn.times_due(p, s, 4) for p, s in [(0, 3), (3, 4), (6, 14), (7, 8)]] == [0, 1, 2, 1]
+    passed = [offpolicy.times_due(p, s, 4) for p, s in [(0, 3), (3, 4), (6, 14), (7, 8)]]
+    assert passed == [0, 1, 2, 1]
+
+
+def test_the_off_policy_schedule_learns_only_when_due_and_ready():
+    schedule = offpolicy.Schedule(
+        learning_starts=100, batch_size=32, train_frequency=4, gradient_steps=3,
+        target_update_every=10,
+    )  # fmt: skip
+    # from 96 to 104 steps (8 envs): 104 ≥ learning_starts, multiples of 4 passed: 100, 104
+    assert schedule.gradient_steps_due(96, 104, stored=200) == 2 * 3
+    assert schedule.gradient_steps_due(88, 96, stored=200) == 0  # before learning_starts
+    assert schedule.gradient_steps_due(96, 104, stored=31) == 0  # less than a minibatch stored
+    assert schedule.target_update_due(96, 104) and not schedule.target_update_due(101, 104)
+
+
+def test_the_replay_buffer_keeps_continuous_actions_as_float_vectors():
+    env = VectorEnv("Pendulum-v1", 2, seed=0)
+    replay = ReplayBuffer(16, 2, env.spaces)
+    assert replay.actions.dtype == torch.float32 and replay.actions.shape == (8, 2, 1)
+    taken = []
+    for i in range(5):
+        actions = torch.tensor([[0.25 * i], [-0.5 * i]])
+        observations = env.observations
+        replay.add(observations, actions, env.step(actions.numpy()))
+        taken.append(actions)
+    batch = replay.sample(64, torch.Generator().manual_seed(0), n_step=1, gamma=0.9)
+    assert batch.actions.dtype == torch.float32 and batch.actions.shape == (64, 1)
+    stored = {round(float(a), 6) for a in torch.cat(taken).flatten()}
+    assert {round(float(a), 6) for a in batch.actions.flatten()} <= stored
+    env.close()
 
 
 @pytest.mark.parametrize(

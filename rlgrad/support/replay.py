@@ -33,7 +33,7 @@ class Batch:
     """A sampled minibatch; the DQN target is y = returns + discounts·(1 − terminated)·max Q⁻."""
 
     observations: Tensor  # [B, *obs], s_t
-    actions: Tensor  # [B] int64
+    actions: Tensor  # [B] int64 (Discrete) or [B, *action] float32 (Box)
     returns: Tensor  # [B]: r_t, or the n-step return Σ_{k<K} γ^k r_{t+k}
     discounts: Tensor  # [B]: γ^K
     terminated: Tensor  # [B] bool: the window ended in a termination
@@ -56,7 +56,11 @@ class ReplayBuffer:
         self.num_envs = num_envs
         shape = (self.slots, num_envs)
         self.observations = torch.zeros(*shape, *spaces.observation_shape)
-        self.actions = torch.zeros(shape, dtype=torch.int64)
+        # actions as the action space has them: integers for Discrete, float vectors for Box
+        if spaces.discrete:
+            self.actions = torch.zeros(shape, dtype=torch.int64)
+        else:
+            self.actions = torch.zeros(*shape, *spaces.action_shape, dtype=torch.float32)
         self.rewards = torch.zeros(shape)
         self.terminated = torch.zeros(shape, dtype=torch.bool)
         self.truncated = torch.zeros(shape, dtype=torch.bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ import torch
 from rlgrad.support.configs import PolicyConfig
 from rlgrad.support.envs import Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
+from rlgrad.support.runs import Run
 
 
 def seed_everything(seed: int, threads: int) -> torch.Generator:
@@ -82,25 +84,33 @@ def warm_up_kernels() -> None:
     discounted_returns(zeros, flags, flags, 0.9, zeros)
 
 
+class Setup(NamedTuple):
+    """What :func:`start` builds: the run and everything a trainer trains with."""
+
+    run: Run
+    env: VectorEnv
+    agent: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # samples actions and minibatches
+    extras: tuple | None  # build_extras' named objects (DQN's target network and replay buffer)
+
+
 def start(
     algorithm: str,
     config,
     run_dir,
     build_agent,
     make_optimizer,
-    build_companions=None,
+    build_extras=None,
     **run_options,
-):
+) -> Setup:
     """Seed, build the environments, the agent and its optimizer, and open (or resume) the run.
 
-    ``build_companions(config, spaces, agent)``, when given, returns more named objects with
-    ``state_dict``/``load_state_dict`` that the checkpoints must hold (DQN's target network and
-    replay buffer); they are in ``run.modules``. Returns ``(run, env, agent, optimizer,
-    generator)``; ``run_options`` are Run's keyword arguments ``resume``, ``checkpoint`` and
-    ``progress``.
+    ``build_extras(config, spaces, agent)``, when given, returns a NamedTuple of more objects
+    with ``state_dict``/``load_state_dict`` that the checkpoints must hold, such as DQN's target
+    network and replay buffer. ``run_options`` are Run's keyword arguments ``resume``,
+    ``checkpoint`` and ``progress``.
     """
-    from rlgrad.support.runs import Run
-
     generator = seed_everything(config.seed, config.threads)
     env = make_env(config)
     try:
@@ -111,9 +121,10 @@ def start(
     optimizer = make_optimizer(config, agent)
     warm_up_kernels()
     modules = {"agent": agent, "optimizer": optimizer}
-    if build_companions is not None:
-        modules.update(build_companions(config, env.spaces, agent))
+    extras = build_extras(config, env.spaces, agent) if build_extras is not None else None
+    if extras is not None:
+        modules.update(extras._asdict())
     run = Run(
         algorithm, config, run_dir, env=env, modules=modules, generator=generator, **run_options
     )
-    return run, env, agent, optimizer, generator
+    return Setup(run, env, agent, optimizer, generator, extras)

@@ -72,17 +72,16 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     """
     check(config)
     # 0. set up: seeds, environments, networks, optimizer and the run directory (new or resumed)
-    run, env, agent, optimizer, generator = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options
-    )
+    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
+    run, env, agent = setup.run, setup.env, setup.agent
     rollout = Rollout(config.num_steps, config.num_envs, env.spaces)
 
     while not run.done:
         with run.training():
-            lr = training.annealed_lr(optimizer, config, run.progress_fraction())
+            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
 
             # 1. collect T steps from N environments with the current policy
-            rollout.collect(env, agent, generator)
+            rollout.collect(env, agent, setup.generator)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
             values, advantages, returns = rollout.gae(agent, config.gamma, config.lam)
@@ -104,7 +103,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 + config.vf_coef * critic_loss
                 + entropy_loss(mean_entropy, config.ent_coef)
             )
-            grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+            grad_norm = training.gradient_step(run, setup.optimizer, loss, config.max_grad_norm)
 
         # 4. log, evaluate and checkpoint
         run.end_iteration(

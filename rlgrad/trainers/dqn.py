@@ -20,14 +20,14 @@ first end of episode; a truncation still bootstraps from its true final observat
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from rlgrad.support import configs, training
+from rlgrad.support import configs, offpolicy, training
 from rlgrad.support.nets import QNetwork, epsilon_greedy
 from rlgrad.support.replay import Batch, ReplayBuffer
 from rlgrad.support.runs import History
@@ -145,16 +145,16 @@ def make_optimizer(config: Config, q_network: QNetwork) -> torch.optim.Optimizer
     return training.adam(q_network.parameters(), lr=config.lr)
 
 
-def build_companions(config: Config, spaces, q_network: QNetwork) -> dict:
-    """The target network θ⁻ (a frozen copy of θ) and the replay buffer, both checkpointed."""
-    target_network = copy.deepcopy(q_network).requires_grad_(False)
+class TargetAndReplay(NamedTuple):
+    """DQN's checkpointed companions of the Q-network."""
+
+    target: QNetwork  # θ⁻, a frozen copy of θ
+    replay: ReplayBuffer
+
+
+def build_target_and_replay(config: Config, spaces, q_network: QNetwork) -> TargetAndReplay:
     replay = ReplayBuffer(config.buffer_size, config.num_envs, spaces, config.checkpoint_replay)
-    return {"target": target_network, "replay": replay}
-
-
-def times_due(previous: int, steps: int, every: int) -> int:
-    """How many multiples of ``every`` the step count passed in going from previous to steps."""
-    return steps // every - previous // every
+    return TargetAndReplay(offpolicy.frozen_copy(q_network), replay)
 
 
 def td_loss(config: Config, q_network, target_network, batch: Batch):
@@ -177,14 +177,42 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     """
     check(config)
     # 0. set up: seeds, environments, Q-network, target network, replay buffer, optimizer, run
-    run, env, q_network, optimizer, generator = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
+    setup = training.start(
+        ALGORITHM,
+        config,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        build_target_and_replay,
+        **run_options,
     )
-    target_network, replay = run.modules["target"], run.modules["replay"]
+    run, env, q_network, optimizer = setup.run, setup.env, setup.agent, setup.optimizer
+    target_network, replay = setup.extras
+    schedule = offpolicy.Schedule.of(config)
     total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
     steps = run.steps
-    ready = False  # enough steps and transitions to learn from (an empty buffer after a resume
-    # without one waits for a batch's worth)
+    epsilon = config.epsilon_start
+
+    def act(observations, steps: int) -> torch.Tensor:
+        """1. ε-greedy with the online network."""
+        nonlocal epsilon
+        decay_steps = config.exploration_fraction * config.total_steps
+        epsilon = epsilon_schedule(steps, decay_steps, config.epsilon_start, config.epsilon_end)
+        with torch.inference_mode():
+            q_values = q_network(torch.from_numpy(observations))
+        return epsilon_greedy(q_values, epsilon, setup.generator)
+
+    def learn() -> None:
+        """3. one gradient step on the TD loss of a replayed minibatch."""
+        batch = replay.sample(config.batch_size, setup.generator, config.n_step, config.gamma)
+        loss, taken = td_loss(config, q_network, target_network, batch)
+        grad_norms.append(training.gradient_step(run, optimizer, loss, config.max_grad_norm))
+        losses.append(loss.item())
+        q_taken.append(taken.mean().item())
+
+    def update_target() -> None:
+        """4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1)."""
+        polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
     while not run.done:
         losses, q_taken, grad_norms = [], [], []
@@ -192,40 +220,11 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         with run.training():
             lr = training.annealed_lr(optimizer, config, run.progress_fraction())
             while steps < iteration_end:
-                # 1. act ε-greedily with the online network
-                epsilon = epsilon_schedule(
-                    steps,
-                    config.exploration_fraction * config.total_steps,
-                    config.epsilon_start,
-                    config.epsilon_end,
+                # act, 2. store (the buffer keeps the true final observation of a cut episode),
+                # learn and update the target when due
+                steps, _ = offpolicy.act_store_learn(
+                    env, replay, schedule, steps, act, learn, update_target
                 )
-                observations = env.observations
-                with torch.inference_mode():
-                    q_values = q_network(torch.from_numpy(observations))
-                actions = epsilon_greedy(q_values, epsilon, generator)
-                step = env.step(actions.numpy())
-
-                # 2. remember; the buffer keeps the true final observation of a cut episode
-                replay.add(observations, actions, step)
-                previous, steps = steps, steps + config.num_envs
-
-                # 3. learn: gradient steps on the TD loss of replayed minibatches
-                ready = ready or (
-                    steps >= config.learning_starts and len(replay) >= config.batch_size
-                )
-                due = times_due(previous, steps, config.train_frequency) if ready else 0
-                for _ in range(due * config.gradient_steps):
-                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-                    loss, taken = td_loss(config, q_network, target_network, batch)
-                    grad_norms.append(
-                        training.gradient_step(run, optimizer, loss, config.max_grad_norm)
-                    )
-                    losses.append(loss.item())
-                    q_taken.append(taken.mean().item())
-
-                # 4. target network
-                if times_due(previous, steps, config.target_update_every):
-                    polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
         total_gradient_steps += len(losses)

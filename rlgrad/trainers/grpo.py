@@ -144,18 +144,21 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     """
     check(config)
     # 0. set up: seeds, environments, the policy (no critic), optimizer and the run directory
-    run, env, agent, optimizer, generator = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options
-    )
+    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
+    run, env, agent = setup.run, setup.env, setup.agent
     rollout = Rollout(config.max_episode_steps, config.num_envs, env.spaces)
 
     while not run.done:
         with run.training():
-            lr = training.annealed_lr(optimizer, config, run.progress_fraction())
+            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
 
             # 1. one episode per environment, each group from its own shared start state
             steps = rollout.collect(
-                env, agent, generator, episodes=True, reset_seeds=group_seeds(config, generator)
+                env,
+                agent,
+                setup.generator,
+                episodes=True,
+                reset_seeds=group_seeds(config, setup.generator),
             )
 
             # 2. group-relative advantages from the returns; no critic
@@ -190,7 +193,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 )
                 mean_entropy = masked_mean(entropy.view(steps, config.num_envs).T, mask)
                 loss = policy_loss + entropy_loss(mean_entropy, config.ent_coef)
-                grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                grad_norm = training.gradient_step(run, setup.optimizer, loss, config.max_grad_norm)
             with torch.no_grad():
                 kl = approx_kl(log_probs[mask], old_log_probs[mask])
 

@@ -71,17 +71,16 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     """
     check(config)
     # 0. set up: seeds, environments, networks, optimizer and the run directory (new or resumed)
-    run, env, agent, optimizer, generator = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options
-    )
+    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
+    run, env, agent = setup.run, setup.env, setup.agent
     rollout = Rollout(config.max_episode_steps, config.num_envs, env.spaces)
 
     while not run.done:
         with run.training():
-            lr = training.annealed_lr(optimizer, config, run.progress_fraction())
+            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
 
             # 1. collect one complete episode from each environment
-            steps = rollout.collect(env, agent, generator, episodes=True)
+            steps = rollout.collect(env, agent, setup.generator, episodes=True)
 
             # 2. returns G_t (bootstrapped with V only at a time limit) and advantages G_t − V
             rewards = rollout.rewards[:steps]
@@ -110,7 +109,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             if config.baseline:
                 critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
                 loss = loss + config.vf_coef * critic_loss
-            grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+            grad_norm = training.gradient_step(run, setup.optimizer, loss, config.max_grad_norm)
 
         # 4. log, evaluate and checkpoint
         metrics = {
