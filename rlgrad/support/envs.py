@@ -11,12 +11,23 @@ so that trainers leave it out of their losses.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-_NORMALIZED_CLIP = 10.0  # as SB3's VecNormalize: a few outliers must not dominate a minibatch
+_NORMALIZED_CLIP = 10.0
+# what a VectorEnv must carry through a checkpoint besides its environments and statistics
+_COUNTERS = (
+    "observations",
+    "update_stats",
+    "_discounted",
+    "_episode_returns",
+    "_episode_lengths",
+    "_reset_pending",
+    "finished",
+)  # as SB3's VecNormalize: a few outliers must not dominate a minibatch
 
 
 @dataclass(frozen=True)
@@ -223,34 +234,38 @@ class VectorEnv:
         self.obs_stats.load_state_dict(state["obs"])
         self.return_stats.load_state_dict(state["return"])
 
-    def state(self) -> bytes:
-        """Everything needed to continue exactly: the environments themselves and all counters.
+    def state(self) -> dict:
+        """Everything needed to continue exactly: the environments themselves (pickled), the
+        normalization statistics and every counter.
 
         Asynchronous environments live in other processes and cannot be captured: their state is
-        left out, and :meth:`from_state` starts them afresh (the run then continues, but not
+        left out, and :meth:`load_state` starts them afresh (the run then continues, but not
         bit-identically).
         """
         import cloudpickle
 
-        env = self.env
-        if self.vectorization == "async":
-            self.env = None
-        try:
-            return cloudpickle.dumps(self)
-        finally:
-            self.env = env
+        return {
+            "env": None if self.vectorization == "async" else cloudpickle.dumps(self.env),
+            "stats": self.stats_state(),
+            **{name: copy.deepcopy(getattr(self, name)) for name in _COUNTERS},
+        }
 
-    @staticmethod
-    def from_state(blob: bytes, seed: int) -> VectorEnv:
+    def load_state(self, state: dict, seed: int) -> None:
+        """Continue from :meth:`state`, in place: trainers keep their reference to this object."""
         import cloudpickle
 
-        restored = cloudpickle.loads(blob)
-        if restored.env is None:
-            restored.env = make_gym_vector_env(
-                restored.env_id, restored.num_envs, "async", **restored.env_kwargs
+        self.env.close()
+        if state["env"] is not None:
+            self.env = cloudpickle.loads(state["env"])
+        else:
+            self.env = make_gym_vector_env(
+                self.env_id, self.num_envs, self.vectorization, **self.env_kwargs
             )
-            restored.reset_seeded(seed)
-        return restored
+        self.load_stats_state(state["stats"])
+        for name in _COUNTERS:
+            setattr(self, name, copy.deepcopy(state[name]))
+        if state["env"] is None:
+            self.reset_seeded(seed)
 
     def reset_seeded(self, seed: int) -> np.ndarray:
         raw, _ = self.env.reset(seed=seed)

@@ -305,9 +305,7 @@ class Run:
         state = torch.load(path, weights_only=False)
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
-        restored = VectorEnv.from_state(state["env"], self.config.seed)
-        self.env.close()
-        self.env.__dict__.update(restored.__dict__)  # the trainer keeps its reference to env
+        self.env.load_state(state["env"], self.config.seed)  # in place: trainers hold env
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
