@@ -37,7 +37,9 @@ def trainer(reward_funcs=None, seed: int = 0, **changes) -> GRPOTrainer:
 
 def test_the_completion_mask_runs_through_the_first_eos():
     grpo = trainer(max_completion_length=6)
+    grpo.tokenizer.padding_side = "right"  # the caller's setting, which generation must not keep
     _, _, _, completion_ids, mask, truncated = grpo._generate(["1+2=", "3+4="] * 4)
+    assert grpo.tokenizer.padding_side == "right"
     eos = grpo.tokenizer.eos_token_id
     for ids, row, cut in zip(
         completion_ids.tolist(), mask.tolist(), truncated.tolist(), strict=True

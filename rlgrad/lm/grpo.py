@@ -252,8 +252,13 @@ class GRPOTrainer:
     def _generate(self, prompts: list[str]):
         """G completions per prompt; their tokens and the mask through the first EOS."""
         config, tokenizer = self.config, self.tokenizer
-        tokenizer.padding_side = "left"  # generation continues right after the prompt
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        # generation continues right after the prompt, so pad on the left; the caller's
+        # tokenizer keeps its own setting
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"
+        try:
+            encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        finally:
+            tokenizer.padding_side = side
         input_ids = encoded.input_ids.repeat_interleave(config.num_generations, dim=0)
         attention = encoded.attention_mask.repeat_interleave(config.num_generations, dim=0)
         self.model.eval()
