@@ -1,5 +1,6 @@
 """Figures of ``rlgrad tour --plots DIR``: one function per tour step, each drawing the results
-that step computed (never recomputing a formula itself).
+that step computed (never recomputing a formula itself). They read the results' data keys, the
+ones starting with ``_``, never the printed labels, so rewording a label cannot break a figure.
 
 matplotlib (the ``plots`` extra) is imported lazily with the Agg backend.
 """
@@ -36,7 +37,7 @@ def ascent(results: dict, path: Path) -> Path:
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(7, 4.5))
     for lr, trajectory in results["_paths"].items():
-        verdict = results[f"α={lr:g}"]
+        verdict = results["_verdicts"][lr]
         axis.plot(trajectory.tolist(), "o-", ms=3, label=f"α = {lr:g} ({verdict})")
     axis.axhline(0.8, color="grey", ls=":", label="maximum θ = 0.8")
     axis.set_ylim(-1.5, 3.0)
@@ -50,7 +51,8 @@ def chain_rule(results: dict, path: Path) -> Path:
     """L(θ) = (3θ − 6)² with its tangent at θ, whose slope is dL/dy · dy/dθ."""
     plt = _pyplot()
     theta = results["_theta"].item()
-    loss, slope = results["L = (y − 6)²"].item(), results["dL/dy · dy/dθ"].item()
+    loss, slope = results["_loss"].item(), results["_slope"].item()
+    dl_dy, dy_dtheta = (factor.item() for factor in results["_factors"])
     grid = torch.linspace(theta - 1.5, theta + 2.5, 200, dtype=torch.float64)
     fig, axis = plt.subplots(figsize=(7, 4.5))
     # The loss curve itself is the definition being differentiated, drawn for orientation.
@@ -59,8 +61,7 @@ def chain_rule(results: dict, path: Path) -> Path:
         grid.tolist(),
         (loss + slope * (grid - theta)).tolist(),
         "--",
-        label=f"tangent at θ = {theta:g}, slope dL/dy·dy/dθ = "
-        f"{results['dL/dy'].item():g}·{results['dy/dθ'].item():g} = {slope:g}",
+        label=f"tangent at θ = {theta:g}, slope dL/dy·dy/dθ = {dl_dy:g}·{dy_dtheta:g} = {slope:g}",
     )
     axis.plot([theta], [loss], "ko")
     axis.set_ylim(-5, max(40.0, loss + 5))
@@ -80,11 +81,11 @@ def taylor(results: dict, path: Path) -> Path:
         axis.plot(points, curve.tolist(), style, lw=3 if style == "-" else 2, label=name)
     axis.plot(
         [x + h],
-        [results["order 1"].item()],
+        [results["_first_order"].item()],
         "rx",
         ms=10,
-        label=f"h = {h:g}: order 1 gives {results['order 1'].item():.4g}, "
-        f"true {results['f(x + h)'].item():.4g}",
+        label=f"h = {h:g}: order 1 gives {results['_first_order'].item():.4g}, "
+        f"true {results['_exact'].item():.4g}",
     )
     axis.set(title=f"Taylor approximations of x² around x = {x:g}", xlabel="x + h", ylabel="value")
     axis.grid(alpha=0.3)
@@ -145,7 +146,7 @@ def ppo(results: dict, path: Path) -> Path:
     for axis, sign in zip(axes, (1.0, -1.0), strict=True):
         axis.plot(ratios, [sign * r for r in ratios], ":", color="grey", label="unclipped r·Â")
         axis.plot(ratios, results["_curves"][sign].tolist(), lw=2.5, label="min(rÂ, clip(r)Â)")
-        low, high = results[f"flat (zero-gradient) ratios for Â{'>' if sign > 0 else '<'}0"]
+        low, high = results["_flat"][sign]
         axis.axvspan(low, high, color="orange", alpha=0.2, label="flat: gradient 0")
         for edge in (1 - clip_eps, 1 + clip_eps):
             axis.axvline(edge, color="k", lw=0.6, ls="--")

@@ -55,6 +55,7 @@ def _ascent(theta0, lrs, steps):
             verdicts[lr] = "converges"
     return {
         "_paths": paths,
+        "_verdicts": verdicts,
         **{f"θ_{steps} at α={lr:g}": path[-1] for lr, path in paths.items()},
         **{f"α={lr:g}": verdict for lr, verdict in verdicts.items()},
     }
@@ -65,14 +66,18 @@ def _chain_rule(theta):
     y = 3 * theta
     dl_dy = rlgrad.gradient(lambda u: (u - 6) ** 2, y)
     dy_dtheta = rlgrad.gradient(lambda t: 3 * t, theta)
+    loss, slope = (y - 6) ** 2, dl_dy * dy_dtheta
     return {
         "y = 3θ": y,
-        "L = (y − 6)²": (y - 6) ** 2,
+        "L = (y − 6)²": loss,
         "dL/dy": dl_dy,
         "dy/dθ": dy_dtheta,
-        "dL/dy · dy/dθ": dl_dy * dy_dtheta,
+        "dL/dy · dy/dθ": slope,
         "dL/dθ by autograd": rlgrad.gradient(lambda t: (3 * t - 6) ** 2, theta),
         "_theta": theta,
+        "_loss": loss,
+        "_factors": (dl_dy, dy_dtheta),
+        "_slope": slope,
     }
 
 
@@ -92,6 +97,8 @@ def _taylor(x, h):
         "order-1 error = h²": square(x + h) - first_order,
         "_x": x,
         "_h": h,
+        "_first_order": first_order,
+        "_exact": square(x + h),
         "_steps": steps,
         "_curves": {
             "f(x + h) = (x + h)²": square(x + steps),
@@ -220,6 +227,7 @@ def _ppo(old_prob, new_prob, advantage, clip_eps, ratio_range):
         "clipped objective": rlgrad.ppo_objective(ratio, f64([advantage]), clip_eps)[0],
         "flat (zero-gradient) ratios for Â>0": flat[1.0],
         "flat (zero-gradient) ratios for Â<0": flat[-1.0],
+        "_flat": flat,
         "_ratios": ratios,
         "_curves": curves,
         "_clip_eps": clip_eps,
