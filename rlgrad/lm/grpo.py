@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from rlgrad.distributions import categorical_entropy, kl_k3
 from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
 from rlgrad.policy import clipped_fractions
 from rlgrad.returns import equal_reward_groups, group_advantages
+from rlgrad.support import checkpoints
 
 # TRL's loss_type names, mapped onto rlgrad's aggregations (bnpo and dapo both average tokens)
 LOSS_TYPES = {
@@ -532,16 +532,11 @@ class GRPOTrainer:
             "ref_model": self.ref_model.state_dict() if self.ref_model is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
             "order": list(self.order),
             "history": self.history,
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
+            **checkpoints.random_states(self.generator),
         }
-        temporary = path / ".trainer_state.pt.tmp"
-        torch.save(state, temporary)
-        temporary.replace(path / "trainer_state.pt")
+        checkpoints.save(state, path / "trainer_state.pt")
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -551,10 +546,7 @@ class GRPOTrainer:
             self.ref_model.load_state_dict(state["ref_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
         self.order = list(state["order"])
         self.history = list(state["history"])
         self.step = state["step"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        checkpoints.restore_random_states(state, self.generator)

@@ -17,8 +17,6 @@ import contextlib
 import csv
 import json
 import math
-import os
-import random
 import signal
 import sys
 import threading
@@ -30,7 +28,7 @@ import numpy as np
 import torch
 
 from rlgrad import NonFiniteError
-from rlgrad.support import configs
+from rlgrad.support import checkpoints, configs
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.evaluation import evaluate
 
@@ -85,13 +83,6 @@ def default_threshold(env_id: str) -> float | None:
 def default_run_dir(algorithm: str, config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{algorithm}-{config.env}-seed{config.seed}-{stamp}"
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Write through a temporary file and rename it: a crash never leaves a half-written file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 class Run:
@@ -285,15 +276,12 @@ class Run:
             "modules": {name: module.state_dict() for name, module in self.modules.items()},
             "env": self.env.state(),
             "env_stats": self.env.stats_state(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
+            **checkpoints.random_states(self.generator),
         }
         latest = self.checkpoint_dir / "latest.pt"
-        _write_atomically(latest, lambda path: torch.save(state, path))
+        checkpoints.save(state, latest)
         periodic = self.checkpoint_dir / f"step_{self.steps:010d}.pt"
-        _write_atomically(periodic, lambda path: torch.save(state, path))
+        checkpoints.save(state, periodic)
         kept = sorted(self.checkpoint_dir.glob("step_*.pt"))
         for old in kept[: max(len(kept) - max(self.config.keep_checkpoints, 1), 0)]:
             old.unlink()
@@ -306,10 +294,7 @@ class Run:
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
         self.env.load_state(state["env"], self.config.seed)  # in place: trainers hold env
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        checkpoints.restore_random_states(state, self.generator)
         self.steps, self.updates = state["steps"], state["updates"]
         self.train_s, self.wall_offset = state["train_s"], state["wall_s"]
         self.rows, self.columns = list(state["rows"]), state["columns"]
