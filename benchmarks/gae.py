@@ -6,7 +6,7 @@ Cases are float32 ``[T, B]`` rollouts with ~1 % terminations and truncations. Fo
 three contenders run interleaved so that machine-speed drift hits them alike, and each repeat
 starts the rotation one contender later (floor, gae, loop; gae, loop, floor; ...). Arrays that
 were just used several times partly survive an eviction, so the first cold slots after the warm
-block run faster (``benchmarks/probes/cold_positions.py``), and a fixed order would favour
+block run faster (a probe that measured this lives in git history), and a fixed order would favour
 whoever goes first. The medians and the ratios between them are printed.
 
 Memory-bound code runs twice as fast from cache as from memory on these machines, so every

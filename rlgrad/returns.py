@@ -17,6 +17,8 @@ from torch import Tensor
 
 from rlgrad import _checks, _kernels
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
 
 def _trajectory(fn: str, name: str, x: object, rewards: Tensor) -> Tensor:
     x = _checks.tensor(fn, name, x)
@@ -68,6 +70,13 @@ def _scan(
     floats, bools = list(named.values()), list(flags.values())
     if not _kernels.takes(floats, bools):
         floats, bools = _checked(fn, named, flags)
+        if floats[0].dtype in HALF_DTYPES:
+            # A recursion accumulates rounding over T steps, which half precision cannot afford:
+            # compute in float32 (differentiably) and return the input dtype.
+            single = {name: x.float() for name, x in zip(named, floats, strict=True)}
+            as_flags = dict(zip(flags, bools, strict=True))
+            result = _scan(fn, kernel, reference, single, as_flags, *hyper)
+            return result.to(floats[0].dtype)
         if not _use_kernel(*floats):
             for name, x in zip(named, floats, strict=True):
                 _checks.finite(fn, name, x)
@@ -171,6 +180,7 @@ def discounted_returns(
 
     Returns:
         ``[T, *B]``. Differentiable in ``rewards`` and ``next_values`` when they require grad.
+        float16 and bfloat16 inputs are computed in float32 and returned in their own dtype.
 
     Raises:
         TypeError / ValueError: as :func:`td_errors`.
@@ -304,7 +314,9 @@ def gae(
     Returns:
         ``[T, *B]`` advantages. On CPU float32/float64 without autograd a compiled scan computes
         them (numba); with inputs that require grad, on GPU, or without numba, a per-step torch
-        loop does, which is differentiable. Both give the same numbers.
+        loop does, which is differentiable. Both give the same numbers. float16 and bfloat16
+        inputs are computed in float32 and returned in their own dtype: the recursion
+        accumulates rounding over T steps, which half precision cannot afford.
 
     Raises:
         TypeError / ValueError: as :func:`td_errors`, and for λ outside [0, 1].

@@ -158,19 +158,50 @@ def test_float32_kernel_matches_float64_reference():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("offset", [0, 1, 5])
-def test_gae_kernel_streamed_and_cached_stores_match_the_loop(monkeypatch, dtype, offset):
-    """Whole cache lines, the elements around them, and an output that starts mid-line."""
+def test_gae_kernel_matches_the_loop_into_an_output_at_any_offset(dtype, offset):
     data = rollout(11, 40, (37,), 0.05, 0.05, dtype=dtype)
     reference = returns_module._gae_loop(*data, 0.99, 0.95)
-    results = []
-    for stream_bytes in (0, 2**62):  # every output streamed / none
-        monkeypatch.setattr(returns_module._kernels, "STREAM_BYTES", stream_bytes)
-        out = torch.empty(40 * 37 + offset, dtype=dtype)[offset:].view(40, 37)
-        assert returns_module._kernels.gae_scan(*data, 0.99, 0.95, out)
-        results.append(out)
+    out = torch.empty(40 * 37 + offset, dtype=dtype)[offset:].view(40, 37)
+    assert returns_module._kernels.gae_scan(*data, 0.99, 0.95, out)
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
-    torch.testing.assert_close(results[0], reference, rtol=tolerance, atol=tolerance)
-    assert torch.equal(results[0], results[1])
+    torch.testing.assert_close(out, reference, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("fn", ["gae", "discounted_returns"])
+def test_a_flag_byte_other_than_one_still_counts_as_true(fn):
+    # a uint8 buffer viewed as bool can hold 2 or 255 for "true"; torch reads it as True, and
+    # so must the compiled scan (reading the byte as a number gave 1 − 2 = −1 before)
+    rewards, values, next_values, terminated, truncated = rollout(3, 30, (8,), 0.2, 0.2)
+    odd_terminated = (terminated.to(torch.uint8) * 2).view(torch.bool)
+    odd_truncated = (truncated.to(torch.uint8) * 255).view(torch.bool)
+    assert odd_terminated.view(torch.uint8).max() == 2
+    if fn == "gae":
+        expected = rlgrad.gae(rewards, values, next_values, terminated, truncated, 0.9, 0.8)
+        got = rlgrad.gae(rewards, values, next_values, odd_terminated, odd_truncated, 0.9, 0.8)
+    else:
+        expected = rlgrad.discounted_returns(rewards, terminated, truncated, 0.9, next_values)
+        got = rlgrad.discounted_returns(rewards, odd_terminated, odd_truncated, 0.9, next_values)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_are_scanned_in_float32(half):
+    data = rollout(5, 500, (16,), 0.002, 0.002, dtype=torch.float64)
+    exact = rlgrad.gae(*data, 0.99, 0.95)
+    low = tuple(x.to(half) if x.is_floating_point() else x for x in data)
+    result = rlgrad.gae(*low, 0.99, 0.95)
+    assert result.dtype == half
+    # exactly the float32 scan of the same (rounded) inputs, rounded once at the end
+    single = tuple(x.float() if x.is_floating_point() else x for x in low)
+    assert torch.equal(result, rlgrad.gae(*single, 0.99, 0.95).to(half))
+    # and closer to the exact advantages than the recursion run in half precision itself
+    in_half = returns_module._gae_loop(*low, 0.99, 0.95)
+    error = (result.double() - exact).abs().max()
+    assert error < (in_half.double() - exact).abs().max()
+    # still differentiable, through the float32 loop
+    rewards = low[0].clone().requires_grad_(True)
+    rlgrad.gae(rewards, *low[1:], 0.99, 0.95).float().sum().backward()
+    assert rewards.grad.dtype == half and torch.isfinite(rewards.grad.float()).all()
 
 
 @pytest.mark.parametrize("column", [0, 20, 36])
@@ -195,8 +226,8 @@ def _kernel_takes(data) -> bool:
 
 
 def test_kernel_takes_only_what_it_can_read_directly():
-    """The one-pass test of the usual call: True only for tensors the kernel reads by address.
-    Anything else must go to the argument-by-argument checks (a wrong True corrupts memory)."""
+    """The one-pass test of the usual call: True only for tensors the scan can view as they are.
+    Anything else must go to the argument-by-argument checks, which explain what is wrong."""
     data = rollout(13, 6, (3,), 0.2, 0.2)
     assert _kernel_takes(data)
     assert _kernel_takes(tuple(x.float() if x.is_floating_point() else x for x in data))
