@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from rlgrad.app.presets import preset_config
-from rlgrad.trainers import module
+from rlgrad.app.registry import module
 
 ALGORITHMS = ("ppo", "grpo")
 

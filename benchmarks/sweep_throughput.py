@@ -44,7 +44,7 @@ from rlgrad.app.trials import TrialPool
 IN_ONE_PROCESS = """
 import sys
 from rlgrad.app.presets import preset_config
-from rlgrad.trainers import module
+from rlgrad.app.registry import module
 algorithm, env = sys.argv[2], sys.argv[3]
 for seed in map(int, sys.argv[4:]):
     config = preset_config(algorithm, env, seed=seed)

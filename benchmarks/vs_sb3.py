@@ -279,7 +279,7 @@ def score(evals: list[dict], threshold: float) -> dict:
 def rlgrad_worker(
     algorithm: str, env_id: str, seed: int, total_steps: int, eval_every: int, eval_episodes: int
 ):
-    from rlgrad.trainers import module
+    from rlgrad.app.registry import module
 
     trainer = module(algorithm)
     fields = {
@@ -464,7 +464,7 @@ def parse_cases(text: str) -> list[tuple[str, str]]:
 def rlgrad_has(algorithm: str) -> str | None:
     """None when rlgrad has a trainer for ``algorithm``, else why not."""
     try:
-        importlib.import_module("rlgrad.trainers").module(algorithm)
+        importlib.import_module("rlgrad.app.registry").module(algorithm)
     except (ImportError, ValueError) as error:
         return f"{type(error).__name__}: {error}"
     return None

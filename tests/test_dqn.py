@@ -15,12 +15,13 @@ from test_trainers import dataclasses_replace, read_rows, without_timing
 
 import rlgrad
 from rlgrad.app import load_agent
+from rlgrad.app.registry import resume
 from rlgrad.support import offpolicy
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.nets import QNetwork
 from rlgrad.support.replay import ReplayBuffer
 from rlgrad.support.runs import TrainingError
-from rlgrad.trainers import dqn, resume
+from rlgrad.trainers import dqn
 
 toy_envs.register()
 

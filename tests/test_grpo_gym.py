@@ -11,8 +11,9 @@ import pytest
 import torch
 from test_trainers import read_rows, without_timing
 
+from rlgrad.app.registry import resume
 from rlgrad.support.envs import VectorEnv
-from rlgrad.trainers import grpo, resume
+from rlgrad.trainers import grpo
 
 TINY = {
     "num_envs": 6,

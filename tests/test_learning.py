@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rlgrad.app.presets import preset_config
-from rlgrad.trainers import module
+from rlgrad.app.registry import module
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ import pytest
 from rlgrad.app import sweep as sweeps
 from rlgrad.app.cli import main
 from rlgrad.app.presets import build_config
+from rlgrad.app.registry import module
 from rlgrad.app.report import read_runs
 from rlgrad.support.runs import TIMING_COLUMNS
-from rlgrad.trainers import module
 
 # A PPO trial of a few seconds that checkpoints often, so that a kill lands between checkpoints.
 QUICK = {

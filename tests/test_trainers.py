@@ -14,13 +14,14 @@ import toy_envs
 
 import rlgrad
 from rlgrad.app import load_agent
+from rlgrad.app.registry import resume
 from rlgrad.returns import gae
 from rlgrad.support import configs
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.evaluation import evaluate
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import TIMING_COLUMNS, TrainingError, solved_at
-from rlgrad.trainers import a2c, ppo, reinforce, resume
+from rlgrad.trainers import a2c, ppo, reinforce
 
 toy_envs.register()
 

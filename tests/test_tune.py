@@ -11,7 +11,7 @@ import pytest
 from rlgrad.app import presets
 from rlgrad.app import tune as tuning
 from rlgrad.app.cli import main
-from rlgrad.trainers import module
+from rlgrad.app.registry import module
 
 optuna = pytest.importorskip("optuna")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlgrad.app.registry import module, saved_config
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
-from rlgrad.trainers import module, saved_config
 
 
 class Agent:

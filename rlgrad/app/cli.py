@@ -76,8 +76,7 @@ def _tour(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _require("gymnasium", "gym")
-    from rlgrad import trainers
-    from rlgrad.app import presets
+    from rlgrad.app import presets, registry
 
     def given(name: str):  # an option given after ALGO, or before it (`rlgrad train --preset F`)
         value = getattr(args, name, None)
@@ -87,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.algorithm is not None or preset_file is not None:
             raise ValueError("give either ALGO or --preset FILE (a new run) or --resume RUN_DIR")
-        history = trainers.resume(args.resume, checkpoint=args.checkpoint, progress=args.progress)
+        history = registry.resume(args.resume, checkpoint=args.checkpoint, progress=args.progress)
         print(_summary_text(history))
         return 130 if history.summary["interrupted"] else 0
     algorithm, env, base = args.algorithm, getattr(args, "env", None), presets.SHIPPED
@@ -113,7 +112,7 @@ def _train(args: argparse.Namespace) -> int:
     config = presets.build_config(
         algorithm, env, presets.base_fields(algorithm, env, base), overrides
     )
-    history = trainers.module(algorithm).train(config, given("run_dir"), progress=args.progress)
+    history = registry.module(algorithm).train(config, given("run_dir"), progress=args.progress)
     print(_summary_text(history))
     return 130 if history.summary["interrupted"] else 0
 
@@ -243,8 +242,8 @@ def _eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rlgrad.app.agents import load_agent
+    from rlgrad.app.registry import saved_config
     from rlgrad.support.evaluation import evaluate
-    from rlgrad.trainers import saved_config
 
     _, config = saved_config(args.run_dir)
     agent = load_agent(args.run_dir, args.checkpoint)
@@ -311,8 +310,8 @@ def _grpo_demo(args) -> int:
 
 
 def _add_train(commands) -> None:
+    from rlgrad.app.registry import ALGORITHMS, module
     from rlgrad.support import configs
-    from rlgrad.trainers import ALGORITHMS, module
 
     train = commands.add_parser(
         "train",
@@ -390,7 +389,7 @@ def _add_ray_options(parser) -> None:
 
 
 def _add_sweep(commands) -> None:
-    from rlgrad.trainers import ALGORITHMS
+    from rlgrad.app.registry import ALGORITHMS
 
     sweep = commands.add_parser(
         "sweep",
@@ -438,7 +437,7 @@ def _add_sweep(commands) -> None:
 
 
 def _add_tune(commands) -> None:
-    from rlgrad.trainers import ALGORITHMS
+    from rlgrad.app.registry import ALGORITHMS
 
     tune = commands.add_parser(
         "tune",
@@ -633,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             field = next((u for u in unknown if u.startswith("--config.")), None)
             if field is None or args.command != "train" or args.algorithm is None:
                 parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+            from rlgrad.app.registry import module
             from rlgrad.support import configs
-            from rlgrad.trainers import module
 
             name = field.split("=", 1)[0].removeprefix("--config.")
             raise configs.unknown_field(module(args.algorithm).Config, name, args.algorithm)

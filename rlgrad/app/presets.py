@@ -20,8 +20,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from rlgrad.app.registry import module
 from rlgrad.support import configs
-from rlgrad.trainers import module
 
 SHIPPED, DEFAULTS = "shipped", "none"
 

@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlgrad.app.registry import module
 from rlgrad.support import configs
 from rlgrad.support.runs import TrainingError
-from rlgrad.trainers import module
 
 DONE, FAILED, INTERRUPTED, PENDING, RUNNING = "done", "failed", "interrupted", "pending", "running"
 
