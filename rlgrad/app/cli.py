@@ -158,8 +158,13 @@ def _report(args: argparse.Namespace) -> int:
     if not args.no_plots and args.output is not None:
         _require("matplotlib", "plots", "for the figures; or pass --no-plots")
     from rlgrad.app.report import report
+    from rlgrad.app.report_files import write_report
 
-    text, written = report(args.dirs, args.output, args.baseline, args.reps, not args.no_plots)
+    if args.output is None:
+        text, written = report(args.dirs, args.baseline, args.reps)[0], []
+    else:
+        plots = not args.no_plots
+        text, written = write_report(args.dirs, args.output, args.baseline, args.reps, plots)
     print(text, end="")
     for path in written:
         print(f"  wrote {path}")

@@ -394,27 +394,12 @@ def markdown(
 
 
 def report(
-    paths: list[str | Path],
-    out: str | Path | None = None,
-    baseline: str | None = None,
-    reps: int = 2000,
-    plots: bool = True,
-) -> tuple[str, list[Path]]:
-    """The Markdown report of ``paths``, written (with its figures) into ``out`` when given."""
+    paths: list[str | Path], baseline: str | None = None, reps: int = 2000
+) -> tuple[str, list[Group], list[GroupStatistics]]:
+    """The Markdown tables of ``paths``, with the groups and statistics behind them."""
     groups = group_runs(read_runs(paths))
     results = [group_statistics(g, reps) for g in groups]
     text = markdown(
         results, aggregate_over_envs(groups, reps), improvements(groups, baseline, reps)
     )
-    written: list[Path] = []
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        if plots:
-            from rlgrad.app.report_plots import draw_all
-
-            written = draw_all(groups, results, out, reps)
-        figures = "".join(f"\n![{p.stem}]({p.name})\n" for p in written)
-        (out / "report.md").write_text(f"# rlgrad report\n\n{text}{figures}")
-        written.insert(0, out / "report.md")
-    return text, written
+    return text, groups, results

@@ -1,4 +1,4 @@
-"""The figures of ``rlgrad report`` (matplotlib, an optional dependency).
+"""The files of ``rlgrad report -o OUT``: ``report.md`` and its figures (matplotlib).
 
 * ``learning_curves.png``: per environment, the IQM over runs of the evaluation return at each
   step, with its 95% stratified-bootstrap band;
@@ -16,7 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from rlgrad.app import statistics as stats
-from rlgrad.app.report import CONFIDENCE, Group, GroupStatistics
+from rlgrad.app.report import CONFIDENCE, Group, GroupStatistics, report
+
+
+def write_report(
+    paths: list[str | Path],
+    out: str | Path,
+    baseline: str | None = None,
+    reps: int = 2000,
+    plots: bool = True,
+) -> tuple[str, list[Path]]:
+    """Write ``out/report.md`` and, with ``plots``, its figures; return the tables and files."""
+    text, groups, results = report(paths, baseline, reps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = draw_all(groups, results, out, reps) if plots else []
+    figures = "".join(f"\n![{p.stem}]({p.name})\n" for p in written)
+    (out / "report.md").write_text(f"# rlgrad report\n\n{text}{figures}")
+    return text, [out / "report.md", *written]
 
 
 def _pyplot():
