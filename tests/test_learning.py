@@ -1,5 +1,9 @@
-"""Learning tests: each trainer reaches its threshold at a fixed seed (minutes; `make test` runs
-them too). The presets are the tuned ones that `rlgrad train` uses."""
+"""Learning tests: each trainer's shipped preset solves its task (three consecutive evaluations
+at the threshold) on a seed that no preset was tuned on (minutes; `make test` runs them too).
+
+`rlgrad tune` tunes on seeds 1000 and up; BENCHMARKS.md reports every preset on the held-out
+seeds 100-119, and these tests train on seed 100, the first of them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from rlgrad.app.presets import preset_config
 from rlgrad.app.registry import module
 
 pytestmark = pytest.mark.slow
+
+HELD_OUT_SEED = 100
 
 
 @pytest.mark.parametrize(
@@ -22,8 +28,10 @@ pytestmark = pytest.mark.slow
         ("grpo", "CartPole-v1", 475.0),
     ],
 )
-def test_the_preset_solves_the_task(algorithm, env_id, threshold, tmp_path):
-    config = preset_config(algorithm, env_id, seed=0, checkpoint_every=0)
+def test_the_preset_solves_the_task_on_a_held_out_seed(algorithm, env_id, threshold, tmp_path):
+    config = preset_config(
+        algorithm, env_id, seed=HELD_OUT_SEED, checkpoint_every=0, stop_when_solved=True
+    )
     history = module(algorithm).train(config, tmp_path / "run")
-    evals = history.column("eval_return_mean")
-    assert history.summary["final_eval_return_mean"] >= threshold, evals
+    assert history.summary["threshold"] == threshold
+    assert history.summary["solved_step"] is not None, history.column("eval_return_mean")
