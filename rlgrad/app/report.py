@@ -114,15 +114,16 @@ def read_runs(paths: list[str | Path]) -> list[RunResult]:
     """Every run under ``paths``: sweep directories (their index), run directories, or folders
     of run directories."""
     runs: list[RunResult] = []
-    labels_seen: dict[str, Path] = {}
-    for path in map(Path, paths):
+    several = len(paths) > 1  # then every label names its sweep too, as given
+    for given in paths:
+        path = Path(given)
         if (path / INDEX).exists():
             sweep = Sweep.load(path)
             labels = {c["id"]: c["label"] for c in sweep.spec["configs"]}
             for entry in sweep.trials:
                 label = labels[entry["config"]]
-                if labels_seen.setdefault(label, path) != path:
-                    label = f"{path.name}:{label}"
+                if several:
+                    label = f"{given}:{label}"
                 trial = sweep.trial(entry)  # the config even of a trial that never started
                 run = _read_run(Path(trial.run_dir), label, entry["state"])
                 run.algorithm, run.fields = trial.algorithm, trial.fields
