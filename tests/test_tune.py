@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -163,3 +164,25 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
     for name, value in best["fields"].items():
         expected = tuple(value) if isinstance(value, list) else value
         assert saved[name] == (list(expected) if isinstance(expected, tuple) else expected), name
+
+
+def test_only_trials_of_a_dead_driver_are_asked_again(tmp_path, monkeypatch):
+    # two drivers share a study; one was killed (its trial's heartbeat stopped), the other lives
+    monkeypatch.setattr(tuning, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tuning, "STALE_AFTER_S", 1)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=tuning._heartbeat_storage(optuna, url))
+    with tuning._quiet_optuna():
+        dead, alive = study.ask(), study.ask()
+    dead.suggest_float("lr", 1e-4, 1e-2)
+    storage = study._storage
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)  # longer than the grace period
+    storage.record_heartbeat(alive._trial_id)  # the live driver keeps beating
+    with tuning._quiet_optuna():
+        optuna.storages.fail_stale_trials(study)  # what Tuner.recover() runs
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL
+    assert states[alive.number] == optuna.trial.TrialState.RUNNING
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert [t.params for t in waiting] == [dead.params]  # asked again with the same config

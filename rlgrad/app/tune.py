@@ -22,18 +22,22 @@ stops, its runs saving a checkpoint. A trial also stops as soon as its unsolved 
 unable to beat the best trial so far (with u of K seeds unsolved its objective stays below
 K − u + 1). The study lives in a database (SQLite in the output
 directory by default; any Optuna RDB URL works), so ``rlgrad tune`` with the same ``--storage``
-and ``--study-name`` continues it, from anywhere that reaches the database. The best config is
+and ``--study-name`` continues it, from anywhere that reaches the database: several drivers can
+share one study, and a running trial sends heartbeats, so that only the trials of a driver that
+died are asked again. The best config is
 written as a preset file that ``rlgrad train --preset FILE`` and ``rlgrad sweep --preset FILE``
 load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -46,6 +50,35 @@ from rlgrad.support import configs
 from rlgrad.support.runs import SOLVED_AFTER, default_threshold
 
 TIME_SCALE_S = 60.0
+
+
+HEARTBEAT_S, STALE_AFTER_S = 10, 60
+
+
+def _heartbeat_storage(optuna, url: str):
+    """An RDB storage whose running trials send heartbeats: a trial silent for STALE_AFTER_S
+    (its driver was killed) is failed and asked again by the next driver, while the trials of
+    other live drivers sharing the study are left alone."""
+    storages = optuna.storages
+    with _quiet_optuna():
+        if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):  # the names of Optuna ≥ 4.9
+            retry = {"heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(3)}
+        else:
+            retry = {"failed_trial_callback": storages.RetryFailedTrialCallback(3)}
+        return storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_AFTER_S, **retry
+        )
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Heartbeats with ask/tell (instead of study.optimize) are deliberate here: Optuna's
+    experimental-feature and "use optimize" warnings would only confuse the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+        warnings.filterwarnings("ignore", message=".*experimental.*")
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        yield
 
 
 @cache
@@ -172,9 +205,10 @@ class Tuner:
         self.low = random_score(env)
         self.out.mkdir(parents=True, exist_ok=True)
         self.storage = storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+        self.rdb = _heartbeat_storage(optuna, self.storage)
         self.study = optuna.create_study(
             study_name=study_name or f"{algorithm}-{env}",
-            storage=self.storage,
+            storage=self.rdb,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True),
             pruner=(
@@ -193,11 +227,15 @@ class Tuner:
     # ----- the study -----
 
     def recover(self) -> None:
-        """Trials a stopped driver left running are marked failed and asked again."""
-        running = self.optuna.trial.TrialState.RUNNING
-        for frozen in self.study.get_trials(deepcopy=False, states=(running,)):
-            self.study.tell(frozen.number, state=self.optuna.trial.TrialState.FAIL)
-            self.study.enqueue_trial(frozen.params, skip_if_exists=False)
+        """Trials whose driver stopped sending heartbeats (it was killed) are marked failed and
+        asked again; trials another live driver is running on the same study are left alone."""
+        with _quiet_optuna():
+            self.optuna.storages.fail_stale_trials(self.study)
+
+    def heartbeat(self) -> None:
+        for active in self.active.values():
+            # Optuna's own optimize loop beats this way; ask/tell must do it itself
+            self.rdb.record_heartbeat(active.optuna_trial._trial_id)
 
     def enqueue_base(self) -> None:
         """Start a new study from the base preset's values, when they lie in the space."""
@@ -229,7 +267,8 @@ class Tuner:
         return len(self.study.get_trials(deepcopy=False, states=done))
 
     def start_trial(self, pool: TrialPool) -> None:
-        optuna_trial = self.study.ask()
+        with _quiet_optuna():
+            optuna_trial = self.study.ask()
         sampled = suggest(optuna_trial, self.space, self.base)
         fields = {**self.base, **sampled}
         directory = self.out / "trials" / f"{optuna_trial.number:04d}-{_run_dir_name(fields)}"
@@ -368,6 +407,7 @@ class Tuner:
                 for run, outcome in pool.wait(timeout=2.0):
                     self.record(run, outcome)
                 self.prune(pool)
+                self.heartbeat()
                 if bar is not None:
                     bar.update(self.finished_count() - bar.n)
                     bar.set_postfix(self._best_postfix(), refresh=False)
