@@ -244,8 +244,8 @@ def run(sweep: Sweep, pool: TrialPool, *, retry_failed: bool = False, progress=T
             sweep.save()
             for trial, outcome in pool.wait(timeout=1.0):
                 record(trial, outcome)
-            if bar is not None:
-                bar.set_postfix(_counts(sweep), refresh=True)
+            if bar is not None and bar.postfix != _postfix(sweep):  # redraw on a change only
+                bar.set_postfix_str(_postfix(sweep), refresh=True)
     except KeyboardInterrupt:
         print(
             "\nrlgrad sweep: stopping; running trials save a checkpoint first "
@@ -275,6 +275,10 @@ def _counts(sweep: Sweep) -> dict[str, int]:
         "running": sweep.count(RUNNING),
         "failed": sweep.count(FAILED),
     }
+
+
+def _postfix(sweep: Sweep) -> str:
+    return ", ".join(f"{name}={count}" for name, count in _counts(sweep).items())
 
 
 def _progress_bar(sweep: Sweep, to_run: int):
