@@ -302,6 +302,15 @@ def summary_text(sweep: Sweep) -> str:
         f"{len(sweep.trials) - counts['done'] - counts['failed']} not finished "
         f"(of {len(sweep.trials)} trials)"
     ]
+    labels = {c["id"]: c["label"] for c in sweep.spec["configs"]}
+    solved: dict[tuple, list[bool]] = {}
+    for entry in sweep.trials:
+        if entry["state"] == DONE:
+            summary = json.loads((sweep.directory / entry["run_dir"] / "summary.json").read_text())
+            key = (entry["env"], labels[entry["config"]])
+            solved.setdefault(key, []).append(summary["solved_step"] is not None)
+    for (env, label), flags in solved.items():
+        lines.append(f"  {env} {label}: solved {sum(flags)} of {len(flags)} done")
     for entry in sweep.trials:
         if entry["state"] == FAILED:
             lines.append(f"  failed {entry['key']}: {entry['reason']}")
