@@ -137,6 +137,8 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
         assert trial.value == pytest.approx(tuning.objective(outcomes))
     # the first trial is the base preset's own values, where they lie in the space
     assert complete[0].params["num_envs"] == 8 and complete[0].params["epochs"] == 2
+    assert complete[0].params["minibatch_size_fraction"] == 0.5  # 64 of a 128-sample rollout
+    assert complete[0].user_attrs["fields"]["minibatch_size"] == 64
 
     # the same command with --trials 4 continues the study: one more trial, not four
     assert main([*command[:5], "4", *command[6:]]) == 0

@@ -242,11 +242,15 @@ class Tuner:
         if self.study.trials:
             return
         params = {}
+        base = configs.to_dict(presets.build_config(self.algorithm, self.env, self.base, {}))
         for name, spec in self.space.items():
-            value = self.base.get(name)
+            value = base[name]
             if isinstance(value, list | tuple):
                 value = str(tuple(value))
-            if value is None or "fraction_of" in spec:
+            if "fraction_of" in spec:  # the base's share of the product it is a fraction of
+                fraction = value / math.prod(base[f] for f in spec["fraction_of"])
+                if fraction in spec["choices"]:
+                    params[f"{name}_fraction"] = fraction
                 continue
             if "choices" in spec:
                 choices = [str(tuple(c)) if isinstance(c, list) else c for c in spec["choices"]]
