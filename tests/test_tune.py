@@ -188,3 +188,27 @@ def test_only_trials_of_a_dead_driver_are_asked_again(tmp_path, monkeypatch):
     assert states[alive.number] == optuna.trial.TrialState.RUNNING
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     assert [t.params for t in waiting] == [dead.params]  # asked again with the same config
+
+
+def test_best_possible_bounds_a_running_trial_by_what_its_seeds_have_shown(tmp_path):
+    tuner = tuning.Tuner.__new__(tuning.Tuner)
+    tuner.seeds = [0, 1, 2]
+    runs = {s: tuning.Trial(f"0/seed{s}", "ppo", {}, str(tmp_path / f"seed{s}")) for s in range(3)}
+    (tmp_path / "seed0").mkdir()
+    (tmp_path / "seed0" / "summary.json").write_text('{"solved_step": 100, "solved_train_s": 10}')
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "metrics.csv").write_text("step,train_s\n64,12.5\n128,30.0\n")
+    active = tuning.ActiveTrial(None, {}, runs, {0: tuning.Outcome(tuning.DONE)})
+    # seed 0 solved in 10 s, seed 1 has trained 30 s so far, seed 2 has not started: at best all
+    # three solve, with a mean time of (10 + 30 + 0) / 3 s
+    assert tuner.best_possible(active) == pytest.approx(3 + 1 / (1 + (40 / 3) / 60))
+    # seed 1 ends unsolved: at most two solve, in (10 + 0) / 2 s on average
+    (tmp_path / "seed1" / "summary.json").write_text('{"solved_step": null}')
+    active.outcomes[1] = tuning.Outcome(tuning.DONE)
+    assert tuner.best_possible(active) == pytest.approx(2 + 1 / (1 + 5 / 60))
+    # the bound never undercuts what the trial ends with
+    (tmp_path / "seed2").mkdir()
+    (tmp_path / "seed2" / "summary.json").write_text('{"solved_step": 9, "solved_train_s": 50}')
+    active.outcomes[2] = tuning.Outcome(tuning.DONE)
+    final = tuning.objective([(True, 10.0), (False, None), (True, 50.0)])
+    assert tuner.best_possible(active) == pytest.approx(final)

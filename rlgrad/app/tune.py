@@ -18,15 +18,16 @@ Pruning (Optuna's median rule) works on intermediate evaluations: at each evalua
 K seeds of a trial have reached, the trial reports the same quantity so far, (seeds solved by that
 step) + the mean over seeds of the evaluation return normalized to [0, 1) between the random
 policy's return and the threshold; a trial below the median of earlier trials at the same step
-stops, its runs saving a checkpoint. A trial also stops as soon as its unsolved seeds leave it
-unable to beat the best trial so far (with u of K seeds unsolved its objective stays below
-K − u + 1). The study lives in a database (SQLite in the output
-directory by default; any Optuna RDB URL works), so ``rlgrad tune`` with the same ``--storage``
-and ``--study-name`` continues it, from anywhere that reaches the database: several drivers can
-share one study, and a running trial sends heartbeats, so that only the trials of a driver that
-died are asked again. The best config is
-written as a preset file that ``rlgrad train --preset FILE`` and ``rlgrad sweep --preset FILE``
-load.
+stops, its runs saving a checkpoint. A trial also stops as soon as it cannot beat the best
+trial so far: with u of K seeds ended unsolved and the others solving no sooner than the
+training time they have already spent, its objective is bounded (:meth:`Tuner.best_possible`).
+
+The study lives in a database (SQLite in the output directory by default; any Optuna RDB URL
+works), so ``rlgrad tune`` with the same ``--storage`` and ``--study-name`` continues it, from
+anywhere that reaches the database: several drivers can share one study, and a running trial
+sends heartbeats, so that only the trials of a driver that died are asked again. The best config
+is written as a preset file that ``rlgrad train --preset FILE`` and ``rlgrad sweep --preset
+FILE`` load.
 """
 
 from __future__ import annotations
@@ -157,16 +158,29 @@ def _summary(run: Trial) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _evaluations(run: Trial) -> list[tuple[int, float]]:
-    """(step, evaluation return) of a running or finished run, from its metrics.csv."""
+def _training_seconds(run: Trial) -> float:
+    """The training time a run has spent so far (0 before it writes its first row)."""
+    rows = _metrics(run)
+    return float(rows[-1]["train_s"]) if rows else 0.0
+
+
+def _metrics(run: Trial) -> list[dict]:
     import csv
 
     path = Path(run.run_dir) / "metrics.csv"
     if not path.exists():
         return []
     with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [(int(r["step"]), float(r["eval_return_mean"])) for r in rows if r["eval_return_mean"]]
+        return list(csv.DictReader(handle))
+
+
+def _evaluations(run: Trial) -> list[tuple[int, float]]:
+    """(step, evaluation return) of a running or finished run, from its metrics.csv."""
+    return [
+        (int(r["step"]), float(r["eval_return_mean"]))
+        for r in _metrics(run)
+        if r["eval_return_mean"]
+    ]
 
 
 class Tuner:
@@ -312,29 +326,36 @@ class Tuner:
         elif self.prune_trials and self.pool is not None and self._cannot_win(active):
             self._stop(active, self.pool)
 
-    def _cannot_win(self, active: ActiveTrial) -> bool:
-        """True once seeds that ended unsolved leave the trial unable to beat the best one.
+    def best_possible(self, active: ActiveTrial) -> float:
+        """An upper bound of the trial's objective from what its seeds have shown so far.
 
-        With u seeds unsolved, the objective stays below (K − u) + 1; a best trial at or above
-        that bound cannot be beaten, so the remaining seeds would be spent for nothing.
+        A seed that ended unsolved stays unsolved; every other one solves, at the earliest after
+        the training time it has already spent (its time to solve, if it did; 0 if it has not
+        started). With u seeds unsolved and those times t_i the objective is at most
+        (K − u) + 1 / (1 + mean(t_i) / 60 s).
         """
-        unsolved = 0
-        for seed, outcome in active.outcomes.items():
-            if outcome.state == FAILED:
-                unsolved += 1
+        times = []
+        for seed, run in active.runs.items():
+            outcome = active.outcomes.get(seed)
+            if outcome is None:  # queued or running
+                times.append(_training_seconds(run))
             elif outcome.state == DONE:
-                summary = _summary(active.runs[seed])
-                unsolved += summary is None or summary.get("solved_step") is None
-        if not unsolved:
-            return False
+                summary = _summary(run)
+                if summary is not None and summary.get("solved_step") is not None:
+                    times.append(summary["solved_train_s"])
+        return objective([(True, t) for t in times])
+
+    def _cannot_win(self, active: ActiveTrial) -> bool:
+        """True once the trial cannot beat the best one (its seeds would be spent for nothing):
+        its :meth:`best_possible` objective is no higher than the best trial's."""
         try:
             best = self.study.best_value
         except ValueError:  # no trial has finished yet
             return False
-        bound = len(self.seeds) - unsolved + 1
-        if best < bound:
+        bound = self.best_possible(active)
+        if bound > best:
             return False
-        active.optuna_trial.report(float(bound - 1), self.total_steps)  # its best possible
+        active.optuna_trial.report(bound, self.total_steps)  # what it could have reached at most
         return True
 
     def _tell(self, active: ActiveTrial) -> None:
@@ -374,7 +395,10 @@ class Tuner:
 
     def prune(self, pool: TrialPool) -> None:
         for active in list(self.active.values()):
-            if active.complete():
+            if active.complete() or active.optuna_trial.number not in self.active:
+                continue
+            if self.prune_trials and self._cannot_win(active):
+                self._stop(active, pool)
                 continue
             for step, value in self.intermediate(active):
                 active.reported_steps.add(step)
