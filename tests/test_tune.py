@@ -115,6 +115,10 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
         str(out),
         "--no-progress",
         "--no-prune",
+        "--validation-seeds",
+        "2",
+        "--validate-top",
+        "2",
     ]
     assert main(command) == 0
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
@@ -145,9 +149,26 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
     study = optuna.load_study(study_name="ppo-CartPole-v1", storage=storage)
     assert len(study.trials) == 4
 
-    # the best config is a preset file that `rlgrad train --preset FILE` loads
+    # the two best trials were trained on validation seeds 2000 and 2001 too, and the preset is
+    # the one with the best objective over its four seeds
+    ranking = json.loads((out / "validation.json").read_text())["ranking"]
+    assert len(ranking) == 2 and ranking[0]["objective"] >= ranking[1]["objective"]
+    for row in ranking:
+        trial = study.trials[row["trial"]]
+        outcomes = []
+        for seed in (2000, 2001):
+            summary = json.loads(
+                (
+                    out / "validation" / f"{trial.number:04d}" / f"seed{seed}" / "summary.json"
+                ).read_text()
+            )
+            solved = summary["solved_step"] is not None
+            outcomes.append((solved, summary["solved_train_s"]))
+        n, mean = trial.user_attrs["solved"], trial.user_attrs["mean_train_s_to_solve"]
+        outcomes += [(True, mean)] * n + [(False, None)] * (2 - n)
+        assert row["objective"] == pytest.approx(tuning.objective(outcomes))
     best = json.loads((out / "best_preset.json").read_text())
-    assert best["tuning"]["trial"] == study.best_trial.number
+    assert best["tuning"]["trial"] == ranking[0]["trial"]
     assert best["tuning"]["tuning_seeds"] == [1000, 1001]
     capsys.readouterr()
     run_dir = tmp_path / "run"

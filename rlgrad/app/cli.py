@@ -171,6 +171,9 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+VALIDATION_SEED = 2000  # validation seeds: away from the tuning (1000+) and held-out (100+) ones
+
+
 def _tune(args: argparse.Namespace) -> int:
     _require("gymnasium", "ray")
     from rlgrad.app import presets
@@ -208,12 +211,32 @@ def _tune(args: argparse.Namespace) -> int:
         not args.no_prune,
         args.sampler_seed,
     )
+    if args.validation_seeds < 0 or args.validate_top < 1:
+        raise ValueError(
+            f"--validation-seeds must be >= 0 and --validate-top >= 1; got "
+            f"{args.validation_seeds}, {args.validate_top}"
+        )
+    validation_seeds = list(range(VALIDATION_SEED, VALIDATION_SEED + args.validation_seeds))
     pool = TrialPool(args.address, args.cpus_per_trial, args.max_concurrent)
+    ranking = None
     try:
         code = tuner.run(pool, args.trials, progress=args.progress)
+        if code == 0 and validation_seeds:
+            print(
+                f"rlgrad tune: validating the best {args.validate_top} trials on seeds "
+                f"{validation_seeds[0]}-{validation_seeds[-1]}",
+                file=sys.stderr,
+            )
+            ranking = tuner.validate(pool, validation_seeds, args.validate_top)
+    except KeyboardInterrupt:
+        print(
+            "\nrlgrad tune: validation stopped; run the command again to finish it", file=sys.stderr
+        )
+        pool.cancel(grace_s=30)
+        code = 130
     finally:
         pool.shutdown()
-    print(tuning.best_text(tuner, tuner.write_best()))
+    print(tuning.best_text(tuner, tuner.write_best(validation=ranking)))
     return code
 
 
@@ -482,6 +505,14 @@ def _add_tune(commands) -> None:
     )
     tune.add_argument("--study-name", default=None, help="(default: ALGO-ENV)")
     tune.add_argument("--no-prune", action="store_true", help="run every trial to the end")
+    tune.add_argument(
+        "--validation-seeds",
+        type=int,
+        default=10,
+        help="then train the best --validate-top trials on this many more seeds (2000, 2001, "
+        "...) and choose by the objective over all their seeds (default: 10; 0: no validation)",
+    )
+    tune.add_argument("--validate-top", type=int, default=3, help="trials to validate (default: 3)")
     tune.add_argument("--sampler-seed", type=int, default=0, help="the TPE sampler's seed")
     _add_ray_options(tune)
     tune.set_defaults(run=_tune)
