@@ -222,14 +222,53 @@ def test_best_possible_bounds_a_running_trial_by_what_its_seeds_have_shown(tmp_p
     active = tuning.ActiveTrial(None, {}, runs, {0: tuning.Outcome(tuning.DONE)})
     # seed 0 solved in 10 s, seed 1 has trained 30 s so far, seed 2 has not started: at best all
     # three solve, with a mean time of (10 + 30 + 0) / 3 s
-    assert tuner.best_possible(active) == pytest.approx(3 + 1 / (1 + (40 / 3) / 60))
+    assert tuner.best_possible(active) == (3, pytest.approx(40 / 3))
     # seed 1 ends unsolved: at most two solve, in (10 + 0) / 2 s on average
     (tmp_path / "seed1" / "summary.json").write_text('{"solved_step": null}')
     active.outcomes[1] = tuning.Outcome(tuning.DONE)
-    assert tuner.best_possible(active) == pytest.approx(2 + 1 / (1 + 5 / 60))
-    # the bound never undercuts what the trial ends with
+    assert tuner.best_possible(active) == (2, pytest.approx(5.0))
+    # at the end, the bound is what the trial has: two solved, in 30 s on average
     (tmp_path / "seed2").mkdir()
     (tmp_path / "seed2" / "summary.json").write_text('{"solved_step": 9, "solved_train_s": 50}')
     active.outcomes[2] = tuning.Outcome(tuning.DONE)
-    final = tuning.objective([(True, 10.0), (False, None), (True, 50.0)])
-    assert tuner.best_possible(active) == pytest.approx(final)
+    assert tuner.best_possible(active) == (2, pytest.approx(30.0))
+
+
+class _Best:
+    def __init__(self, solved, mean):
+        self.user_attrs = {"solved": solved, "mean_train_s_to_solve": mean}
+
+
+class _Study:
+    def __init__(self, best):
+        self.best_trial = best
+
+
+class _Trial:
+    def __init__(self):
+        self.reports = []
+
+    def report(self, value, step):
+        self.reports.append((value, step))
+
+
+@pytest.mark.parametrize(
+    "best, shown, stops",
+    [
+        ((5, 10.0), (5, 15.0), False),  # as reliable so far, a little slower: it runs on
+        ((5, 10.0), (5, 25.0), True),  # over twice the best one's time already: it stops
+        ((5, 10.0), (4, 1.0), True),  # it can no longer solve five seeds: it stops
+        ((4, 10.0), (5, 50.0), False),  # it may still solve more seeds than the best
+    ],
+)
+def test_a_trial_stops_only_when_it_is_sure_to_lose(best, shown, stops):
+    tuner = tuning.Tuner.__new__(tuning.Tuner)
+    tuner.study, tuner.total_steps = _Study(_Best(*best)), 1000
+    tuner.best_possible = lambda active: shown
+    active = tuning.ActiveTrial(_Trial(), {}, {})
+    assert tuner._cannot_win(active) is stops
+    if stops:  # it tells Optuna the most it could have reached
+        ((value, step),) = active.optuna_trial.reports
+        assert step == 1000 and value == pytest.approx(
+            tuning.objective([(True, shown[1])] * shown[0])
+        )

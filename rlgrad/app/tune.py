@@ -18,9 +18,10 @@ Pruning (Optuna's median rule) works on intermediate evaluations: at each evalua
 K seeds of a trial have reached, the trial reports the same quantity so far, (seeds solved by that
 step) + the mean over seeds of the evaluation return normalized to [0, 1) between the random
 policy's return and the threshold; a trial below the median of earlier trials at the same step
-stops, its runs saving a checkpoint. A trial also stops as soon as it cannot beat the best
-trial so far: with u of K seeds ended unsolved and the others solving no sooner than the
-training time they have already spent, its objective is bounded (:meth:`Tuner.best_possible`).
+stops, its runs saving a checkpoint. A trial also stops as soon as it is sure to lose to the
+best trial so far: when its unsolved seeds leave it fewer seeds to solve, or when, solving as
+many at best, its seeds have already trained twice as long as the best one's took to solve
+(:meth:`Tuner.best_possible`).
 
 The study lives in a database (SQLite in the output directory by default; any Optuna RDB URL
 works), so ``rlgrad tune`` with the same ``--storage`` and ``--study-name`` continues it, from
@@ -53,6 +54,7 @@ from rlgrad.support import configs
 from rlgrad.support.runs import SOLVED_AFTER, default_threshold
 
 TIME_SCALE_S = 60.0
+SLOWER = 2.0  # a trial this many times slower than the best, at equal reliability, stops
 
 
 HEARTBEAT_S, STALE_AFTER_S = 10, 60
@@ -328,13 +330,12 @@ class Tuner:
         elif self.prune_trials and self.pool is not None and self._cannot_win(active):
             self._stop(active, self.pool)
 
-    def best_possible(self, active: ActiveTrial) -> float:
-        """An upper bound of the trial's objective from what its seeds have shown so far.
+    def best_possible(self, active: ActiveTrial) -> tuple[int, float]:
+        """At most how many seeds the trial can still solve, and at least their mean time.
 
         A seed that ended unsolved stays unsolved; every other one solves, at the earliest after
         the training time it has already spent (its time to solve, if it did; 0 if it has not
-        started). With u seeds unsolved and those times t_i the objective is at most
-        (K − u) + 1 / (1 + mean(t_i) / 60 s).
+        started).
         """
         times = []
         for seed, run in active.runs.items():
@@ -345,19 +346,26 @@ class Tuner:
                 summary = _summary(run)
                 if summary is not None and summary.get("solved_step") is not None:
                     times.append(summary["solved_train_s"])
-        return objective([(True, t) for t in times])
+        return len(times), (sum(times) / len(times) if times else 0.0)
 
     def _cannot_win(self, active: ActiveTrial) -> bool:
-        """True once the trial cannot beat the best one (its seeds would be spent for nothing):
-        its :meth:`best_possible` objective is no higher than the best trial's."""
+        """True once the trial is sure to lose to the best one, so its remaining seeds would be
+        spent for nothing: it can no longer solve as many seeds, or, solving as many at best, it
+        has already spent more than SLOWER × the best one's mean time to solve. (A trial only a
+        little slower runs on: its K seeds measure its reliability, which matters more.)"""
         try:
-            best = self.study.best_value
+            best = self.study.best_trial
         except ValueError:  # no trial has finished yet
             return False
-        bound = self.best_possible(active)
-        if bound > best:
+        solvable, time_so_far = self.best_possible(active)
+        best_solved = best.user_attrs["solved"]
+        best_time = best.user_attrs["mean_train_s_to_solve"] or 0.0
+        if solvable > best_solved or (
+            solvable == best_solved and time_so_far <= SLOWER * best_time
+        ):
             return False
-        active.optuna_trial.report(bound, self.total_steps)  # what it could have reached at most
+        bound = objective([(True, time_so_far)] * solvable)  # its objective at the very most
+        active.optuna_trial.report(bound, self.total_steps)
         return True
 
     def _tell(self, active: ActiveTrial) -> None:
