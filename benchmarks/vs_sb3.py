@@ -22,7 +22,7 @@ The protocol is the same for both libraries:
   that never gets there counts as +inf seconds;
 * each library trains with its own budget: rlgrad its preset's ``total_steps``, SB3 the zoo's
   ``n_timesteps`` (capped at ``--sb3-max-steps``); SB3 stops once it has solved, since the rest
-  of its run could not change its time to threshold.
+  of its run could not change its time to threshold (rlgrad likewise, ``stop_when_solved``).
 
 The default seeds, 100-109, are held out: no preset was tuned on them (``rlgrad tune`` uses
 1000 and up). The summary gives each library's success rate, the IQM of the seconds to threshold
@@ -290,6 +290,7 @@ def rlgrad_worker(
         "checkpoint_every": 0,
         "eval_threshold": THRESHOLDS[env_id],
         "threads": 1,
+        "stop_when_solved": True,  # as SB3 below: the rest could not change the time to threshold
     }
     known = {f.name for f in dataclasses.fields(trainer.Config)}
     fields = {name: value for name, value in fields.items() if name in known}
