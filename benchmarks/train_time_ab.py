@@ -5,7 +5,8 @@
 
 Checks that a change to the formula layer (a new GAE kernel, say) leaves training time alone.
 ``OTHER_TREE`` is a checkout of another commit (``git worktree add /tmp/old REV``); this tree is
-the one the script lives in. For each seed, the shipped preset trains once under each tree, in
+the one the script lives in. For each seed, this tree's preset trains once under each tree (its
+fields are handed to the other tree's ``Config``, so a preset retuned since does not count), in
 fresh subprocesses run from a neutral directory with the tree first on ``PYTHONPATH``, in
 alternating order (A, B, then B, A for the next seed). The measure is the run's own training
 clock (``train_s``: collection and updates, evaluation excluded); the summary is the median of
@@ -26,23 +27,33 @@ from pathlib import Path
 
 THIS_TREE = Path(__file__).resolve().parents[1]
 TRAIN = """
-import json, sys
-from rlgrad.app.presets import preset_config
+import dataclasses, json, sys
 try:
     from rlgrad.app.registry import module
 except ImportError:  # a tree from before the registry moved to the app layer
     from rlgrad.trainers import module
-algorithm, env, seed, run_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-history = module(algorithm).train(preset_config(algorithm, env, seed=seed), run_dir)
+algorithm, run_dir, fields = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+Config = module(algorithm).Config
+known = {f.name for f in dataclasses.fields(Config)}  # an older tree may lack a newer field
+config = Config(**{k: v for k, v in fields.items() if k in known})
+history = module(algorithm).train(config, run_dir)
 rows = [{k: v for k, v in r.items() if k not in ("wall_s", "train_s", "sps")} for r in history.rows]
 print(json.dumps({"train_s": history.summary["train_s"], "rows": rows}, default=str))
 """
 
 
-def train(tree: Path, algorithm: str, env: str, seed: int, work: Path) -> dict:
-    run_dir = work / f"{tree.name}-{seed}-{len(list(work.iterdir()))}"
+def preset_fields(algorithm: str, env: str, seed: int) -> str:
+    """This tree's preset for (algorithm, env) at ``seed``, as the JSON of its config's fields."""
+    from rlgrad.app.presets import preset_config
+    from rlgrad.support import configs
+
+    return json.dumps(configs.to_dict(preset_config(algorithm, env, seed=seed)))
+
+
+def train(tree: Path, algorithm: str, fields: str, work: Path) -> dict:
+    run_dir = work / f"{tree.name}-{len(list(work.iterdir()))}"
     done = subprocess.run(
-        [sys.executable, "-c", TRAIN, algorithm, env, str(seed), str(run_dir)],
+        [sys.executable, "-c", TRAIN, algorithm, str(run_dir), fields],
         cwd=work,
         env={**os.environ, "PYTHONPATH": str(tree)},
         capture_output=True,
@@ -69,9 +80,10 @@ def main() -> None:
         for i, seed in enumerate(seeds):
             order = ["this", "other"] if i % 2 == 0 else ["other", "this"]
             times = {name: [] for name in trees}
+            fields = preset_fields(args.algorithm, args.env, seed)
             for _ in range(args.repeats):
                 for name in order:
-                    result = train(trees[name], args.algorithm, args.env, seed, work)
+                    result = train(trees[name], args.algorithm, fields, work)
                     times[name].append(result["train_s"])
                     rows = result["rows"]
                     if name == order[0]:
