@@ -182,7 +182,13 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
     # c0: clip_eps 0.2 / minibatch 64, c1: 0.2 / 100000, c2: 0.3 / 64, c3: 0.3 / 100000
     env = {**os.environ, "RAY_ADDRESS": ""}
     driver = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a test suite run as a background job inherits SIGINT ignored; the driver must hear it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # 1. kill the worker of a running trial by its pid, between two checkpoints
