@@ -191,6 +191,12 @@ def _tune(args: argparse.Namespace) -> int:
             f"--trials and --seeds-per-trial must be >= 1; got {args.trials}, "
             f"{args.seeds_per_trial}"
         )
+    if args.validation_seeds < 0 or args.validate_top < 1:
+        raise ValueError(
+            f"--validation-seeds must be >= 0 and --validate-top >= 1; got "
+            f"{args.validation_seeds}, {args.validate_top}"
+        )
+    validation_seeds = list(range(VALIDATION_SEED, VALIDATION_SEED + args.validation_seeds))
     if args.seeds is not None:
         seeds = sweeps.parse_seeds(args.seeds)
     else:
@@ -211,12 +217,6 @@ def _tune(args: argparse.Namespace) -> int:
         not args.no_prune,
         args.sampler_seed,
     )
-    if args.validation_seeds < 0 or args.validate_top < 1:
-        raise ValueError(
-            f"--validation-seeds must be >= 0 and --validate-top >= 1; got "
-            f"{args.validation_seeds}, {args.validate_top}"
-        )
-    validation_seeds = list(range(VALIDATION_SEED, VALIDATION_SEED + args.validation_seeds))
     pool = TrialPool(args.address, args.cpus_per_trial, args.max_concurrent)
     ranking = None
     try:
