@@ -13,6 +13,14 @@ from rlgrad.calculus import (
     numerical_gradient,
     taylor,
 )
+from rlgrad.continuous import (
+    clipped_double_q_targets,
+    deterministic_policy_loss,
+    sac_actor_loss,
+    smoothed_target_actions,
+    soft_q_targets,
+    temperature_loss,
+)
 from rlgrad.distributions import (
     categorical_entropy,
     categorical_log_prob,
@@ -20,6 +28,7 @@ from rlgrad.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
     kl_k3,
+    squashed_gaussian_log_prob,
 )
 from rlgrad.grpo import grpo_token_loss, masked_mean
 from rlgrad.policy import (
@@ -58,7 +67,9 @@ __all__ = [
     "categorical_entropy",
     "categorical_log_prob",
     "clip_fraction",
+    "clipped_double_q_targets",
     "clipped_fractions",
+    "deterministic_policy_loss",
     "discounted_returns",
     "dqn_loss",
     "dqn_targets",
@@ -84,8 +95,13 @@ __all__ = [
     "polyak_update",
     "ppo_clip_loss",
     "ppo_objective",
+    "sac_actor_loss",
     "semi_gradient_td_update",
+    "smoothed_target_actions",
+    "soft_q_targets",
+    "squashed_gaussian_log_prob",
     "taylor",
     "td_errors",
+    "temperature_loss",
     "value_loss",
 ]

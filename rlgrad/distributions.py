@@ -187,3 +187,58 @@ def entropy_loss(mean_entropy: Tensor, ent_coef: float) -> Tensor:
     if ent_coef == 0.0:
         return torch.zeros((), dtype=mean_entropy.dtype, device=mean_entropy.device)
     return -ent_coef * mean_entropy
+
+
+def squashed_gaussian_log_prob(
+    pre_tanh_actions: Tensor,
+    means: Tensor,
+    log_stds: Tensor,
+    action_scale: float | Tensor = 1.0,
+) -> Tensor:
+    """The log-density of SAC's squashed Gaussian action a = scale·tanh(u) + shift, u ~ N(μ, σ²):
+
+        log π(a | s) = Σ_i [log N(u_i; μ_i, σ_i) − log scale_i − log(1 − tanh² u_i)]
+        log(1 − tanh² u) = 2(log 2 − u − softplus(−2u))
+
+    The change of variables divides the Gaussian density by |da/du| = scale·(1 − tanh² u) per
+    dimension (Haarnoja et al. 2018, appendix C); the shift moves no mass and does not appear.
+    The second line is the same quantity written so that it stays finite where 1 − tanh² u
+    rounds to 0 (|u| ≳ 9 in float32), which the direct form turns into log 0 = −inf.
+
+    Args:
+        pre_tanh_actions: ``[*B, D]`` u, the Gaussian sample before the squash.
+        means: ``[*B, D]`` μ, differentiable.
+        log_stds: ``[D]`` or ``[*B, D]`` log σ, differentiable.
+        action_scale: scale > 0, a number or a ``[D]`` tensor: (high − low) / 2 of the action box.
+
+    Returns:
+        ``[*B]``, summed over the D action dimensions.
+
+    Example (u = μ = 0, σ = 1, scale 1: the squash has slope 1 at 0, so −½ log 2π = −0.9189;
+    scale 2 halves the density: −0.9189 − log 2 = −1.6121):
+        >>> u = torch.zeros(1, 1)
+        >>> squashed_gaussian_log_prob(u, u, torch.zeros(1)), squashed_gaussian_log_prob(
+        ...     u, u, torch.zeros(1), action_scale=2.0)
+        (tensor([-0.9189]), tensor([-1.6121]))
+    """
+    fn = "squashed_gaussian_log_prob"
+    means = _checks.floats(fn, "means", means)
+    _checks.rank_at_least(fn, "means", means, 1, "[*B, D]")
+    pre_tanh_actions = _checks.floats(fn, "pre_tanh_actions", pre_tanh_actions, "means", means)
+    if isinstance(action_scale, Tensor):
+        action_scale = _checks.floats(fn, "action_scale", action_scale)
+        _checks.same_kind(fn, "action_scale", action_scale, "means", means)
+        if action_scale.shape not in ((), means.shape[-1:]):
+            raise ValueError(
+                f"{fn}(): 'action_scale' must be a number or have shape [D] = "
+                f"{tuple(means.shape[-1:])}; got {tuple(action_scale.shape)}"
+            )
+        if bool((action_scale <= 0).any()):
+            raise ValueError(f"{fn}(): 'action_scale' must be > 0; got {action_scale.tolist()}")
+        log_scale = action_scale.log().expand(means.shape[-1:]).sum()
+    else:
+        log_scale = means.shape[-1] * math.log(_checks.positive(fn, "action_scale", action_scale))
+    gaussian = gaussian_log_prob(pre_tanh_actions, means, log_stds)
+    u = pre_tanh_actions
+    log_slopes = 2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
+    return gaussian - log_slopes.sum(dim=-1) - log_scale
