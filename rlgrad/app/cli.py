@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         algorithm, env, base = file_algorithm, env or file_env, preset_file
     if algorithm is None:
         raise ValueError("name an algorithm (rlgrad train ppo --env CartPole-v1) or --resume")
-    env = env or "CartPole-v1"
+    env = env or registry.module(algorithm).Config().env
     if getattr(args, "no_preset", False):
         if preset_file is not None:
             raise ValueError("give --preset FILE or --no-preset, not both")
@@ -119,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     _require("gymnasium", "ray")
-    from rlgrad.app import presets
+    from rlgrad.app import presets, registry
     from rlgrad.app import sweep as sweeps
     from rlgrad.app.trials import TrialPool, require_ray
 
@@ -134,7 +134,8 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.no_preset and args.preset is not None:
             raise ValueError("give --preset FILE or --no-preset, not both")
         base = presets.DEFAULTS if args.no_preset else args.preset or presets.SHIPPED
-        envs = [e.strip() for e in args.env.split(",") if e.strip()]
+        env_list = args.env or registry.module(args.algorithm).Config().env
+        envs = [e.strip() for e in env_list.split(",") if e.strip()]
         out = args.out or Path("sweeps") / f"{args.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
         sweep = sweeps.create(
             out,
@@ -176,7 +177,7 @@ VALIDATION_SEED = 2000  # validation seeds: away from the tuning (1000+) and hel
 
 def _tune(args: argparse.Namespace) -> int:
     _require("gymnasium", "ray")
-    from rlgrad.app import presets
+    from rlgrad.app import presets, registry
     from rlgrad.app import sweep as sweeps
     from rlgrad.app import tune as tuning
     from rlgrad.app.trials import TrialPool, require_ray
@@ -204,10 +205,11 @@ def _tune(args: argparse.Namespace) -> int:
     if args.no_preset and args.preset is not None:
         raise ValueError("give --preset FILE or --no-preset, not both")
     base = presets.DEFAULTS if args.no_preset else args.preset or presets.SHIPPED
-    out = Path(args.out or Path("tuning") / f"{args.algorithm}-{args.env}")
+    env = args.env or registry.module(args.algorithm).Config().env
+    out = Path(args.out or Path("tuning") / f"{args.algorithm}-{env}")
     tuner = tuning.Tuner(
         args.algorithm,
-        args.env,
+        env,
         out,
         seeds,
         base,
@@ -343,7 +345,7 @@ def _add_train(commands) -> None:
 
     train = commands.add_parser(
         "train",
-        help="train an agent (ppo, a2c, reinforce, dqn, grpo) on a Gymnasium environment",
+        help="train an agent (ppo, a2c, reinforce, dqn, grpo, sac, td3) on a Gymnasium environment",
         description="Train an agent; `rlgrad train ALGO --help` lists every config field.",
     )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
@@ -369,7 +371,8 @@ def _add_train(commands) -> None:
         sub.add_argument(
             "--env",
             default=None,
-            help="environment id (default: the preset file's, or CartPole-v1)",
+            help="environment id (default: the preset file's, or the algorithm's own: "
+            "CartPole-v1, Pendulum-v1 for sac and td3)",
         )
         sub.add_argument("--seed", type=int, default=None, help="random seed")
         sub.add_argument("--total-steps", type=int, default=None, help="environment steps")
@@ -431,8 +434,9 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("algorithm", nargs="?", choices=ALGORITHMS, metavar="ALGO")
     sweep.add_argument(
         "--env",
-        default="CartPole-v1",
-        help="environment ids, comma-separated (default: %(default)s)",
+        default=None,
+        help="environment ids, comma-separated (default: the algorithm's own, CartPole-v1 or "
+        "Pendulum-v1 for sac and td3)",
     )
     sweep.add_argument("--seeds", default="0-9", help="e.g. 0-9, 0,3,7 or 0-4,10-14 (default: 0-9)")
     sweep.add_argument(
@@ -478,7 +482,12 @@ def _add_tune(commands) -> None:
         "written as a preset file for `rlgrad train --preset FILE`. Needs the ray extra.",
     )
     tune.add_argument("algorithm", choices=ALGORITHMS, metavar="ALGO")
-    tune.add_argument("--env", default="CartPole-v1", help="environment id (default: %(default)s)")
+    tune.add_argument(
+        "--env",
+        default=None,
+        help="environment id (default: the algorithm's own, CartPole-v1 or Pendulum-v1 for sac "
+        "and td3)",
+    )
     tune.add_argument("--trials", type=int, default=30, help="Optuna trials (default: 30)")
     tune.add_argument(
         "--seeds-per-trial", type=int, default=5, help="tuning seeds per trial K (default: 5)"

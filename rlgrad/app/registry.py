@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rlgrad.support import configs
 
-ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo")
+ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3")
 
 
 def module(algorithm: str):

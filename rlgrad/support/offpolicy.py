@@ -40,7 +40,8 @@ class Schedule:
     batch_size: int  # ... nor before the buffer holds a minibatch (after a resume without it)
     train_frequency: int  # every this many steps,
     gradient_steps: int  # take this many gradient steps;
-    target_update_every: int  # move the target networks every this many steps
+    target_update_every: int | None  # move the target networks every this many steps (None:
+    # the trainer moves them itself after its gradient steps, as SAC and TD3 do)
 
     @classmethod
     def of(cls, config) -> Schedule:
@@ -58,6 +59,8 @@ class Schedule:
         return times_due(previous, steps, self.train_frequency) * self.gradient_steps
 
     def target_update_due(self, previous: int, steps: int) -> bool:
+        if self.target_update_every is None:
+            return False
         return times_due(previous, steps, self.target_update_every) > 0
 
 
@@ -75,14 +78,14 @@ def act_store_learn(
     steps: int,
     act: Callable[[np.ndarray, int], torch.Tensor],
     learn: Callable[[], None],
-    update_targets: Callable[[], None],
+    update_targets: Callable[[], None] | None = None,
 ) -> Stepped:
     """One vector step of an off-policy learner, in its fixed order.
 
     1. ``act(observations, steps)`` picks the actions; 2. the environments step and the buffer
     stores the transitions (with the true final observation of a cut episode); 3. ``learn()``
     runs once per gradient step due (it samples its own minibatch); 4. ``update_targets()`` runs
-    when the target networks are due to move.
+    when the target networks are due to move (never when the schedule leaves that to ``learn``).
     """
     observations = env.observations
     actions = act(observations, steps)
@@ -92,6 +95,6 @@ def act_store_learn(
     due = schedule.gradient_steps_due(previous, steps, len(replay))
     for _ in range(due):
         learn()
-    if schedule.target_update_due(previous, steps):
+    if update_targets is not None and schedule.target_update_due(previous, steps):
         update_targets()
     return Stepped(steps, due)

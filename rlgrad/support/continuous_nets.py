@@ -1,0 +1,185 @@
+"""Networks of the off-policy continuous-control trainers (SAC, TD3): actors that stay inside
+the action box, and K critics evaluated as one batched ensemble.
+
+Actions are in the environment's units everywhere (the replay buffer stores what the
+environment received); the critics rescale them to [−1, 1] on the way in, so one network size
+fits a torque of ±2 and a joint command of ±1 alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlgrad.distributions import squashed_gaussian_log_prob
+from rlgrad.support.envs import Spaces
+from rlgrad.support.nets import ACTIVATIONS, mlp
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # σ in [2e-9, 7.4]: SB3's and the SAC authors' bounds
+
+
+def check_continuous(spaces: Spaces, algorithm: str) -> None:
+    """Refuse an environment the continuous-control trainers cannot act in, in one line."""
+    if spaces.discrete:
+        raise ValueError(
+            f"{algorithm} needs a Box (continuous) action space; this environment has "
+            f"{spaces.num_actions} discrete actions: use dqn, ppo, a2c, reinforce or grpo for it"
+        )
+    if not (np.isfinite(spaces.action_low).all() and np.isfinite(spaces.action_high).all()):
+        raise ValueError(
+            f"{algorithm} squashes actions into the action box, which must be bounded; got "
+            f"low={spaces.action_low.tolist()}, high={spaces.action_high.tolist()}"
+        )
+
+
+class _ActionBox(nn.Module):
+    """The affine map between [−1, 1] and the action box: a = scale·x + shift."""
+
+    def __init__(self, spaces: Spaces):
+        super().__init__()
+        low, high = torch.as_tensor(spaces.action_low), torch.as_tensor(spaces.action_high)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_shift", (high + low) / 2)
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        """Actions as the environment takes them (already inside the box; the clamp only guards
+        against rounding at the edges)."""
+        return torch.clamp(actions, self.action_low, self.action_high).numpy()
+
+
+class SquashedGaussianActor(_ActionBox):
+    """SAC's policy: u ~ N(μ(s), σ(s)²), a = scale·tanh(u) + shift, with log π from
+    :func:`rlgrad.squashed_gaussian_log_prob`. ``sample`` is reparameterized (u = μ + σε), so
+    gradients reach the actor through the action; its randomness comes from the generator."""
+
+    def __init__(self, spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str):
+        super().__init__(spaces)
+        dims = int(np.prod(spaces.action_shape))
+        # one head for μ and log σ; a small last layer starts near μ = 0, σ = 1
+        self.net = mlp([spaces.observation_size, *hidden_sizes, 2 * dims], activation, 0.01)
+
+    def _gaussian(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        means, log_stds = self.net(observations.flatten(1)).chunk(2, dim=-1)  # [B, D] each
+        return means, log_stds.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Actions ``[B, D]`` in the box and their log π ``[B]``."""
+        means, log_stds = self._gaussian(observations)
+        noise = torch.randn(means.shape, generator=generator, dtype=means.dtype)
+        pre_tanh = means + log_stds.exp() * noise
+        log_probs = squashed_gaussian_log_prob(pre_tanh, means, log_stds, self.action_scale)
+        return self.action_scale * torch.tanh(pre_tanh) + self.action_shift, log_probs
+
+    def mode(self, observations: Tensor) -> Tensor:
+        """The squashed mean, scale·tanh(μ(s)) + shift (the action of a deterministic eval)."""
+        means, _ = self._gaussian(observations)
+        return self.action_scale * torch.tanh(means) + self.action_shift
+
+
+class DeterministicActor(_ActionBox):
+    """TD3's policy a = scale·tanh(μ(s)) + shift; ``sample`` adds Gaussian exploration noise of
+    std ``exploration_noise``·scale and clips to the box (the stored σ is the run's own)."""
+
+    def __init__(
+        self,
+        spaces: Spaces,
+        hidden_sizes: tuple[int, ...],
+        activation: str,
+        exploration_noise: float,
+    ):
+        super().__init__(spaces)
+        dims = int(np.prod(spaces.action_shape))
+        self.net = mlp([spaces.observation_size, *hidden_sizes, dims], activation, 1.0)
+        self.register_buffer("exploration_noise", torch.tensor(float(exploration_noise)))
+
+    def mode(self, observations: Tensor) -> Tensor:
+        return self.action_scale * torch.tanh(self.net(observations.flatten(1))) + self.action_shift
+
+    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
+        """μ(s) + N(0, (σ·scale)²), clipped to the box (no log-probability: TD3 has none)."""
+        actions = self.mode(observations)
+        noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype)
+        noisy = actions + noise * self.exploration_noise * self.action_scale
+        return torch.clamp(noisy, self.action_low, self.action_high), None
+
+
+class CriticEnsemble(nn.Module):
+    """K Q-networks Q_k(s, a), each an MLP on [s, a], evaluated together: ``[B, K]``.
+
+    The K networks' layers are stacked, weights ``[K, in, out]``, so a forward pass is one
+    batched matmul per layer for all K critics instead of K separate ones (on small MLPs each op
+    costs more in overhead than in arithmetic). Initialization is PyTorch's ``nn.Linear``
+    default, drawn independently for every member. ``frozen=True`` evaluates with detached
+    parameters: gradients then reach the actions (the actor's loss) but not the critics.
+    """
+
+    def __init__(
+        self, spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str, num_critics: int
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.num_critics = num_critics
+        self.activation = ACTIVATIONS[activation]()
+        dims = int(np.prod(spaces.action_shape))
+        sizes = [spaces.observation_size + dims, *hidden_sizes, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(num_critics, fan_in, fan_out)))
+            self.biases.append(nn.Parameter(torch.empty(num_critics, 1, fan_out)))
+            nn.init.uniform_(self.weights[-1], -bound, bound)
+            nn.init.uniform_(self.biases[-1], -bound, bound)
+        low, high = torch.as_tensor(spaces.action_low), torch.as_tensor(spaces.action_high)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_shift", (high + low) / 2)
+
+    def forward(self, observations: Tensor, actions: Tensor, frozen: bool = False) -> Tensor:
+        """Q_k(s, a) for every critic k, ``[B, K]``; actions in the environment's units."""
+        unit_actions = (actions - self.action_shift) / self.action_scale
+        x = torch.cat([observations.flatten(1), unit_actions], dim=-1)  # [B, in]
+        x = x.expand(self.num_critics, *x.shape)  # [K, B, in], a view
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if frozen:
+                weight, bias = weight.detach(), bias.detach()
+            x = torch.baddbmm(bias, x, weight)  # [K, B, out]
+            if i < last:
+                x = self.activation(x)
+        return x.squeeze(-1).transpose(0, 1)  # [B, K]
+
+
+class ActorCritics(nn.Module):
+    """What a SAC or TD3 run trains and saves as its agent: the actor, the K critics and, for
+    SAC with automatic temperature, log α. It acts like its actor (``mode``, ``sample``,
+    ``env_actions``), so evaluation and :func:`rlgrad.app.load_agent` treat it like any policy."""
+
+    def __init__(
+        self,
+        spaces: Spaces,
+        actor: nn.Module,
+        critics: CriticEnsemble,
+        log_alpha: float | None = None,
+    ):
+        super().__init__()
+        self.spaces, self.actor, self.critics = spaces, actor, critics
+        if log_alpha is not None:
+            self.log_alpha = nn.Parameter(torch.tensor(float(log_alpha)))
+
+    def mode(self, observations: Tensor) -> Tensor:
+        return self.actor.mode(observations)
+
+    def sample(self, observations: Tensor, generator: torch.Generator):
+        return self.actor.sample(observations, generator)
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        return self.actor.env_actions(actions)

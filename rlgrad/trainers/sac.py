@@ -1,0 +1,291 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018), read top to bottom.
+
+SAC maximizes the return plus α times the policy's entropy. Each environment step: 1. act with
+a squashed Gaussian sample (uniformly random actions before ``learning_starts``); 2. store the
+transition; 3. when due, take ``gradient_steps`` gradient steps on a replayed minibatch:
+
+    y = r + γ(1 − term)·(min_k Q⁻_k(s′, a′) − α log π(a′|s′)),  a′ ~ π(·|s′)
+    L_Q = mean_k ½(Q_k(s, a) − y)²
+    L_π = mean(α log π(ã|s) − min_k Q_k(s, ã)),  ã ~ π(·|s) reparameterized
+    L_α = −mean(log α · (log π(ã|s) + H̄))      (automatic temperature, target entropy H̄)
+
+4. move the target critics by Polyak averaging, θ⁻ ← τθ + (1 − τ)θ⁻, after every gradient step;
+then log, evaluate and checkpoint.
+
+One backward pass and one Adam step per gradient step: the three losses touch disjoint
+parameters (the actor's loss reads the critics with detached weights, the targets and the
+temperature's bracket are detached), so their sum has exactly each loss's gradient in each
+parameter group. The actor therefore sees the critics as they were before this step's update
+(SB3 and CleanRL update the critics first); the step is otherwise the same.
+
+    >>> from rlgrad.trainers import sac
+    >>> config = sac.Config(env="Pendulum-v1", total_steps=400, learning_starts=200,
+    ...                     batch_size=32, hidden_sizes=(32, 32), log_every=200, eval_every=0,
+    ...                     eval_episodes=1)
+    >>> sac.train(config, run_dir=getfixture("tmp_path") / "run").rows[-1]["step"]
+    400
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from rlgrad.continuous import sac_actor_loss, soft_q_targets, temperature_loss
+from rlgrad.support import configs, offpolicy, training
+from rlgrad.support.continuous_nets import (
+    ActorCritics,
+    CriticEnsemble,
+    SquashedGaussianActor,
+    check_continuous,
+)
+from rlgrad.support.replay import ReplayBuffer
+from rlgrad.support.runs import History
+from rlgrad.value import polyak_update, value_loss
+
+ALGORITHM = "sac"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(configs.RunConfig):
+    """SAC's hyperparameters; the defaults are SB3's and CleanRL's for MuJoCo."""
+
+    env: str = "Pendulum-v1"
+    """Gymnasium environment id with a bounded Box action space, e.g. Pendulum-v1,
+    HalfCheetah-v5 (pip install 'rlgrad[mujoco]')."""
+    num_envs: int = 1
+    """Environments stepped together; each vector step adds num_envs transitions."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of every critic."""
+    activation: str = "relu"
+    """Hidden activation: relu, tanh or elu."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor and of the temperature."""
+    critic_lr: float | None = None
+    """Adam learning rate of the critics (none: lr)."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
+    batch_size: int = 256
+    """Transitions per gradient step, sampled uniformly with replacement."""
+    learning_starts: int = 5_000
+    """Environment steps of uniformly random actions before the first gradient step."""
+    train_frequency: int = 1
+    """Take gradient steps every this many environment steps."""
+    gradient_steps: int = 1
+    """Gradient steps each time training is due (the update-to-data ratio is
+    gradient_steps / train_frequency)."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics, θ⁻ ← τθ + (1 − τ)θ⁻ after each gradient step."""
+    num_critics: int = 2
+    """Critics K; targets and the actor use the smallest of their values."""
+    alpha: float | None = None
+    """Fixed entropy temperature α (none: learn α to keep the entropy at target_entropy)."""
+    alpha_init: float = 1.0
+    """The learned α's starting value."""
+    target_entropy: float | None = None
+    """Target entropy H̄ of the learned α (none: −dim(action space))."""
+    policy_delay: int = 1
+    """Update the actor and α on every policy_delay-th gradient step (the critics on each)."""
+    n_step: int = 1
+    """Bootstrap after n steps, stopped at an episode end (a truncation still bootstraps)."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this (none: no clipping, as in SB3 and CleanRL)."""
+    checkpoint_replay: bool = True
+    """Save the replay buffer in checkpoints, so that a resumed run continues exactly."""
+    log_every: int = 1_000
+    """Write a metrics row every this many environment steps."""
+    eval_every: int = 5_000
+    """Evaluate every this many environment steps (0: only at the end)."""
+
+
+def check(config: Config) -> None:
+    configs.check_run_config(config)
+    configs.positive(
+        config,
+        "lr",
+        "buffer_size",
+        "batch_size",
+        "train_frequency",
+        "gradient_steps",
+        "tau",
+        "num_critics",
+        "alpha_init",
+        "policy_delay",
+        "n_step",
+        "log_every",
+    )
+    configs.non_negative(config, "learning_starts")
+    configs.in_unit_interval(config, "gamma", "tau")
+    for name in ("critic_lr", "max_grad_norm"):
+        value = getattr(config, name)
+        configs.require(
+            value is None or value > 0, f"config field '{name}' must be > 0 or none; got {value!r}"
+        )
+    configs.require(
+        config.alpha is None or config.alpha >= 0,
+        f"config field 'alpha' must be >= 0 or none (learned); got {config.alpha!r}",
+    )
+    configs.require(
+        config.buffer_size // config.num_envs > max(config.n_step, 1)
+        and config.buffer_size >= config.batch_size,
+        f"config field 'buffer_size' = {config.buffer_size} must hold a batch "
+        f"(batch_size = {config.batch_size}) and more than n_step = {config.n_step} steps per "
+        f"environment (num_envs = {config.num_envs})",
+    )
+    configs.require(
+        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
+        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
+    )
+
+
+def build_agent(config: Config, spaces) -> ActorCritics:
+    check_continuous(spaces, ALGORITHM)
+    actor = SquashedGaussianActor(spaces, config.hidden_sizes, config.activation)
+    critics = CriticEnsemble(spaces, config.hidden_sizes, config.activation, config.num_critics)
+    log_alpha = math.log(config.alpha_init) if config.alpha is None else None
+    return ActorCritics(spaces, actor, critics, log_alpha)
+
+
+def make_optimizer(config: Config, agent: ActorCritics) -> torch.optim.Optimizer:
+    """One Adam over three parameter groups: actor, critics and (when learned) log α."""
+    groups = [
+        {"params": list(agent.actor.parameters()), "lr": config.lr},
+        {"params": list(agent.critics.parameters()), "lr": config.critic_lr or config.lr},
+    ]
+    if config.alpha is None:
+        groups.append({"params": [agent.log_alpha], "lr": config.lr})
+    return training.adam(groups)
+
+
+class TargetAndReplay(NamedTuple):
+    """SAC's checkpointed companions of the agent."""
+
+    target_critics: CriticEnsemble  # θ⁻, Polyak averages of the critics
+    replay: ReplayBuffer
+
+
+def build_target_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetAndReplay:
+    replay = ReplayBuffer(config.buffer_size, config.num_envs, spaces, config.checkpoint_replay)
+    return TargetAndReplay(offpolicy.frozen_copy(agent.critics), replay)
+
+
+def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
+    """Train SAC; return the metric history (also written to ``run_dir``).
+
+    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
+    """
+    check(config)
+    # 0. set up: seeds, environments, actor and critics, target critics, replay buffer, Adam, run
+    setup = training.start(
+        ALGORITHM,
+        config,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        build_target_and_replay,
+        **run_options,
+    )
+    run, env, agent, optimizer, generator = (
+        setup.run,
+        setup.env,
+        setup.agent,
+        setup.optimizer,
+        setup.generator,
+    )
+    target_critics, replay = setup.extras
+    actor, critics = agent.actor, agent.critics
+    learned_alpha = config.alpha is None
+    action_dims = len(actor.action_scale)
+    target_entropy = -action_dims if config.target_entropy is None else config.target_entropy
+    schedule = offpolicy.Schedule(
+        config.learning_starts,
+        config.batch_size,
+        config.train_frequency,
+        config.gradient_steps,
+        target_update_every=None,  # learn() moves the targets after every gradient step
+    )
+    total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
+    steps = run.steps
+
+    def act(observations, steps: int) -> torch.Tensor:
+        """1. uniformly random actions before learning starts, then samples of the policy."""
+        if steps < config.learning_starts:
+            unit = torch.rand((env.num_envs, action_dims), generator=generator)
+            return actor.action_low + unit * (actor.action_high - actor.action_low)
+        with torch.inference_mode():
+            actions, _ = actor.sample(torch.from_numpy(observations), generator)
+        return actions
+
+    def learn() -> None:
+        """3. one gradient step on the critics, and on the actor and α when due; 4. targets."""
+        nonlocal total_gradient_steps
+        batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+        alpha = agent.log_alpha.detach().exp() if learned_alpha else config.alpha
+        with torch.no_grad():
+            next_actions, next_log_probs = actor.sample(batch.next_observations, generator)
+            next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
+        targets = soft_q_targets(
+            batch.returns, next_q, next_log_probs, batch.terminated, batch.discounts, alpha
+        )
+        q_values = critics(batch.observations, batch.actions)  # [B, K]
+        critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
+        loss = critic_loss
+        if total_gradient_steps % config.policy_delay == 0:
+            actions, log_probs = actor.sample(batch.observations, generator)
+            # the pessimistic value of the policy's own action, as in the targets
+            q_policy = critics(batch.observations, actions, frozen=True).min(dim=-1).values
+            actor_loss = sac_actor_loss(log_probs, q_policy, alpha)
+            loss = loss + actor_loss
+            actor_losses.append(actor_loss.detach())
+            entropies.append(-log_probs.detach().mean())
+            if learned_alpha:
+                alpha_loss = temperature_loss(agent.log_alpha, log_probs, target_entropy)
+                loss = loss + alpha_loss
+                alpha_losses.append(alpha_loss.detach())
+        grad_norms.append(training.gradient_step(run, optimizer, loss, config.max_grad_norm))
+        polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
+        critic_losses.append(critic_loss.detach())
+        q_means.append(q_values.detach().mean())
+        total_gradient_steps += 1
+
+    def mean(values: list) -> float | None:
+        return float(torch.stack(values).mean()) if values else None
+
+    while not run.done:
+        critic_losses, actor_losses, alpha_losses, entropies, q_means, grad_norms = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
+        iteration_end = min((steps // config.log_every + 1) * config.log_every, config.total_steps)
+        with run.training():
+            while steps < iteration_end:
+                # act, 2. store (with the true final observation of a cut episode), learn when due
+                steps, _ = offpolicy.act_store_learn(env, replay, schedule, steps, act, learn)
+
+        # 5. log, evaluate and checkpoint
+        run.end_iteration(
+            steps - run.steps,
+            {
+                "critic_loss": mean(critic_losses),
+                "actor_loss": mean(actor_losses),
+                "alpha_loss": mean(alpha_losses),
+                "alpha": float(agent.log_alpha.detach().exp()) if learned_alpha else config.alpha,
+                "entropy": mean(entropies),
+                "q_mean": mean(q_means),
+                "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
+                "gradient_steps": len(critic_losses),
+                "total_gradient_steps": total_gradient_steps,
+                "buffer_transitions": len(replay),
+            },
+        )
+    return run.finish()

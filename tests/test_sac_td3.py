@@ -1,0 +1,216 @@
+"""SAC and TD3 end to end: every parameter trains, targets move by exactly τ, time limits
+bootstrap, the batched critics equal separate ones, same seed → same numbers, exact resume with
+the replay buffer, and bad input."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import toy_envs
+from test_trainers import dataclasses_replace, read_rows, without_timing
+
+from rlgrad.app import load_agent
+from rlgrad.app.registry import resume
+from rlgrad.support.continuous_nets import CriticEnsemble
+from rlgrad.support.envs import VectorEnv
+from rlgrad.support.runs import TrainingError
+from rlgrad.trainers import sac, td3
+
+toy_envs.register()
+
+TRAINERS = {"sac": sac, "td3": td3}
+TINY = {
+    "env": "Pendulum-v1",
+    "total_steps": 500,
+    "learning_starts": 200,
+    "batch_size": 32,
+    "hidden_sizes": (32, 32),
+    "log_every": 100,
+    "eval_every": 250,
+    "eval_episodes": 2,
+    "checkpoint_every": 200,
+    "keep_checkpoints": 100,
+}
+
+
+def checkpoint(run_dir, steps: int) -> dict:
+    return torch.load(run_dir / "checkpoints" / f"step_{steps:010d}.pt", weights_only=False)
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_a_short_run_trains_every_parameter_and_loads_back(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(**TINY)
+    history = trainer.train(config, tmp_path / "run")
+    # the run's own starting weights: its first checkpoint is written before any update
+    initial = checkpoint(tmp_path / "run", 0)["modules"]["agent"]
+    rows = read_rows(tmp_path / "run")
+    assert int(rows[-1]["step"]) == 500 and rows[-1]["eval_return_mean"] != ""
+    assert rows[0]["critic_loss"] == ""  # no gradient step before learning_starts
+    trained = [r for r in rows if r["critic_loss"] != ""]
+    for column in ("critic_loss", "actor_loss", "q_mean"):
+        assert trained and all(math.isfinite(float(r[column])) for r in trained), column
+    # one gradient step per environment step from learning_starts on (the step that reaches
+    # learning_starts is the first to learn)
+    assert float(rows[-1]["total_gradient_steps"]) == 500 - 200 + 1
+    agent = load_agent(tmp_path / "run")
+    names = [n for n, _ in agent.network.named_parameters()]
+    expected = {"actor", "critics"} | ({"log_alpha"} if name == "sac" else set())
+    assert {n.split(".")[0] for n in names} == expected
+    for key, after in agent.network.named_parameters():
+        assert not torch.equal(initial[key], after.detach()), f"{key} did not change"
+    action = agent.act(np.zeros(3, np.float32))
+    assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
+    if name == "sac":
+        alphas = [float(r["alpha"]) for r in trained]
+        assert alphas[-1] < 1.0 and all(math.isfinite(float(r["entropy"])) for r in trained)
+    assert history.summary["final_eval_return_mean"] < 0  # Pendulum's returns are negative
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_one_gradient_step_moves_the_targets_by_exactly_tau(name, tmp_path):
+    # learning_starts = total_steps = 200: exactly one gradient step, on the step that reaches
+    # 200, which (for TD3 too: gradient step 0 is a policy step) is followed by
+    # θ⁻ ← θ⁻ + τ(θ − θ⁻) with θ⁻ = θ₀ at the start
+    trainer = TRAINERS[name]
+    tau = 0.25
+    config = trainer.Config(**{**TINY, "total_steps": 200, "eval_every": 0}, tau=tau)
+    trainer.train(config, tmp_path / "run")
+    before, after = checkpoint(tmp_path / "run", 0), checkpoint(tmp_path / "run", 200)
+    assert after["rows"][-1]["total_gradient_steps"] == 1
+    pairs = [("target_critics", "critics")] + ([("target_actor", "actor")] if name == "td3" else [])
+    for target, online in pairs:
+        start = before["modules"][target]
+        for key, moved in after["modules"][target].items():
+            if key.startswith("action_") or key == "exploration_noise":
+                continue  # buffers, not parameters
+            theta_0 = before["modules"]["agent"][f"{online}.{key}"]
+            theta_1 = after["modules"]["agent"][f"{online}.{key}"]
+            assert torch.equal(start[key], theta_0)  # targets start as copies
+            assert not torch.equal(theta_1, theta_0)
+            torch.testing.assert_close(moved, theta_0 + tau * (theta_1 - theta_0))
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+@pytest.mark.parametrize(
+    "env_id, expected", [("CountdownBox-v0", 10.0), ("CountdownBoxTerminal-v0", 1.0)]
+)
+def test_a_time_limit_bootstraps_and_a_termination_does_not(name, env_id, expected, tmp_path):
+    # Reward 1 a step, γ = 0.9, actions ignored. With a bootstrapping time limit every state is
+    # worth 1/(1 − γ) = 10; when the 5th step terminates, the state before it is worth 1. SAC at
+    # a fixed α = 0 has no entropy bonus, so its soft values are these plain ones.
+    trainer = TRAINERS[name]
+    extra = {"alpha": 0.0} if name == "sac" else {}
+    config = trainer.Config(
+        env=f"rlgrad-test/{env_id}",
+        gamma=0.9,
+        lr=3e-3,
+        total_steps=1500,
+        learning_starts=200,
+        batch_size=64,
+        hidden_sizes=(32, 32),
+        tau=0.05,
+        eval_every=0,
+        eval_episodes=2,
+        checkpoint_every=0,
+        **extra,
+    )
+    trainer.train(config, tmp_path / "run")
+    critics = load_agent(tmp_path / "run").network.critics
+    observations = torch.tensor([[0.4, 1.0]]).expand(3, 2)
+    q_values = critics(observations, torch.tensor([[-1.5], [0.0], [1.5]]))
+    assert q_values.min().item() == pytest.approx(expected, abs=0.15 * expected)
+    assert q_values.max().item() == pytest.approx(expected, abs=0.15 * expected)
+
+
+def test_the_batched_critics_equal_k_separate_networks():
+    env = VectorEnv("Pendulum-v1", 1, seed=0)
+    critics = CriticEnsemble(env.spaces, (16, 8), "relu", num_critics=3).double()
+    observations = torch.randn(5, 3, dtype=torch.float64)
+    actions = torch.rand(5, 1, dtype=torch.float64) * 4 - 2
+    batched = critics(observations, actions)
+    assert batched.shape == (5, 3)
+    for k in range(3):  # the same numbers from a plain per-critic loop of linear layers
+        x = torch.cat([observations, actions / 2.0], dim=-1)
+        for i, (weight, bias) in enumerate(zip(critics.weights, critics.biases, strict=True)):
+            x = x @ weight[k] + bias[k]
+            if i < len(critics.weights) - 1:
+                x = torch.relu(x)
+        torch.testing.assert_close(batched[:, k], x.squeeze(-1), rtol=0, atol=1e-12)
+    # frozen=True: the same values, gradients reach the actions but not the critics
+    actions.requires_grad_(True)
+    critics(observations, actions, frozen=True).sum().backward()
+    assert actions.grad is not None and all(p.grad is None for p in critics.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_the_same_seed_gives_the_same_metrics(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(**{**TINY, "total_steps": 400})
+    first = trainer.train(config, tmp_path / "a")
+    second = trainer.train(config, tmp_path / "b")
+    assert without_timing(first.rows) == without_timing(second.rows)
+    other = trainer.train(dataclasses_replace(config, seed=1), tmp_path / "c")
+    assert without_timing(other.rows) != without_timing(first.rows)
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_resuming_mid_run_continues_exactly_with_the_replay_buffer(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(**{**TINY, "num_envs": 2, "n_step": 2})
+    whole = trainer.train(config, tmp_path / "whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    mid = tmp_path / "cut" / "checkpoints" / "step_0000000400.pt"  # after learning started
+    assert mid.exists()
+    resumed = resume(tmp_path / "cut", checkpoint=mid)
+    assert without_timing(resumed.rows) == without_timing(whole.rows)
+    a = load_agent(tmp_path / "whole").network.state_dict()
+    b = load_agent(tmp_path / "cut").network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_fixed_temperature_has_no_log_alpha_and_logs_its_alpha(tmp_path):
+    history = sac.train(sac.Config(**{**TINY, "total_steps": 300}, alpha=0.2), tmp_path / "run")
+    assert history.rows[-1]["alpha"] == 0.2 and history.rows[-1]["alpha_loss"] == ""
+    assert "log_alpha" not in dict(load_agent(tmp_path / "run").network.named_parameters())
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_a_discrete_environment_gets_one_line_naming_what_fits(name, tmp_path):
+    trainer = TRAINERS[name]
+    with pytest.raises(ValueError, match=rf"^{name} needs a Box \(continuous\) action space.*dqn"):
+        trainer.train(trainer.Config(env="CartPole-v1", total_steps=100), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "name, field, value, message",
+    [
+        ("sac", "alpha", -0.1, "'alpha' must be >= 0 or none"),
+        ("sac", "tau", 1.5, "'tau' must be in \\[0, 1\\]"),
+        ("sac", "critic_lr", 0.0, "'critic_lr' must be > 0 or none"),
+        ("td3", "policy_delay", 0, "'policy_delay' must be > 0"),
+        ("td3", "noise_clip", -1.0, "'noise_clip' must be >= 0"),
+        ("td3", "buffer_size", 16, "'buffer_size' = 16 must hold a batch"),
+    ],
+)
+def test_bad_config_fields_name_the_field(name, field, value, message):
+    trainer = TRAINERS[name]
+    with pytest.raises(ValueError, match=message):
+        trainer.check(dataclasses_replace(trainer.Config(), **{field: value}))
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_a_non_finite_reward_stops_the_run_and_keeps_a_finite_checkpoint(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(
+        **{**TINY, "env": "rlgrad-test/CountdownBoxNaN-v0", "total_steps": 1000, "eval_every": 0}
+    )
+    with pytest.raises(TrainingError, match=r"at step \d+ .*last good checkpoint"):
+        trainer.train(config, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["steps"] < 1000
+    assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
