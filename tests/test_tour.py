@@ -3,10 +3,13 @@ every figure renders with a title, axis labels and a legend."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from rlgrad.app.cli import main
+from rlgrad.tabular import evaluate, soft_evaluate, soft_optimal_policy, two_state
 from rlgrad.tour import plots as tour_plots
 from rlgrad.tour.tour import STEPS, render_step, run_tour
 
@@ -22,12 +25,13 @@ CHANGES = {
     "gae": {"lam": 0.5, "critic_noise": 0.5},
     "ppo": {"new_prob": 0.45},
     "grpo": {"groups": ((2.0, 4.0, 6.0, 9.0), (2.0, 4.0, 11.0))},
+    "entropy-sac": {"probs": (0.1, 0.6, 0.3), "slip": 0.2},
 }
 
 
 def test_the_tour_follows_the_issue_order():
     order = [step.name.split("-")[0] for step in STEPS]
-    assert order == ["calculus"] * 3 + ["policy", "td", "gae", "ppo", "grpo"]
+    assert order == ["calculus"] * 3 + ["policy", "td", "gae", "ppo", "grpo", "entropy"]
     assert set(CHANGES) == set(STEP)
 
 
@@ -72,6 +76,52 @@ def test_the_story_each_step_tells(results):
     ]
     variances, biases = [v for v, _ in gae], [b for _, b in gae]
     assert variances == sorted(variances) and biases == sorted(biases, reverse=True)
+
+
+def test_the_entropy_step_is_the_soft_ground_truth(results):
+    entropy = results["entropy-sac"]
+    # The seeds' exercise at π = [0.2, 0.5, 0.3]: −(log 0.2 + 1) = −(−1.609438 + 1) = 0.609438
+    # (not the seed's printed 2.609), −(log 0.5 + 1) = −0.306853, −(log 0.3 + 1) = 0.203973.
+    slopes = torch.tensor([0.609438, -0.306853, 0.203973], dtype=torch.float64)
+    torch.testing.assert_close(entropy["∂H/∂π(a) = −(log π(a) + 1)"], slopes, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        entropy["∂H/∂π by autograd of −Σ π log π"], entropy["∂H/∂π(a) = −(log π(a) + 1)"]
+    )
+    # Through the logits: H = 1.029653, so ∂H/∂θ(0) = 0.2·(1.609438 − 1.029653) = 0.115957.
+    through_logits = entropy["∂H/∂θ by autograd of categorical_entropy, θ = log π"]
+    assert through_logits[0].item() == pytest.approx(0.115957, abs=1e-6)
+    torch.testing.assert_close(
+        through_logits, entropy["π(a)(∂H/∂π(a) − Σ_b π(b)∂H/∂π(b)), the +1 gone"]
+    )
+    # Each α's row is the tabular ground truth, called directly.
+    mdp = two_state()
+    returns, entropies = [], []
+    for alpha in STEP["entropy-sac"].inputs["alphas"]:
+        probs, _ = soft_optimal_policy(mdp, alpha)
+        torch.testing.assert_close(
+            entropy[f"α={alpha:g}: π*(right|left), π*(right|right)"], probs[:, 1]
+        )
+        plain, per_step = entropy[f"α={alpha:g}: return J(π*), entropy per step"]
+        assert float(plain) == pytest.approx(float(evaluate(mdp, probs)[0][0]), abs=1e-8)
+        # J_α(π*) = return + α Σ_s d(s)H(s) and Σ_s d(s) = 1/(1 − γ) = 10.
+        soft_return = soft_evaluate(mdp, probs, alpha)[0][0]
+        assert float(soft_return) == pytest.approx(float(plain + alpha * 10 * per_step), abs=1e-8)
+        returns.append(float(plain))
+        entropies.append(float(per_step))
+    # α trades return for entropy: the return falls from J* = 8.1 and the entropy climbs to log 2.
+    assert returns == sorted(returns, reverse=True) and entropies == sorted(entropies)
+    assert entropy["J* (α → 0: policy iteration)"].item() == pytest.approx(8.1)
+    assert returns[0] == pytest.approx(8.1, abs=1e-6) and entropies[0] < 1e-6
+    assert 0.68 < entropies[-1] < math.log(2)
+    # The story's claim: at α = 1 the left state leans left.
+    assert entropy["α=1: π*(right|left), π*(right|right)"][0].item() < 0.5
+    # Zero up to soft value iteration's tolerance (1e-10 relative to |V*|, here up to ~80).
+    assert entropy["max |E[SAC soft target] − Q*| over α"].item() < 1e-8
+    # A change of α moves the rows.
+    moved = STEP["entropy-sac"].results(alphas=(0.3,))
+    assert float(moved["α=0.3: π*(right|left), π*(right|right)"][0]) == pytest.approx(
+        float(soft_optimal_policy(mdp, 0.3)[0][0, 1])
+    )
 
 
 @pytest.mark.parametrize("name", CHANGES)
@@ -125,3 +175,7 @@ def test_cli_tour_selects_steps(capsys):
     out = capsys.readouterr().out
     assert "grpo: GRPO" in out and "calculus" not in out
     assert main(["tour", "--step", "nothing"]) == 2
+    capsys.readouterr()
+    assert main(["tour", "--step", "entropy"]) == 0
+    out = capsys.readouterr().out
+    assert "entropy-sac: Entropy and SAC" in out and "grpo" not in out

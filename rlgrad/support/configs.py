@@ -152,6 +152,15 @@ def non_negative(config, *names: str) -> None:
         )
 
 
+def widths(config, name: str = "hidden_sizes") -> None:
+    """Hidden layer widths: at least one layer, every width a positive integer."""
+    value = getattr(config, name)
+    require(
+        len(value) > 0 and all(isinstance(h, int) and h > 0 for h in value),
+        f"config field '{name}' must be positive widths; got {value!r}",
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """The fields every trainer has: what to train on, for how long, and how to watch it."""
@@ -227,11 +236,88 @@ def check_policy_config(config: PolicyConfig) -> None:
     positive(config, "lr")
     in_unit_interval(config, "gamma")
     non_negative(config, "ent_coef", "vf_coef")
-    require(
-        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
-        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
-    )
+    widths(config)
     require(
         config.max_grad_norm is None or config.max_grad_norm > 0,
         f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousControlConfig(RunConfig):
+    """The fields SAC and TD3 share: an actor, K critics with Polyak targets, a replay buffer."""
+
+    env: str = "Pendulum-v1"
+    """Gymnasium environment id with a bounded Box action space, e.g. Pendulum-v1,
+    HalfCheetah-v5 (pip install 'rlgrad[mujoco]')."""
+    num_envs: int = 1
+    """Environments stepped together; each vector step adds num_envs transitions."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of every critic."""
+    activation: str = "relu"
+    """Hidden activation: relu, tanh or elu."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor (and of SAC's temperature)."""
+    critic_lr: float | None = None
+    """Adam learning rate of the critics (none: lr)."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
+    batch_size: int = 256
+    """Transitions per gradient step, sampled uniformly with replacement."""
+    learning_starts: int = 5_000
+    """Environment steps of uniformly random actions before the first gradient step."""
+    train_frequency: int = 1
+    """Take gradient steps every this many environment steps."""
+    gradient_steps: int = 1
+    """Gradient steps each time training is due (the update-to-data ratio is
+    gradient_steps / train_frequency)."""
+    tau: float = 0.005
+    """Polyak coefficient of the target networks, θ⁻ ← τθ + (1 − τ)θ⁻ each time they move."""
+    num_critics: int = 2
+    """Critics K; the targets use the smallest of their values."""
+    policy_delay: int = 1
+    """Update the actor on every policy_delay-th gradient step (the critics on each)."""
+    n_step: int = 1
+    """Bootstrap after n steps, stopped at an episode end (a truncation still bootstraps)."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this (none: no clipping, as in SB3 and CleanRL)."""
+    checkpoint_replay: bool = True
+    """Save the replay buffer in checkpoints, so that a resumed run continues exactly."""
+    log_every: int = 1_000
+    """Write a metrics row every this many environment steps."""
+    eval_every: int = 5_000
+    """Evaluate every this many environment steps (0: only at the end)."""
+
+
+def check_continuous_control_config(config: ContinuousControlConfig) -> None:
+    check_run_config(config)
+    positive(
+        config,
+        "lr",
+        "buffer_size",
+        "batch_size",
+        "train_frequency",
+        "gradient_steps",
+        "tau",
+        "num_critics",
+        "policy_delay",
+        "n_step",
+        "log_every",
+    )
+    non_negative(config, "learning_starts")
+    in_unit_interval(config, "gamma", "tau")
+    for name in ("critic_lr", "max_grad_norm"):
+        value = getattr(config, name)
+        require(
+            value is None or value > 0, f"config field '{name}' must be > 0 or none; got {value!r}"
+        )
+    require(
+        config.buffer_size // config.num_envs > max(config.n_step, 1)
+        and config.buffer_size >= config.batch_size,
+        f"config field 'buffer_size' = {config.buffer_size} must hold a batch "
+        f"(batch_size = {config.batch_size}) and more than n_step = {config.n_step} steps per "
+        f"environment (num_envs = {config.num_envs})",
+    )
+    widths(config)

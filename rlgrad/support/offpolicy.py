@@ -45,12 +45,14 @@ class Schedule:
 
     @classmethod
     def of(cls, config) -> Schedule:
+        """The schedule of a config; one without ``target_update_every`` (SAC, TD3) moves its
+        targets itself."""
         return cls(
             config.learning_starts,
             config.batch_size,
             config.train_frequency,
             config.gradient_steps,
-            config.target_update_every,
+            getattr(config, "target_update_every", None),
         )
 
     def gradient_steps_due(self, previous: int, steps: int, stored: int) -> int:
@@ -98,3 +100,36 @@ def act_store_learn(
     if update_targets is not None and schedule.target_update_due(previous, steps):
         update_targets()
     return Stepped(steps, due)
+
+
+def collect_and_learn(
+    run,
+    env: VectorEnv,
+    replay: ReplayBuffer,
+    schedule: Schedule,
+    steps: int,
+    log_every: int,
+    act: Callable[[np.ndarray, int], torch.Tensor],
+    learn: Callable[[], None],
+    update_targets: Callable[[], None] | None = None,
+) -> int:
+    """:func:`act_store_learn` until the next metrics row is due (the next multiple of
+    ``log_every``, or the end of the run), timed as training; returns the step count."""
+    iteration_end = min((steps // log_every + 1) * log_every, run.config.total_steps)
+    with run.training():
+        while steps < iteration_end:
+            steps, _ = act_store_learn(env, replay, schedule, steps, act, learn, update_targets)
+    return steps
+
+
+def uniform_actions(actor, num_envs: int, generator: torch.Generator) -> torch.Tensor:
+    """Actions drawn uniformly from the action box of ``actor`` (its ``action_low`` and
+    ``action_high``), ``[num_envs, D]``: how SAC and TD3 explore before learning starts."""
+    unit = torch.rand((num_envs, len(actor.action_low)), generator=generator)
+    return actor.action_low + unit * (actor.action_high - actor.action_low)
+
+
+def mean_of(values: list[torch.Tensor]) -> float | None:
+    """The mean of a list of 0-dim tensors as a float (None for an empty list): trainers keep
+    their per-step metrics as tensors and convert once per metrics row."""
+    return float(torch.stack(values).mean()) if values else None

@@ -1,5 +1,6 @@
-"""Exact ground truth on small MDPs: the policy gradient theorem in closed form, and sampled
-estimators (REINFORCE, baselines, GAE) measured against it.
+"""Exact ground truth on small MDPs: the policy gradient theorem in closed form, its
+maximum-entropy (soft, SAC's) counterpart, and sampled estimators (REINFORCE, baselines, GAE)
+measured against it.
 
 Import explicitly, ``import rlgrad.tabular``; the formula layer does not depend on this package.
 """
@@ -14,6 +15,12 @@ from rlgrad.tabular.exact import (
     state_visitation,
 )
 from rlgrad.tabular.mdp import TabularMDP
+from rlgrad.tabular.soft import (
+    soft_evaluate,
+    soft_objective,
+    soft_optimal_policy,
+    soft_policy_gradient,
+)
 from rlgrad.tabular.zoo import ZOO, chain, random_mdp, two_state
 
 __all__ = [
@@ -27,6 +34,10 @@ __all__ = [
     "policy",
     "policy_gradient",
     "random_mdp",
+    "soft_evaluate",
+    "soft_objective",
+    "soft_optimal_policy",
+    "soft_policy_gradient",
     "state_visitation",
     "two_state",
 ]

@@ -173,3 +173,33 @@ def grpo(results: dict, path: Path) -> Path:
         axis.grid(alpha=0.3, axis="y")
     fig.suptitle("GRPO: advantages relative to the group mean")
     return _save(fig, path)
+
+
+def entropy(results: dict, path: Path) -> Path:
+    """The soft-optimal policy on two_state against α: its return, its entropy, π*(right|s)."""
+    plt = _pyplot()
+    grid, chosen = results["_grid"], results["_alphas"]
+    table = results["_table"]  # α → (π*(right|·), entropy per step, return) at the printed α
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    returns, entropies, rights = axes
+    returns.plot(grid, results["_return"].tolist(), label="return J(π*_α)")
+    returns.plot(chosen, [float(table[a][2]) for a in chosen], "ko", ms=4, label="printed α")
+    returns.axhline(float(results["_optimum"]), color="grey", ls=":", label="J* (α → 0)")
+    returns.set(title="Return of the soft-optimal policy", ylabel="μ₀ᵀV^π* (no entropy)")
+    entropies.plot(grid, results["_entropy"].tolist(), color="tab:orange", label="entropy")
+    entropies.plot(chosen, [float(table[a][1]) for a in chosen], "ko", ms=4, label="printed α")
+    entropies.axhline(
+        float(results["_max_entropy"]), color="grey", ls=":", label="log A (uniform policy)"
+    )
+    entropies.set(title="Its entropy per step", ylabel="(1 − γ) Σ_s d(s) H(π*(·|s))")
+    for state, name in enumerate(("left", "right")):
+        rights.plot(grid, results["_right"][:, state].tolist(), label=f"π*(right | {name})")
+    rights.axhline(0.5, color="grey", ls=":", label="uniform")
+    rights.set(title="Where it goes", ylabel="probability of right", ylim=(0, 1.05))
+    for axis in axes:
+        axis.set_xscale("log")
+        axis.set_xlabel("temperature α")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.suptitle("Max-entropy RL on two_state: α trades return for entropy")
+    return _save(fig, path)

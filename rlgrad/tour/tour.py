@@ -1,9 +1,9 @@
 """``rlgrad tour``: a guided walk through rlgrad, in the order of the seeds.
 
-calculus → policy gradients → TD/DQN → GAE → PPO → GRPO. Each :class:`Step` keeps its inputs as
-data and computes every number it prints through rlgrad's functions (the formula layer and
-:mod:`rlgrad.tabular`), so changing an input changes the output; the tests do exactly that. With
-``--plots DIR`` each step also writes a figure (:mod:`rlgrad.tour.plots`).
+calculus → policy gradients → TD/DQN → GAE → PPO → GRPO → entropy and SAC. Each :class:`Step`
+keeps its inputs as data and computes every number it prints through rlgrad's functions (the
+formula layer and :mod:`rlgrad.tabular`), so changing an input changes the output; the tests do
+exactly that. With ``--plots DIR`` each step also writes a figure (:mod:`rlgrad.tour.plots`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import rlgrad
-from rlgrad.tabular import estimators, exact, sampling, zoo
+from rlgrad.tabular import estimators, exact, sampling, soft, zoo
 from rlgrad.tour.examples import f64, format_value, parabola
 
 
@@ -245,6 +245,76 @@ def _grpo(groups):
     }
 
 
+# 7. entropy and SAC's max-entropy objective ---------------------------------------------------
+
+
+def _soft_optimum(mdp, alpha):
+    """π*_α's P(right|·), its entropy per step (1 − γ)Σ_s d(s)H(s), its plain return, and Q*."""
+    probs, q_star = soft.soft_optimal_policy(mdp, alpha)
+    logits = q_star / alpha  # π*_α = softmax(Q*/α)
+    entropies = rlgrad.categorical_entropy(logits)  # [S]
+    per_step = (1 - mdp.gamma) * exact.state_visitation(mdp, probs) @ entropies
+    return probs[:, zoo.RIGHT], per_step, exact.objective(mdp, logits), q_star
+
+
+def _sac_target_error(mdp, alpha, q_star):
+    """max |E_{s′~P, a′~π*}[SAC's soft target] − Q*|, every (s, a, s′, a′) one sample."""
+    num_states, num_actions = q_star.shape
+    grid = (num_states, num_actions, num_states, num_actions)  # [s, a, s′, a′]
+    log_probs = torch.log_softmax(q_star / alpha, dim=-1)  # log π*(a′|s′)
+    targets = rlgrad.soft_q_targets(
+        mdp.rewards[:, :, None, None].expand(grid),
+        q_star[None, None, :, :, None].expand(*grid, 1),  # one target critic, K = 1
+        log_probs[None, None].expand(grid),
+        torch.zeros(grid, dtype=torch.bool),
+        mdp.gamma,
+        alpha,
+    )
+    weights = mdp.transitions[:, :, :, None] * log_probs.exp()[None, None]  # P(s′|s, a)π*(a′|s′)
+    return ((weights * targets).sum(dim=(2, 3)) - q_star).abs().max()
+
+
+def _entropy(probs, gamma, slip, alphas):
+    probs = f64(probs)
+    slopes = -(probs.log() + 1)  # the seeds' answer, ∂H/∂π(a) = −(log π(a) + 1)
+    autograd = rlgrad.gradient(lambda p: -(p * p.log()).sum(), probs)
+    through_logits = rlgrad.gradient(rlgrad.categorical_entropy, probs.log())
+    projected = probs * (slopes - probs @ slopes)
+    mdp = zoo.two_state(gamma=gamma, slip=slip)
+    optimum = mdp.initial @ exact.evaluate(mdp, exact.optimal_policy(mdp))[0]
+    table = {alpha: _soft_optimum(mdp, alpha) for alpha in alphas}
+    grid = torch.logspace(
+        torch.log10(f64(min(alphas))), torch.log10(f64(max(alphas))), 41, dtype=torch.float64
+    ).tolist()
+    curves = [_soft_optimum(mdp, alpha)[:3] for alpha in grid]
+    return {
+        "∂H/∂π(a) = −(log π(a) + 1)": slopes,
+        "∂H/∂π by autograd of −Σ π log π": autograd,
+        "∂H/∂θ by autograd of categorical_entropy, θ = log π": through_logits,
+        "π(a)(∂H/∂π(a) − Σ_b π(b)∂H/∂π(b)), the +1 gone": projected,
+        "J* (α → 0: policy iteration)": optimum,
+        **{
+            key: value
+            for alpha, (right, per_step, plain, _) in table.items()
+            for key, value in (
+                (f"α={alpha:g}: π*(right|left), π*(right|right)", right),
+                (f"α={alpha:g}: return J(π*), entropy per step", [plain, per_step]),
+            )
+        },
+        "max |E[SAC soft target] − Q*| over α": max(
+            _sac_target_error(mdp, alpha, q_star) for alpha, (*_, q_star) in table.items()
+        ),
+        "_alphas": list(alphas),
+        "_table": {alpha: row[:3] for alpha, row in table.items()},
+        "_grid": grid,
+        "_right": torch.stack([right for right, _, _ in curves]),  # [α, S]
+        "_entropy": torch.stack([per_step for _, per_step, _ in curves]),
+        "_return": torch.stack([plain for _, _, plain in curves]),
+        "_optimum": optimum,
+        "_max_entropy": torch.log(f64(mdp.num_actions)),
+    }
+
+
 STEPS: list[Step] = [
     Step(
         "calculus-ascent",
@@ -342,6 +412,21 @@ STEPS: list[Step] = [
         {"groups": ((2.0, 4.0, 6.0, 8.0), (2.0, 4.0, 10.0))},
         _grpo,
         "grpo",
+    ),
+    Step(
+        "entropy-sac",
+        "Entropy and SAC: the temperature α trades return for entropy",
+        "The seeds' exercise: ∂H/∂π(a) = −(log π(a) + 1), 0.609 for π(a) = 0.2 (the seed's code "
+        "prints 2.609, which is −log π(a) + 1). Through the logits the +1 drops out, since the "
+        "probabilities must keep summing to 1. SAC maximizes the return plus αH at every step; "
+        "on two_state the soft-optimal policy π* ∝ exp(Q*/α) moves from always right (α → 0, "
+        "J*) towards uniform (entropy log 2 per step) as α grows, giving up return. For "
+        "moderate α it even leans left in the left state: staying pays 0.5 now, while entropy "
+        "shrinks what being right is worth. SAC's sampled soft target r + γ(Q*(s′, a′) − "
+        "α log π*(a′|s′)) averages to Q* exactly: Q* is its fixed point.",
+        {"probs": (0.2, 0.5, 0.3), "gamma": 0.9, "slip": 0.1, "alphas": (0.01, 0.1, 0.5, 1, 2, 5)},
+        _entropy,
+        "entropy",
     ),
 ]
 

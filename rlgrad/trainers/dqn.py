@@ -125,10 +125,7 @@ def check(config: Config) -> None:
         config.loss in LOSSES,
         f"config field 'loss' must be one of {', '.join(LOSSES)}; got {config.loss!r}",
     )
-    configs.require(
-        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
-        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
-    )
+    configs.widths(config)
     configs.require(
         config.max_grad_norm is None or config.max_grad_norm > 0,
         f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
@@ -216,15 +213,12 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
 
     while not run.done:
         losses, q_taken, grad_norms = [], [], []
-        iteration_end = min((steps // config.log_every + 1) * config.log_every, config.total_steps)
-        with run.training():
-            lr = training.annealed_lr(optimizer, config, run.progress_fraction())
-            while steps < iteration_end:
-                # act, 2. store (the buffer keeps the true final observation of a cut episode),
-                # learn and update the target when due
-                steps, _ = offpolicy.act_store_learn(
-                    env, replay, schedule, steps, act, learn, update_target
-                )
+        lr = training.annealed_lr(optimizer, config, run.progress_fraction())
+        # act, 2. store (the buffer keeps the true final observation of a cut episode), learn
+        # and update the target when due, until the next metrics row
+        steps = offpolicy.collect_and_learn(
+            run, env, replay, schedule, steps, config.log_every, act, learn, update_target
+        )
 
         # 5. log, evaluate and checkpoint
         total_gradient_steps += len(losses)

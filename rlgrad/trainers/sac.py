@@ -51,96 +51,24 @@ ALGORITHM = "sac"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.RunConfig):
-    """SAC's hyperparameters; the defaults are SB3's and CleanRL's for MuJoCo."""
+class Config(configs.ContinuousControlConfig):
+    """SAC's hyperparameters (the shared ones in ContinuousControlConfig); the defaults are
+    SB3's and CleanRL's for MuJoCo."""
 
-    env: str = "Pendulum-v1"
-    """Gymnasium environment id with a bounded Box action space, e.g. Pendulum-v1,
-    HalfCheetah-v5 (pip install 'rlgrad[mujoco]')."""
-    num_envs: int = 1
-    """Environments stepped together; each vector step adds num_envs transitions."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of every critic."""
-    activation: str = "relu"
-    """Hidden activation: relu, tanh or elu."""
-    gamma: float = 0.99
-    """Discount factor γ."""
-    lr: float = 3e-4
-    """Adam learning rate of the actor and of the temperature."""
-    critic_lr: float | None = None
-    """Adam learning rate of the critics (none: lr)."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
-    batch_size: int = 256
-    """Transitions per gradient step, sampled uniformly with replacement."""
-    learning_starts: int = 5_000
-    """Environment steps of uniformly random actions before the first gradient step."""
-    train_frequency: int = 1
-    """Take gradient steps every this many environment steps."""
-    gradient_steps: int = 1
-    """Gradient steps each time training is due (the update-to-data ratio is
-    gradient_steps / train_frequency)."""
-    tau: float = 0.005
-    """Polyak coefficient of the target critics, θ⁻ ← τθ + (1 − τ)θ⁻ after each gradient step."""
-    num_critics: int = 2
-    """Critics K; targets and the actor use the smallest of their values."""
     alpha: float | None = None
     """Fixed entropy temperature α (none: learn α to keep the entropy at target_entropy)."""
     alpha_init: float = 1.0
     """The learned α's starting value."""
     target_entropy: float | None = None
     """Target entropy H̄ of the learned α (none: −dim(action space))."""
-    policy_delay: int = 1
-    """Update the actor and α on every policy_delay-th gradient step (the critics on each)."""
-    n_step: int = 1
-    """Bootstrap after n steps, stopped at an episode end (a truncation still bootstraps)."""
-    max_grad_norm: float | None = None
-    """Clip the global gradient norm to this (none: no clipping, as in SB3 and CleanRL)."""
-    checkpoint_replay: bool = True
-    """Save the replay buffer in checkpoints, so that a resumed run continues exactly."""
-    log_every: int = 1_000
-    """Write a metrics row every this many environment steps."""
-    eval_every: int = 5_000
-    """Evaluate every this many environment steps (0: only at the end)."""
 
 
 def check(config: Config) -> None:
-    configs.check_run_config(config)
-    configs.positive(
-        config,
-        "lr",
-        "buffer_size",
-        "batch_size",
-        "train_frequency",
-        "gradient_steps",
-        "tau",
-        "num_critics",
-        "alpha_init",
-        "policy_delay",
-        "n_step",
-        "log_every",
-    )
-    configs.non_negative(config, "learning_starts")
-    configs.in_unit_interval(config, "gamma", "tau")
-    for name in ("critic_lr", "max_grad_norm"):
-        value = getattr(config, name)
-        configs.require(
-            value is None or value > 0, f"config field '{name}' must be > 0 or none; got {value!r}"
-        )
+    configs.check_continuous_control_config(config)
+    configs.positive(config, "alpha_init")
     configs.require(
         config.alpha is None or config.alpha >= 0,
         f"config field 'alpha' must be >= 0 or none (learned); got {config.alpha!r}",
-    )
-    configs.require(
-        config.buffer_size // config.num_envs > max(config.n_step, 1)
-        and config.buffer_size >= config.batch_size,
-        f"config field 'buffer_size' = {config.buffer_size} must hold a batch "
-        f"(batch_size = {config.batch_size}) and more than n_step = {config.n_step} steps per "
-        f"environment (num_envs = {config.num_envs})",
-    )
-    configs.require(
-        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
-        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
     )
 
 
@@ -191,33 +119,19 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         build_target_and_replay,
         **run_options,
     )
-    run, env, agent, optimizer, generator = (
-        setup.run,
-        setup.env,
-        setup.agent,
-        setup.optimizer,
-        setup.generator,
-    )
-    target_critics, replay = setup.extras
+    run, env, agent, optimizer, generator, (target_critics, replay) = setup
     actor, critics = agent.actor, agent.critics
     learned_alpha = config.alpha is None
     action_dims = len(actor.action_scale)
     target_entropy = -action_dims if config.target_entropy is None else config.target_entropy
-    schedule = offpolicy.Schedule(
-        config.learning_starts,
-        config.batch_size,
-        config.train_frequency,
-        config.gradient_steps,
-        target_update_every=None,  # learn() moves the targets after every gradient step
-    )
+    schedule = offpolicy.Schedule.of(config)  # learn() moves the targets itself
     total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
     steps = run.steps
 
     def act(observations, steps: int) -> torch.Tensor:
         """1. uniformly random actions before learning starts, then samples of the policy."""
         if steps < config.learning_starts:
-            unit = torch.rand((env.num_envs, action_dims), generator=generator)
-            return actor.action_low + unit * (actor.action_high - actor.action_low)
+            return offpolicy.uniform_actions(actor, env.num_envs, generator)
         with torch.inference_mode():
             actions, _ = actor.sample(torch.from_numpy(observations), generator)
         return actions
@@ -254,34 +168,26 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         q_means.append(q_values.detach().mean())
         total_gradient_steps += 1
 
-    def mean(values: list) -> float | None:
-        return float(torch.stack(values).mean()) if values else None
-
     while not run.done:
         critic_losses, actor_losses, alpha_losses, entropies, q_means, grad_norms = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
+            [] for _ in range(6)
         )
-        iteration_end = min((steps // config.log_every + 1) * config.log_every, config.total_steps)
-        with run.training():
-            while steps < iteration_end:
-                # act, 2. store (with the true final observation of a cut episode), learn when due
-                steps, _ = offpolicy.act_store_learn(env, replay, schedule, steps, act, learn)
+        # act, 2. store (with the true final observation of a cut episode), learn when due,
+        # until the next metrics row
+        steps = offpolicy.collect_and_learn(
+            run, env, replay, schedule, steps, config.log_every, act, learn
+        )
 
         # 5. log, evaluate and checkpoint
         run.end_iteration(
             steps - run.steps,
             {
-                "critic_loss": mean(critic_losses),
-                "actor_loss": mean(actor_losses),
-                "alpha_loss": mean(alpha_losses),
+                "critic_loss": offpolicy.mean_of(critic_losses),
+                "actor_loss": offpolicy.mean_of(actor_losses),
+                "alpha_loss": offpolicy.mean_of(alpha_losses),
                 "alpha": float(agent.log_alpha.detach().exp()) if learned_alpha else config.alpha,
-                "entropy": mean(entropies),
-                "q_mean": mean(q_means),
+                "entropy": offpolicy.mean_of(entropies),
+                "q_mean": offpolicy.mean_of(q_means),
                 "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
                 "gradient_steps": len(critic_losses),
                 "total_gradient_steps": total_gradient_steps,

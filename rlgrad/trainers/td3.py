@@ -50,93 +50,27 @@ ALGORITHM = "td3"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.RunConfig):
-    """TD3's hyperparameters; the defaults are the paper's, SB3's and CleanRL's."""
+class Config(configs.ContinuousControlConfig):
+    """TD3's hyperparameters (the shared ones in ContinuousControlConfig); the defaults are the
+    paper's, SB3's and CleanRL's."""
 
-    env: str = "Pendulum-v1"
-    """Gymnasium environment id with a bounded Box action space, e.g. Pendulum-v1,
-    HalfCheetah-v5 (pip install 'rlgrad[mujoco]')."""
-    num_envs: int = 1
-    """Environments stepped together; each vector step adds num_envs transitions."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of every critic."""
-    activation: str = "relu"
-    """Hidden activation: relu, tanh or elu."""
-    gamma: float = 0.99
-    """Discount factor γ."""
     lr: float = 1e-3
     """Adam learning rate of the actor."""
-    critic_lr: float | None = None
-    """Adam learning rate of the critics (none: lr)."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
-    batch_size: int = 256
-    """Transitions per gradient step, sampled uniformly with replacement."""
     learning_starts: int = 25_000
     """Environment steps of uniformly random actions before the first gradient step."""
-    train_frequency: int = 1
-    """Take gradient steps every this many environment steps."""
-    gradient_steps: int = 1
-    """Gradient steps each time training is due."""
-    tau: float = 0.005
-    """Polyak coefficient of the target networks, θ⁻ ← τθ + (1 − τ)θ⁻ after each actor update."""
-    num_critics: int = 2
-    """Critics K; the targets use the smallest of their values."""
+    policy_delay: int = 2
+    """Update the actor and the target networks on every policy_delay-th gradient step."""
     exploration_noise: float = 0.1
     """Std of the Gaussian exploration noise, as a fraction of the action scale (high − low)/2."""
     policy_noise: float = 0.2
     """Std σ of the target smoothing noise, as a fraction of the action scale."""
     noise_clip: float = 0.5
     """Clip c of the target smoothing noise, as a fraction of the action scale."""
-    policy_delay: int = 2
-    """Update the actor and the targets on every policy_delay-th gradient step."""
-    n_step: int = 1
-    """Bootstrap after n steps, stopped at an episode end (a truncation still bootstraps)."""
-    max_grad_norm: float | None = None
-    """Clip the global gradient norm to this (none: no clipping, as in SB3 and CleanRL)."""
-    checkpoint_replay: bool = True
-    """Save the replay buffer in checkpoints, so that a resumed run continues exactly."""
-    log_every: int = 1_000
-    """Write a metrics row every this many environment steps."""
-    eval_every: int = 5_000
-    """Evaluate every this many environment steps (0: only at the end)."""
 
 
 def check(config: Config) -> None:
-    configs.check_run_config(config)
-    configs.positive(
-        config,
-        "lr",
-        "buffer_size",
-        "batch_size",
-        "train_frequency",
-        "gradient_steps",
-        "tau",
-        "num_critics",
-        "policy_delay",
-        "n_step",
-        "log_every",
-    )
-    configs.non_negative(
-        config, "learning_starts", "exploration_noise", "policy_noise", "noise_clip"
-    )
-    configs.in_unit_interval(config, "gamma", "tau")
-    for name in ("critic_lr", "max_grad_norm"):
-        value = getattr(config, name)
-        configs.require(
-            value is None or value > 0, f"config field '{name}' must be > 0 or none; got {value!r}"
-        )
-    configs.require(
-        config.buffer_size // config.num_envs > max(config.n_step, 1)
-        and config.buffer_size >= config.batch_size,
-        f"config field 'buffer_size' = {config.buffer_size} must hold a batch "
-        f"(batch_size = {config.batch_size}) and more than n_step = {config.n_step} steps per "
-        f"environment (num_envs = {config.num_envs})",
-    )
-    configs.require(
-        len(config.hidden_sizes) > 0 and all(h > 0 for h in config.hidden_sizes),
-        f"config field 'hidden_sizes' must be positive widths; got {config.hidden_sizes!r}",
-    )
+    configs.check_continuous_control_config(config)
+    configs.non_negative(config, "exploration_noise", "policy_noise", "noise_clip")
 
 
 def build_agent(config: Config, spaces) -> ActorCritics:
@@ -189,31 +123,17 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         build_targets_and_replay,
         **run_options,
     )
-    run, env, agent, optimizer, generator = (
-        setup.run,
-        setup.env,
-        setup.agent,
-        setup.optimizer,
-        setup.generator,
-    )
-    target_actor, target_critics, replay = setup.extras
+    run, env, agent, optimizer, generator, (target_actor, target_critics, replay) = setup
     actor, critics = agent.actor, agent.critics
     scale = actor.action_scale  # the noise fields are fractions of it
-    schedule = offpolicy.Schedule(
-        config.learning_starts,
-        config.batch_size,
-        config.train_frequency,
-        config.gradient_steps,
-        target_update_every=None,  # learn() moves the targets after every actor update
-    )
+    schedule = offpolicy.Schedule.of(config)  # learn() moves the targets itself
     total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
     steps = run.steps
 
     def act(observations, steps: int) -> torch.Tensor:
         """1. uniformly random actions before learning starts, then μ(s) + exploration noise."""
         if steps < config.learning_starts:
-            unit = torch.rand((env.num_envs, len(scale)), generator=generator)
-            return actor.action_low + unit * (actor.action_high - actor.action_low)
+            return offpolicy.uniform_actions(actor, env.num_envs, generator)
         with torch.inference_mode():
             actions, _ = actor.sample(torch.from_numpy(observations), generator)
         return actions
@@ -251,24 +171,21 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         q_means.append(q_values.detach().mean())
         total_gradient_steps += 1
 
-    def mean(values: list) -> float | None:
-        return float(torch.stack(values).mean()) if values else None
-
     while not run.done:
         critic_losses, actor_losses, q_means, grad_norms = [], [], [], []
-        iteration_end = min((steps // config.log_every + 1) * config.log_every, config.total_steps)
-        with run.training():
-            while steps < iteration_end:
-                # act, 2. store (with the true final observation of a cut episode), learn when due
-                steps, _ = offpolicy.act_store_learn(env, replay, schedule, steps, act, learn)
+        # act, 2. store (with the true final observation of a cut episode), learn when due,
+        # until the next metrics row
+        steps = offpolicy.collect_and_learn(
+            run, env, replay, schedule, steps, config.log_every, act, learn
+        )
 
         # 5. log, evaluate and checkpoint
         run.end_iteration(
             steps - run.steps,
             {
-                "critic_loss": mean(critic_losses),
-                "actor_loss": mean(actor_losses),
-                "q_mean": mean(q_means),
+                "critic_loss": offpolicy.mean_of(critic_losses),
+                "actor_loss": offpolicy.mean_of(actor_losses),
+                "q_mean": offpolicy.mean_of(q_means),
                 "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
                 "gradient_steps": len(critic_losses),
                 "total_gradient_steps": total_gradient_steps,
