@@ -103,6 +103,19 @@ def test_a_wrapped_buffer_never_pairs_an_observation_with_an_overwritten_success
         for t, next_t, k, _, _ in sampled_transitions(buffer, n_step):
             assert next_t == t + k, (t, next_t, k)
     assert len(buffer) < 14  # the write position and autoreset steps are not usable
+    assert len(buffer) == int(buffer.usable.sum())  # the running count matches a full count
+
+
+def test_the_running_count_of_usable_transitions_matches_a_full_count_at_every_step():
+    env = VectorEnv("rlgrad-test/Countdown-v0", 3, seed=0)
+    buffer = ReplayBuffer(12, 3, env.spaces)  # 4 slots per environment: it wraps often
+    counts = []
+    for _ in range(30):
+        observations, actions = env.observations, torch.zeros(3, dtype=torch.int64)
+        buffer.add(observations, actions, env.step(actions.numpy()))
+        counts.append((len(buffer), int(buffer.usable.sum())))
+    assert all(running == full for running, full in counts)
+    assert {running for running, _ in counts} >= {3, 6}  # it grew and held steady
 
 
 def test_the_buffer_state_round_trips():

@@ -214,3 +214,42 @@ def test_a_non_finite_reward_stops_the_run_and_keeps_a_finite_checkpoint(name, t
     state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
     assert state["steps"] < 1000
     assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
+
+
+def test_sac_learns_on_a_mujoco_task_with_its_17_observations_and_6_actions(tmp_path):
+    config = sac.Config(
+        **{**TINY, "env": "HalfCheetah-v5", "total_steps": 300, "learning_starts": 100},
+    )
+    history = sac.train(config, tmp_path / "run")
+    assert history.rows[-1]["total_gradient_steps"] == 300 - 100 + 1
+    assert math.isfinite(history.summary["final_eval_return_mean"])
+    action = load_agent(tmp_path / "run").act(np.zeros(17, np.float32))
+    assert action.shape == (6,) and np.all(np.abs(action) <= 1.0)
+
+
+def test_a_missing_mujoco_names_the_extra_to_install(monkeypatch, tmp_path):
+    import gymnasium as gym
+
+    def missing(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("No module named 'mujoco'")
+
+    monkeypatch.setattr(gym, "make_vec", missing)
+    with pytest.raises(
+        ValueError, match=r"needs a missing dependency: pip install 'rlgrad\[mujoco\]'$"
+    ):
+        sac.train(sac.Config(env="Hopper-v5", total_steps=100), tmp_path / "run")
+
+
+def test_bfloat16_matmuls_change_the_numbers_and_never_leak_into_the_next_run(tmp_path):
+    config = sac.Config(
+        **{**TINY, "total_steps": 260, "hidden_sizes": (256, 256), "eval_every": 0},
+    )
+    first = sac.train(config, tmp_path / "a")
+    fast = sac.train(dataclasses_replace(config, matmul_precision="bfloat16"), tmp_path / "b")
+    again = sac.train(config, tmp_path / "c")  # the same process, after a bfloat16 run
+    assert without_timing(again.rows) == without_timing(first.rows)
+    losses = [float(r["critic_loss"]) for r in fast.rows if r["critic_loss"] != ""]
+    assert losses != [float(r["critic_loss"]) for r in first.rows if r["critic_loss"] != ""]
+    assert all(math.isfinite(x) for x in losses)
+    with pytest.raises(ValueError, match="'matmul_precision' must be float32 or bfloat16"):
+        sac.check(dataclasses_replace(config, matmul_precision="fp8"))

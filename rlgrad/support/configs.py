@@ -285,6 +285,9 @@ class ContinuousControlConfig(RunConfig):
     """Clip the global gradient norm to this (none: no clipping, as in SB3 and CleanRL)."""
     checkpoint_replay: bool = True
     """Save the replay buffer in checkpoints, so that a resumed run continues exactly."""
+    matmul_precision: str = "float32"
+    """float32, or bfloat16: matmuls on bfloat16-rounded inputs with float32 sums (weights and
+    Adam stay float32), 3-4× faster layers on CPUs with AMX/AVX512-BF16."""
     log_every: int = 1_000
     """Write a metrics row every this many environment steps."""
     eval_every: int = 5_000
@@ -308,6 +311,11 @@ def check_continuous_control_config(config: ContinuousControlConfig) -> None:
     )
     non_negative(config, "learning_starts")
     in_unit_interval(config, "gamma", "tau")
+    require(
+        config.matmul_precision in ("float32", "bfloat16"),
+        f"config field 'matmul_precision' must be float32 or bfloat16; got "
+        f"{config.matmul_precision!r}",
+    )
     for name in ("critic_lr", "max_grad_norm"):
         value = getattr(config, name)
         require(

@@ -105,7 +105,9 @@ def make_gym_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
     try:
         env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **env_kwargs)
     except gym.error.DependencyNotInstalled as error:
-        raise ValueError(f"environment {env_id!r} needs a missing dependency: {error}") from None
+        extra = next((e for e in ("mujoco", "box2d") if e in str(spec.entry_point).lower()), None)
+        hint = f"pip install 'rlgrad[{extra}]'" if extra else str(error)
+        raise ValueError(f"environment {env_id!r} needs a missing dependency: {hint}") from None
     mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if mode != AutoresetMode.NEXT_STEP:
         env.close()

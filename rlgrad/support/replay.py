@@ -69,9 +69,12 @@ class ReplayBuffer:
         self.usable = torch.zeros(shape, dtype=torch.bool)
         self.position = 0  # the slot the next step is written to
         self.size = 0  # slots written so far (at most self.slots)
+        # usable transitions, kept up to date by add(): counting them over a million slots on
+        # every environment step would cost more than the step
+        self.usable_count = 0
 
     def __len__(self) -> int:
-        return int(self.usable.sum())
+        return self.usable_count
 
     def add(self, observations: np.ndarray, actions: Tensor, step: Step) -> None:
         """Store one vector step: the observations acted on, the actions and their outcome."""
@@ -81,11 +84,13 @@ class ReplayBuffer:
         self.rewards[t] = torch.from_numpy(step.rewards)
         self.terminated[t] = torch.from_numpy(step.terminated)
         self.truncated[t] = torch.from_numpy(step.truncated)
-        self.usable[t] = torch.from_numpy(step.valid)
+        self.usable[t] = torch.from_numpy(step.valid)  # slot t was unusable: add() cleared it
         # the next observation goes to the following slot now, so that the newest transition is
         # complete; the oldest transition loses its observation and stops being usable
         self.observations[following] = torch.from_numpy(step.observations)
+        lost = int(self.usable[following].sum())
         self.usable[following] = False
+        self.usable_count += int(step.valid.sum()) - lost
         self.position, self.size = following, min(self.size + 1, self.slots)
 
     def sample(
@@ -93,7 +98,7 @@ class ReplayBuffer:
     ) -> Batch:
         """``batch_size`` usable transitions drawn uniformly (with replacement), with their
         n-step returns."""
-        if not bool(self.usable.any()):
+        if self.usable_count == 0:
             raise ValueError("the replay buffer holds no usable transition yet")
         slots = self._draw(batch_size, generator)
         if n_step == 1:  # a one-step window is the transition itself: r, γ, term, s_{t+1}
@@ -162,3 +167,4 @@ class ReplayBuffer:
             stored = state[name]
             getattr(self, name)[: len(stored)] = stored
         self.position, self.size = state["position"], state["size"]
+        self.usable_count = int(self.usable.sum())

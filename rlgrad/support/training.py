@@ -24,6 +24,31 @@ def seed_everything(seed: int, threads: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+MATMUL_PRECISIONS = ("float32", "bfloat16")
+
+
+def set_matmul_precision(precision: str) -> None:
+    """How oneDNN computes float32 matmuls on the CPU for this run: 'float32' (PyTorch's
+    default) or 'bfloat16' (inputs rounded to bfloat16, products summed in float32; weights,
+    gradients and Adam stay float32). On CPUs with AMX or AVX512-BF16 the latter makes the
+    256-wide layers of SAC and TD3 3-4× faster; every run sets it, so one run's choice never
+    leaks into the next one in the same process."""
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(
+            f"config field 'matmul_precision' must be one of {', '.join(MATMUL_PRECISIONS)}; "
+            f"got {precision!r}"
+        )
+    backend = getattr(torch.backends.mkldnn, "matmul", None)
+    if backend is None or not hasattr(backend, "fp32_precision"):
+        if precision == "bfloat16":
+            raise ValueError(
+                "config field 'matmul_precision' = 'bfloat16' needs a PyTorch with "
+                "torch.backends.mkldnn.matmul.fp32_precision (2.9 or later)"
+            )
+        return
+    backend.fp32_precision = "bf16" if precision == "bfloat16" else "none"
+
+
 def make_env(config, gamma: float | None = None) -> VectorEnv:
     return VectorEnv(
         config.env,
@@ -112,6 +137,7 @@ def start(
     ``checkpoint`` and ``progress``.
     """
     generator = seed_everything(config.seed, config.threads)
+    set_matmul_precision(getattr(config, "matmul_precision", "float32"))
     env = make_env(config)
     try:
         agent = build_agent(config, env.spaces)
