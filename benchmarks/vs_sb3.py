@@ -228,6 +228,30 @@ ZOO: dict[str, dict[str, dict]] = {
 }
 # The zoo gives DQN on LunarLander the same hyperparameters as on Acrobot.
 ZOO["dqn"]["LunarLander-v3"] = dict(ZOO["dqn"]["Acrobot-v1"])
+# hyperparams/sac.yml (read at c94924e) and td3.yml (a02f4fb, whose Pendulum-v0 entry the zoo
+# keeps for v1): every SAC field not named is SB3's default (256×256, batch 256, 100 random
+# steps, τ 0.005, α learned). "noise_type"/"noise_std" become SB3's NormalActionNoise, in the
+# actor's [−1, 1] units as rlgrad's exploration_noise; train_freq (1, "episode") with
+# gradient_steps −1 trains once per episode, as many steps as it collected.
+ZOO["sac"] = {"Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3}}
+ZOO["td3"] = {
+    "Pendulum-v1": {
+        "n_timesteps": 20_000,
+        "gamma": 0.98,
+        "buffer_size": 200_000,
+        "learning_starts": 10_000,
+        "noise_type": "normal",
+        "noise_std": 0.1,
+        "gradient_steps": -1,
+        "train_freq": (1, "episode"),
+        "learning_rate": 1e-3,
+        "policy_kwargs": {"net_arch": [400, 300]},
+    }
+}
+EVAL_EVERY_BY_CASE = {  # the off-policy Pendulum runs are 20k steps long: evaluate more often
+    ("sac", "Pendulum-v1"): 1_000,
+    ("td3", "Pendulum-v1"): 1_000,
+}
 
 
 def default_total_steps(library: str, algorithm: str, env_id: str, sb3_max_steps: int) -> int:
@@ -343,6 +367,13 @@ def sb3_worker(
     n_envs = hyper.pop("n_envs", 1)
     hyper.pop("n_timesteps")
     kwargs = copy.deepcopy(hyper)
+    if kwargs.pop("noise_type", None) == "normal":
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dims = gym.make(env_id).action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(
+            np.zeros(dims), kwargs.pop("noise_std") * np.ones(dims)
+        )
 
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     eval_env = DummyVecEnv([lambda: gym.make(env_id)] * eval_episodes)
@@ -430,7 +461,7 @@ def worker(library: str, algorithm: str, env_id: str, seed: int, args) -> None:
     total_steps = args.total_steps or default_total_steps(
         library, algorithm, env_id, args.sb3_max_steps
     )
-    eval_every = args.eval_every or EVAL_EVERY[env_id]
+    eval_every = args.eval_every or EVAL_EVERY_BY_CASE.get((algorithm, env_id), EVAL_EVERY[env_id])
     run = rlgrad_worker if library == "rlgrad" else sb3_worker
     result = run(algorithm, env_id, seed, total_steps, eval_every, args.eval_episodes)
     result.update(
