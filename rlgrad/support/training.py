@@ -91,8 +91,13 @@ def gradient_step(run, optimizer, loss: torch.Tensor, max_grad_norm: float | Non
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    limit = max_grad_norm if max_grad_norm is not None else math.inf
-    norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True))
+    if max_grad_norm is None and hasattr(torch.nn.utils, "get_total_norm"):  # torch ≥ 2.6
+        # measure only: clipping at an infinite limit would still rescale every gradient by 1
+        gradients = [p.grad for p in parameters if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(gradients, foreach=True))
+    else:
+        limit = max_grad_norm if max_grad_norm is not None else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True))
     if not math.isfinite(norm):
         run.fail("the gradient norm", norm)
     optimizer.step()
