@@ -1,5 +1,6 @@
 """GRPO on a Hugging Face causal LM: completion masks, rewards, advantages, logs, exact resume,
-and data parallelism over two gloo processes equal to one process on the whole batch."""
+data parallelism over two gloo processes equal to one process on the whole batch, and the objective
+variants (GSPO, dynamic sampling, the overlong penalty)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,17 @@ import torch
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
+from rlgrad.grpo import grpo_token_loss, gspo_loss  # noqa: E402
 from rlgrad.lm import demo  # noqa: E402
-from rlgrad.lm.grpo import Batch, GRPOConfig, GRPOTrainer  # noqa: E402
+from rlgrad.lm.grpo import (  # noqa: E402
+    Batch,
+    GRPOConfig,
+    GRPOTrainer,
+    Sampled,
+    check,
+    concatenate,
+    take_groups,
+)
 from rlgrad.returns import group_advantages  # noqa: E402
 
 QUICK = dict(
@@ -266,3 +276,178 @@ def test_the_demo_learns_addition_and_a_zero_learning_rate_does_not(seed):
     assert learned["warm_up_s"] + learned["grpo_s"] < 120
     control = demo.run(seed=seed, learning_rate=0.0, max_steps=100)
     assert control["accuracy_after"] == control["accuracy_before"]
+
+
+# ----- objective variants: GSPO's sequence ratio, dynamic sampling, the overlong penalty -----
+
+
+def test_sequence_level_importance_sampling_steps_on_gspo_loss():
+    grpo = trainer(importance_sampling_level="sequence", loss_type="seq_mean", epsilon=0.05)
+    batch = fixed_batch(grpo)
+    with torch.no_grad():
+        current, _ = grpo._token_log_probs(grpo.model, batch)
+    noise = torch.randn(current.shape, generator=torch.Generator().manual_seed(1))
+    batch.old_log_probs = current + 0.1 * noise  # off-policy, as after a first step
+    options = dict(clip_eps=0.05, aggregation="seq_mean", max_length=3)
+    arguments = (current, batch.old_log_probs, batch.advantages, batch.completion_mask)
+    gspo = gspo_loss(*arguments, **options).item()
+    token_level = grpo_token_loss(*arguments, **options).item()
+    metrics = grpo.update(batch)  # the loss it logs is the one before its step
+    assert metrics["loss"] == pytest.approx(gspo, rel=1e-5)
+    assert abs(metrics["loss"] - token_level) > 1e-3
+    # sequence ratios off by ~5% often lie outside (0.95, 1.05): completions are clipped
+    assert metrics["clip_ratio/low_mean"] + metrics["clip_ratio/high_mean"] > 0
+
+
+def by_position_for(informative: set[str], scored: list[list[str]]):
+    """A reward that records each round's prompts and scores a group 0, 1, 2, 3 by position when
+    its prompt is in ``informative``, else 1 for every completion (a group with no signal)."""
+
+    def reward(prompts, completions, **columns):
+        scored.append(prompts[::4])
+        return [float(i % 4) if p in informative else 1.0 for i, p in enumerate(prompts)]
+
+    return reward
+
+
+def variant_trainer(prompts: list[str], reward, **changes) -> GRPOTrainer:
+    tokenizer = demo.build_tokenizer()
+    model = demo.build_model(tokenizer, 0)
+    rows = [{"prompt": p} for p in prompts]
+    return GRPOTrainer(model, tokenizer, [reward], rows, GRPOConfig(**{**QUICK, **changes}))
+
+
+def prompts_of(grpo: GRPOTrainer, batch: Batch) -> list[str]:
+    return grpo.tokenizer.batch_decode(batch.input_ids[::4, : batch.prompt_length])
+
+
+def test_dynamic_sampling_keeps_sampling_until_the_batch_holds_only_groups_with_signal():
+    # four prompts, four a step: every round is the whole data set in some order, so each round
+    # holds exactly two groups with signal; two rounds fill the batch and drop 2 + 2 groups
+    scored: list[list[str]] = []
+    reward = by_position_for({"1+1=", "2+2="}, scored)
+    grpo = variant_trainer(["1+1=", "2+2=", "3+3=", "4+4="], reward, dynamic_sampling=True)
+    batch, info = grpo.sample()
+    assert len(scored) == 2 and sorted(scored[0]) == sorted(scored[1])
+    assert info["sampling_rounds"] == 2 and info["groups_dropped"] == 4
+    assert sorted(prompts_of(grpo, batch)) == ["1+1=", "1+1=", "2+2=", "2+2="]
+    # each kept group scored 0, 1, 2, 3 by position: its completions and rewards stayed aligned
+    expected = group_advantages(torch.tensor([[0.0, 1.0, 2.0, 3.0]])).flatten().repeat(4)
+    torch.testing.assert_close(batch.advantages, expected)
+    assert info["frac_reward_zero_std"] == 0.0
+    assert math.isfinite(grpo.update(batch)["loss"])
+
+
+def test_dynamic_sampling_at_the_cap_trains_on_the_groups_it_found():
+    scored: list[list[str]] = []
+    reward = by_position_for({"1+1="}, scored)
+    prompts = ["1+1=", "2+2=", "3+3=", "4+4="]
+    grpo = variant_trainer(prompts, reward, dynamic_sampling=True, max_sampling_rounds=1)
+    batch, info = grpo.sample()
+    assert info["sampling_rounds"] == 1 and info["groups_dropped"] == 3
+    assert prompts_of(grpo, batch) == ["1+1="] and batch.completion_ids.shape[0] == 4
+    assert math.isfinite(grpo.update(batch)["loss"])
+    # no group with signal within the cap: the last round trains as sampled (all Â = 0)
+    grpo = variant_trainer(prompts, reward, dynamic_sampling=True, max_sampling_rounds=2)
+    grpo.reward_funcs = [by_position_for(set(), [])]
+    batch, info = grpo.sample()
+    assert info["sampling_rounds"] == 2 and info["groups_dropped"] == 4
+    assert batch.completion_ids.shape[0] == 16 and batch.advantages.abs().max() == 0
+
+
+def test_concatenate_pads_prompts_on_the_left_and_completions_on_the_right():
+    def part(prompt_length, length, token):
+        ids = torch.full((4, prompt_length + length), token)
+        return Sampled(
+            [{"prompt": str(token)}],
+            ids,
+            torch.ones_like(ids),
+            prompt_length,
+            ids[:, prompt_length:],
+            torch.ones(4, length),
+            torch.zeros(4, dtype=torch.bool),
+            torch.zeros(4, 1),
+            torch.zeros(4),
+            torch.full((4,), float(token)),
+        )
+
+    joined = concatenate([part(2, 1, 7), part(3, 2, 8)], pad_token_id=0)
+    assert joined.prompt_length == 3 and joined.input_ids.shape == (8, 5)
+    assert joined.input_ids[0].tolist() == [0, 7, 7, 7, 0]  # one pad left, one right
+    assert joined.attention_mask[0].tolist() == [0, 1, 1, 1, 0]
+    assert joined.completion_ids[0].tolist() == [7, 0] and joined.completion_mask[0].tolist() == [
+        1,
+        0,
+    ]
+    assert (
+        joined.input_ids[4].tolist() == [8] * 5 and joined.rewards.tolist() == [7.0] * 4 + [8.0] * 4
+    )
+    assert take_groups(joined, torch.tensor([False, True])).rows == [{"prompt": "8"}]
+
+
+def test_the_overlong_penalty_lowers_the_rewards_of_long_completions():
+    # max_completion_length = 10 and a buffer of 6: no penalty through 4 tokens, then −0.5/6 a
+    # token down to −0.5 at 10 (a completion cut off at 10 tokens included)
+    def nothing(prompts, completions, **columns):
+        return [0.0] * len(completions)
+
+    grpo = trainer(
+        [nothing],
+        max_completion_length=10,
+        overlong_buffer=6,
+        overlong_penalty_factor=0.5,
+        mask_truncated_completions=True,
+    )
+    rounds = []
+    sample_round = grpo._sample_round
+    grpo._sample_round = lambda rows: rounds.append(sample_round(rows)) or rounds[-1]
+    batch, info = grpo.sample()
+    (sampled,) = rounds
+    lengths = sampled.completion_mask.sum(dim=1)
+    assert (lengths <= 4).any() and (lengths < 10).sum() > (lengths <= 4).sum()  # every case
+    expected = -0.5 * ((lengths - 4) / 6).clamp(0, 1)
+    torch.testing.assert_close(sampled.rewards, expected)
+    assert (sampled.rewards[sampled.truncated] == -0.5).all()
+    assert info["rewards/overlong_penalty/mean"] == pytest.approx(expected.mean().item())
+    assert info["reward"] == pytest.approx(expected.mean().item())
+    torch.testing.assert_close(batch.advantages, grpo._advantages(expected))
+    # truncated completions are still left out of the loss, next to their lower reward
+    assert batch.completion_mask[sampled.truncated].sum() == 0
+
+
+def test_a_short_run_with_every_variant_on_updates_the_model_and_logs_the_counts():
+    grpo = trainer(
+        importance_sampling_level="sequence",
+        dynamic_sampling=True,
+        overlong_buffer=2,
+        num_iterations=2,
+        max_steps=2,
+    )
+    before = {k: v.clone() for k, v in grpo.model.state_dict().items()}
+    history = grpo.train()
+    for key in ("loss", "groups_dropped", "sampling_rounds", "rewards/overlong_penalty/mean"):
+        assert all(math.isfinite(row[key]) for row in history), key
+    assert all(row["sampling_rounds"] >= 1 for row in history)
+    assert any(not torch.equal(before[n], p.detach()) for n, p in grpo.model.named_parameters())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"importance_sampling_level": "seq"}, "importance_sampling_level must be one of token"),
+        ({"max_sampling_rounds": 0}, "max_sampling_rounds must be > 0"),
+        ({"overlong_buffer": 0}, "overlong_buffer must be none or an integer in [1, max_comp"),
+        ({"overlong_buffer": 2.0}, "max_completion_length = 3]; got 2.0"),
+        ({"overlong_buffer": 4}, "max_completion_length = 3]; got 4"),
+        ({"overlong_penalty_factor": -1.0}, "overlong_penalty_factor must be >= 0"),
+    ],
+)
+def test_bad_variant_configs_name_the_field(changes, message):
+    with pytest.raises(ValueError) as error:
+        trainer(**changes)
+    assert message in str(error.value)
+
+
+def test_dynamic_sampling_is_refused_across_processes():
+    with pytest.raises(ValueError, match="dynamic_sampling runs in one process only; got 2"):
+        check(GRPOConfig(dynamic_sampling=True, prompts_per_step=2), world_size=2)

@@ -10,6 +10,11 @@ on :func:`rlgrad.grpo.grpo_token_loss` with the log-probabilities stored at samp
 k3 KL to a frozen in-memory copy of the starting model (β), clip ranges ε_low/ε_high, gradient
 clipping and AdamW with linear warm-up; 4. log, checkpoint.
 
+The variants in use today are options: GSPO's sequence-level ratio
+(``importance_sampling_level="sequence"``, :func:`rlgrad.grpo.gspo_loss`), DAPO's dynamic
+sampling (groups whose rewards are all equal are dropped and more prompts sampled) and DAPO's
+soft overlong penalty on the rewards (:func:`rlgrad.grpo_variants.overlong_penalty`).
+
 Under ``torchrun`` (the trainer joins the process group the launcher describes, gloo on CPU and
 NCCL on GPU, or uses one already initialized) each process takes its share of the prompts, and
 the gradients are averaged after each process weighs its loss by its share of the aggregation's
@@ -34,7 +39,14 @@ import torch
 from torch import Tensor
 
 from rlgrad.distributions import categorical_entropy, kl_k3
-from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
+from rlgrad.grpo import (
+    AGGREGATIONS,
+    grpo_token_loss,
+    gspo_loss,
+    masked_mean,
+    sequence_log_ratios,
+)
+from rlgrad.grpo_variants import overlong_penalty
 from rlgrad.policy import clipped_fractions
 from rlgrad.returns import equal_reward_groups, group_advantages
 from rlgrad.support import checkpoints
@@ -48,6 +60,7 @@ LOSS_TYPES = {
     "dr_grpo": "const_norm",
 }
 REWARD_SCALINGS = ("group", "batch", "none")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +105,21 @@ class GRPOConfig:
     max_completion_length); TRL's names grpo, bnpo, dapo and dr_grpo are accepted too."""
     mask_truncated_completions: bool = False
     """Leave completions that hit max_completion_length without EOS out of the loss."""
+    importance_sampling_level: str = "token"
+    """'token': a clipped ratio per token (GRPO); 'sequence': one per completion, the geometric
+    mean of its token ratios (GSPO). GSPO's paper clips it with epsilon=3e-4, epsilon_high=4e-4
+    and averages per completion (loss_type seq_mean)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: drop the groups whose rewards are all equal (their advantages are
+    0) and sample more prompts until prompts_per_step groups carry signal (one process only)."""
+    max_sampling_rounds: int = 10
+    """With dynamic_sampling, sampling rounds per step at most; at the cap the step trains on the
+    groups found so far, or, when none carried signal, on the last round as sampled."""
+    overlong_buffer: int | None = None
+    """DAPO's soft overlong penalty: the reward falls linearly over the last this many tokens
+    before max_completion_length, to −overlong_penalty_factor at the limit (none: off)."""
+    overlong_penalty_factor: float = 1.0
+    """The overlong penalty at max_completion_length."""
     seed: int = 0
     """Seeds prompt order, sampling and dropout."""
     logging_steps: int = 1
@@ -114,6 +142,7 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         "max_completion_length",
         "num_iterations",
         "temperature",
+        "max_sampling_rounds",
     ):
         value = getattr(config, name)
         require(value > 0, f"GRPOConfig.{name} must be > 0; got {value!r}")
@@ -138,6 +167,25 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         f"got {config.scale_rewards!r}",
     )
     require(
+        config.importance_sampling_level in IMPORTANCE_SAMPLING_LEVELS,
+        f"GRPOConfig.importance_sampling_level must be one of "
+        f"{', '.join(IMPORTANCE_SAMPLING_LEVELS)}; got {config.importance_sampling_level!r}",
+    )
+    require(
+        not (config.dynamic_sampling and world_size > 1),
+        f"GRPOConfig.dynamic_sampling runs in one process only; got {world_size} processes",
+    )
+    buffer = config.overlong_buffer
+    require(
+        buffer is None or (type(buffer) is int and 1 <= buffer <= config.max_completion_length),
+        f"GRPOConfig.overlong_buffer must be none or an integer in [1, max_completion_length = "
+        f"{config.max_completion_length}]; got {buffer!r}",
+    )
+    require(
+        config.overlong_penalty_factor >= 0,
+        f"GRPOConfig.overlong_penalty_factor must be >= 0; got {config.overlong_penalty_factor!r}",
+    )
+    require(
         config.prompts_per_step % world_size == 0,
         f"GRPOConfig.prompts_per_step = {config.prompts_per_step} must be a multiple of the "
         f"number of processes ({world_size})",
@@ -159,6 +207,66 @@ class Batch:
     advantages: Tensor  # [B]
     old_log_probs: Tensor | None = None  # [B, L], when num_iterations > 1
     ref_log_probs: Tensor | None = None  # [B, L], when beta > 0
+
+
+@dataclasses.dataclass
+class Sampled:
+    """One sampling round: G completions of each prompt and their rewards, B = prompts · G."""
+
+    rows: list[dict]  # the prompts' dataset rows, one per group
+    input_ids: Tensor  # [B, P + L]: the prompt, left-padded to P, then the completion
+    attention_mask: Tensor  # [B, P + L]
+    prompt_length: int  # P
+    completion_ids: Tensor  # [B, L]
+    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
+    truncated: Tensor  # [B] bool: no EOS within max_completion_length
+    per_function: Tensor  # [B, F] each reward function's scores (None → NaN)
+    penalties: Tensor  # [B] the overlong penalty (0 when off)
+    rewards: Tensor  # [B] the weighted sum of the scores, plus the penalty
+
+
+def take_groups(sampled: Sampled, keep: Tensor) -> Sampled:
+    """The groups where ``keep`` (``[prompts]`` bool) is True, each with its G completions."""
+    completions = keep.repeat_interleave(len(sampled.rewards) // len(sampled.rows))  # [B]
+    on_device = completions.to(sampled.input_ids.device)
+    return Sampled(
+        [row for row, kept in zip(sampled.rows, keep.tolist(), strict=True) if kept],
+        sampled.input_ids[on_device],
+        sampled.attention_mask[on_device],
+        sampled.prompt_length,
+        sampled.completion_ids[on_device],
+        sampled.completion_mask[on_device],
+        sampled.truncated[on_device],
+        sampled.per_function[completions],
+        sampled.penalties[completions],
+        sampled.rewards[completions],
+    )
+
+
+def concatenate(parts: list[Sampled], pad_token_id: int) -> Sampled:
+    """Several rounds as one batch: prompts left-padded to the longest P (generation pads them
+    on the left), completions right-padded with masked padding to the longest L."""
+    prompt_length = max(part.prompt_length for part in parts)
+    length = max(part.completion_ids.shape[1] for part in parts)
+
+    def padded(part: Sampled, x: Tensor, value: float, prompt: bool = True) -> Tensor:
+        left = prompt_length - part.prompt_length if prompt else 0
+        return torch.nn.functional.pad(
+            x, (left, length - part.completion_ids.shape[1]), value=value
+        )
+
+    return Sampled(
+        [row for part in parts for row in part.rows],
+        torch.cat([padded(part, part.input_ids, pad_token_id) for part in parts]),
+        torch.cat([padded(part, part.attention_mask, 0) for part in parts]),
+        prompt_length,
+        torch.cat([padded(part, part.completion_ids, pad_token_id, False) for part in parts]),
+        torch.cat([padded(part, part.completion_mask, 0.0, False) for part in parts]),
+        torch.cat([part.truncated for part in parts]),
+        torch.cat([part.per_function for part in parts]),
+        torch.cat([part.penalties for part in parts]),
+        torch.cat([part.rewards for part in parts]),
+    )
 
 
 def make_optimizer(model, config: GRPOConfig):
@@ -306,6 +414,59 @@ class GRPOTrainer:
             scores.append([math.nan if v is None else float(v) for v in values])
         return torch.tensor(scores, dtype=torch.float32).T
 
+    def _sample_round(self, rows: list[dict]) -> Sampled:
+        """G completions of each prompt in ``rows``, scored: the weighted sum of the reward
+        functions plus, when overlong_buffer is set, the overlong penalty of each length."""
+        config = self.config
+        sequences, attention, prompt_length, completion_ids, completion_mask, truncated = (
+            self._generate([row["prompt"] for row in rows])
+        )
+        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        per_function = self._rewards(rows, texts)
+        lengths = completion_mask.sum(dim=1).cpu()  # tokens through EOS
+        penalties = torch.zeros_like(lengths)
+        if config.overlong_buffer is not None:
+            penalties = overlong_penalty(
+                lengths,
+                config.max_completion_length,
+                config.overlong_buffer,
+                config.overlong_penalty_factor,
+            )
+        rewards = torch.nansum(per_function * self.reward_weights, dim=1) + penalties
+        return Sampled(
+            rows,
+            sequences,
+            attention,
+            prompt_length,
+            completion_ids,
+            completion_mask,
+            truncated,
+            per_function,
+            penalties,
+            rewards,
+        )
+
+    def _dynamic_sampling(self, sampled: Sampled) -> tuple[Sampled, int, int]:
+        """DAPO's dynamic sampling: drop the groups whose rewards are all equal (their advantages
+        are 0: no policy gradient, only a smaller weight for the other groups) and sample more
+        prompts until as many groups as ``sampled`` holds are kept (extra ones go unused) or
+        max_sampling_rounds is reached. Returns the batch, the groups dropped and the rounds."""
+        config = self.config
+        wanted, kept, found, dropped, rounds = len(sampled.rows), [], 0, 0, 1
+        while True:
+            informative = ~equal_reward_groups(sampled.rewards.view(-1, config.num_generations))
+            kept.append(take_groups(sampled, informative))
+            found += int(informative.sum())
+            dropped += int((~informative).sum())
+            if found >= wanted or rounds == config.max_sampling_rounds:
+                break
+            sampled = self._sample_round(self._next_prompts())
+            rounds += 1
+        if found == 0:  # no group carried signal within the cap: train on the last round as is
+            return sampled, dropped - len(sampled.rows), rounds
+        batch = concatenate(kept, self.tokenizer.pad_token_id)
+        return take_groups(batch, torch.arange(found) < wanted), dropped, rounds
+
     def _advantages(self, rewards: Tensor) -> Tensor:
         """``[B]`` advantages from the weighted rewards ``[B]``, group by group."""
         config = self.config
@@ -364,10 +525,12 @@ class GRPOTrainer:
         self.model.eval()  # no dropout: the ratio must compare the same function of θ
         metrics: dict[str, list[float]] = {}
         share = self._loss_share(batch)
+        sequence_level = config.importance_sampling_level == "sequence"
+        loss_function = gspo_loss if sequence_level else grpo_token_loss
         for _ in range(config.num_iterations):
             log_probs, entropy = self._token_log_probs(self.model, batch, with_entropy=True)
             old = batch.old_log_probs if batch.old_log_probs is not None else log_probs.detach()
-            loss = grpo_token_loss(
+            loss = loss_function(
                 log_probs,
                 old,
                 batch.advantages,
@@ -394,8 +557,12 @@ class GRPOTrainer:
             self.scheduler.step()
             with torch.no_grad():
                 mask = batch.completion_mask.bool()
-                ratios = torch.exp(log_probs.detach() - old)[mask]
-                advantage = batch.advantages[:, None].expand_as(mask)[mask]
+                if sequence_level:  # GSPO clips whole completions: the fractions count those
+                    log_ratios = sequence_log_ratios(log_probs.detach(), old, mask)
+                    ratios, advantage = torch.exp(log_ratios), batch.advantages
+                else:
+                    ratios = torch.exp(log_probs.detach() - old)[mask]
+                    advantage = batch.advantages[:, None].expand_as(mask)[mask]
                 low_clipped, high_clipped = clipped_fractions(
                     ratios.float(), advantage.float(), config.epsilon, config.epsilon_high
                 )
@@ -416,19 +583,23 @@ class GRPOTrainer:
     def sample(self) -> tuple[Batch, dict]:
         """Steps 1 and 2: completions, rewards and advantages for this process's prompts."""
         config = self.config
-        rows = self._next_prompts()
-        sequences, attention, prompt_length, completion_ids, completion_mask, truncated = (
-            self._generate([row["prompt"] for row in rows])
-        )
-        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-        per_function = self._rewards(rows, texts)
-        rewards = torch.nansum(per_function * self.reward_weights, dim=1)
+        sampled = self._sample_round(self._next_prompts())
+        dropped, rounds = 0, 1
+        if config.dynamic_sampling:
+            sampled, dropped, rounds = self._dynamic_sampling(sampled)
+        rewards, truncated = sampled.rewards, sampled.truncated
+        completion_mask = sampled.completion_mask
         advantages = self._advantages(rewards).to(self.device)
         lengths = completion_mask.sum(dim=1)  # tokens through EOS, before any masking
         if config.mask_truncated_completions:
             completion_mask = completion_mask * (~truncated).float()[:, None]
         batch = Batch(
-            sequences, attention, prompt_length, completion_ids, completion_mask, advantages
+            sampled.input_ids,
+            sampled.attention_mask,
+            sampled.prompt_length,
+            sampled.completion_ids,
+            completion_mask,
+            advantages,
         )
         with torch.no_grad():
             if config.num_iterations > 1:
@@ -444,10 +615,14 @@ class GRPOTrainer:
             "completions/min_length": lengths.min().item(),
             "completions/max_length": lengths.max().item(),
             "completions/clipped_ratio": truncated.float().mean().item(),
+            "groups_dropped": dropped,
+            "sampling_rounds": rounds,
         }
+        if config.overlong_buffer is not None:
+            info["rewards/overlong_penalty/mean"] = sampled.penalties.mean().item()
         for index, function in enumerate(self.reward_funcs):
             name = getattr(function, "__name__", f"reward_{index}")
-            column = per_function[:, index]
+            column = sampled.per_function[:, index]
             info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
             info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
         return batch, info
