@@ -23,14 +23,17 @@ from rlgrad.continuous import (
 )
 from rlgrad.distributions import (
     categorical_entropy,
+    categorical_kl,
     categorical_log_prob,
     entropy_loss,
     gaussian_entropy,
+    gaussian_kl,
     gaussian_log_prob,
     kl_k3,
     squashed_gaussian_log_prob,
 )
-from rlgrad.grpo import grpo_token_loss, masked_mean
+from rlgrad.grpo import grpo_token_loss, gspo_loss, masked_mean, sequence_log_ratios
+from rlgrad.grpo_variants import overlong_penalty
 from rlgrad.policy import (
     approx_kl,
     clip_fraction,
@@ -48,6 +51,15 @@ from rlgrad.returns import (
     normalize_advantages,
     td_errors,
 )
+from rlgrad.trust_region import (
+    CGResult,
+    LineSearchResult,
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    hessian_vector_product,
+    trust_region_step,
+)
 from rlgrad.value import (
     dqn_loss,
     dqn_targets,
@@ -62,13 +74,18 @@ __version__ = "0.1.0"
 
 
 __all__ = [
+    "CGResult",
+    "LineSearchResult",
     "NonFiniteError",
     "approx_kl",
+    "backtracking_line_search",
     "categorical_entropy",
+    "categorical_kl",
     "categorical_log_prob",
     "clip_fraction",
     "clipped_double_q_targets",
     "clipped_fractions",
+    "conjugate_gradient",
     "deterministic_policy_loss",
     "discounted_returns",
     "dqn_loss",
@@ -77,31 +94,38 @@ __all__ = [
     "epsilon_schedule",
     "equal_reward_groups",
     "explained_variance",
+    "fisher_vector_product",
     "gae",
     "gaussian_entropy",
+    "gaussian_kl",
     "gaussian_log_prob",
     "gradient",
     "gradient_ascent",
     "gradient_descent",
     "group_advantages",
     "grpo_token_loss",
+    "gspo_loss",
     "hessian",
+    "hessian_vector_product",
     "kl_k3",
     "masked_mean",
     "n_step_returns",
     "normalize_advantages",
     "numerical_gradient",
+    "overlong_penalty",
     "policy_gradient_loss",
     "polyak_update",
     "ppo_clip_loss",
     "ppo_objective",
     "sac_actor_loss",
     "semi_gradient_td_update",
+    "sequence_log_ratios",
     "smoothed_target_actions",
     "soft_q_targets",
     "squashed_gaussian_log_prob",
     "taylor",
     "td_errors",
     "temperature_loss",
+    "trust_region_step",
     "value_loss",
 ]

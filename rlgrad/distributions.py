@@ -36,15 +36,7 @@ def categorical_entropy(logits: Tensor) -> Tensor:
     if _checks.all_finite(logits):  # the common case: nothing is masked, nothing to check
         log_probs = torch.log_softmax(logits, dim=-1)
         return -(log_probs.exp() * log_probs).sum(dim=-1)
-    invalid = torch.isnan(logits) | (logits == float("inf"))
-    if bool(invalid.any()):
-        where = tuple(int(i) for i in invalid.nonzero()[0].tolist())
-        raise _checks.NonFiniteError(
-            f"{fn}(): 'logits' must be finite or -inf (masked); got {logits[where].item()} "
-            f"at index {where}"
-        )
-    if bool((logits == float("-inf")).all(dim=-1).any()):
-        raise ValueError(f"{fn}(): every row of 'logits' needs at least one finite entry")
+    _masks_only(fn, "logits", logits)
     log_probs = torch.log_softmax(logits, dim=-1)
     # Masked actions have π = 0 and log π = −inf; 0·(−inf) is NaN, so those terms are zeroed
     # before the product (zeroing after it would still send a NaN gradient back).
@@ -242,3 +234,121 @@ def squashed_gaussian_log_prob(
     u = pre_tanh_actions
     log_slopes = 2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
     return gaussian - log_slopes.sum(dim=-1) - log_scale
+
+
+def _masks_only(fn: str, name: str, logits: Tensor) -> None:
+    """Refuse NaN and +inf in ``logits``, and rows with no finite entry; −inf (a mask) passes."""
+    invalid = torch.isnan(logits) | torch.isposinf(logits)
+    if bool(invalid.any()):
+        where = tuple(int(i) for i in invalid.nonzero()[0].tolist())
+        raise _checks.NonFiniteError(
+            f"{fn}(): '{name}' must be finite or -inf (masked); got {logits[where].item()} "
+            f"at index {where}"
+        )
+    if bool(torch.isneginf(logits).all(dim=-1).any()):
+        raise ValueError(f"{fn}(): every row of '{name}' needs at least one finite entry")
+
+
+def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """The KL divergence between two softmax policies, in closed form:
+
+        KL(p ‖ q) = Σ_a p_a (log p_a − log q_a),   log p = log_softmax(logits_p), likewise q
+
+    ≥ 0, and 0 exactly when p = q. Nothing is detached: for TRPO's KL(π_old ‖ π_θ) pass the old
+    logits detached as ``logits_p``. A logit of −inf masks its action: where p_a = 0 the term is
+    0 (with a finite gradient), whatever q_a; a −inf in ``logits_q`` where p_a > 0 would make the
+    KL infinite and is refused.
+
+    Args:
+        logits_p: ``[*B, A]`` logits of p; NaN and +inf refused, −inf masks.
+        logits_q: ``[*B, A]`` logits of q, the same shape, dtype and device.
+
+    Returns:
+        ``[*B]``, differentiable in both.
+
+    Raises:
+        TypeError: a non-floating tensor or mismatched dtypes.
+        ValueError: shapes that differ or have no action axis, NaN/+inf, a row with no finite
+        logit, or q masked where p is not.
+
+    Example (p = (½, ½), q = (¼, ¾): ½ log(½/¼) + ½ log(½/¾) = ½ log(4/3) = 0.1438):
+        >>> categorical_kl(torch.zeros(2), torch.tensor([1.0, 3.0]).log())
+        tensor(0.1438)
+    """
+    fn = "categorical_kl"
+    logits_p = _checks.tensor(fn, "logits_p", logits_p)
+    _checks.rank_at_least(fn, "logits_p", logits_p, 1, "[*B, A]")
+    if logits_p.shape[-1] == 0:
+        raise ValueError(f"{fn}(): 'logits_p' must have at least one action; got A = 0")
+    logits_q = _checks.tensor(fn, "logits_q", logits_q)
+    _checks.same_shape(fn, "logits_q", logits_q, "logits_p", logits_p)
+    _checks.same_kind(fn, "logits_q", logits_q, "logits_p", logits_p)
+    log_p = torch.log_softmax(logits_p, dim=-1)
+    log_q = torch.log_softmax(logits_q, dim=-1)
+    if _checks.all_finite(logits_p) and _checks.all_finite(logits_q):  # nothing masked
+        return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    _masks_only(fn, "logits_p", logits_p)
+    _masks_only(fn, "logits_q", logits_q)
+    masked = torch.isneginf(logits_p)  # p_a = 0: the term is 0
+    infinite = torch.isneginf(logits_q) & ~masked
+    if bool(infinite.any()):
+        where = tuple(int(i) for i in infinite.nonzero()[0].tolist())
+        raise ValueError(
+            f"{fn}(): 'logits_q' must not mask (-inf) an action that p gives probability > 0, "
+            f"where the KL is infinite; got -inf at index {where}"
+        )
+    # Zero the masked log-ratios before the product: 0·(−inf) and −inf − (−inf) are NaN, and
+    # zeroing after the product would still send a NaN gradient back.
+    log_ratios = torch.where(masked, 0.0, log_p - log_q)
+    return (log_p.exp() * log_ratios).sum(dim=-1)
+
+
+def _gaussian_log_stds(fn: str, name: str, log_stds: object, means: Tensor) -> Tensor:
+    """``[D]`` or the shape of ``means`` (``[*B, D]``), finite, typed like ``means``."""
+    log_stds = _checks.floats(fn, name, log_stds)
+    _checks.same_kind(fn, name, log_stds, "means_p", means)
+    if log_stds.shape not in (means.shape[-1:], means.shape):
+        raise ValueError(
+            f"{fn}(): '{name}' must have shape [D] = {tuple(means.shape[-1:])} or the shape of "
+            f"'means_p' {tuple(means.shape)}; got {tuple(log_stds.shape)}"
+        )
+    return log_stds
+
+
+def gaussian_kl(means_p: Tensor, log_stds_p: Tensor, means_q: Tensor, log_stds_q: Tensor) -> Tensor:
+    """The KL divergence between two diagonal Gaussians p = N(μp, σp²), q = N(μq, σq²):
+
+        KL(p ‖ q) = Σ_i [log(σq_i/σp_i) + (σp_i² + (μp_i − μq_i)²) / (2σq_i²) − ½]
+
+    coded per dimension as x + ½ expm1(−2x) + ½ ((μp − μq)/σq)² with x = log σq − log σp, which
+    is the same quantity without the cancellation of the ± ½ near p = q. Nothing is detached:
+    for TRPO's KL(π_old ‖ π_θ) pass the old mean and log σ detached as p.
+
+    Args:
+        means_p: ``[*B, D]`` μp.
+        log_stds_p: ``[D]`` or ``[*B, D]`` log σp.
+        means_q: ``[*B, D]`` μq.
+        log_stds_q: ``[D]`` or ``[*B, D]`` log σq.
+
+    Returns:
+        ``[*B]``, summed over the D dimensions, differentiable in all four.
+
+    Raises:
+        TypeError: non-floating tensors or mismatched dtypes.
+        ValueError: shapes other than the above, or NaN/inf.
+
+    Example (unit variances a mean apart: ½ · 1² = 0.5; equal means, σp = 1, σq = 2:
+    log 2 + 1/8 − ½ = 0.3181):
+        >>> zero, one = torch.zeros(1), torch.ones(1)
+        >>> gaussian_kl(one, zero, zero, zero), gaussian_kl(zero, zero, zero, one * math.log(2))
+        (tensor(0.5000), tensor(0.3181))
+    """
+    fn = "gaussian_kl"
+    means_p = _checks.floats(fn, "means_p", means_p)
+    _checks.rank_at_least(fn, "means_p", means_p, 1, "[*B, D]")
+    means_q = _checks.floats(fn, "means_q", means_q, "means_p", means_p)
+    log_stds_p = _gaussian_log_stds(fn, "log_stds_p", log_stds_p, means_p)
+    log_stds_q = _gaussian_log_stds(fn, "log_stds_q", log_stds_q, means_p)
+    log_ratios = log_stds_q - log_stds_p  # log σq/σp
+    z = (means_p - means_q) * torch.exp(-log_stds_q)  # (μp − μq)/σq
+    return (log_ratios + 0.5 * torch.expm1(-2.0 * log_ratios) + 0.5 * z**2).sum(dim=-1)

@@ -1,6 +1,6 @@
 """Exact ground truth on small MDPs: the policy gradient theorem in closed form, its
-maximum-entropy (soft, SAC's) counterpart, and sampled estimators (REINFORCE, baselines, GAE)
-measured against it.
+maximum-entropy (soft, SAC's) counterpart, the exact natural gradient (Fisher matrix, F⁺∇J), and
+sampled estimators (REINFORCE, baselines, GAE) measured against it.
 
 Import explicitly, ``import rlgrad.tabular``; the formula layer does not depend on this package.
 """
@@ -15,6 +15,11 @@ from rlgrad.tabular.exact import (
     state_visitation,
 )
 from rlgrad.tabular.mdp import TabularMDP
+from rlgrad.tabular.natural import (
+    fisher_information,
+    natural_gradient_ascent,
+    natural_policy_gradient,
+)
 from rlgrad.tabular.soft import (
     soft_evaluate,
     soft_objective,
@@ -29,6 +34,9 @@ __all__ = [
     "chain",
     "evaluate",
     "expected_gae_gradient",
+    "fisher_information",
+    "natural_gradient_ascent",
+    "natural_policy_gradient",
     "objective",
     "optimal_policy",
     "policy",

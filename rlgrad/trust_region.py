@@ -1,0 +1,416 @@
+"""Second-order pieces of a trust-region update (TRPO): curvature times a vector, no matrix.
+
+Seed E.3.4 explains why a step must stay small: past a certain size the first-order Taylor term
+stops describing the objective and the curvature term ½ ΔθᵀHΔθ takes over. TRPO (Schulman et al.
+2015) turns that into a rule: maximize the linear surrogate gᵀΔθ subject to the quadratic model
+of the KL, ½ ΔθᵀFΔθ ≤ δ, whose solution is Δθ = √(2δ / sᵀFs)·s with s = F⁻¹g. The pieces:
+
+| Symbol   | Meaning                                   | Function                       |
+|----------|-------------------------------------------|--------------------------------|
+| Hv       | Hessian of f times v, by double backward  | :func:`hessian_vector_product` |
+| Fv + λv  | Fisher (Hessian of the KL) times v        | :func:`fisher_vector_product`  |
+| s        | (A + λI)⁻¹b from matrix-vector products   | :func:`conjugate_gradient`     |
+| β·s      | the step to the edge of the KL ellipsoid  | :func:`trust_region_step`      |
+| β·s·ρᵏ   | the first step that improves within δ     | :func:`backtracking_line_search` |
+
+Parameters and vectors: ``params`` is one tensor or a sequence of tensors (e.g.
+``list(model.parameters())``), each requiring grad; every vector that goes with them is *flat*,
+``[N]`` with N = Σ p.numel(), laid out parameter by parameter in row-major order — the layout of
+``torch.nn.utils.parameters_to_vector``. The KL formulas themselves live in
+:mod:`rlgrad.distributions` (:func:`~rlgrad.distributions.categorical_kl`,
+:func:`~rlgrad.distributions.gaussian_kl`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from rlgrad import _checks
+
+Params = Tensor | Sequence[Tensor]
+
+
+def _parameter_list(fn: str, params: object) -> list[Tensor]:
+    """``params`` as a non-empty list of floating tensors that require grad, of one dtype/device."""
+    if isinstance(params, Tensor):
+        found = [params]
+    elif isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
+        raise TypeError(
+            f"{fn}(): 'params' must be a tensor or a sequence of tensors; "
+            f"got {type(params).__name__}"
+        )
+    else:
+        found = list(params)
+    if not found:
+        raise ValueError(f"{fn}(): 'params' must hold at least one tensor; got none")
+    for i, p in enumerate(found):
+        name = "params" if isinstance(params, Tensor) else f"params[{i}]"
+        _checks.tensor(fn, name, p)
+        if not p.requires_grad:
+            raise ValueError(
+                f"{fn}(): '{name}' must require grad (the tensor the function reads, e.g. a "
+                f"model parameter or x.requires_grad_()); got requires_grad=False"
+            )
+        _checks.same_kind(fn, name, p, "params[0]", found[0])
+    return found
+
+
+def _flat_vector(fn: str, name: str, vector: object, params: list[Tensor]) -> Tensor:
+    """A finite ``[N]`` tensor, N = Σ p.numel(), of the parameters' dtype and device."""
+    vector = _checks.tensor(fn, name, vector)
+    size = sum(p.numel() for p in params)
+    if vector.shape != (size,):
+        raise ValueError(
+            f"{fn}(): '{name}' must be flat, shape [N] = ({size},) with N the total number of "
+            f"parameter entries; got {tuple(vector.shape)}"
+        )
+    _checks.same_kind(fn, name, vector, "params", params[0])
+    return _checks.finite(fn, name, vector)
+
+
+def _flat(grads: Sequence[Tensor | None], params: list[Tensor]) -> Tensor:
+    """Concatenate per-parameter gradients into ``[N]``, zeros for a parameter ``f`` never read."""
+    return torch.cat(
+        [
+            torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None else g.reshape(-1)
+            for g, p in zip(grads, params, strict=True)
+        ]
+    )
+
+
+def _curvature_product(
+    fn: str, f_name: str, f: Callable[[], Tensor], params: object, vector: object
+) -> Tensor:
+    """H·v = ∇_θ (∇_θ f · v), the shared body of the HVP and the Fisher-vector product."""
+    params = _parameter_list(fn, params)
+    vector = _flat_vector(fn, "vector", vector, params)
+    with torch.enable_grad():
+        value = f()
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"{fn}(): '{f_name}' must return a torch.Tensor; got {type(value).__name__}"
+            )
+        if value.numel() != 1:
+            raise ValueError(
+                f"{fn}(): '{f_name}' must return a scalar tensor; got shape {tuple(value.shape)}"
+            )
+        if not value.requires_grad:  # f does not read params at all: H = 0
+            return torch.zeros_like(vector)
+        grads = torch.autograd.grad(value.reshape(()), params, create_graph=True, allow_unused=True)
+        directional = _flat(grads, params) @ vector  # ∇f · v, a scalar that still has a graph
+        if not directional.requires_grad:  # f is linear in params: ∇f is constant, H = 0
+            return torch.zeros_like(vector)
+        products = torch.autograd.grad(directional, params, allow_unused=True)
+    return _flat(products, params).detach()
+
+
+def hessian_vector_product(f: Callable[[], Tensor], params: Params, vector: Tensor) -> Tensor:
+    """The Hessian of f times a vector by double backward, never forming the Hessian:
+
+        H·v = ∇_θ (∇_θ f(θ) · v)
+
+    One backward pass with a graph gives ∇f; its dot product with the fixed v is a scalar whose
+    gradient is Hv (H is symmetric). The cost is about two gradients, whatever the size of H.
+
+    Args:
+        f: a closure, called with no arguments, returning a scalar tensor computed from
+            ``params`` (e.g. ``lambda: loss(model(x))``). It is called once.
+        params: θ, a tensor or a sequence of tensors (``model.parameters()``), floating, one
+            dtype and device, each with ``requires_grad=True``.
+        vector: ``[N]`` v, flat in the layout of ``params`` (module docstring).
+
+    Returns:
+        ``[N]`` Hv, detached; zeros where f is linear in (or does not read) a parameter.
+
+    Raises:
+        TypeError: a non-tensor or non-floating parameter or vector, or f returning no tensor.
+        ValueError: a parameter that does not require grad, a vector that is not ``[N]`` or holds
+            NaN/inf, or f returning a non-scalar.
+
+    Example (f(x) = x₀²x₁ has H = [[2x₁, 2x₀], [2x₀, 0]] = [[4, 2], [2, 0]] at (1, 2), so
+    v = (1, 0) gives Hv = (4, 2)):
+        >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> hessian_vector_product(lambda: x[0] ** 2 * x[1], x, torch.tensor([1.0, 0.0]))
+        tensor([4., 2.])
+    """
+    return _curvature_product("hessian_vector_product", "f", f, params, vector)
+
+
+def fisher_vector_product(
+    kl_fn: Callable[[], Tensor], params: Params, vector: Tensor, damping: float = 0.0
+) -> Tensor:
+    """The Fisher information matrix times a vector, as the Hessian of the KL, plus damping:
+
+        F·v + λv = ∇²_θ KL̄(π_old ‖ π_θ)|_{θ = θ_old} · v + λv
+
+    At θ = θ_old the mean KL is 0, its gradient is 0, and its Hessian is the Fisher matrix
+    F = E_s E_{a~π_old} [∇log π ∇log πᵀ] (Kakade 2001; Schulman et al. 2015, appendix C), so the
+    double backward of :func:`hessian_vector_product` gives Fv without forming F. The damping
+    λ ≥ 0 adds λv, i.e. multiplies by F + λI, which keeps conjugate gradient well posed where F
+    is singular or badly conditioned.
+
+    Two things are the caller's: ``kl_fn`` must hold the old distribution fixed (detached), and
+    ``params`` must still equal θ_old when this is called; elsewhere the Hessian of the KL is not
+    the Fisher matrix.
+
+    Args:
+        kl_fn: a closure returning the mean KL(π_old ‖ π_θ) over a batch of states, a scalar,
+            e.g. ``lambda: categorical_kl(old_logits, model(states)).mean()`` with
+            ``old_logits`` detached.
+        params: θ, as in :func:`hessian_vector_product`.
+        vector: ``[N]`` v, flat in the layout of ``params``.
+        damping: λ ≥ 0.
+
+    Returns:
+        ``[N]`` (F + λI)v, detached.
+
+    Raises:
+        The errors of :func:`hessian_vector_product`; ValueError for a negative ``damping``.
+
+    Example (one state, π = softmax(θ) with θ = (0, 0): F = diag(π) − ππᵀ = [[¼, −¼], [−¼, ¼]],
+    so v = (1, 0) gives (¼, −¼), and λ = 0.1 adds (0.1, 0)):
+        >>> from rlgrad.distributions import categorical_kl
+        >>> theta = torch.zeros(2, requires_grad=True)
+        >>> kl = lambda: categorical_kl(theta.detach(), theta)
+        >>> fisher_vector_product(kl, theta, torch.tensor([1.0, 0.0]), damping=0.1)
+        tensor([ 0.3500, -0.2500])
+    """
+    fn = "fisher_vector_product"
+    damping = _checks.non_negative(fn, "damping", damping)
+    product = _curvature_product(fn, "kl_fn", kl_fn, params, vector)
+    return product + damping * vector if damping > 0.0 else product
+
+
+class CGResult(NamedTuple):
+    """What :func:`conjugate_gradient` gives: the solution and how the residual fell."""
+
+    solution: Tensor  # [n] x with (A + λI)x ≈ b
+    residual_norms: Tensor  # [k + 1] ‖r_0‖ = ‖b‖, then ‖r_j‖ after each of the k iterations
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    iterations: int = 10,
+    damping: float = 0.0,
+    tolerance: float = 1e-10,
+) -> CGResult:
+    """Solve (A + λI)x = b for symmetric positive-definite A, given only v ↦ Av (Hestenes and
+    Stiefel 1952), starting from x₀ = 0:
+
+        r₀ = p₀ = b
+        α_j = r_jᵀr_j / p_jᵀ(A + λI)p_j
+        x_{j+1} = x_j + α_j p_j,   r_{j+1} = r_j − α_j (A + λI)p_j
+        p_{j+1} = r_{j+1} + (r_{j+1}ᵀr_{j+1} / r_jᵀr_j) p_j
+
+    In exact arithmetic it solves an n×n system in n iterations; TRPO runs ~10, enough for a
+    good direction F⁻¹g. It stops early once ‖r_j‖ ≤ ``tolerance`` (an absolute bound on the
+    residual norm, not on its square). The residuals are the recursive r_j above, which equal
+    b − (A + λI)x_j up to rounding.
+
+    Args:
+        matvec: v ↦ Av for a ``[n]`` vector, returning ``[n]`` (e.g. a Fisher-vector product).
+        b: ``[n]`` the right-hand side, finite.
+        iterations: the most iterations, ≥ 1.
+        damping: λ ≥ 0, added as λv to every product.
+        tolerance: stop when ‖r_j‖ ≤ this, ≥ 0.
+
+    Returns:
+        :class:`CGResult` ``(solution [n], residual_norms [k + 1])`` with k ≤ ``iterations`` the
+        iterations run.
+
+    Raises:
+        TypeError: ``b`` not a floating tensor, ``matvec`` returning no tensor or another dtype.
+        ValueError: ``b`` not 1-D or not finite, ``iterations`` < 1, negative ``damping`` or
+        ``tolerance``, ``matvec`` returning another shape or NaN/inf, or pᵀ(A + λI)p ≤ 0 (the
+        matrix is not positive definite along a search direction).
+
+    Example (A = [[4, 1], [1, 3]], b = (1, 2): x = (1/11, 7/11) = (0.0909, 0.6364) in 2 steps):
+        >>> A = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+        >>> result = conjugate_gradient(lambda v: A @ v, torch.tensor([1.0, 2.0], dtype=A.dtype))
+        >>> result.solution, len(result.residual_norms)
+        (tensor([0.0909, 0.6364], dtype=torch.float64), 3)
+    """
+    fn = "conjugate_gradient"
+    b = _checks.floats(fn, "b", b)
+    if b.dim() != 1:
+        raise ValueError(f"{fn}(): 'b' must be a flat vector [n]; got shape {tuple(b.shape)}")
+    iterations = _checks.count(fn, "iterations", iterations)
+    if iterations < 1:
+        raise ValueError(f"{fn}(): 'iterations' must be >= 1; got {iterations}")
+    damping = _checks.non_negative(fn, "damping", damping)
+    tolerance = _checks.non_negative(fn, "tolerance", tolerance)
+
+    def damped(v: Tensor) -> Tensor:
+        product = matvec(v)
+        if not isinstance(product, Tensor):
+            raise TypeError(
+                f"{fn}(): 'matvec' must return a torch.Tensor; got {type(product).__name__}"
+            )
+        if product.shape != b.shape:
+            raise ValueError(
+                f"{fn}(): 'matvec' must return the shape of 'b' {tuple(b.shape)}; "
+                f"got {tuple(product.shape)}"
+            )
+        _checks.same_kind(fn, "matvec(v)", product, "b", b)
+        _checks.finite(fn, "matvec(v)", product)
+        return product + damping * v if damping > 0.0 else product
+
+    solution = torch.zeros_like(b)
+    residual = b.detach().clone()
+    direction = residual.clone()
+    squared = residual @ residual  # rᵀr
+    norms = [squared.sqrt()]
+    for _ in range(iterations):
+        if float(norms[-1]) <= tolerance:
+            break
+        product = damped(direction)
+        curvature = direction @ product  # pᵀ(A + λI)p
+        if float(curvature) <= 0.0:
+            raise ValueError(
+                f"{fn}(): the matrix must be positive definite, but pᵀ(A + λI)p = "
+                f"{float(curvature):.6g} along a search direction (add damping?)"
+            )
+        step = squared / curvature
+        solution = solution + step * direction
+        residual = residual - step * product
+        new_squared = residual @ residual
+        norms.append(new_squared.sqrt())
+        direction = residual + (new_squared / squared) * direction
+        squared = new_squared
+    return CGResult(solution, torch.stack(norms))
+
+
+def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -> Tensor:
+    """Scale a search direction to the edge of the quadratic KL trust region (TRPO, appendix C):
+
+        Δθ = √(2δ / sᵀHs) · s
+
+    With the KL modelled as ½ ΔθᵀHΔθ (H the Fisher matrix), this Δθ has ½ ΔθᵀHΔθ = δ exactly:
+    the largest step along s that the model allows. s is usually the conjugate-gradient solution
+    of Hs = g, and Hs its Fisher-vector product (one more product, or CG's own bookkeeping).
+
+    Args:
+        direction: ``[N]`` s, flat.
+        direction_hvp: ``[N]`` Hs.
+        max_kl: δ > 0, the KL radius.
+
+    Returns:
+        ``[N]`` Δθ, differentiable in the inputs (detach them to stop gradients).
+
+    Raises:
+        TypeError: a non-floating tensor, or mismatched dtypes.
+        ValueError: shapes that are not one ``[N]``, NaN/inf, δ ≤ 0, or sᵀHs ≤ 0 (no curvature
+        along s, so the model gives no finite step).
+
+    Example (s = (1, 0), Hs = (2, 0): sᵀHs = 2, δ = 0.01, so the scale is √(0.02 / 2) = 0.1):
+        >>> trust_region_step(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]), max_kl=0.01)
+        tensor([0.1000, 0.0000])
+    """
+    fn = "trust_region_step"
+    direction = _checks.floats(fn, "direction", direction)
+    if direction.dim() != 1:
+        raise ValueError(
+            f"{fn}(): 'direction' must be a flat vector [N]; got shape {tuple(direction.shape)}"
+        )
+    direction_hvp = _checks.floats(fn, "direction_hvp", direction_hvp, "direction", direction)
+    max_kl = _checks.positive(fn, "max_kl", max_kl)
+    curvature = direction @ direction_hvp  # sᵀHs
+    if float(curvature) <= 0.0:
+        raise ValueError(
+            f"{fn}(): 'direction' and 'direction_hvp' must have sᵀHs > 0 (positive curvature "
+            f"along the direction); got sᵀHs = {float(curvature):.6g}"
+        )
+    return torch.sqrt(2.0 * max_kl / curvature) * direction
+
+
+class LineSearchResult(NamedTuple):
+    """What :func:`backtracking_line_search` gives; a rejected search has a zero step, so
+    ``params + step`` leaves the parameters unchanged."""
+
+    accepted: bool  # some candidate improved the surrogate within the KL radius
+    step: Tensor  # the accepted candidate step·ρᵏ, or zeros
+    backtracks: int  # k of the accepted candidate; max_backtracks when none was accepted
+    kl: float  # KL of the returned step (0 for the zero step)
+    improvement: float  # surrogate improvement of the returned step (0 for the zero step)
+
+
+def _outcome(fn: str, result: object) -> tuple[float, float]:
+    """``evaluate``'s (improvement, kl) as floats; NaN/inf are kept, and reject the candidate."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(
+            f"{fn}(): 'evaluate' must return a pair (improvement, kl); got {result!r:.80}"
+        )
+    numbers = []
+    for name, value in zip(("improvement", "kl"), result, strict=True):
+        if isinstance(value, Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(
+                f"{fn}(): 'evaluate' must return numbers or one-element tensors; its {name} is "
+                f"{type(value).__name__}"
+            )
+        numbers.append(float(value))
+    return numbers[0], numbers[1]
+
+
+def backtracking_line_search(
+    step: Tensor,
+    evaluate: Callable[[Tensor], tuple[float | Tensor, float | Tensor]],
+    max_kl: float,
+    backtrack_ratio: float = 0.5,
+    max_backtracks: int = 10,
+) -> LineSearchResult:
+    """Shrink a proposed step until it improves the surrogate and stays inside the KL radius:
+
+        accept the first k = 0, 1, …, K with  L(step·ρᵏ) > 0  and  KL(step·ρᵏ) ≤ δ
+
+    where L is the improvement of the surrogate objective over the current parameters and the
+    KL is the true one (not its quadratic model). This is the acceptance rule of Stable-Baselines3
+    contrib's TRPO; the original paper's extra test against a fraction of the linearly expected
+    improvement is not applied. When no candidate passes, the search returns a zero step, so
+    the caller's update leaves the parameters unchanged. A candidate whose improvement or KL is
+    NaN or inf is rejected (not an error): a too-large step that overflows just backtracks.
+
+    Args:
+        step: the full step Δθ, e.g. from :func:`trust_region_step` (flat ``[N]``).
+        evaluate: candidate step ↦ (surrogate improvement, KL), numbers or one-element tensors;
+            it applies the candidate to a copy or restores the parameters itself.
+        max_kl: δ > 0.
+        backtrack_ratio: ρ ∈ (0, 1).
+        max_backtracks: K ≥ 0; at most K + 1 candidates are evaluated.
+
+    Returns:
+        :class:`LineSearchResult` ``(accepted, step, backtracks, kl, improvement)``.
+
+    Raises:
+        TypeError / ValueError: a non-tensor or non-finite step, δ ≤ 0, ρ outside (0, 1), K < 0,
+        or ``evaluate`` returning something other than a pair of numbers.
+
+    Example (improvement x(2 − x), KL x²/2, δ = 0.5 from step 4: x = 4 loses, x = 2 gains
+    nothing, x = 1 gains 1 with KL 0.5 ≤ δ, so k = 2):
+        >>> result = backtracking_line_search(
+        ...     torch.tensor([4.0]), lambda x: (x * (2 - x), x**2 / 2), max_kl=0.5)
+        >>> result.accepted, result.step, result.backtracks, result.kl, result.improvement
+        (True, tensor([1.]), 2, 0.5, 1.0)
+    """
+    fn = "backtracking_line_search"
+    step = _checks.floats(fn, "step", step)
+    max_kl = _checks.positive(fn, "max_kl", max_kl)
+    backtrack_ratio = _checks.number(fn, "backtrack_ratio", backtrack_ratio)
+    if not 0.0 < backtrack_ratio < 1.0:
+        raise ValueError(f"{fn}(): 'backtrack_ratio' must lie in (0, 1); got {backtrack_ratio}")
+    max_backtracks = _checks.count(fn, "max_backtracks", max_backtracks)
+    for k in range(max_backtracks + 1):
+        candidate = step * backtrack_ratio**k
+        improvement, kl = _outcome(fn, evaluate(candidate))
+        # NaN fails both comparisons; the isfinite test also rejects an inf improvement or a
+        # −inf KL, which only an overflow produces.
+        if improvement > 0.0 and kl <= max_kl and math.isfinite(improvement + kl):
+            return LineSearchResult(True, candidate, k, kl, improvement)
+    return LineSearchResult(False, torch.zeros_like(step), max_backtracks, 0.0, 0.0)

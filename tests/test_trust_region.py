@@ -1,0 +1,433 @@
+"""Trust-region pieces: Hessian- and Fisher-vector products against explicit matrices, conjugate
+gradient against a direct solve, the two closed-form KLs against torch.distributions and Monte
+Carlo, and the step scale and line search on toys whose answers are computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import rlgrad
+
+F64 = torch.float64
+seeds = st.integers(0, 2**31 - 1)
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- Hessian-vector products --------------------------------------------------------------------
+
+
+def mlp_loss(w: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """A 3 → 4 → 2 tanh network whose 26 weights are sliced from the flat vector w."""
+    w1, b1 = w[:12].reshape(4, 3), w[12:16]  # (hidden, in), (hidden,)
+    w2, b2 = w[16:24].reshape(2, 4), w[24:26]  # (out, hidden), (out,)
+    outputs = torch.tanh(inputs @ w1.T + b1) @ w2.T + b2  # (batch, out)
+    return ((outputs - targets) ** 2).mean() + 0.1 * torch.sigmoid(w).sum()
+
+
+@given(seeds)
+def test_hvp_equals_the_explicit_hessian_of_an_mlp_loss(seed):
+    g = generator(seed)
+    inputs, targets = torch.randn(5, 3, generator=g, dtype=F64), torch.randn(5, 2, generator=g)
+    targets = targets.to(F64)
+    w = torch.randn(26, generator=g, dtype=F64)
+    v = torch.randn(26, generator=g, dtype=F64)
+    explicit = rlgrad.hessian(lambda t: mlp_loss(t, inputs, targets), w) @ v
+    x = w.clone().requires_grad_(True)
+    product = rlgrad.hessian_vector_product(lambda: mlp_loss(x, inputs, targets), x, v)
+    torch.testing.assert_close(product, explicit, rtol=0, atol=1e-10)
+    assert not product.requires_grad and x.grad is None  # no .grad side effects
+
+
+@given(seeds, st.integers(1, 6))
+def test_hvp_of_a_quadratic_is_the_matrix_times_v(seed, n):
+    # f(x) = ½ xᵀAx with A symmetric has H = A exactly, at every x.
+    g = generator(seed)
+    a = torch.randn(n, n, generator=g, dtype=F64)
+    a = a + a.T
+    x = torch.randn(n, generator=g, dtype=F64, requires_grad=True)
+    v = torch.randn(n, generator=g, dtype=F64)
+    product = rlgrad.hessian_vector_product(lambda: 0.5 * x @ a @ x, x, v)
+    torch.testing.assert_close(product, a @ v, rtol=0, atol=1e-12)
+
+
+def test_hvp_over_a_parameter_list_uses_the_flat_layout():
+    g = generator(0)
+    layer = torch.nn.Linear(3, 2).to(F64)
+    inputs = torch.randn(4, 3, generator=g, dtype=F64)
+
+    def loss_of(weight, bias):
+        return torch.logsumexp(inputs @ weight.T + bias, dim=-1).pow(2).mean()
+
+    def flat_loss(w):  # the same loss of the flat vector [weight (2·3) row-major, bias (2)]
+        return loss_of(w[:6].reshape(2, 3), w[6:])
+
+    flat = torch.nn.utils.parameters_to_vector(layer.parameters()).detach()
+    v = torch.randn(8, generator=g, dtype=F64)
+    product = rlgrad.hessian_vector_product(
+        lambda: loss_of(layer.weight, layer.bias), layer.parameters(), v
+    )
+    torch.testing.assert_close(product, rlgrad.hessian(flat_loss, flat) @ v, rtol=0, atol=1e-10)
+
+
+def test_hvp_is_zero_for_linear_and_unread_parameters():
+    x = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    y = torch.tensor([3.0], dtype=F64, requires_grad=True)
+    v = torch.tensor([1.0, 1.0, 1.0], dtype=F64)
+    # Linear in x, never reads y: the whole Hessian is 0.
+    assert rlgrad.hessian_vector_product(lambda: 2 * x.sum(), [x, y], v).abs().max() == 0
+    # Constant: f does not even require grad.
+    assert rlgrad.hessian_vector_product(lambda: torch.tensor(1.0), [x, y], v).abs().max() == 0
+    # x₀²·y reads both: H = [[2y, 0, 2x₀], [0, 0, 0], [2x₀, 0, 0]] = [[6, 0, 2], ..., [2, 0, 0]].
+    product = rlgrad.hessian_vector_product(lambda: x[0] ** 2 * y[0], [x, y], v)
+    torch.testing.assert_close(product, torch.tensor([8.0, 0.0, 2.0], dtype=F64))
+
+
+def test_hvp_errors_name_the_argument():
+    x = torch.zeros(3, dtype=F64, requires_grad=True)
+    hvp = rlgrad.hessian_vector_product
+    with pytest.raises(ValueError, match=r"'vector' must be flat, shape \[N\] = \(3,\)"):
+        hvp(lambda: (x**2).sum(), x, torch.zeros(2, dtype=F64))
+    with pytest.raises(ValueError, match=r"'vector' must be flat.*got \(3, 1\)"):
+        hvp(lambda: (x**2).sum(), x, torch.zeros(3, 1, dtype=F64))
+    with pytest.raises(ValueError, match="'params' must require grad"):
+        hvp(lambda: (x**2).sum(), torch.zeros(3, dtype=F64), torch.zeros(3, dtype=F64))
+    with pytest.raises(ValueError, match="'params' must hold at least one tensor"):
+        hvp(lambda: (x**2).sum(), [], torch.zeros(3, dtype=F64))
+    with pytest.raises(TypeError, match=r"'params\[1\]' must be a torch.Tensor; got int"):
+        hvp(lambda: (x**2).sum(), [x, 3], torch.zeros(3, dtype=F64))
+    with pytest.raises(TypeError, match="'vector' must have the dtype of 'params'"):
+        hvp(lambda: (x**2).sum(), x, torch.zeros(3))
+    with pytest.raises(ValueError, match="'f' must return a scalar tensor; got shape"):
+        hvp(lambda: x**2, x, torch.zeros(3, dtype=F64))
+    with pytest.raises(TypeError, match=r"'f' must return a torch\.Tensor; got float"):
+        hvp(lambda: 1.0, x, torch.zeros(3, dtype=F64))
+    with pytest.raises(ValueError, match="'vector' must be finite"):
+        hvp(lambda: (x**2).sum(), x, torch.tensor([0.0, math.nan, 0.0], dtype=F64))
+
+
+# --- conjugate gradient -------------------------------------------------------------------------
+
+
+def spd_matrix(seed: int, n: int) -> torch.Tensor:
+    """QΛQᵀ with eigenvalues in [1, 10]: condition number ≤ 10, so n CG steps solve to ~1e-12."""
+    g = generator(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    eigenvalues = 1 + 9 * torch.rand(n, generator=g, dtype=F64)
+    return q @ torch.diag(eigenvalues) @ q.T
+
+
+@given(seeds, st.integers(1, 12), st.sampled_from([0.0, 0.5, 3.0]))
+def test_cg_with_n_iterations_solves_the_damped_system(seed, n, damping):
+    a = spd_matrix(seed, n)
+    b = torch.randn(n, generator=generator(seed + 1), dtype=F64)
+    result = rlgrad.conjugate_gradient(lambda v: a @ v, b, iterations=n, damping=damping)
+    direct = torch.linalg.solve(a + damping * torch.eye(n, dtype=F64), b)
+    torch.testing.assert_close(result.solution, direct, rtol=0, atol=1e-8)
+    norms = result.residual_norms
+    assert 2 <= len(norms) <= n + 1 and float(norms[0]) == pytest.approx(float(b.norm()))
+    # The recorded residuals are the true ones, b − (A + λI)x, up to rounding.
+    true_residual = b - (a + damping * torch.eye(n, dtype=F64)) @ result.solution
+    assert float(norms[-1]) == pytest.approx(float(true_residual.norm()), abs=1e-9)
+    assert float(norms[-1]) < 1e-8 * float(norms[0])
+
+
+def test_cg_stops_when_the_residual_is_below_tolerance():
+    # A = 2I: the first step is exact (x = b/2), so one iteration is run out of ten.
+    b = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+    result = rlgrad.conjugate_gradient(lambda v: 2 * v, b, iterations=10)
+    torch.testing.assert_close(result.solution, b / 2)
+    assert len(result.residual_norms) == 2 and float(result.residual_norms[1]) == 0.0
+    # b = 0 is already solved: no iteration, no call to matvec.
+    zero = rlgrad.conjugate_gradient(lambda v: 1 / 0, torch.zeros(3, dtype=F64))
+    assert float(zero.solution.abs().max()) == 0.0 and zero.residual_norms.tolist() == [0.0]
+
+
+def test_cg_with_few_iterations_records_a_falling_residual():
+    a = torch.diag(torch.arange(1.0, 21.0, dtype=F64))  # eigenvalues 1 … 20
+    result = rlgrad.conjugate_gradient(lambda v: a @ v, torch.ones(20, dtype=F64), iterations=5)
+    norms = result.residual_norms
+    assert len(norms) == 6 and float(norms[-1]) < 0.5 * float(norms[0])
+
+
+def test_cg_errors_name_the_argument():
+    cg, b = rlgrad.conjugate_gradient, torch.ones(2, dtype=F64)
+    with pytest.raises(ValueError, match="'iterations' must be >= 1; got 0"):
+        cg(lambda v: v, b, iterations=0)
+    with pytest.raises(ValueError, match=r"'damping' must be >= 0; got -0\.1"):
+        cg(lambda v: v, b, damping=-0.1)
+    with pytest.raises(ValueError, match=r"'b' must be a flat vector \[n\]; got shape \(2, 1\)"):
+        cg(lambda v: v, b.reshape(2, 1))
+    with pytest.raises(ValueError, match=r"'matvec' must return the shape of 'b' \(2,\); got \(3"):
+        cg(lambda v: torch.ones(3, dtype=F64), b)
+    with pytest.raises(TypeError, match=r"'matvec' must return a torch\.Tensor; got list"):
+        cg(lambda v: [1.0, 1.0], b)
+    with pytest.raises(ValueError, match="must be positive definite"):
+        cg(lambda v: -v, b)
+
+
+# --- closed-form KLs ----------------------------------------------------------------------------
+
+
+@given(seeds, st.integers(1, 6))
+def test_categorical_kl_matches_torch_and_is_zero_only_at_p(seed, actions):
+    g = generator(seed)
+    logits_p = 2 * torch.randn(4, 3, actions, generator=g, dtype=F64)
+    logits_q = 2 * torch.randn(4, 3, actions, generator=g, dtype=F64)
+    kl = rlgrad.categorical_kl(logits_p, logits_q)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Categorical(logits=logits_p),
+        torch.distributions.Categorical(logits=logits_q),
+    )
+    assert kl.shape == (4, 3)
+    torch.testing.assert_close(kl, reference, rtol=1e-10, atol=1e-12)
+    assert bool((kl >= -1e-15).all())
+    # A constant shift of the logits is the same policy: KL(p ‖ p + c) = 0.
+    same = rlgrad.categorical_kl(logits_p, logits_p + 5.0)
+    torch.testing.assert_close(same, torch.zeros(4, 3, dtype=F64), rtol=0, atol=1e-14)
+
+
+@given(seeds, st.integers(1, 4), st.booleans())
+def test_gaussian_kl_matches_torch_and_is_non_negative(seed, dims, shared_std):
+    g = generator(seed)
+    means_p, means_q = (torch.randn(5, dims, generator=g, dtype=F64) for _ in range(2))
+    std_shape = (dims,) if shared_std else (5, dims)
+    log_stds_p, log_stds_q = (torch.randn(std_shape, generator=g, dtype=F64) for _ in range(2))
+    kl = rlgrad.gaussian_kl(means_p, log_stds_p, means_q, log_stds_q)
+
+    def normal(means, log_stds):
+        return torch.distributions.Independent(
+            torch.distributions.Normal(means, log_stds.exp().expand_as(means)), 1
+        )
+
+    reference = torch.distributions.kl_divergence(
+        normal(means_p, log_stds_p), normal(means_q, log_stds_q)
+    )
+    assert kl.shape == (5,)
+    torch.testing.assert_close(kl, reference, rtol=1e-10, atol=1e-12)
+    assert bool((kl >= 0).all())
+    zero = rlgrad.gaussian_kl(means_p, log_stds_p, means_p, log_stds_p)
+    assert float(zero.abs().max()) == 0.0
+
+
+def test_kls_match_a_monte_carlo_estimate():
+    # E_p[log p(x) − log q(x)] from n = 400,000 samples; the estimate's standard error is
+    # std(log p − log q)/√n, and 5 standard errors bound a miss with probability ~1e-6.
+    g, n = generator(7), 400_000
+    logits_p = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    logits_q = torch.tensor([0.0, 1.0, -0.5], dtype=F64)
+    samples = torch.multinomial(logits_p.softmax(-1), n, replacement=True, generator=g)
+    log_ratios = (logits_p.log_softmax(-1) - logits_q.log_softmax(-1))[samples]
+    error = 5 * float(log_ratios.std()) / math.sqrt(n)
+    kl = float(rlgrad.categorical_kl(logits_p, logits_q))
+    assert abs(float(log_ratios.mean()) - kl) < error
+
+    means_p, log_stds_p = torch.tensor([0.3, -1.0], dtype=F64), torch.tensor([0.2, -0.5], dtype=F64)
+    means_q, log_stds_q = torch.tensor([0.0, 0.5], dtype=F64), torch.tensor([0.0, 0.1], dtype=F64)
+    x = means_p + log_stds_p.exp() * torch.randn(n, 2, generator=g, dtype=F64)  # (n, D)
+    log_ratios = rlgrad.gaussian_log_prob(x, means_p.expand_as(x), log_stds_p) - (
+        rlgrad.gaussian_log_prob(x, means_q.expand_as(x), log_stds_q)
+    )
+    error = 5 * float(log_ratios.std()) / math.sqrt(n)
+    kl = float(rlgrad.gaussian_kl(means_p, log_stds_p, means_q, log_stds_q))
+    assert abs(float(log_ratios.mean()) - kl) < error
+
+
+def test_kls_pass_gradcheck():
+    g = generator(1)
+    logits = [torch.randn(3, 4, generator=g, dtype=F64, requires_grad=True) for _ in range(2)]
+    assert torch.autograd.gradcheck(rlgrad.categorical_kl, logits)
+    gaussian = [torch.randn(3, 2, generator=g, dtype=F64, requires_grad=True) for _ in range(4)]
+    assert torch.autograd.gradcheck(rlgrad.gaussian_kl, gaussian)
+
+
+def test_categorical_kl_masks_with_finite_gradients():
+    # p masks action 2. Unmasked p = (½, ½); q = (¼, ¾, ·) over the first two after the mask
+    # in both: KL = ½ log(4/3) as in the doctest; masking only p: q(2) > 0 is simply unused.
+    inf = math.inf
+    logits_p = torch.tensor([0.0, 0.0, -inf], dtype=F64, requires_grad=True)
+    logits_q = torch.tensor([0.0, math.log(3.0), -inf], dtype=F64, requires_grad=True)
+    kl = rlgrad.categorical_kl(logits_p, logits_q)
+    assert kl.item() == pytest.approx(0.5 * math.log(4 / 3), abs=1e-15)
+    kl.backward()
+    assert bool(torch.isfinite(logits_p.grad).all() and torch.isfinite(logits_q.grad).all())
+    # q unmasked, with logit 0 for action 2: q = (1, 3, 1)/5; KL = ½ log(½·5) + ½ log(½·5/3).
+    free_q = torch.tensor([0.0, math.log(3.0), 0.0], dtype=F64)
+    expected = 0.5 * math.log(2.5) + 0.5 * math.log(2.5 / 3)
+    assert float(rlgrad.categorical_kl(logits_p.detach(), free_q)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="'logits_q' must not mask"):
+        rlgrad.categorical_kl(free_q, logits_q.detach())
+    with pytest.raises(ValueError, match="'logits_p' must be finite or -inf"):
+        rlgrad.categorical_kl(torch.tensor([inf, 0.0]), torch.zeros(2))
+    with pytest.raises(ValueError, match="every row of 'logits_q' needs"):
+        rlgrad.categorical_kl(torch.tensor([0.0, -inf]), torch.tensor([-inf, -inf]))
+
+
+def test_kl_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"'logits_q' must have the shape of 'logits_p' \(2, 3\)"):
+        rlgrad.categorical_kl(torch.zeros(2, 3), torch.zeros(3))
+    with pytest.raises(TypeError, match="'logits_q' must have the dtype of 'logits_p'"):
+        rlgrad.categorical_kl(torch.zeros(3), torch.zeros(3, dtype=F64))
+    with pytest.raises(ValueError, match=r"'log_stds_q' must have shape \[D\] = \(2,\)"):
+        rlgrad.gaussian_kl(torch.zeros(4, 2), torch.zeros(2), torch.zeros(4, 2), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"'means_q' must have the shape of 'means_p'"):
+        rlgrad.gaussian_kl(torch.zeros(4, 2), torch.zeros(2), torch.zeros(2), torch.zeros(2))
+    with pytest.raises(ValueError, match="'log_stds_p' must be finite"):
+        rlgrad.gaussian_kl(
+            torch.zeros(2), torch.tensor([0.0, math.nan]), torch.zeros(2), torch.zeros(2)
+        )
+
+
+# --- Fisher-vector products ---------------------------------------------------------------------
+
+
+def softmax_policy_logits(w: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """A 3 → 5 → 4 tanh policy network; its 44 weights are sliced from the flat vector w."""
+    w1, b1 = w[:15].reshape(5, 3), w[15:20]  # (hidden, in), (hidden,)
+    w2, b2 = w[20:40].reshape(4, 5), w[40:44]  # (actions, hidden), (actions,)
+    return torch.tanh(states @ w1.T + b1) @ w2.T + b2  # (states, actions)
+
+
+@given(seeds)
+def test_fvp_equals_the_explicit_fisher_matrix(seed):
+    g = generator(seed)
+    states = torch.randn(6, 3, generator=g, dtype=F64)
+    w_old = torch.randn(44, generator=g, dtype=F64)
+    v = torch.randn(44, generator=g, dtype=F64)
+    # F = mean_s J_sᵀ (diag π_s − π_s π_sᵀ) J_s, J_s = ∂logits(s)/∂w [A, N].
+    jacobian = torch.autograd.functional.jacobian(
+        lambda t: softmax_policy_logits(t, states), w_old
+    )  # (states, actions, N)
+    probs = softmax_policy_logits(w_old, states).softmax(-1)  # (states, actions)
+    curvature = torch.diag_embed(probs) - probs.unsqueeze(-1) * probs.unsqueeze(-2)
+    fisher = torch.einsum("san,sab,sbm->nm", jacobian, curvature, jacobian) / len(states)
+
+    w = w_old.clone().requires_grad_(True)
+    old_logits = softmax_policy_logits(w_old, states).detach()
+
+    def mean_kl():
+        return rlgrad.categorical_kl(old_logits, softmax_policy_logits(w, states)).mean()
+
+    product = rlgrad.fisher_vector_product(mean_kl, w, v)
+    torch.testing.assert_close(product, fisher @ v, rtol=0, atol=1e-10)
+    damped = rlgrad.fisher_vector_product(mean_kl, w, v, damping=0.1)
+    torch.testing.assert_close(damped, fisher @ v + 0.1 * v, rtol=0, atol=1e-10)
+
+
+def test_gaussian_fisher_is_one_over_variance_and_two():
+    # Per dimension, the Fisher of N(μ, σ²) in (μ, log σ) is diag(1/σ², 2) (σ = e^0.5 here).
+    mean = torch.tensor([0.3], dtype=F64, requires_grad=True)
+    log_std = torch.tensor([0.5], dtype=F64, requires_grad=True)
+    old = (mean.detach().clone(), log_std.detach().clone())
+
+    def kl():
+        return rlgrad.gaussian_kl(*old, mean, log_std)
+
+    product = rlgrad.fisher_vector_product(kl, [mean, log_std], torch.ones(2, dtype=F64))
+    torch.testing.assert_close(product, torch.tensor([math.exp(-1.0), 2.0], dtype=F64))
+
+
+def test_fvp_refuses_negative_damping():
+    x = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"fisher_vector_product\(\): 'damping' must be >= 0"):
+        rlgrad.fisher_vector_product(lambda: (x**2).sum(), x, torch.ones(2), damping=-1.0)
+
+
+# --- the step and the line search ---------------------------------------------------------------
+
+
+@given(seeds, st.integers(1, 8), st.floats(1e-4, 0.1))
+def test_trust_region_step_lands_on_the_kl_boundary(seed, n, max_kl):
+    a = spd_matrix(seed, n)
+    s = torch.randn(n, generator=generator(seed), dtype=F64)
+    step = rlgrad.trust_region_step(s, a @ s, max_kl)
+    assert float(0.5 * step @ a @ step) == pytest.approx(max_kl, rel=1e-12)
+    scale = math.sqrt(2 * max_kl / float(s @ a @ s))
+    torch.testing.assert_close(step, scale * s, rtol=1e-14, atol=0)
+
+
+def test_trust_region_step_refuses_no_curvature():
+    s = torch.tensor([1.0, 0.0])
+    with pytest.raises(ValueError, match=r"sᵀHs > 0.*got sᵀHs = -1"):
+        rlgrad.trust_region_step(s, torch.tensor([-1.0, 0.0]), 0.01)
+    with pytest.raises(ValueError, match="got sᵀHs = 0"):
+        rlgrad.trust_region_step(s, torch.tensor([0.0, 5.0]), 0.01)
+    with pytest.raises(ValueError, match="'max_kl' must be > 0"):
+        rlgrad.trust_region_step(s, s, 0.0)
+    with pytest.raises(ValueError, match=r"'direction_hvp' must have the shape of 'direction'"):
+        rlgrad.trust_region_step(s, torch.ones(3), 0.01)
+
+
+def test_line_search_backtracks_until_the_kl_fits():
+    # Improvement x (always > 0), KL x²/2, δ = 0.1, from x = 4 halving: KL 8, 2, 0.5, 0.125,
+    # then 0.03125 ≤ 0.1 at x = 0.25, k = 4.
+    tried = []
+
+    def evaluate(x):
+        tried.append(float(x))
+        return x.sum(), (x**2).sum() / 2
+
+    result = rlgrad.backtracking_line_search(torch.tensor([4.0], dtype=F64), evaluate, 0.1)
+    assert tried == [4.0, 2.0, 1.0, 0.5, 0.25]
+    assert result.accepted and result.backtracks == 4
+    assert result.step.tolist() == [0.25] and result.kl == 0.03125 and result.improvement == 0.25
+    assert result.kl <= 0.1 and result.improvement > 0
+
+
+def test_line_search_rejects_a_step_that_only_ties():
+    # Improvement x(2 − x): x = 4 loses 8, x = 2 ties at 0 (not accepted), x = 1 gains 1; the KL
+    # x²/2 = 0.5 ≤ δ = 0.5 is on the boundary, which is accepted.
+    result = rlgrad.backtracking_line_search(
+        torch.tensor([4.0]), lambda x: (x * (2 - x), x**2 / 2), max_kl=0.5
+    )
+    assert (result.accepted, result.backtracks, result.kl, result.improvement) == (
+        True,
+        2,
+        0.5,
+        1.0,
+    )
+
+
+def test_a_rejected_search_leaves_the_parameters_unchanged():
+    params = torch.tensor([1.0, -2.0], dtype=F64)
+    calls = []
+
+    def evaluate(step):  # every candidate makes the surrogate worse
+        calls.append(step)
+        return -float(step.norm()), 0.0
+
+    result = rlgrad.backtracking_line_search(
+        torch.tensor([0.5, 0.5], dtype=F64), evaluate, 0.01, backtrack_ratio=0.8, max_backtracks=3
+    )
+    assert len(calls) == 4 and not result.accepted and result.backtracks == 3
+    assert (result.kl, result.improvement) == (0.0, 0.0)
+    assert torch.equal(params + result.step, params)
+
+
+def test_line_search_rejects_overflowing_candidates():
+    # The full step overflows (NaN surrogate, inf KL); the halved one is fine.
+    outcomes = iter([(math.nan, math.inf), (torch.tensor(0.3), torch.tensor(0.001))])
+    result = rlgrad.backtracking_line_search(torch.ones(2), lambda x: next(outcomes), 0.01)
+    assert result.accepted and result.backtracks == 1 and result.improvement == pytest.approx(0.3)
+    assert torch.equal(result.step, torch.full((2,), 0.5))
+
+
+def test_line_search_errors_name_the_argument():
+    search, step = rlgrad.backtracking_line_search, torch.ones(2)
+    with pytest.raises(ValueError, match=r"'backtrack_ratio' must lie in \(0, 1\); got 1.0"):
+        search(step, lambda x: (1.0, 0.0), 0.01, backtrack_ratio=1.0)
+    with pytest.raises(ValueError, match="'max_backtracks' must be >= 0"):
+        search(step, lambda x: (1.0, 0.0), 0.01, max_backtracks=-1)
+    with pytest.raises(ValueError, match="'max_kl' must be > 0"):
+        search(step, lambda x: (1.0, 0.0), -0.01)
+    with pytest.raises(TypeError, match=r"'evaluate' must return a pair \(improvement, kl\)"):
+        search(step, lambda x: 1.0, 0.01)
+    with pytest.raises(TypeError, match="its kl is str"):
+        search(step, lambda x: (1.0, "small"), 0.01)
