@@ -414,3 +414,34 @@ def backtracking_line_search(
         if improvement > 0.0 and kl <= max_kl and math.isfinite(improvement + kl):
             return LineSearchResult(True, candidate, k, kl, improvement)
     return LineSearchResult(False, torch.zeros_like(step), max_backtracks, 0.0, 0.0)
+
+
+def surrogate_objective(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor) -> Tensor:
+    """TRPO's surrogate, the importance-sampled advantage of the new policy (Schulman et al.
+    2015, eq. 14):
+
+        L(θ) = mean(r_t Â_t),   r_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t))
+
+    At θ = θ_old it equals mean Â and its gradient is the policy gradient mean(Â ∇log π); TRPO
+    maximizes it inside the KL radius. PPO's clipped objective is its pessimistic variant
+    (:func:`rlgrad.ppo_objective`). The old log-probabilities and the advantages are detached.
+
+    Args:
+        log_probs: ``[*B]`` log π_θ(a|s), differentiable.
+        old_log_probs: ``[*B]`` log π_old(a|s) at collection time; detached here.
+        advantages: ``[*B]`` Â; detached here.
+
+    Returns:
+        A 0-dim tensor.
+
+    Example (ratios 2 and ½ with advantages 1 and 2: (2·1 + ½·2)/2 = 1.5):
+        >>> surrogate_objective(torch.tensor([2.0, 0.5]).log(), torch.zeros(2),
+        ...                     torch.tensor([1.0, 2.0]))
+        tensor(1.5000)
+    """
+    fn = "surrogate_objective"
+    log_probs = _checks.non_empty(fn, "log_probs", _checks.floats(fn, "log_probs", log_probs))
+    old_log_probs = _checks.floats(fn, "old_log_probs", old_log_probs, "log_probs", log_probs)
+    advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
+    ratios = torch.exp(log_probs - old_log_probs.detach())
+    return (ratios * advantages.detach()).mean()

@@ -28,6 +28,7 @@ HELD_OUT_SEED = 100
         ("grpo", "CartPole-v1", 475.0),
         ("sac", "Pendulum-v1", -200.0),
         ("td3", "Pendulum-v1", -200.0),
+        ("trpo", "CartPole-v1", 475.0),
     ],
 )
 def test_the_preset_solves_the_task_on_a_held_out_seed(algorithm, env_id, threshold, tmp_path):

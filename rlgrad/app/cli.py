@@ -345,7 +345,8 @@ def _add_train(commands) -> None:
 
     train = commands.add_parser(
         "train",
-        help="train an agent (ppo, a2c, reinforce, dqn, grpo, sac, td3) on a Gymnasium environment",
+        help="train an agent (ppo, a2c, reinforce, dqn, grpo, sac, td3, trpo) on a Gymnasium "
+        "environment",
         description="Train an agent; `rlgrad train ALGO --help` lists every config field.",
     )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")

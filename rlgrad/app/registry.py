@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rlgrad.support import configs
 
-ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3")
+ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
 
 
 def module(algorithm: str):

@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from rlgrad.distributions import (
     categorical_entropy,
+    categorical_kl,
     categorical_log_prob,
     gaussian_entropy,
+    gaussian_kl,
     gaussian_log_prob,
 )
 from rlgrad.support.envs import Spaces
@@ -100,6 +102,19 @@ class ActorCritic(nn.Module):
             return categorical_log_prob(head, actions), categorical_entropy(head)
         entropy = gaussian_entropy(self.log_std).expand(head.shape[0])
         return gaussian_log_prob(actions, head, self.log_std), entropy
+
+    def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The policy at ``observations`` as its parameters: logits ``[B, A]`` and None, or
+        means ``[B, D]`` and log σ ``[D]``; differentiable (detach them to keep an old policy)."""
+        head = self._head(observations)
+        return (head, None) if self.spaces.discrete else (head, self.log_std)
+
+    def kl_from(self, old: tuple[Tensor, Tensor | None], observations: Tensor) -> Tensor:
+        """KL(π_old ‖ π_θ) per state, ``[B]``, with π_old as :meth:`distribution` gave it."""
+        head, log_std = self.distribution(observations)
+        if self.spaces.discrete:
+            return categorical_kl(old[0], head)
+        return gaussian_kl(old[0], old[1], head, log_std)
 
     def mode(self, observations: Tensor) -> Tensor:
         """The most likely action: argmax of the logits, or the Gaussian mean."""
