@@ -451,3 +451,116 @@ def test_bad_variant_configs_name_the_field(changes, message):
 def test_dynamic_sampling_is_refused_across_processes():
     with pytest.raises(ValueError, match="dynamic_sampling runs in one process only; got 2"):
         check(GRPOConfig(dynamic_sampling=True, prompts_per_step=2), world_size=2)
+
+
+# ----- memory: gradient accumulation, gradient checkpointing, bf16 -----
+
+
+def off_policy_batch(grpo: GRPOTrainer) -> Batch:
+    """fixed_batch with stored old and reference log-probs near the current ones (so the ratio,
+    its clipping and the KL term all act) and a last completion with no token in the loss."""
+    batch = fixed_batch(grpo)
+    batch.completion_mask[7] = 0.0
+    with torch.no_grad():
+        current, _ = grpo._token_log_probs(grpo.model, batch)
+    noise = torch.randn((2, *current.shape), generator=torch.Generator().manual_seed(1))
+    batch.old_log_probs, batch.ref_log_probs = current + 0.2 * noise[0], current + noise[1]
+    return batch
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_gradient_accumulation_makes_the_update_of_the_whole_batch(loss_type, level):
+    # 8 completions with 3, 1, 2, 3, 3, 1, 2, 0 loss tokens: 4 micro-batches hold 4, 5, 4, 2
+    # tokens and 8 hold one completion each, the last with no token at all; token_mean weighs a
+    # micro-batch's loss by its tokens / 22, seq_mean and const_norm by its completions / 8
+    options = dict(loss_type=loss_type, importance_sampling_level=level, beta=0.1, epsilon=0.1)
+    single = trainer(**options, prompts_per_step=2)
+    one_batch = single.update(off_policy_batch(single))
+    whole = gradients(single.model)
+    for steps in (4, 8):
+        split = trainer(**options, prompts_per_step=2, gradient_accumulation_steps=steps)
+        metrics = split.update(off_policy_batch(split))
+        accumulated = gradients(split.model)
+        assert accumulated.keys() == whole.keys() and len(whole) > 10
+        for name, value in whole.items():
+            torch.testing.assert_close(accumulated[name], value, rtol=1e-5, atol=1e-7)
+        for key in ("loss", "kl", "entropy", "clip_ratio/low_mean", "clip_ratio/high_mean"):
+            assert metrics[key] == pytest.approx(one_batch[key], rel=1e-6, abs=1e-7), key
+    assert one_batch["clip_ratio/low_mean"] + one_batch["clip_ratio/high_mean"] > 0
+
+
+def test_a_run_with_gradient_accumulation_takes_the_steps_of_a_run_without():
+    # the same prompts and samples; the stored old and reference log-probs are computed micro-
+    # batch by micro-batch like the update's, so the first of the μ = 2 ratios is exactly 1
+    options = dict(max_steps=2, num_iterations=2, beta=0.05, seed=3)
+    rows = trainer(**options).train()  # (each trainer seeds torch's global generator)
+    again = trainer(**options, gradient_accumulation_steps=4).train()
+    for a, b in zip(rows, again, strict=True):
+        for key in ("reward", "completions/mean_length", "loss", "kl", "grad_norm", "entropy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+
+
+def count_calls(module) -> list[int]:
+    calls = [0]
+    module.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def with_dropout(grpo: GRPOTrainer, p: float = 0.3) -> GRPOTrainer:
+    for module in grpo.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+    return grpo
+
+
+def test_gradient_checkpointing_recomputes_layers_and_keeps_the_update():
+    # dropout 0.3 everywhere: the update must still run without it, checkpointing or not
+    plain = with_dropout(trainer(prompts_per_step=2, beta=0.1))
+    metrics = plain.update(off_policy_batch(plain))
+    checkpointed = with_dropout(trainer(prompts_per_step=2, beta=0.1, gradient_checkpointing=True))
+    batch = off_policy_batch(checkpointed)
+    calls = count_calls(checkpointed.model.transformer.h[0].mlp)
+    again = checkpointed.update(batch)
+    assert calls == [2]  # the forward pass, then its recomputation in the backward pass
+    assert again["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
+    whole, recomputed = gradients(plain.model), gradients(checkpointed.model)
+    assert recomputed.keys() == whole.keys()
+    for name, value in whole.items():
+        torch.testing.assert_close(recomputed[name], value, rtol=1e-5, atol=1e-7)
+    # sampling and the stored log-probs run in eval mode, with no recomputation
+    calls[0] = 0
+    checkpointed.sample()
+    assert calls[0] >= 1 and all(not m.training for m in checkpointed.model.modules())
+
+
+def test_bf16_autocast_runs_and_stays_near_float32():
+    plain = trainer(prompts_per_step=2, beta=0.1)
+    batch = off_policy_batch(plain)
+    bf16 = trainer(prompts_per_step=2, beta=0.1, bf16=True)  # the same starting weights
+    with torch.no_grad():
+        exact, _ = plain._token_log_probs(plain.model, batch)
+        rounded, _ = bf16._token_log_probs(bf16.model, batch)
+    # bfloat16 keeps 8 bits of mantissa (relative rounding 2⁻⁹ ≈ 0.002 a product)
+    assert 0 < (rounded - exact).abs().max() < 0.05
+    again, metrics = bf16.update(batch), plain.update(batch)
+    assert again["loss"] != metrics["loss"]
+    assert again["loss"] == pytest.approx(metrics["loss"], rel=0.05, abs=1e-3)
+    assert all(math.isfinite(row["loss"]) for row in trainer(bf16=True, max_steps=2).train())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be > 0; got 0"),
+        (
+            {"gradient_accumulation_steps": 3},
+            "must be an integer that divides the completions per process and step (16); got 3",
+        ),
+        ({"gradient_accumulation_steps": 2.0}, "per process and step (16); got 2.0"),
+    ],
+)
+def test_bad_memory_configs_name_the_field(changes, message):
+    with pytest.raises(ValueError) as error:
+        trainer(**changes)
+    assert message in str(error.value)

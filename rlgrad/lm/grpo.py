@@ -10,6 +10,12 @@ on :func:`rlgrad.grpo.grpo_token_loss` with the log-probabilities stored at samp
 k3 KL to a frozen in-memory copy of the starting model (β), clip ranges ε_low/ε_high, gradient
 clipping and AdamW with linear warm-up; 4. log, checkpoint.
 
+Memory: with a ``peft_config`` (PEFT's ``LoraConfig``, say) only the adapters train, and the
+reference for the KL is the same model with its adapters switched off, not a second copy;
+``gradient_accumulation_steps`` splits each step's batch into micro-batches whose weighted
+losses add up to the whole batch's; ``gradient_checkpointing`` recomputes activations in the
+backward pass; ``bf16`` runs the forward passes under bfloat16 autocast.
+
 The variants in use today are options: GSPO's sequence-level ratio
 (``importance_sampling_level="sequence"``, :func:`rlgrad.grpo.gspo_loss`), DAPO's dynamic
 sampling (groups whose rewards are all equal are dropped and more prompts sampled) and DAPO's
@@ -27,11 +33,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +136,15 @@ class GRPOConfig:
     """Write a checkpoint every this many steps (0: only at the end, when output_dir is set)."""
     output_dir: str | None = None
     """Where checkpoints and metrics.jsonl go (none: nothing is written)."""
+    gradient_accumulation_steps: int = 1
+    """Split each process's batch into this many micro-batches, one forward and backward pass
+    each; the update equals the one-batch update (a divisor of prompts · G per process)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: less
+    memory, about one more forward pass of time."""
+    bf16: bool = False
+    """Run the model's forward passes for the loss and the stored log-probabilities under
+    bfloat16 autocast (CPU and CUDA); sampling stays in the model's own precision."""
 
 
 def check(config: GRPOConfig, world_size: int = 1) -> None:
@@ -143,6 +160,7 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         "num_iterations",
         "temperature",
         "max_sampling_rounds",
+        "gradient_accumulation_steps",
     ):
         value = getattr(config, name)
         require(value > 0, f"GRPOConfig.{name} must be > 0; got {value!r}")
@@ -190,6 +208,13 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         f"GRPOConfig.prompts_per_step = {config.prompts_per_step} must be a multiple of the "
         f"number of processes ({world_size})",
     )
+    completions = config.prompts_per_step // world_size * config.num_generations
+    steps = config.gradient_accumulation_steps
+    require(
+        type(steps) is int and completions % steps == 0,
+        f"GRPOConfig.gradient_accumulation_steps must be an integer that divides the completions "
+        f"per process and step ({completions}); got {steps!r}",
+    )
 
 
 RewardFunction = Callable[..., Sequence[float | None]]
@@ -207,6 +232,21 @@ class Batch:
     advantages: Tensor  # [B]
     old_log_probs: Tensor | None = None  # [B, L], when num_iterations > 1
     ref_log_probs: Tensor | None = None  # [B, L], when beta > 0
+
+
+def micro_batches(batch: Batch, count: int) -> list[Batch]:
+    """``batch`` as ``count`` micro-batches of consecutive completions (sizes differ by one at
+    most when ``count`` does not divide B; none is empty)."""
+    size = len(batch.advantages)
+    bounds = [size * i // count for i in range(count + 1)]
+    fields = [
+        f.name for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), Tensor)
+    ]
+    return [
+        dataclasses.replace(batch, **{name: getattr(batch, name)[start:stop] for name in fields})
+        for start, stop in itertools.pairwise(bounds)
+        if stop > start
+    ]
 
 
 @dataclasses.dataclass
@@ -272,14 +312,63 @@ def concatenate(parts: list[Sampled], pad_token_id: int) -> Sampled:
 def make_optimizer(model, config: GRPOConfig):
     """AdamW and its schedule: the learning rate rises linearly over ``warmup_steps``
     (lr·(k + 1)/warmup at step k), then stays constant."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     warmup = config.warmup_steps
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
     )
     return optimizer, schedule
+
+
+def with_adapters(model, peft_config):
+    """``model`` wrapped with PEFT's adapters (``peft.get_peft_model``): only they train."""
+    try:
+        import peft
+    except ImportError:
+        raise ImportError("peft_config needs PEFT: pip install 'rlgrad[peft]'") from None
+    return peft.get_peft_model(model, peft_config)
+
+
+def trainable_state(model) -> dict[str, Tensor]:
+    """The parameters that train, by name: with adapters, all that a checkpoint must hold to
+    resume (the base weights never change)."""
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, Tensor]) -> None:
+    """Put back what :func:`trainable_state` saved; a state of other parameters is refused."""
+    names = set(trainable_state(model))
+    if set(state) != names:
+        different = sorted(set(state) ^ names)[:3]
+        raise ValueError(
+            f"the checkpoint's trainable parameters are not this model's (e.g. {different})"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward pass instead of keeping them, with
+    torch's non-reentrant checkpoint (it needs no gradient at the input, which frozen embeddings
+    in front of adapters would not give)."""
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+def eval_mode_that_checkpoints(model) -> None:
+    """Eval mode (no dropout: the ratio must compare the same function of θ), except for the
+    modules that hold Hugging Face's ``gradient_checkpointing`` flag: they checkpoint their
+    layers only in training mode, so that mode is set on them alone; their dropout layers and
+    attention stay in eval mode. Without gradient checkpointing this is ``model.eval()``."""
+    model.eval()
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) is True:
+            module.training = True
 
 
 def _distributed() -> tuple[int, int]:
@@ -301,6 +390,8 @@ class GRPOTrainer:
 
     ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column;
     other columns reach the reward functions as keyword lists, one entry per completion.
+    ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the model with adapters, which
+    alone train; ``trainer.model`` is then the PEFT model, and checkpoints hold the adapters.
     """
 
     def __init__(
@@ -311,6 +402,7 @@ class GRPOTrainer:
         train_dataset,
         config: GRPOConfig | None = None,
         reward_weights: Sequence[float] | None = None,
+        peft_config=None,
     ):
         self.config = config or GRPOConfig()
         self.rank, self.world_size = _distributed()
@@ -333,11 +425,17 @@ class GRPOTrainer:
             raise ValueError("the tokenizer needs an eos_token_id and a pad_token_id")
         self.aggregation = LOSS_TYPES[self.config.loss_type]
         self.device = next(model.parameters()).device
-        torch.manual_seed(self.config.seed + self.rank)
-        # the frozen reference is the starting model, kept in memory (never reloaded by name)
-        self.ref_model = (
-            copy.deepcopy(model).requires_grad_(False).eval() if self.config.beta > 0 else None
-        )
+        torch.manual_seed(self.config.seed + self.rank)  # before the adapters' random init
+        # the frozen reference is the starting model, kept in memory (never reloaded by name);
+        # with adapters it is the same model with them switched off, no copy
+        self.uses_adapters = peft_config is not None
+        self.ref_model = None
+        if self.config.beta > 0 and not self.uses_adapters:
+            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
+        if self.config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        if self.uses_adapters:
+            self.model = model = with_adapters(model, peft_config)
         self.optimizer, self.scheduler = make_optimizer(model, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)  # prompt order
         self.order: list[int] = []
@@ -491,13 +589,27 @@ class GRPOTrainer:
 
     def _token_log_probs(self, model, batch: Batch, with_entropy: bool = False):
         """log π(o_t | q, o_<t) of the completion tokens, ``[B, L]`` (and their entropies)."""
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
+            logits = model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+            ).logits
         logits = logits[:, batch.prompt_length - 1 : -1].float() / self.config.temperature
         log_probs = torch.log_softmax(logits, dim=-1)
         taken = log_probs.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
         if not with_entropy:
             return taken, None
         return taken, categorical_entropy(logits.detach())
+
+    @torch.no_grad()
+    def _stored_log_probs(self, batch: Batch, reference: bool = False) -> Tensor:
+        """``[B, L]`` log-probs kept with the batch: the policy's as sampled, or the reference's
+        (the starting model's copy, or with adapters the same model with them switched off),
+        micro-batch by micro-batch as the update computes them."""
+        model = self.ref_model if reference and not self.uses_adapters else self.model
+        switch = self.model.disable_adapter if reference and self.uses_adapters else nullcontext
+        with switch():
+            parts = micro_batches(batch, self.config.gradient_accumulation_steps)
+            return torch.cat([self._token_log_probs(model, part)[0] for part in parts])
 
     def _loss_share(self, batch: Batch) -> float:
         """This process's share of the aggregation's denominator, times the number of
@@ -511,6 +623,16 @@ class GRPOTrainer:
             return float(local / total.clamp(min=1.0)) * self.world_size
         return 1.0  # seq_mean and const_norm: every process holds the same number of sequences
 
+    def _micro_batch_weights(self, parts: list[Batch]) -> list[float]:
+        """Each micro-batch's share of the aggregation's denominator (token_mean: its tokens;
+        seq_mean and const_norm: its completions): the micro-batches' losses, each its own
+        aggregate, weighted by these sum to the whole batch's loss."""
+        if self.aggregation == "token_mean":
+            counts = torch.stack([part.completion_mask.sum() for part in parts])
+        else:
+            counts = torch.tensor([float(len(part.advantages)) for part in parts])
+        return (counts / counts.sum().clamp(min=1.0)).tolist()
+
     def _average_gradients(self) -> None:
         if self.world_size == 1:
             return
@@ -520,34 +642,45 @@ class GRPOTrainer:
                 parameter.grad /= self.world_size
 
     def update(self, batch: Batch) -> dict:
-        """num_iterations gradient steps on GRPO's loss for one sampled batch; the metrics."""
+        """num_iterations gradient steps on GRPO's loss for one sampled batch; the metrics.
+
+        Each step adds up the gradients of gradient_accumulation_steps micro-batches, each loss
+        weighted by the micro-batch's share of the aggregation's denominator."""
         config = self.config
-        self.model.eval()  # no dropout: the ratio must compare the same function of θ
+        eval_mode_that_checkpoints(self.model)  # no dropout: the ratio compares one function
         metrics: dict[str, list[float]] = {}
         share = self._loss_share(batch)
+        parts = micro_batches(batch, config.gradient_accumulation_steps)
+        weights = self._micro_batch_weights(parts)
         sequence_level = config.importance_sampling_level == "sequence"
         loss_function = gspo_loss if sequence_level else grpo_token_loss
         for _ in range(config.num_iterations):
-            log_probs, entropy = self._token_log_probs(self.model, batch, with_entropy=True)
-            old = batch.old_log_probs if batch.old_log_probs is not None else log_probs.detach()
-            loss = loss_function(
-                log_probs,
-                old,
-                batch.advantages,
-                batch.completion_mask,
-                clip_eps=config.epsilon,
-                clip_eps_high=config.epsilon_high,
-                ref_log_probs=batch.ref_log_probs,
-                beta=config.beta,
-                aggregation=self.aggregation,
-                max_length=config.max_completion_length,
-            )
             self.optimizer.zero_grad(set_to_none=True)
-            (loss * share).backward()
+            loss_value, all_log_probs, entropies = 0.0, [], []
+            for part, weight in zip(parts, weights, strict=True):
+                log_probs, entropy = self._token_log_probs(self.model, part, with_entropy=True)
+                old = part.old_log_probs if part.old_log_probs is not None else log_probs.detach()
+                loss = loss_function(
+                    log_probs,
+                    old,
+                    part.advantages,
+                    part.completion_mask,
+                    clip_eps=config.epsilon,
+                    clip_eps_high=config.epsilon_high,
+                    ref_log_probs=part.ref_log_probs,
+                    beta=config.beta,
+                    aggregation=self.aggregation,
+                    max_length=config.max_completion_length,
+                )
+                (loss * (weight * share)).backward()
+                loss_value += weight * loss.item()
+                all_log_probs.append(log_probs.detach())
+                entropies.append(entropy)
+            log_probs, entropy = torch.cat(all_log_probs), torch.cat(entropies)  # [B, L]
+            old = batch.old_log_probs if batch.old_log_probs is not None else log_probs
             self._average_gradients()
             limit = config.max_grad_norm if config.max_grad_norm is not None else math.inf
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
-            loss_value = loss.item()
             if not (math.isfinite(norm) and math.isfinite(loss_value)):
                 raise RuntimeError(
                     f"GRPO step {self.step}: the loss ({loss_value}) or gradient norm ({norm}) "
@@ -558,10 +691,10 @@ class GRPOTrainer:
             with torch.no_grad():
                 mask = batch.completion_mask.bool()
                 if sequence_level:  # GSPO clips whole completions: the fractions count those
-                    log_ratios = sequence_log_ratios(log_probs.detach(), old, mask)
+                    log_ratios = sequence_log_ratios(log_probs, old, mask)
                     ratios, advantage = torch.exp(log_ratios), batch.advantages
                 else:
-                    ratios = torch.exp(log_probs.detach() - old)[mask]
+                    ratios = torch.exp(log_probs - old)[mask]
                     advantage = batch.advantages[:, None].expand_as(mask)[mask]
                 low_clipped, high_clipped = clipped_fractions(
                     ratios.float(), advantage.float(), config.epsilon, config.epsilon_high
@@ -574,7 +707,7 @@ class GRPOTrainer:
                     masked_mean(entropy, batch.completion_mask).item()
                 )
                 if batch.ref_log_probs is not None:
-                    kl = kl_k3(log_probs.detach(), batch.ref_log_probs)
+                    kl = kl_k3(log_probs, batch.ref_log_probs)
                     metrics.setdefault("kl", []).append(masked_mean(kl, mask).item())
         return {name: float(np.mean(values)) for name, values in metrics.items()}
 
@@ -601,11 +734,10 @@ class GRPOTrainer:
             completion_mask,
             advantages,
         )
-        with torch.no_grad():
-            if config.num_iterations > 1:
-                batch.old_log_probs, _ = self._token_log_probs(self.model, batch)
-            if self.ref_model is not None:
-                batch.ref_log_probs, _ = self._token_log_probs(self.ref_model, batch)
+        if config.num_iterations > 1:
+            batch.old_log_probs = self._stored_log_probs(batch)
+        if config.beta > 0:
+            batch.ref_log_probs = self._stored_log_probs(batch, reference=True)
         groups = rewards.view(-1, config.num_generations)
         info = {
             "reward": rewards.mean().item(),
@@ -692,8 +824,9 @@ class GRPOTrainer:
             )
 
     def save_checkpoint(self) -> Path | None:
-        """``output_dir/checkpoint-STEP``: the model (``save_pretrained``), the tokenizer, and
-        everything needed to resume exactly (optimizer, schedule, prompt order, RNG states)."""
+        """``output_dir/checkpoint-STEP``: the model (``save_pretrained``; with adapters, the
+        adapters only), the tokenizer, and everything needed to resume exactly (the trained
+        weights, optimizer, schedule, prompt order, RNG states)."""
         if self.config.output_dir is None or self.rank != 0:
             return None
         path = Path(self.config.output_dir) / f"checkpoint-{self.step}"
@@ -703,7 +836,7 @@ class GRPOTrainer:
             self.tokenizer.save_pretrained(path)
         state = {
             "step": self.step,
-            "model": self.model.state_dict(),
+            "model": trainable_state(self.model) if self.uses_adapters else self.model.state_dict(),
             "ref_model": self.ref_model.state_dict() if self.ref_model is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -716,7 +849,10 @@ class GRPOTrainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         state = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
-        self.model.load_state_dict(state["model"])
+        if self.uses_adapters:  # the base weights are the ones given to the trainer, unchanged
+            load_trainable_state(self.model, state["model"])
+        else:
+            self.model.load_state_dict(state["model"])
         if self.ref_model is not None and state["ref_model"] is not None:
             self.ref_model.load_state_dict(state["ref_model"])
         self.optimizer.load_state_dict(state["optimizer"])
