@@ -12,9 +12,11 @@ of the KL, ½ ΔθᵀFΔθ ≤ δ, whose solution is Δθ = √(2δ / sᵀFs)·s
 | s        | (A + λI)⁻¹b from matrix-vector products   | :func:`conjugate_gradient`     |
 | β·s      | the step to the edge of the KL ellipsoid  | :func:`trust_region_step`      |
 | β·s·ρᵏ   | the first step that improves within δ     | :func:`backtracking_line_search` |
+| r(θ + Δ) | the ratio's Taylor models, orders 1 and 2 | :func:`ratio_taylor`           |
 
 Parameters and vectors: ``params`` is one tensor or a sequence of tensors (e.g.
-``list(model.parameters())``), each requiring grad; every vector that goes with them is *flat*,
+``list(model.parameters())``), each requiring grad (not for :func:`ratio_taylor`, which
+differentiates forward); every vector that goes with them is *flat*,
 ``[N]`` with N = Σ p.numel(), laid out parameter by parameter in row-major order — the layout of
 ``torch.nn.utils.parameters_to_vector``. The KL formulas themselves live in
 :mod:`rlgrad.distributions` (:func:`~rlgrad.distributions.categorical_kl`,
@@ -35,8 +37,9 @@ from rlgrad import _checks
 Params = Tensor | Sequence[Tensor]
 
 
-def _parameter_list(fn: str, params: object) -> list[Tensor]:
-    """``params`` as a non-empty list of floating tensors that require grad, of one dtype/device."""
+def _parameter_list(fn: str, params: object, needs_grad: bool = True) -> list[Tensor]:
+    """``params`` as a non-empty list of floating tensors of one dtype/device that require grad
+    (unless ``needs_grad`` is False: forward-mode derivatives need no graph)."""
     if isinstance(params, Tensor):
         found = [params]
     elif isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
@@ -51,7 +54,7 @@ def _parameter_list(fn: str, params: object) -> list[Tensor]:
     for i, p in enumerate(found):
         name = "params" if isinstance(params, Tensor) else f"params[{i}]"
         _checks.tensor(fn, name, p)
-        if not p.requires_grad:
+        if needs_grad and not p.requires_grad:
             raise ValueError(
                 f"{fn}(): '{name}' must require grad (the tensor the function reads, e.g. a "
                 f"model parameter or x.requires_grad_()); got requires_grad=False"
@@ -445,3 +448,94 @@ def surrogate_objective(log_probs: Tensor, old_log_probs: Tensor, advantages: Te
     advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
     ratios = torch.exp(log_probs - old_log_probs.detach())
     return (ratios * advantages.detach()).mean()
+
+
+class RatioTaylor(NamedTuple):
+    """What :func:`ratio_taylor` gives: the ratio's Taylor models at θ + Δ, one per sample."""
+
+    first: Tensor  # [B] 1 + ∇r_iᵀΔ
+    second: Tensor  # [B] 1 + ∇r_iᵀΔ + ½ ΔᵀH_iΔ
+
+
+def ratio_taylor(
+    log_prob_fn: Callable[[Tensor | list[Tensor]], Tensor], params: Params, step: Tensor
+) -> RatioTaylor:
+    """The first- and second-order Taylor models of each probability ratio around θ, where r = 1
+    (seed E.3.4: r(θ) ≈ 1 + ∇rᵀΔ + ½ ΔᵀHΔ):
+
+        r_i(θ + Δ) = π_{θ+Δ}(a_i|s_i) / π_θ(a_i|s_i) = exp(ℓ_i(θ + Δ) − ℓ_i(θ))
+        first_i    = 1 + ∇r_iᵀΔ                = 1 + ℓ_i′
+        second_i   = first_i + ½ ΔᵀH_iΔ        = first_i + ½ (ℓ_i″ + ℓ_i′²)
+
+    with ℓ_i = log π(a_i|s_i), ℓ_i′ = d/dt ℓ_i(θ + tΔ)|₀ and ℓ_i″ = d²/dt² ℓ_i(θ + tΔ)|₀, H_i the
+    Hessian of r_i at θ (r = exp(ℓ − ℓ(θ)) has r′ = ℓ′r and r″ = (ℓ″ + ℓ′²)r, and r = 1 at t = 0).
+
+    Both directional derivatives come from forward-mode AD, one nested :func:`torch.func.jvp`
+    through ``log_prob_fn``: a pass over the batch, with no per-sample gradient and no Hessian.
+    Where |Δ| is small the models track the true ratios, with errors O(|Δ|²) and O(|Δ|³); where
+    they stop doing so, the step has left the region in which a first-order (or second-order)
+    view of the policy holds.
+
+    Args:
+        log_prob_fn: maps parameters, structured like ``params`` (a tensor, or a list of
+            tensors), to ``[B]`` log π(a_i|s_i) at those parameters, e.g. through
+            :func:`torch.func.functional_call`; forward-mode AD runs through it, so it must be
+            made of differentiable torch ops.
+        params: θ, a tensor or a sequence of tensors of one floating dtype and device (need not
+            require grad).
+        step: ``[N]`` Δ, flat in the layout of ``params`` (module docstring).
+
+    Returns:
+        :class:`RatioTaylor` ``(first [B], second [B])``, detached.
+
+    Raises:
+        TypeError: a non-tensor or non-floating parameter or step, or ``log_prob_fn`` returning
+            no floating tensor.
+        ValueError: a step that is not ``[N]`` or not finite, or ``log_prob_fn`` returning
+            something other than a finite ``[B]``.
+
+    Example (a Gaussian policy with mean θ = 0 and σ = 1, actions 2 and 0, Δ = 0.1: ℓ = −½(a − θ)²
+    has ℓ′ = a·Δ = 0.2 and 0, ℓ″ = −Δ² = −0.01, so first = 1.2 and 1, second = 1.2 + ½(−0.01 +
+    0.04) = 1.215 and 1 + ½(−0.01) = 0.995; the true ratios are e^0.195 = 1.2153 and e^−0.005 =
+    0.9950):
+        >>> actions = torch.tensor([2.0, 0.0], dtype=torch.float64)
+        >>> log_prob = lambda mean: -0.5 * (actions - mean) ** 2  # up to a constant
+        >>> theta, step = torch.zeros(1, dtype=actions.dtype), torch.full((1,), 0.1).double()
+        >>> ratio_taylor(log_prob, theta, step)
+        RatioTaylor(first=tensor([1.2000, 1.0000], dtype=torch.float64),
+                    second=tensor([1.2150, 0.9950], dtype=torch.float64))
+    """
+    fn = "ratio_taylor"
+    single = isinstance(params, Tensor)
+    found = _parameter_list(fn, params, needs_grad=False)
+    step = _flat_vector(fn, "step", step, found)
+    primals = tuple(p.detach() for p in found)
+    tangents = tuple(
+        piece.view_as(p)
+        for piece, p in zip(step.split([p.numel() for p in found]), found, strict=True)
+    )
+
+    def log_probs(*values: Tensor) -> Tensor:
+        result = log_prob_fn(values[0] if single else list(values))
+        if not isinstance(result, Tensor) or not result.is_floating_point():
+            raise TypeError(
+                f"{fn}(): 'log_prob_fn' must return a floating torch.Tensor; got "
+                f"{getattr(result, 'dtype', type(result).__name__)}"
+            )
+        if result.dim() != 1:
+            raise ValueError(
+                f"{fn}(): 'log_prob_fn' must return log-probabilities [B]; got shape "
+                f"{tuple(result.shape)}"
+            )
+        return result
+
+    def slope(*values: Tensor) -> Tensor:  # ℓ′ = d/dt ℓ(θ + tΔ)|₀, [B]
+        return torch.func.jvp(log_probs, values, tangents)[1]
+
+    with torch.no_grad():
+        first_derivative, second_derivative = torch.func.jvp(slope, primals, tangents)  # ℓ′, ℓ″
+    _checks.finite(
+        fn, "log_prob_fn's directional derivatives", first_derivative + second_derivative
+    )
+    first = 1.0 + first_derivative
+    return RatioTaylor(first, first + 0.5 * (second_derivative + first_derivative**2))

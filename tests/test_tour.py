@@ -24,6 +24,7 @@ CHANGES = {
     "td": {"gamma": 0.8},
     "gae": {"lam": 0.5, "critic_noise": 0.5},
     "ppo": {"new_prob": 0.45},
+    "taylor-trust-region": {"seed": 1},
     "grpo": {"groups": ((2.0, 4.0, 6.0, 9.0), (2.0, 4.0, 11.0))},
     "entropy-sac": {"probs": (0.1, 0.6, 0.3), "slip": 0.2},
 }
@@ -31,7 +32,7 @@ CHANGES = {
 
 def test_the_tour_follows_the_issue_order():
     order = [step.name.split("-")[0] for step in STEPS]
-    assert order == ["calculus"] * 3 + ["policy", "td", "gae", "ppo", "grpo", "entropy"]
+    assert order == ["calculus"] * 3 + ["policy", "td", "gae", "ppo", "taylor", "grpo", "entropy"]
     assert set(CHANGES) == set(STEP)
 
 
@@ -122,6 +123,30 @@ def test_the_entropy_step_is_the_soft_ground_truth(results):
     assert float(moved["α=0.3: π*(right|left), π*(right|right)"][0]) == pytest.approx(
         float(soft_optimal_policy(mdp, 0.3)[0][0, 1])
     )
+
+
+def test_the_trust_region_step_slices_the_runs_last_update(results):
+    found = results["taylor-trust-region"]
+    line = found["_slice"]
+    one = line.scales.tolist().index(1.0)
+    # The batch is recollected from the checkpoint before the last update, so t = 1 reproduces
+    # the diagnostics the run itself logged for that update (taylor_every = 1).
+    assert line.kl[one].item() == pytest.approx(found["each update: true mean KL"][-1], rel=1e-5)
+    assert line.surrogate[one].item() == pytest.approx(
+        found["each update: true surrogate change"][-1], rel=1e-5
+    )
+    assert line.kl_second[one].item() == pytest.approx(
+        found["each update: KL model ½ΔθᵀFΔθ"][-1], rel=1e-5
+    )
+    # t = 0 is θ_old; near it the models hold, far along the line they do not and the clip engages
+    assert line.kl[0] == line.surrogate[0] == line.clip_fraction[0] == 0
+    quarter = line.scales.tolist().index(0.25)
+    assert abs(line.surrogate_first[quarter] / line.surrogate[quarter] - 1) < 0.1
+    assert abs(line.surrogate_first[-1] / line.surrogate[-1] - 1) > 0.5
+    assert abs(line.kl_second[-1] / line.kl[-1] - 1) > 0.5
+    assert line.clip_fraction[-1] > 0.2
+    clip_from = found["the clip engages from t"]
+    assert isinstance(clip_from, float) and line.clip_fraction[line.scales == clip_from] > 0
 
 
 @pytest.mark.parametrize("name", CHANGES)

@@ -305,6 +305,16 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _taylor(args: argparse.Namespace) -> int:
+    from rlgrad.app.taylor_plots import logged_diagnostics, taylor_figure
+
+    logged_diagnostics(args.run_dir)  # a clear error before matplotlib is needed
+    _require("matplotlib", "plots")
+    output = args.output if args.output is not None else Path(args.run_dir) / "taylor.png"
+    print(f"wrote {taylor_figure(args.run_dir, output)}")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     from rlgrad.app.presets import all_presets
 
@@ -628,6 +638,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--column", default="eval_return_mean", help="metrics.csv column (default: %(default)s)"
     )
     plot.set_defaults(run=_plot)
+
+    taylor = commands.add_parser(
+        "taylor",
+        help="plot a run's Taylor diagnostics (trained with --config.taylor_every N)",
+        description="Draw the Taylor diagnostics a PPO or TRPO run logged every N updates "
+        "(--config.taylor_every N): each update's KL against its quadratic model ½ΔθᵀFΔθ, its "
+        "surrogate change against the linear model gᵀΔθ, and how far the probability ratios "
+        "strayed from their first- and second-order models.",
+    )
+    taylor.add_argument("run_dir", metavar="RUN_DIR")
+    taylor.add_argument(
+        "-o", "--output", default=None, help="the PNG to write (default: RUN_DIR/taylor.png)"
+    )
+    taylor.set_defaults(run=_taylor)
 
     _add_sweep(commands)
     report = commands.add_parser(

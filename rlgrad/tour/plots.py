@@ -159,6 +159,54 @@ def ppo(results: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def trust_region(results: dict, path: Path) -> Path:
+    """The last PPO update's slice θ_old + tΔθ: surrogate and KL against their Taylor models,
+    and the fraction of ratios outside the clip range, with t = 1 and the clip's onset marked."""
+    plt = _pyplot()
+    line, clip_eps, clip_from = results["_slice"], results["_clip_eps"], results["_clip_from"]
+    scales = line.scales.tolist()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    surrogate, kl, clipped = axes
+    surrogate.plot(
+        scales, line.surrogate.tolist(), "k-", lw=2.5, label="true L(θ_old + tΔθ) − L(θ_old)"
+    )
+    surrogate.plot(scales, line.surrogate_first.tolist(), "--", label="first order t·gᵀΔθ")
+    surrogate.plot(scales, line.surrogate_second.tolist(), ":", label="second order + ½t²ΔθᵀHΔθ")
+    surrogate.set(title="Surrogate change", ylabel="L(θ) − L(θ_old)")
+    kl.plot(scales, line.kl.tolist(), "k-", lw=2.5, label="true mean KL(π_old ‖ π)")
+    kl.plot(scales, line.kl_second.tolist(), "--", label="second order ½t²ΔθᵀFΔθ")
+    kl.set(title="KL from the old policy", ylabel="mean KL")
+    clipped.plot(
+        scales,
+        line.clip_fraction.tolist(),
+        "-",
+        color="tab:red",
+        label=f"|r − 1| > ε = {clip_eps:g}",
+    )
+    clipped.plot(
+        scales, line.ratio_error_first.tolist(), "--", label="ratio model error, first order"
+    )
+    clipped.plot(
+        scales, line.ratio_error_second.tolist(), ":", label="ratio model error, second order"
+    )
+    clipped.set(title="Ratios leaving the clip range", ylabel="fraction / mean relative error")
+    for axis in axes:
+        axis.axvline(1.0, color="grey", lw=0.8, ls="-", label="t = 1: the update")
+        if isinstance(clip_from, float):
+            axis.axvline(
+                clip_from,
+                color="tab:red",
+                lw=0.8,
+                ls="--",
+                label=f"clip engages, t = {clip_from:g}",
+            )
+        axis.set_xlabel("scale t along the update Δθ")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.suptitle("Taylor models along the last PPO update: where the step leaves its trust region")
+    return _save(fig, path)
+
+
 def grpo(results: dict, path: Path) -> Path:
     """GRPO advantages of each answer in the seeds' reward groups."""
     plt = _pyplot()

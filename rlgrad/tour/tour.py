@@ -1,13 +1,16 @@
 """``rlgrad tour``: a guided walk through rlgrad, in the order of the seeds.
 
-calculus → policy gradients → TD/DQN → GAE → PPO → GRPO → entropy and SAC. Each :class:`Step`
-keeps its inputs as data and computes every number it prints through rlgrad's functions (the
-formula layer and :mod:`rlgrad.tabular`), so changing an input changes the output; the tests do
-exactly that. With ``--plots DIR`` each step also writes a figure (:mod:`rlgrad.tour.plots`).
+calculus → policy gradients → TD/DQN → GAE → PPO → Taylor and the trust region → GRPO →
+entropy and SAC. Each :class:`Step` keeps its inputs as data and computes every number it prints
+through rlgrad's functions (the formula layer, :mod:`rlgrad.tabular`, and for the trust-region
+step a short PPO run with :mod:`rlgrad.support.taylor`), so changing an input changes the
+output; the tests do exactly that. With ``--plots DIR`` each step also writes a figure
+(:mod:`rlgrad.tour.plots`).
 """
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,7 +237,106 @@ def _ppo(old_prob, new_prob, advantage, clip_eps, ratio_range):
     }
 
 
-# 6. GRPO's group-relative advantages ----------------------------------------------------------
+# 6. Taylor and the trust region: one PPO update, sliced along its direction -------------------
+
+
+def _last_ppo_update(env, seed, updates, lr, clip_eps):
+    """Train PPO for a few updates, then rebuild the last one: the agent at θ_new, θ_old, and the
+    update's batch, collected again from the checkpoint before it (the same environments and
+    random stream, so the very same samples)."""
+    try:
+        from rlgrad.support import taylor, training
+        from rlgrad.support.rollout import Rollout
+        from rlgrad.trainers import ppo
+    except ImportError as error:
+        raise ValueError(
+            f"the taylor step trains PPO on {env} and needs gymnasium: pip install "
+            f"'rlgrad[gym]' ({error})"
+        ) from None
+    batch_size = 4 * 128  # num_envs · num_steps
+    config = ppo.Config(
+        env=env,
+        seed=seed,
+        num_envs=4,
+        num_steps=128,
+        lr=lr,
+        clip_eps=clip_eps,
+        anneal_lr=False,
+        total_steps=updates * batch_size,
+        eval_every=0,
+        eval_episodes=1,
+        checkpoint_every=batch_size,  # a checkpoint after every update: θ_old of the next one
+        keep_checkpoints=2,
+        taylor_every=1,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        history = ppo.train(config, Path(directory) / "run")
+        paths = sorted((history.run_dir / "checkpoints").glob("step_*.pt"))[-2:]
+        before, after = (torch.load(path, weights_only=False) for path in paths)
+    vector_env = training.make_env(config)
+    vector_env.load_state(before["env"], seed)
+    agent = ppo.build_agent(config, vector_env.spaces)
+    agent.load_state_dict(before["modules"]["agent"])
+    generator = torch.Generator()
+    generator.set_state(before["generator"])
+    rollout = Rollout(config.num_steps, config.num_envs, vector_env.spaces)
+    rollout.collect(vector_env, agent, generator)
+    vector_env.close()
+    _, advantages, _ = rollout.gae(agent, config.gamma, config.lam)
+    usable = rollout.valid_indices()
+    batch = (
+        rollout.flat("observations")[usable],
+        rollout.flat("actions")[usable],
+        rollout.flat("log_probs")[usable],
+        advantages.flatten()[usable],
+    )
+    old_vector = taylor.policy_vector(agent)
+    agent.load_state_dict(after["modules"]["agent"])
+    return history, agent, old_vector, batch
+
+
+def _first_scale(scales, condition):
+    """The first scale t where ``condition`` holds, or a note that none in the grid does."""
+    hits = [t for t, hit in zip(scales.tolist(), condition.tolist(), strict=True) if hit]
+    return hits[0] if hits else f"none up to t = {scales.max().item():g}"
+
+
+def _trust_region(env, seed, updates, lr, clip_eps, scales, probe_size):
+    from rlgrad.support import taylor
+
+    history, agent, old_vector, batch = _last_ppo_update(env, seed, updates, lr, clip_eps)
+    line = taylor.step_slice(
+        agent, old_vector, *batch, f64(scales), clip_eps, probe_size, normalize=True
+    )
+    logged = [
+        [row[f"taylor_{name}"] for row in history.rows]
+        for name in ("kl_predicted", "kl_actual", "surrogate_predicted", "surrogate_actual")
+    ]
+    off = (line.surrogate_first - line.surrogate).abs() > 0.1 * line.surrogate.abs()
+    kl_off = (line.kl_second - line.kl).abs() > 0.1 * line.kl
+    clip_from = _first_scale(line.scales, line.clip_fraction > 0)
+    return {
+        "each update: KL model ½ΔθᵀFΔθ": logged[0],
+        "each update: true mean KL": logged[1],
+        "each update: surrogate model gᵀΔθ": logged[2],
+        "each update: true surrogate change": logged[3],
+        "last update, scale t": line.scales,
+        "surrogate change L(θ_old + tΔθ) − L(θ_old)": line.surrogate,
+        "first order t·gᵀΔθ": line.surrogate_first,
+        "second order + ½t²ΔθᵀHΔθ": line.surrogate_second,
+        "mean KL(π_old ‖ π_t)": line.kl,
+        "second order ½t²ΔθᵀFΔθ": line.kl_second,
+        f"fraction of ratios outside [1 − {clip_eps:g}, 1 + {clip_eps:g}]": line.clip_fraction,
+        "the clip engages from t": clip_from,
+        "first-order surrogate off by > 10% from t": _first_scale(line.scales, off),
+        "quadratic KL off by > 10% from t": _first_scale(line.scales, kl_off),
+        "_slice": line,
+        "_clip_eps": clip_eps,
+        "_clip_from": clip_from,
+    }
+
+
+# 7. GRPO's group-relative advantages ----------------------------------------------------------
 
 
 def _grpo(groups):
@@ -245,7 +347,7 @@ def _grpo(groups):
     }
 
 
-# 7. entropy and SAC's max-entropy objective ---------------------------------------------------
+# 8. entropy and SAC's max-entropy objective ---------------------------------------------------
 
 
 def _soft_optimum(mdp, alpha):
@@ -403,6 +505,28 @@ STEPS: list[Step] = [
         },
         _ppo,
         "ppo",
+    ),
+    Step(
+        "taylor-trust-region",
+        "Taylor and the trust region",
+        "Seed E.3.4: a step can be trusted while its Taylor models hold. A few PPO updates on "
+        "CartPole, then the last update's direction as the line θ_old + tΔθ (t = 1 is the "
+        "update itself). For small t the surrogate follows its first-order model t·gᵀΔθ and "
+        "the KL its quadratic model ½t²ΔθᵀFΔθ (Fisher-vector products); as t grows they part, "
+        "the curvature term ½t²ΔθᵀHΔθ takes over, and more and more ratios leave PPO's clip "
+        "range, where the clipped objective stops pulling. The per-update rows are the run's "
+        "own taylor_* metrics (taylor_every = 1); the slice at t = 1 reproduces the last.",
+        {
+            "env": "CartPole-v1",
+            "seed": 0,
+            "updates": 3,
+            "lr": 0.01,
+            "clip_eps": 0.2,
+            "scales": tuple(0.25 * k for k in range(13)),
+            "probe_size": 512,
+        },
+        _trust_region,
+        "trust_region",
     ),
     Step(
         "grpo",

@@ -22,7 +22,7 @@ import torch
 from rlgrad.distributions import entropy_loss
 from rlgrad.policy import approx_kl, clip_fraction, ppo_clip_loss
 from rlgrad.returns import normalize_advantages
-from rlgrad.support import configs, training
+from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import History
 from rlgrad.value import explained_variance, value_loss
@@ -57,11 +57,15 @@ class Config(configs.PolicyConfig):
     """Decay the learning rate linearly to 0 over total_steps."""
     lr: float = 2.5e-4
     """Adam learning rate."""
+    taylor_every: int = 0
+    """Every this many updates, log the update's Taylor diagnostics: predicted against actual
+    surrogate change, KL and probability ratios (taylor_* columns; 0: never)."""
 
 
 def check(config: Config) -> None:
     configs.check_policy_config(config)
     configs.positive(config, "num_steps", "epochs", "minibatch_size", "clip_eps")
+    configs.non_negative(config, "taylor_every")
     configs.in_unit_interval(config, "lam")
     rollout_size = config.num_steps * config.num_envs
     configs.require(
@@ -114,6 +118,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             totals = torch.zeros(len(METRICS))  # summed over minibatches: one op, no host sync
             minibatches = 0
             kl_exceeded = False
+            # θ_old, when this update's Taylor diagnostics are due (else None)
+            policy_before = taylor.snapshot(agent, config.taylor_every, run.updates)
             for _ in range(config.epochs):
                 order = usable[torch.randperm(len(usable), generator=setup.generator)]
                 for batch in order.split(config.minibatch_size):
@@ -160,6 +166,19 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 if kl_exceeded:
                     break
 
+            # the update's Taylor models against what it did (empty cells between taylor_every)
+            diagnosed = {}
+            if config.taylor_every:
+                diagnosed = taylor.diagnostics(
+                    agent,
+                    policy_before,
+                    observations[usable],
+                    actions[usable],
+                    old_log_probs[usable],
+                    flat_advantages[usable],
+                    normalize=config.normalize_advantages,
+                )
+
         # 4. log, evaluate and checkpoint
         means = dict(zip(METRICS, (totals / max(minibatches, 1)).tolist(), strict=True))
         valid = rollout.valid.flatten()
@@ -172,6 +191,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 ),
                 "lr": lr,
                 "minibatches": minibatches,
+                **diagnosed,
             },
         )
     return run.finish()

@@ -28,7 +28,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from rlgrad.returns import normalize_advantages
-from rlgrad.support import configs, training
+from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import Rollout
 from rlgrad.support.runs import History
 from rlgrad.trust_region import (
@@ -76,6 +76,9 @@ class Config(configs.PolicyConfig):
     """Normalize advantages to mean 0, std 1 over the rollout."""
     max_grad_norm: float | None = None
     """Clip the critic's gradient norm to this (none: no clipping)."""
+    taylor_every: int = 0
+    """Every this many updates, log the policy step's Taylor diagnostics: predicted against
+    actual surrogate change, KL and probability ratios (taylor_* columns; 0: never)."""
 
 
 def check(config: Config) -> None:
@@ -89,7 +92,7 @@ def check(config: Config) -> None:
         "critic_epochs",
         "minibatch_size",
     )
-    configs.non_negative(config, "cg_damping", "max_backtracks")
+    configs.non_negative(config, "cg_damping", "max_backtracks", "taylor_every")
     configs.in_unit_interval(config, "lam")
     configs.require(
         config.backtrack_ratio < 1,
@@ -209,6 +212,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 step_advantages = normalize_advantages(step_advantages)
 
             # 3. the policy step: g, then F s = g by conjugate gradient, scaled to the KL radius
+            # θ_old, when this update's Taylor diagnostics are due (else None)
+            policy_before = taylor.snapshot(agent, config.taylor_every, run.updates)
             stepped = policy_step(
                 config,
                 agent,
@@ -218,6 +223,12 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 old_log_probs,
                 step_advantages,
             )
+            # the step's Taylor models against what it did (empty cells between taylor_every)
+            diagnosed = {}
+            if config.taylor_every:
+                diagnosed = taylor.diagnostics(
+                    agent, policy_before, observations, actions, old_log_probs, step_advantages
+                )
 
             # 4. the critic: epochs of Adam minibatch steps on ½(V − G)²
             step_returns = returns.flatten()[usable]
@@ -251,6 +262,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 "explained_variance": float(
                     explained_variance(values.flatten()[valid], returns.flatten()[valid])
                 ),
+                **diagnosed,
             },
         )
     return run.finish()
