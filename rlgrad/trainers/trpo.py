@@ -171,15 +171,16 @@ def policy_step(
         with torch.no_grad():
             return surrogate().item() - old_surrogate, mean_kl().item()
 
-    if config.line_search:
-        search = backtracking_line_search(
-            full_step, evaluate, config.max_kl, config.backtrack_ratio, config.max_backtracks
-        )
-        step, accepted, backtracks = search.step, search.accepted, search.backtracks
-    else:  # the natural policy gradient: the full step, unchecked
-        step, accepted, backtracks = full_step, True, 0
-    improvement, kl = evaluate(step)  # leaves θ = θ_old + step (θ_old for a zero step)
-    return PolicyStep(improvement, kl, accepted, backtracks, float(solved.residual_norms[-1]))
+    residual = float(solved.residual_norms[-1])
+    if not config.line_search:  # the natural policy gradient: the full step, unchecked
+        improvement, kl = evaluate(full_step)  # leaves θ = θ_old + Δθ
+        return PolicyStep(improvement, kl, True, 0, residual)
+    search = backtracking_line_search(
+        full_step, evaluate, config.max_kl, config.backtrack_ratio, config.max_backtracks
+    )
+    # the search left θ at its last candidate: set the accepted step (zero when rejected)
+    vector_to_parameters(old_vector + search.step, actor_parameters)
+    return PolicyStep(search.improvement, search.kl, search.accepted, search.backtracks, residual)
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
