@@ -168,7 +168,7 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
         "--env",
         "CartPole-v1",
         "--seeds",
-        "0-7",
+        "0-3",
         "--no-preset",
         "--total-steps",
         str(TOTAL_STEPS),
@@ -178,6 +178,10 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
         "--out",
         str(directory),
         "--no-progress",
+        # one trial at a time: after the kill nothing else runs until Ray's retry has finished,
+        # so trials are left for the Ctrl-C however slowly the retry's new worker starts
+        "--max-concurrent",
+        "1",
     ]
     # c0: clip_eps 0.2 / minibatch 64, c1: 0.2 / 100000, c2: 0.3 / 64, c3: 0.3 / 100000
     env = {**os.environ, "RAY_ADDRESS": ""}
@@ -201,8 +205,7 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
         )
         # Ray retries it on a new worker, which resumes from the checkpoint
         _wait_for(lambda: _index(directory)[killed_key]["state"] == "done", "the retried trial")
-        # 2. Ctrl-C on the driver while other trials run (eight seeds leave several trials
-        # after the retried one, however Ray schedules the retry)
+        # 2. Ctrl-C on the driver while a later trial runs
         _wait_for(
             lambda: (
                 any(t["state"] == "running" for t in _index(directory).values())
@@ -278,8 +281,8 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(directory), "-o", str(out), "--reps", "200"]) == 0
     text = (out / "report.md").read_text()
-    assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=64 | 8 |" in text
-    assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=100000 | 8 | 0/8 | 0%" in text
+    assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=64 | 4 |" in text
+    assert "| ppo | CartPole-v1 | clip_eps=0.2,minibatch_size=100000 | 4 | 0/4 | 0%" in text
     assert (out / "learning_curves.png").stat().st_size > 10_000
 
 
