@@ -105,10 +105,20 @@ def _curvature_product(
         if not value.requires_grad:  # f does not read params at all: H = 0
             return torch.zeros_like(vector)
         grads = torch.autograd.grad(value.reshape(()), params, create_graph=True, allow_unused=True)
-        directional = _flat(grads, params) @ vector  # ∇f · v, a scalar that still has a graph
-        if not directional.requires_grad:  # f is linear in params: ∇f is constant, H = 0
+        # ∇_θ(∇f · v) as one vector-Jacobian product of the gradients with v's pieces: cheaper
+        # than building the dot product in the graph. A gradient that is None or constant (f is
+        # linear in that parameter) adds nothing to H·v.
+        pieces = vector.split([p.numel() for p in params])
+        pairs = [
+            (g, piece.view_as(g))
+            for g, piece in zip(grads, pieces, strict=True)
+            if g is not None and g.requires_grad
+        ]
+        if not pairs:  # f is linear in params: ∇f is constant, H = 0
             return torch.zeros_like(vector)
-        products = torch.autograd.grad(directional, params, allow_unused=True)
+        products = torch.autograd.grad(
+            [g for g, _ in pairs], params, grad_outputs=[v for _, v in pairs], allow_unused=True
+        )
     return _flat(products, params).detach()
 
 
