@@ -45,6 +45,8 @@ def _examples(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> int:
     if args.plots:
         _require("matplotlib", "plots", "--plots draws with it")
+    if args.natural:
+        return _natural_study(args)
     from rlgrad.tabular.estimators import render_study, study
     from rlgrad.tabular.zoo import ZOO, make_logits
 
@@ -63,6 +65,39 @@ def _study(args: argparse.Namespace) -> int:
 
         for path in plot_study(result, args.plots):
             print(f"  wrote {path}")
+    return 0
+
+
+def _natural_study(args: argparse.Namespace) -> int:
+    from rlgrad.tabular.natural import compare_ascents, misled_logits
+    from rlgrad.tabular.zoo import chain, random_mdp
+
+    races = []
+    lines = [
+        "| MDP | J* | method | α | iterations to 99% of the way to J* |",
+        "|---|---|---|---|---|",
+    ]
+    for title, mdp in (
+        (f"chain(), γ = {args.gamma:g}", chain(gamma=args.gamma)),
+        (
+            f"random_mdp(seed={args.seed}), γ = {args.gamma:g}",
+            random_mdp(seed=args.seed, gamma=args.gamma),
+        ),
+    ):
+        optimum, runs = compare_ascents(mdp, misled_logits(mdp), args.natural_steps)
+        races.append((title, optimum, runs))
+        for run in runs:
+            reached = run.iterations if run.iterations is not None else f"> {args.natural_steps}"
+            lines.append(f"| {title} | {optimum:.4f} | {run.method} | {run.lr:g} | {reached} |")
+    print(
+        "Exact ascent from θ = −2 on the optimal actions (misled_logits): vanilla θ + α∇J, "
+        "natural θ + αF⁺∇J"
+    )
+    print("\n".join(lines))
+    if args.plots:
+        from rlgrad.tabular.plots import plot_natural
+
+        print(f"  wrote {plot_natural(races, Path(args.plots) / 'study_natural.png')}")
     return 0
 
 
@@ -600,6 +635,19 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     study.add_argument(
         "--plots", metavar="DIR", default=None, help="also write PNG figures into DIR"
+    )
+    study.add_argument(
+        "--natural",
+        action="store_true",
+        help="instead: exact natural against vanilla policy-gradient ascent on chain() and "
+        "random_mdp(seed=--seed), from a start that avoids the optimal actions; iterations "
+        "each needs to come 99%% of the way to J* (figure: study_natural.png)",
+    )
+    study.add_argument(
+        "--natural-steps",
+        type=int,
+        default=1500,
+        help="with --natural: iterations of each ascent (default: 1500)",
     )
     study.set_defaults(run=_study)
 

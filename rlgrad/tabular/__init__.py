@@ -16,7 +16,10 @@ from rlgrad.tabular.exact import (
 )
 from rlgrad.tabular.mdp import TabularMDP
 from rlgrad.tabular.natural import (
+    compare_ascents,
     fisher_information,
+    iterations_to_fraction,
+    misled_logits,
     natural_gradient_ascent,
     natural_policy_gradient,
 )
@@ -32,9 +35,12 @@ __all__ = [
     "ZOO",
     "TabularMDP",
     "chain",
+    "compare_ascents",
     "evaluate",
     "expected_gae_gradient",
     "fisher_information",
+    "iterations_to_fraction",
+    "misled_logits",
     "natural_gradient_ascent",
     "natural_policy_gradient",
     "objective",

@@ -25,13 +25,19 @@ ascent on :func:`~rlgrad.tabular.zoo.chain`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.calculus import gradient_ascent
 from rlgrad.tabular.exact import (
     checked_mdp,
     checked_table,
+    evaluate,
+    objective,
+    optimal_policy,
     policy,
     policy_gradient,
     state_visitation,
@@ -95,8 +101,9 @@ def natural_policy_gradient(mdp: TabularMDP, logits: Tensor) -> Tensor:
     space: each row of w sums to 0, and the second line is that solution in closed form
     (Agarwal et al. 2021, lemma 5.1). Computed block by block with ``torch.linalg.pinv``, with
     no use of the closed form. As in a pseudo-inverse of the whole F, eigenvalues below
-    ε·(S·A)·‖F‖ (ε the dtype's machine epsilon) count as 0: a state with d^π(s) = 0, or one
-    whose policy is deterministic to machine precision, gets no step in those directions.
+    ε·(S·A)·‖F‖ (ε the dtype's machine epsilon), and at least below √(smallest normal number),
+    count as 0: a state with d^π(s) = 0, or one whose policy is deterministic to machine
+    precision, gets no step in those directions (so long ascents with large steps stay finite).
 
     Args:
         mdp: the MDP.
@@ -124,8 +131,11 @@ def natural_policy_gradient(mdp: TabularMDP, logits: Tensor) -> Tensor:
     # The cut-off torch.linalg.pinv would apply to the whole F: eigenvalues below ε·(S·A)·‖F‖
     # count as 0. A block's own relative cut-off would keep the eigenvalue of a policy that is
     # deterministic to 1e-300 and overflow on its inverse; this one gives such a state no step.
+    # A floor of √(smallest normal number) (1.5e-154 in float64): a policy deterministic to
+    # beyond that has blocks in the subnormal range, where the eigensolver returns NaN.
+    info = torch.finfo(blocks.dtype)
     largest = torch.linalg.matrix_norm(blocks, ord=2).max()
-    cutoff = torch.finfo(blocks.dtype).eps * logits.numel() * largest
+    cutoff = torch.clamp(info.eps * logits.numel() * largest, min=info.tiny**0.5)
     inverses = torch.linalg.pinv(blocks, atol=cutoff, rtol=0.0, hermitian=True)
     return torch.einsum("sab,sb->sa", inverses, policy_gradient(mdp, logits))
 
@@ -166,3 +176,92 @@ def natural_gradient_ascent(mdp: TabularMDP, logits0: Tensor, lr: float, steps: 
     for k in range(steps):
         trajectory[k + 1] = trajectory[k] + lr * natural_policy_gradient(mdp, trajectory[k])
     return trajectory
+
+
+def misled_logits(mdp: TabularMDP, logit: float = -2.0) -> Tensor:
+    """θ ``[S, A]`` that avoids the optimal actions: ``logit`` on each state's optimal action
+    (:func:`~rlgrad.tabular.exact.optimal_policy`), 0 elsewhere.
+
+    The start where the two ascents differ: vanilla ascent's step on a logit is scaled by the
+    probability π(a|s), so the good actions, already rare, barely move (a plateau), while the
+    natural step A(s, a)/(1 − γ) does not depend on π.
+
+    Example (chain: forward is optimal everywhere, so π(forward|s) = σ(−2) = 0.12):
+        >>> from rlgrad.tabular.zoo import chain
+        >>> misled_logits(chain(length=2))
+        tensor([[ 0., -2.],
+                [ 0., -2.]], dtype=torch.float64)
+    """
+    fn = "misled_logits"
+    mdp = checked_mdp(fn, mdp)
+    return logit * optimal_policy(mdp) + 0.0  # + 0.0: no −0 where the action is not optimal
+
+
+def iterations_to_fraction(returns: Tensor, optimum: float, fraction: float = 0.99) -> int | None:
+    """The first k at which an ascent has come ``fraction`` of the way from J(θ_0) to J*:
+
+        min { k : J(θ_k) ≥ J(θ_0) + fraction·(J* − J(θ_0)) },   None if no k does
+
+    Measured from the start rather than as a fraction of J*, so that it means the same when
+    returns are negative.
+
+    Example (from 0 towards 10, 99% is 9.9):
+        >>> iterations_to_fraction(torch.tensor([0.0, 5.0, 9.0, 9.95, 10.0]), 10.0)
+        3
+    """
+    fn = "iterations_to_fraction"
+    returns = _checks.tensor(fn, "returns", returns)
+    fraction = _checks.unit_interval(fn, "fraction", fraction)
+    target = float(returns[0]) + fraction * (float(optimum) - float(returns[0]))
+    reached = (returns >= target).nonzero()
+    return int(reached[0]) if len(reached) else None
+
+
+@dataclass(frozen=True)
+class AscentRun:
+    """One exact ascent of :func:`compare_ascents`."""
+
+    method: str  # "vanilla" (θ + α∇J) or "natural" (θ + αF⁺∇J)
+    lr: float  # α
+    returns: Tensor  # [K + 1] J(θ_k)
+    iterations: int | None  # to 99% of the way to J* (iterations_to_fraction); None: not reached
+
+
+def compare_ascents(
+    mdp: TabularMDP,
+    logits0: Tensor,
+    steps: int,
+    vanilla_lrs: tuple[float, ...] = (3.0, 10.0, 30.0),
+    natural_lrs: tuple[float, ...] = (0.1, 1.0),
+    fraction: float = 0.99,
+) -> tuple[float, list[AscentRun]]:
+    """Exact vanilla and natural policy-gradient ascent from the same θ_0, each at several step
+    sizes: J(θ_k) for k = 0 … ``steps`` and the iterations each needs to come ``fraction`` of
+    the way to J*. Returns J* and the runs, vanilla first.
+
+    Example (two_state from a start that avoids the right action, α = 1 for both):
+        >>> from rlgrad.tabular.zoo import two_state
+        >>> mdp = two_state()
+        >>> optimum, runs = compare_ascents(mdp, misled_logits(mdp), steps=60,
+        ...                                 vanilla_lrs=(1.0,), natural_lrs=(1.0,))
+        >>> round(optimum, 6), [(run.method, run.iterations) for run in runs]
+        (8.1, [('vanilla', 44), ('natural', 3)])
+    """
+    fn = "compare_ascents"
+    mdp = checked_mdp(fn, mdp)
+    logits0 = checked_table(fn, "logits0", mdp, logits0)
+    steps = _checks.count(fn, "steps", steps)
+    optimum = float(mdp.initial @ evaluate(mdp, optimal_policy(mdp))[0])
+
+    def run(method: str, lr: float, path: Tensor) -> AscentRun:
+        returns = torch.stack([objective(mdp, theta) for theta in path])
+        return AscentRun(method, lr, returns, iterations_to_fraction(returns, optimum, fraction))
+
+    runs = [
+        run("vanilla", lr, gradient_ascent(lambda t: objective(mdp, t), logits0, lr, steps))
+        for lr in vanilla_lrs
+    ]
+    runs += [
+        run("natural", lr, natural_gradient_ascent(mdp, logits0, lr, steps)) for lr in natural_lrs
+    ]
+    return optimum, runs

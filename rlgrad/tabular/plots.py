@@ -116,3 +116,29 @@ def plot_study(result: Study, directory: str | Path) -> list[Path]:
         plot_samples(result, directory / "study_samples.png"),
         plot_critic(result, directory / "study_critic.png"),
     ]
+
+
+def plot_natural(races: list[tuple[str, float, list]], path: Path) -> Path:
+    """J* − J(θ_k) against k for vanilla and natural ascent, one panel per MDP.
+
+    ``races``: (title, J*, runs) with the runs of
+    :func:`rlgrad.tabular.natural.compare_ascents`.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(races), figsize=(6 * len(races), 4.5), squeeze=False)
+    for axis, (title, optimum, runs) in zip(axes[0], races, strict=True):
+        for run in runs:
+            gap = (optimum - run.returns).clamp(min=1e-12).tolist()
+            steps = range(1, len(gap) + 1)  # k + 1, so that θ_0 sits at 1 on the log axis
+            reached = f"{run.iterations} it." if run.iterations is not None else "not reached"
+            style = "-" if run.method == "natural" else "--"
+            axis.plot(steps, gap, style, label=f"{run.method}, α = {run.lr:g}: {reached}")
+        first_gap = float(optimum - runs[0].returns[0])
+        axis.axhline(0.01 * first_gap, color="grey", lw=0.8, ls=":")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set(title=title, xlabel="iteration k + 1", ylabel="J* − J(θ_k)  (log scale)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, title="to 99% of the way (dotted line)", title_fontsize=8)
+    fig.suptitle("Exact natural against vanilla policy-gradient ascent, from a misled start")
+    return _save(fig, path)
