@@ -248,6 +248,33 @@ ZOO["td3"] = {
         "policy_kwargs": {"net_arch": [400, 300]},
     }
 }
+# sb3-contrib's TRPO, hyperparams/trpo.yml (read at 13a3fe7); every field not named is
+# sb3-contrib's default (64×64 tanh, γ 0.99, λ 0.95, target_kl 0.01, 10 critic updates of batch 128,
+# cg_damping 0.1, 15 CG steps). Pendulum's entry explores with gSDE, which rlgrad has not.
+ZOO["trpo"] = {
+    "CartPole-v1": {
+        "n_envs": 2,
+        "n_timesteps": 100_000,
+        "n_steps": 512,
+        "batch_size": 512,
+        "cg_damping": 1e-3,
+        "gae_lambda": 0.98,
+        "gamma": 0.99,
+        "learning_rate": 1e-3,
+        "n_critic_updates": 20,
+    },
+    "Acrobot-v1": {"normalize": True, "n_envs": 2, "n_timesteps": 100_000, "n_steps": 1024},
+    "Pendulum-v1": {
+        "n_envs": 2,
+        "n_timesteps": 100_000,
+        "n_steps": 1024,
+        "gamma": 0.9,
+        "n_critic_updates": 15,
+        "use_sde": True,
+        "sde_sample_freq": 4,
+    },
+}
+CONTRIB = {"trpo"}  # algorithms that live in sb3-contrib, not stable-baselines3
 EVAL_EVERY_BY_CASE = {  # the off-policy Pendulum runs are 20k steps long: evaluate more often
     ("sac", "Pendulum-v1"): 1_000,
     ("td3", "Pendulum-v1"): 1_000,
@@ -432,7 +459,12 @@ def sb3_worker(
             if not self.evals or self.evals[-1]["step"] != self.num_timesteps:
                 self.run_evaluation()
 
-    algorithm_class = getattr(stable_baselines3, algorithm.upper())
+    if algorithm in CONTRIB:
+        import sb3_contrib
+
+        algorithm_class = getattr(sb3_contrib, algorithm.upper())
+    else:
+        algorithm_class = getattr(stable_baselines3, algorithm.upper())
     model = algorithm_class("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))  # else SB3 leaves /tmp/SB3-* folders
     callback = TimedEvaluation()
