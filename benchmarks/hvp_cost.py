@@ -82,8 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parameters = sum(p.numel() for p in network().parameters())
-    print(f"MLP {OBS}-{HIDDEN}-{HIDDEN}-{ACTIONS} tanh, {parameters:,} parameters, float32, "
-          f"{args.threads} thread(s), {args.repeats} interleaved repeats")
+    print(
+        f"MLP {OBS}-{HIDDEN}-{HIDDEN}-{ACTIONS} tanh, {parameters:,} parameters, float32, "
+        f"{args.threads} thread(s), {args.repeats} interleaved repeats"
+    )
     print("| batch | gradient ms | HVP ms | FVP ms | HVP / gradient [IQR] | FVP / gradient [IQR] |")
     print("|---|---|---|---|---|---|")
     for batch in (int(b) for b in args.batch.split(",")):
