@@ -1,14 +1,17 @@
 """GRPO on a Hugging Face causal LM: completion masks, rewards, advantages, logs, exact resume,
-data parallelism over two gloo processes equal to one process on the whole batch, and the objective
-variants (GSPO, dynamic sampling, the overlong penalty)."""
+data parallelism over two gloo processes equal to one process on the whole batch, the objective
+variants (GSPO, dynamic sampling, the overlong penalty), evaluation and the completion log."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,11 +41,14 @@ QUICK = dict(
 )
 
 
-def trainer(reward_funcs=None, seed: int = 0, **changes) -> GRPOTrainer:
+def trainer(reward_funcs=None, seed: int = 0, arguments: dict | None = None, **changes):
+    """A GRPOTrainer on the demo task: ``changes`` to the QUICK config, ``arguments`` to the
+    trainer's keyword arguments (eval_dataset, ...)."""
     tokenizer = demo.build_tokenizer()
     model = demo.build_model(tokenizer, seed)
     funcs = reward_funcs or [demo.correct, demo.format_reward]
-    return GRPOTrainer(model, tokenizer, funcs, demo.dataset(), GRPOConfig(**{**QUICK, **changes}))
+    config = GRPOConfig(**{**QUICK, **changes})
+    return GRPOTrainer(model, tokenizer, funcs, demo.dataset(), config, **(arguments or {}))
 
 
 def test_the_completion_mask_runs_through_the_first_eos():
@@ -70,7 +76,7 @@ def test_rewards_weigh_the_functions_and_none_is_left_out():
     grpo = trainer([demo.format_reward, half])
     grpo.reward_weights = torch.tensor([1.0, 2.0])
     rows = demo.dataset()[:2]
-    scores = grpo._rewards(rows, ["7", "12", "", "3"] * 2)
+    scores = grpo._rewards(rows, ["7", "12", "", "3"] * 2, [[9, 1], [3, 4, 1], [1], [5, 1]] * 2)
     assert scores.shape == (8, 2)
     assert scores[:4, 0].tolist() == pytest.approx([0.1, 0.0, 0.0, 0.1])
     assert math.isnan(scores[0, 1]) and scores[1, 1] == 0.5
@@ -124,7 +130,7 @@ def test_a_short_run_updates_the_model_and_logs_what_trl_users_look_for():
 
 
 def without_time(rows):
-    return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("step_time", "eval_time")} for r in rows]
 
 
 def test_resuming_from_a_checkpoint_continues_exactly(tmp_path):
@@ -273,7 +279,6 @@ def test_the_demo_learns_addition_and_a_zero_learning_rate_does_not(seed):
     learned = demo.run(seed=seed)
     assert learned["accuracy_before"] <= 0.2
     assert learned["accuracy_after"] >= 0.85, learned["accuracy_after"]
-    assert learned["warm_up_s"] + learned["grpo_s"] < 120
     control = demo.run(seed=seed, learning_rate=0.0, max_steps=100)
     assert control["accuracy_after"] == control["accuracy_before"]
 
@@ -561,6 +566,206 @@ def test_bf16_autocast_runs_and_stays_near_float32():
     ],
 )
 def test_bad_memory_configs_name_the_field(changes, message):
+    with pytest.raises(ValueError) as error:
+        trainer(**changes)
+    assert message in str(error.value)
+
+
+# ----- evaluation and the completion log -----
+
+
+def noisy(prompts, completions, **columns):
+    """A reward drawn from Python's and NumPy's global random streams: a draw from them anywhere
+    else (an evaluation) would change the rewards that follow."""
+    return [random.random() + float(np.random.rand()) for _ in completions]
+
+
+def seeded_run(**changes) -> tuple[GRPOTrainer, list[dict]]:
+    random.seed(0)
+    np.random.seed(0)
+    grpo = trainer([demo.correct, noisy], **changes)
+    return grpo, grpo.train()
+
+
+def test_evaluation_leaves_the_training_run_exactly_as_it_was():
+    # sampled evaluation draws from torch's stream and the noisy evaluation reward from Python's
+    # and NumPy's; after each one the streams are back where they were, so the training steps,
+    # their rewards included, are those of the run without evaluation
+    options = dict(max_steps=4, beta=0.05, num_iterations=2)
+    plain, rows = seeded_run(**options)
+    arguments = dict(eval_dataset=demo.dataset()[:6], eval_reward_funcs=[demo.correct, noisy])
+    evaluated, again = seeded_run(**options, eval_steps=1, eval_do_sample=True, arguments=arguments)
+    training = [{k: v for k, v in row.items() if not k.startswith("eval_")} for row in again]
+    assert without_time(training) == without_time(rows)
+    a, b = plain.model.state_dict(), evaluated.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for row in again:  # evaluated at every step
+        for key in ("eval_reward_mean", "eval_rewards/noisy/mean", "eval_completions/mean_length"):
+            assert math.isfinite(row[key]), key
+    # the same seed at every evaluation: the noisy reward's draws repeat exactly
+    assert len({row["eval_rewards/noisy/mean"] for row in again}) == 1
+
+
+class FakeTensorBoard:
+    """Records what a SummaryWriter would write (TensorBoard need not be installed)."""
+
+    def __init__(self):
+        self.scalars, self.texts, self.closed = [], [], False
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def add_text(self, tag, text, step):
+        self.texts.append((tag, text, step))
+
+    def close(self):
+        self.closed = True
+
+
+def recorder(split: str, calls: list):
+    """A reward: the completion's length, None for every third one; records each call."""
+
+    def reward(prompts, completions, trainer_state, **columns):
+        values = [None if i % 3 == 0 else float(len(c)) for i, c in enumerate(completions)]
+        calls.append((trainer_state.step, list(prompts), list(completions), values))
+        return values
+
+    reward.__name__ = f"{split}_length"
+    return reward
+
+
+def test_log_completions_writes_the_prompts_completions_and_rewards(tmp_path):
+    # training completions every 2nd step, with both rewards and the advantages; evaluation
+    # (greedy: one completion per prompt) at steps 2 and 4 with its own reward, weighted 2
+    train_calls, eval_calls = [], []
+    eval_rows = demo.dataset()[:5]
+    arguments = dict(
+        eval_dataset=eval_rows,
+        eval_reward_funcs=[recorder("eval", eval_calls)],
+        eval_reward_weights=[2.0],
+    )
+    grpo = trainer(
+        [recorder("train", train_calls), demo.format_reward],
+        arguments=arguments,
+        eval_steps=2,
+        log_completions=True,
+        log_completions_steps=2,
+        output_dir=str(tmp_path),
+        report_to="tensorboard",
+    )
+    writer = FakeTensorBoard()
+    grpo._open_tensorboard = lambda: writer
+    history = grpo.train()
+    with open(tmp_path / "completions.jsonl") as handle:
+        lines = [json.loads(line) for line in handle]
+    assert [(line["split"], line["step"]) for line in lines] == (
+        [("train", 2)] * 16 + [("eval", 2)] * 5 + [("train", 4)] * 16 + [("eval", 4)] * 5
+    )
+    for step in (2, 4):
+        # step k's completions were scored before its update: trainer_state.step = k - 1
+        (_, prompts, completions, values) = train_calls[step - 1]
+        logged = [line for line in lines if line["step"] == step and line["split"] == "train"]
+        assert [line["prompt"] for line in logged] == prompts
+        assert [line["completion"] for line in logged] == completions
+        assert [line["rewards"]["train_length"] for line in logged] == values  # None stays null
+        formats = demo.format_reward(prompts, completions)
+        assert [line["rewards"]["format"] for line in logged] == pytest.approx(formats)
+        totals = [(value or 0.0) + bonus for value, bonus in zip(values, formats, strict=True)]
+        assert [line["reward"] for line in logged] == pytest.approx(totals)
+        advantages = group_advantages(torch.tensor(totals).view(4, 4)).flatten()
+        assert [line["advantage"] for line in logged] == pytest.approx(advantages.tolist())
+
+        # evaluation after step k's update, over the eval prompts in order
+        (state_step, prompts, completions, values) = eval_calls[step // 2 - 1]
+        logged = [line for line in lines if line["step"] == step and line["split"] == "eval"]
+        assert state_step == step and prompts == [row["prompt"] for row in eval_rows]
+        assert [line["prompt"] for line in logged] == prompts
+        assert [line["completion"] for line in logged] == completions
+        assert [line["rewards"]["eval_length"] for line in logged] == values
+        assert [line["reward"] for line in logged] == [2.0 * (v or 0.0) for v in values]
+        row = history[step - 1]
+        assert row["eval_reward_mean"] == pytest.approx(np.mean([2.0 * (v or 0) for v in values]))
+        scored = [v for v in values if v is not None]
+        assert row["eval_rewards/eval_length/mean"] == pytest.approx(np.mean(scored))
+    assert all("eval_reward_mean" not in row for row in history[0::2])  # steps 1 and 3
+    # TensorBoard: every metric of every step, and each logged table as text
+    assert ("eval_reward_mean", history[1]["eval_reward_mean"], 2) in writer.scalars
+    assert sorted({step for _, _, step in writer.scalars}) == [1, 2, 3, 4]
+    tags = [(tag, step) for tag, _, step in writer.texts]
+    assert tags == [
+        (f"completions/{split}", step) for step in (2, 4) for split in ("train", "eval")
+    ]
+    table = writer.texts[1][1].splitlines()
+    assert table[0] == "| prompt | completion | eval_length | reward |" and len(table) == 2 + 5
+    assert writer.closed and grpo.tensorboard is None
+
+
+def test_report_to_tensorboard_writes_real_event_files(tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    grpo = trainer(
+        max_steps=2,
+        log_completions=True,
+        log_completions_steps=2,
+        output_dir=str(tmp_path),
+        report_to="tensorboard",
+    )
+    history = grpo.train()
+    events = accumulator.EventAccumulator(
+        str(tmp_path), size_guidance={accumulator.TENSORS: 0, accumulator.SCALARS: 0}
+    )
+    events.Reload()
+    losses = [(event.step, event.value) for event in events.Scalars("loss")]
+    assert losses == [(row["step"], pytest.approx(row["loss"])) for row in history]
+    (text,) = events.Tensors("completions/train/text_summary")
+    assert text.step == 2
+    table = text.tensor_proto.string_val[0].decode()
+    assert table.splitlines()[0].startswith("| prompt | completion |")
+
+
+def test_resuming_with_evaluation_continues_exactly(tmp_path):
+    # the whole run evaluates at step 2, before the checkpoint at 3, the resumed one does not:
+    # the steps after 3, and the evaluations at 4 and 6, must still be the same
+    arguments = dict(eval_dataset=demo.dataset()[:6])
+    options = dict(max_steps=6, eval_steps=2, beta=0.05, arguments=arguments)
+    whole = trainer(**options, save_steps=3, output_dir=str(tmp_path / "whole"))
+    rows = whole.train()
+    resumed = trainer(**options, output_dir=str(tmp_path / "resumed"), seed=1)
+    again = resumed.train(resume_from_checkpoint=tmp_path / "whole" / "checkpoint-3")
+    assert without_time(again) == without_time(rows)
+    assert [row["step"] for row in rows if "eval_reward_mean" in row] == [2, 4, 6]
+    assert resumed.prompts_drawn == whole.prompts_drawn == 6 * 4
+
+
+def test_evaluate_without_an_eval_dataset_is_refused():
+    with pytest.raises(ValueError, match=r"evaluate\(\): there is no eval_dataset"):
+        trainer().evaluate()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"eval_steps": -1}, "GRPOConfig.eval_steps must be an integer >= 0; got -1"),
+        ({"eval_steps": 1.5}, "GRPOConfig.eval_steps must be an integer >= 0; got 1.5"),
+        ({"eval_do_sample": 1}, "GRPOConfig.eval_do_sample must be True or False; got 1"),
+        ({"log_completions": "yes"}, "GRPOConfig.log_completions must be True or False"),
+        ({"log_completions_steps": 0}, "log_completions_steps must be an integer > 0; got 0"),
+        ({"report_to": "wandb"}, "report_to must be one of none, tensorboard; got 'wandb'"),
+        ({"log_completions": True}, "log_completions writes to output_dir, which must be set"),
+        ({"report_to": "tensorboard"}, "report_to writes to output_dir, which must be set"),
+        ({"eval_steps": 2}, "GRPOTrainer: GRPOConfig.eval_steps = 2 needs an eval_dataset"),
+        (
+            {"arguments": {"eval_reward_weights": [1.0, 2.0]}},
+            "eval_reward_weights applies to eval_reward_funcs, which must then be given",
+        ),
+        (
+            {"arguments": {"eval_reward_funcs": [noisy], "eval_reward_weights": [1.0, 2.0]}},
+            "eval_reward_weights must have one weight per reward function (1); got 2",
+        ),
+        ({"arguments": {"eval_dataset": []}}, "eval_dataset must hold at least one row"),
+    ],
+)
+def test_bad_evaluation_and_logging_settings_name_the_field(changes, message):
     with pytest.raises(ValueError) as error:
         trainer(**changes)
     assert message in str(error.value)

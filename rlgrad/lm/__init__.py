@@ -1,1 +1,10 @@
-"""GRPO for Hugging Face causal language models (needs the ``lm`` extra: transformers)."""
+"""GRPO for Hugging Face causal language models (needs the ``lm`` extra: transformers).
+
+``from rlgrad.lm import GRPOConfig, GRPOTrainer`` (transformers itself is imported only where a
+model or tokenizer is built or called).
+"""
+
+from rlgrad.lm.data import TrainerState
+from rlgrad.lm.grpo import GRPOConfig, GRPOTrainer
+
+__all__ = ["GRPOConfig", "GRPOTrainer", "TrainerState"]

@@ -26,6 +26,14 @@ NCCL on GPU, or uses one already initialized) each process takes its share of th
 the gradients are averaged after each process weighs its loss by its share of the aggregation's
 denominator, so the update equals one process's update on the whole batch.
 
+Data, as TRL users give it (:mod:`rlgrad.lm.data`): prompts are strings or chat messages
+(rendered with the tokenizer's chat template); reward functions get ``prompts``,
+``completions``, ``completion_ids``, ``trainer_state`` and the other columns, and a reward may be
+a one-logit sequence-classification model with its tokenizer. Every ``eval_steps`` steps the
+trainer generates for ``eval_dataset`` (greedy, or sampled with ``eval_do_sample``) on random
+streams of its own and logs ``eval_reward_mean``; ``log_completions`` appends the prompts,
+completions and rewards to ``output_dir/completions.jsonl`` (and to TensorBoard as text).
+
 The field names follow TRL's ``GRPOConfig`` where they mean the same thing.
 """
 
@@ -37,9 +45,10 @@ import itertools
 import json
 import math
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +64,7 @@ from rlgrad.grpo import (
     sequence_log_ratios,
 )
 from rlgrad.grpo_variants import overlong_penalty
+from rlgrad.lm import data
 from rlgrad.policy import clipped_fractions
 from rlgrad.returns import equal_reward_groups, group_advantages
 from rlgrad.support import checkpoints
@@ -69,6 +79,7 @@ LOSS_TYPES = {
 }
 REWARD_SCALINGS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+REPORT_TO = ("none", "tensorboard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +156,20 @@ class GRPOConfig:
     bf16: bool = False
     """Run the model's forward passes for the loss and the stored log-probabilities under
     bfloat16 autocast (CPU and CUDA); sampling stays in the model's own precision."""
+    eval_steps: int = 0
+    """Evaluate on eval_dataset every this many steps, its metrics (eval_reward_mean, ...) in
+    that step's row (0: never during training; trainer.evaluate() still runs one)."""
+    eval_do_sample: bool = False
+    """Evaluation generates one greedy completion per prompt (False) or num_generations sampled
+    ones with temperature and top_p (True), from the same seed at every evaluation."""
+    log_completions: bool = False
+    """Append the prompts, completions and rewards of the logged steps and of every evaluation to
+    output_dir/completions.jsonl (and to TensorBoard as a text table with report_to)."""
+    log_completions_steps: int = 1
+    """With log_completions, write the training completions of every this many steps."""
+    report_to: str = "none"
+    """'tensorboard': also write each step's metrics, and the logged completions as text, as
+    TensorBoard events in output_dir (needs tensorboard); 'none': metrics.jsonl only."""
 
 
 def check(config: GRPOConfig, world_size: int = 1) -> None:
@@ -215,6 +240,34 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         f"GRPOConfig.gradient_accumulation_steps must be an integer that divides the completions "
         f"per process and step ({completions}); got {steps!r}",
     )
+    check_logging(config)
+
+
+def check_logging(config: GRPOConfig) -> None:
+    """Raise a ValueError naming the first evaluation or logging field that is out of range."""
+    for name in ("eval_do_sample", "log_completions"):
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise ValueError(f"GRPOConfig.{name} must be True or False; got {value!r}")
+    if not (type(config.eval_steps) is int and config.eval_steps >= 0):
+        raise ValueError(
+            f"GRPOConfig.eval_steps must be an integer >= 0; got {config.eval_steps!r}"
+        )
+    every = config.log_completions_steps
+    if not (type(every) is int and every > 0):
+        raise ValueError(f"GRPOConfig.log_completions_steps must be an integer > 0; got {every!r}")
+    if config.report_to not in REPORT_TO:
+        raise ValueError(
+            f"GRPOConfig.report_to must be one of {', '.join(REPORT_TO)}; got {config.report_to!r}"
+        )
+    for name, on in (
+        ("log_completions", config.log_completions),
+        ("report_to", config.report_to != "none"),
+    ):
+        if on and config.output_dir is None:
+            raise ValueError(
+                f"GRPOConfig.{name} writes to output_dir, which must be set; got output_dir=None"
+            )
 
 
 RewardFunction = Callable[..., Sequence[float | None]]
@@ -232,6 +285,7 @@ class Batch:
     advantages: Tensor  # [B]
     old_log_probs: Tensor | None = None  # [B, L], when num_iterations > 1
     ref_log_probs: Tensor | None = None  # [B, L], when beta > 0
+    completion_log: list[dict] | None = None  # log_completions' records, on the steps it logs
 
 
 def micro_batches(batch: Batch, count: int) -> list[Batch]:
@@ -371,6 +425,43 @@ def eval_mode_that_checkpoints(model) -> None:
             module.training = True
 
 
+@contextmanager
+def separate_random_streams(seed: int):
+    """Run the block on torch's (CPU and every CUDA device's), NumPy's and Python's global random
+    streams seeded with ``seed``, and put the streams as they were back afterwards: what runs
+    inside (an evaluation) leaves the training's random numbers exactly as they would have been,
+    and runs the same at every call (common random numbers across evaluations)."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+def weights_for(weights: Sequence[float] | None, count: int, field: str) -> Tensor:
+    """The reward weights as a ``[count]`` tensor (none: all 1)."""
+    weights = [1.0] * count if weights is None else list(weights)
+    if len(weights) != count:
+        raise ValueError(
+            f"GRPOTrainer: {field} must have one weight per reward function ({count}); "
+            f"got {len(weights)}"
+        )
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def as_list(rewards) -> list:
+    """One reward or a sequence of them, as a list."""
+    if isinstance(rewards, Sequence) and not isinstance(rewards, str):
+        return list(rewards)
+    return [rewards]
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); joins the process group that ``torchrun`` describes in the
     environment when nobody has yet, as TRL users expect from a launcher."""
@@ -388,10 +479,15 @@ class GRPOTrainer:
     """GRPO on a causal LM: ``GRPOTrainer(model, tokenizer, reward_funcs, train_dataset,
     config).train()``.
 
-    ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column;
-    other columns reach the reward functions as keyword lists, one entry per completion.
-    ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the model with adapters, which
-    alone train; ``trainer.model`` is then the PEFT model, and checkpoints hold the adapters.
+    ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column,
+    strings or chat messages (see :mod:`rlgrad.lm.data`); other columns reach the reward
+    functions as keyword lists, one entry per completion. A reward in ``reward_funcs`` may be a
+    sequence-classification model with one logit, its tokenizer at the same index of
+    ``reward_processing_classes``. ``eval_dataset`` (the same form) is scored by
+    ``eval_reward_funcs`` with ``eval_reward_weights`` (none: the training rewards and weights)
+    every ``eval_steps`` steps. ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the
+    model with adapters, which alone train; ``trainer.model`` is then the PEFT model, and
+    checkpoints hold the adapters.
     """
 
     def __init__(
@@ -403,26 +499,36 @@ class GRPOTrainer:
         config: GRPOConfig | None = None,
         reward_weights: Sequence[float] | None = None,
         peft_config=None,
+        *,
+        reward_processing_classes: Sequence | None = None,
+        eval_dataset=None,
+        eval_reward_funcs: RewardFunction | Sequence[RewardFunction] | None = None,
+        eval_reward_weights: Sequence[float] | None = None,
+        eval_reward_processing_classes: Sequence | None = None,
     ):
         self.config = config or GRPOConfig()
         self.rank, self.world_size = _distributed()
         check(self.config, self.world_size)
         self.model, self.tokenizer = model, tokenizer
-        self.reward_funcs = (
-            list(reward_funcs) if isinstance(reward_funcs, Sequence) else [reward_funcs]
-        )
-        weights = [1.0] * len(self.reward_funcs) if reward_weights is None else list(reward_weights)
-        if len(weights) != len(self.reward_funcs):
-            raise ValueError(
-                f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} "
-                "reward functions"
-            )
-        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
-        self.dataset = [dict(row) for row in train_dataset]
-        if not self.dataset or "prompt" not in self.dataset[0]:
-            raise ValueError("train_dataset must be non-empty rows with a 'prompt' column")
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs an eos_token_id and a pad_token_id")
+        self.dataset = self._rows(train_dataset, "train_dataset")
+        self.reward_funcs = as_list(reward_funcs)
+        self.reward_weights = weights_for(reward_weights, len(self.reward_funcs), "reward_weights")
+        self.reward_processing_classes = data.check_rewards(
+            self.reward_funcs, reward_processing_classes, "reward_funcs"
+        )
+        self.eval_dataset = None
+        if eval_dataset is not None:
+            self.eval_dataset = self._rows(eval_dataset, "eval_dataset")
+        elif self.config.eval_steps:
+            raise ValueError(
+                f"GRPOTrainer: GRPOConfig.eval_steps = {self.config.eval_steps} needs an "
+                "eval_dataset; got none"
+            )
+        self._set_eval_rewards(
+            eval_reward_funcs, eval_reward_weights, eval_reward_processing_classes
+        )
         self.aggregation = LOSS_TYPES[self.config.loss_type]
         self.device = next(model.parameters()).device
         torch.manual_seed(self.config.seed + self.rank)  # before the adapters' random init
@@ -439,42 +545,107 @@ class GRPOTrainer:
         self.optimizer, self.scheduler = make_optimizer(model, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)  # prompt order
         self.order: list[int] = []
+        self.prompts_drawn = 0  # over all processes, since the start
+        self.epoch = 0.0  # passes over the data set before the latest prompts were drawn
         self.step = 0
         self.history: list[dict] = []
+        self.tensorboard = None  # a SummaryWriter while train() runs, with report_to
+
+    def _rows(self, dataset, name: str) -> list[dict]:
+        """The data set's rows as dicts, after checking their prompts; a chat template is needed
+        when the prompts are chat messages."""
+        rows = [dict(row) for row in dataset]
+        if data.check_prompts(rows, name):
+            data.require_chat_template(self.tokenizer, name)
+        return rows
+
+    def _set_eval_rewards(self, functions, weights, tokenizers) -> None:
+        """The evaluation's rewards, weights and reward tokenizers: the training's when no
+        functions are given (then weights and tokenizers must not be given either)."""
+        if functions is None:
+            given = [
+                name
+                for name, value in (
+                    ("eval_reward_weights", weights),
+                    ("eval_reward_processing_classes", tokenizers),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"GRPOTrainer: {given[0]} applies to eval_reward_funcs, which must then be "
+                    "given; got eval_reward_funcs=None"
+                )
+            self.eval_reward_funcs = self.reward_funcs
+            self.eval_reward_weights = self.reward_weights
+            self.eval_reward_processing_classes = self.reward_processing_classes
+        else:
+            self.eval_reward_funcs = as_list(functions)
+            self.eval_reward_weights = weights_for(
+                weights, len(self.eval_reward_funcs), "eval_reward_weights"
+            )
+            self.eval_reward_processing_classes = data.check_rewards(
+                self.eval_reward_funcs, tokenizers, "eval_reward_funcs"
+            )
+        self._check_reward_chat_templates(functions is None)
+
+    def _check_reward_chat_templates(self, eval_uses_training_rewards: bool) -> None:
+        """A reward model that reads chat conversations renders them with its own tokenizer's
+        chat template, which must then exist."""
+        eval_field = "reward" if eval_uses_training_rewards else "eval_reward"
+        for rows, tokenizers, field, name in (
+            (self.dataset, self.reward_processing_classes, "reward", "train_dataset"),
+            (self.eval_dataset, self.eval_reward_processing_classes, eval_field, "eval_dataset"),
+        ):
+            if not rows or not data.is_conversational(rows[0]["prompt"]):
+                continue
+            for index, tokenizer in enumerate(tokenizers):
+                if tokenizer is not None:
+                    which = f"{field}_processing_classes[{index}]"
+                    data.require_chat_template(tokenizer, name, which)
 
     # ----- 1. sampling -----
 
     def _next_prompts(self) -> list[dict]:
         """This process's share of the next prompts_per_step rows, reshuffled each epoch."""
+        self.epoch = self.prompts_drawn / len(self.dataset)
         rows = []
         for _ in range(self.config.prompts_per_step):
             if not self.order:
                 self.order = torch.randperm(len(self.dataset), generator=self.generator).tolist()
             rows.append(self.dataset[self.order.pop()])
+        self.prompts_drawn += len(rows)
         share = self.config.prompts_per_step // self.world_size
         return rows[self.rank * share : (self.rank + 1) * share]
 
     @torch.no_grad()
-    def _generate(self, prompts: list[str]):
-        """G completions per prompt; their tokens and the mask through the first EOS."""
+    def _generate(
+        self,
+        prompts: list[str],
+        num_generations: int | None = None,
+        greedy: bool = False,
+        add_special_tokens: bool = True,
+    ):
+        """num_generations (none: G) completions per prompt text, sampled with temperature and
+        top_p or greedy; their tokens and the mask through the first EOS. A chat template writes
+        its own special tokens: its texts are encoded with add_special_tokens=False."""
         config, tokenizer = self.config, self.tokenizer
+        group = config.num_generations if num_generations is None else num_generations
         # generation continues right after the prompt, so pad on the left; the caller's
         # tokenizer keeps its own setting
-        side, tokenizer.padding_side = tokenizer.padding_side, "left"
-        try:
-            encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
-        finally:
-            tokenizer.padding_side = side
-        input_ids = encoded.input_ids.repeat_interleave(config.num_generations, dim=0)
-        attention = encoded.attention_mask.repeat_interleave(config.num_generations, dim=0)
+        with data.padding_on(tokenizer, "left"):
+            encoded = tokenizer(
+                prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+            ).to(self.device)
+        input_ids = encoded.input_ids.repeat_interleave(group, dim=0)
+        attention = encoded.attention_mask.repeat_interleave(group, dim=0)
+        sampling = {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
         self.model.eval()
         sequences = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention,
-            do_sample=True,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            top_k=0,
+            do_sample=not greedy,
+            **({} if greedy else sampling),
             max_new_tokens=config.max_completion_length,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -492,35 +663,50 @@ class GRPOTrainer:
 
     # ----- 2. rewards and advantages -----
 
-    def _rewards(self, rows: list[dict], completions: list[str]) -> Tensor:
-        """``[B, F]`` rewards of each function (None → NaN, as TRL: left out of the sum)."""
-        group = self.config.num_generations
-        prompts = [row["prompt"] for row in rows for _ in range(group)]
-        columns = {
-            key: [row[key] for row in rows for _ in range(group)]
-            for key in rows[0]
-            if key != "prompt"
-        }
-        scores = []
-        for function in self.reward_funcs:
-            values = function(prompts=prompts, completions=completions, **columns)
-            if len(values) != len(completions):
-                raise ValueError(
-                    f"reward function {getattr(function, '__name__', function)!r} returned "
-                    f"{len(values)} rewards for {len(completions)} completions"
-                )
-            scores.append([math.nan if v is None else float(v) for v in values])
-        return torch.tensor(scores, dtype=torch.float32).T
+    def _prompt_texts(self, rows: list[dict]) -> list[str]:
+        """The text the policy continues for each row (chat messages rendered)."""
+        return [data.render_prompt(self.tokenizer, row["prompt"]) for row in rows]
+
+    def _completion_texts(self, completion_ids: Tensor) -> list[str]:
+        """The completions as the reward functions read them: decoded, special tokens dropped."""
+        return self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+
+    def _rewards(
+        self,
+        rows: list[dict],
+        completions: list[str],
+        completion_ids: list[list[int]],
+        evaluation: bool = False,
+    ) -> Tensor:
+        """``[B, F]`` rewards of each function, B = len(completions), G consecutive completions
+        per row (None → NaN, as TRL: left out of the sum); the evaluation's rewards with
+        ``evaluation``. The trainer state is the training's before this step's update, or, in
+        evaluation, after the latest one."""
+        if evaluation:
+            functions, tokenizers = self.eval_reward_funcs, self.eval_reward_processing_classes
+            state = data.TrainerState(self.step, self.prompts_drawn / len(self.dataset))
+        else:
+            functions, tokenizers = self.reward_funcs, self.reward_processing_classes
+            state = data.TrainerState(self.step, self.epoch)
+        inputs = data.reward_inputs(rows, completions, completion_ids, state)
+        scores = [
+            data.score(function, tokenizer, data.reward_name(function, index), inputs)
+            for index, (function, tokenizer) in enumerate(zip(functions, tokenizers, strict=True))
+        ]
+        shape = (len(functions), len(completions))  # [F, B], also when F = 0
+        return torch.tensor(scores, dtype=torch.float32).reshape(shape).T
 
     def _sample_round(self, rows: list[dict]) -> Sampled:
         """G completions of each prompt in ``rows``, scored: the weighted sum of the reward
         functions plus, when overlong_buffer is set, the overlong penalty of each length."""
         config = self.config
+        chat = data.is_conversational(rows[0]["prompt"])
         sequences, attention, prompt_length, completion_ids, completion_mask, truncated = (
-            self._generate([row["prompt"] for row in rows])
+            self._generate(self._prompt_texts(rows), add_special_tokens=not chat)
         )
-        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-        per_function = self._rewards(rows, texts)
+        texts = self._completion_texts(completion_ids)
+        ids = data.unpadded_ids(completion_ids, completion_mask)
+        per_function = self._rewards(rows, texts, ids)
         lengths = completion_mask.sum(dim=1).cpu()  # tokens through EOS
         penalties = torch.zeros_like(lengths)
         if config.overlong_buffer is not None:
@@ -752,12 +938,110 @@ class GRPOTrainer:
         }
         if config.overlong_buffer is not None:
             info["rewards/overlong_penalty/mean"] = sampled.penalties.mean().item()
-        for index, function in enumerate(self.reward_funcs):
-            name = getattr(function, "__name__", f"reward_{index}")
-            column = sampled.per_function[:, index]
+        for name, column in zip(self._reward_names(), sampled.per_function.T, strict=True):
             info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
             info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
+        if self._logs_completions(self.step + 1):
+            batch.completion_log = self._completion_log(sampled, advantages)
         return batch, info
+
+    def _completion_log(self, sampled: Sampled, advantages: Tensor) -> list[dict]:
+        """The completion records of the step being sampled, one per completion."""
+        group = self.config.num_generations
+        prompts = [text for text in self._prompt_texts(sampled.rows) for _ in range(group)]
+        return data.completion_records(
+            self.step + 1,
+            "train",
+            prompts,
+            self._completion_texts(sampled.completion_ids),
+            self._reward_names(),
+            sampled.per_function,
+            sampled.rewards,
+            advantages.cpu(),
+        )
+
+    def _reward_names(self, evaluation: bool = False) -> list[str]:
+        functions = self.eval_reward_funcs if evaluation else self.reward_funcs
+        return [data.reward_name(function, index) for index, function in enumerate(functions)]
+
+    def _logs_completions(self, step: int) -> bool:
+        """Whether the training completions of ``step`` go to the completion log."""
+        config = self.config
+        return config.log_completions and step % config.log_completions_steps == 0
+
+    # ----- evaluation -----
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Generate for every eval_dataset prompt and score the completions with the evaluation's
+        rewards; the metrics, named eval_*. One greedy completion per prompt, or with
+        eval_do_sample num_generations sampled ones (temperature, top_p), on random streams
+        seeded with the config's seed at every evaluation: the training's random numbers stay as
+        they were. Processes split the prompts; every process returns the same metrics."""
+        if self.eval_dataset is None:
+            raise ValueError("GRPOTrainer.evaluate(): there is no eval_dataset to evaluate on")
+        config = self.config
+        group = config.num_generations if config.eval_do_sample else 1
+        # as many completions per generate call as a training step's per process
+        per_call = max(1, config.prompts_per_step // self.world_size * config.num_generations)
+        size = max(1, per_call // group)
+        rows = self.eval_dataset[self.rank :: self.world_size]
+        records, lengths = [], []
+        with separate_random_streams(config.seed + self.rank):
+            for start in range(0, len(rows), size):
+                more, tokens = self._evaluate_rows(rows[start : start + size], group)
+                records.extend(more)
+                lengths.extend(tokens)
+        records, lengths = self._from_every_process(records), self._from_every_process(lengths)
+        if config.log_completions:
+            self._write_completions(records)
+        return self._evaluation_metrics(records, lengths)
+
+    def _evaluate_rows(self, rows: list[dict], group: int) -> tuple[list[dict], list[int]]:
+        """Completion records of ``group`` completions of each row, and their lengths in tokens
+        (through EOS)."""
+        config = self.config
+        prompts = self._prompt_texts(rows)
+        chat = data.is_conversational(rows[0]["prompt"])
+        _, _, _, completion_ids, completion_mask, _ = self._generate(
+            prompts, group, greedy=not config.eval_do_sample, add_special_tokens=not chat
+        )
+        texts = self._completion_texts(completion_ids)
+        ids = data.unpadded_ids(completion_ids, completion_mask)
+        per_function = self._rewards(rows, texts, ids, evaluation=True)
+        rewards = torch.nansum(per_function * self.eval_reward_weights, dim=1)
+        records = data.completion_records(
+            self.step,
+            "eval",
+            [text for text in prompts for _ in range(group)],
+            texts,
+            self._reward_names(evaluation=True),
+            per_function,
+            rewards,
+        )
+        return records, [len(tokens) for tokens in ids]
+
+    def _evaluation_metrics(self, records: list[dict], lengths: list[int]) -> dict:
+        """eval_reward_mean and _std, each reward's mean (None left out) and the mean length."""
+        rewards = torch.tensor([record["reward"] for record in records])
+        metrics = {
+            "eval_reward_mean": rewards.mean().item(),
+            "eval_reward_std": rewards.std(correction=0).item(),
+        }
+        for name in self._reward_names(evaluation=True):
+            scores = [record["rewards"][name] for record in records]
+            values = torch.tensor([math.nan if s is None else s for s in scores])
+            metrics[f"eval_rewards/{name}/mean"] = torch.nanmean(values).item()
+        metrics["eval_completions/mean_length"] = float(np.mean(lengths))
+        return metrics
+
+    def _from_every_process(self, items: list) -> list:
+        """The lists ``items`` of every process joined, in rank order (on every process)."""
+        if self.world_size == 1:
+            return items
+        parts = [None] * self.world_size
+        torch.distributed.all_gather_object(parts, items)
+        return [item for part in parts for item in part]
 
     def train(
         self,
@@ -768,30 +1052,43 @@ class GRPOTrainer:
 
         Each callback is called as ``callback(trainer, row)`` after every step (an evaluation,
         a custom log, early stopping); training stops after the step where one returns True.
+        Every eval_steps steps the row holds the evaluation's metrics too (see :meth:`evaluate`).
         """
         if resume_from_checkpoint is not None:
             self.load_checkpoint(resume_from_checkpoint)
         config = self.config
         progress = self._progress_bar()
-        while self.step < config.max_steps:
-            started = time.perf_counter()
-            batch, info = self.sample()
-            metrics = self.update(batch)
-            self.step += 1
-            row = {
-                "step": self.step,
-                **info,
-                **metrics,
-                "learning_rate": self.scheduler.get_last_lr()[0],
-                "step_time": time.perf_counter() - started,
-            }
-            self.history.append(row)
-            self._log(row, progress)
-            if config.save_steps and self.step % config.save_steps == 0:
-                self.save_checkpoint()
-            # every callback sees every step, even after one asked to stop
-            if any([bool(callback(self, row)) for callback in callbacks]):
-                break
+        self.tensorboard = self._open_tensorboard()
+        try:
+            while self.step < config.max_steps:
+                started = time.perf_counter()
+                batch, info = self.sample()
+                metrics = self.update(batch)
+                self.step += 1
+                row = {
+                    "step": self.step,
+                    **info,
+                    **metrics,
+                    "learning_rate": self.scheduler.get_last_lr()[0],
+                    "step_time": time.perf_counter() - started,
+                }
+                if batch.completion_log is not None:
+                    self._write_completions(self._from_every_process(batch.completion_log))
+                if config.eval_steps and self.step % config.eval_steps == 0:
+                    started = time.perf_counter()
+                    row.update(self.evaluate())
+                    row["eval_time"] = time.perf_counter() - started
+                self.history.append(row)
+                self._log(row, progress)
+                if config.save_steps and self.step % config.save_steps == 0:
+                    self.save_checkpoint()
+                # every callback sees every step, even after one asked to stop
+                if any([bool(callback(self, row)) for callback in callbacks]):
+                    break
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
         if progress is not None:
             progress.close()
         if config.output_dir is not None:
@@ -809,6 +1106,20 @@ class GRPOTrainer:
             return None
         return tqdm(total=self.config.max_steps, initial=self.step, desc="grpo", unit="step")
 
+    def _open_tensorboard(self):
+        """A TensorBoard writer on output_dir with report_to='tensorboard' (rank 0), else None;
+        events after the current step, left by a run that stopped later, are dropped."""
+        if self.config.report_to != "tensorboard" or self.rank != 0:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImportError(
+                "GRPOConfig.report_to='tensorboard' needs TensorBoard: "
+                "pip install 'rlgrad[tensorboard]'"
+            ) from None
+        return SummaryWriter(self.config.output_dir, purge_step=self.step or None)
+
     def _log(self, row: dict, progress) -> None:
         if self.rank != 0:
             return
@@ -817,11 +1128,25 @@ class GRPOTrainer:
             directory.mkdir(parents=True, exist_ok=True)
             with open(directory / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            for name, value in row.items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(name, value, row["step"])
         if progress is not None:
             progress.update(1)
             progress.set_postfix(
                 reward=f"{row['reward']:.3f}", kl=f"{row.get('kl', 0):.3f}", refresh=False
             )
+
+    def _write_completions(self, records: list[dict]) -> None:
+        """Append the completion records (every process's) to output_dir/completions.jsonl and,
+        with report_to, to TensorBoard as a text table (tagged completions/train or /eval)."""
+        if self.rank != 0 or not records:
+            return
+        data.append_records(Path(self.config.output_dir) / "completions.jsonl", records)
+        if self.tensorboard is not None:
+            split, step = records[0]["split"], records[0]["step"]
+            self.tensorboard.add_text(f"completions/{split}", data.markdown_table(records), step)
 
     def save_checkpoint(self) -> Path | None:
         """``output_dir/checkpoint-STEP``: the model (``save_pretrained``; with adapters, the
@@ -841,6 +1166,8 @@ class GRPOTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "order": list(self.order),
+            "prompts_drawn": self.prompts_drawn,
+            "epoch": self.epoch,
             "history": self.history,
             **checkpoints.random_states(self.generator),
         }
@@ -860,4 +1187,7 @@ class GRPOTrainer:
         self.order = list(state["order"])
         self.history = list(state["history"])
         self.step = state["step"]
+        # checkpoints written before the trainer counted prompts: the steps' share, as a guess
+        self.prompts_drawn = state.get("prompts_drawn", self.step * self.config.prompts_per_step)
+        self.epoch = state.get("epoch", self.prompts_drawn / len(self.dataset))
         checkpoints.restore_random_states(state, self.generator)
