@@ -94,7 +94,7 @@ def main() -> None:
         cells = [f"{statistics.median(times[name]) * 1e3:.2f}" for name in times]
         ratios = []
         for name in ("hvp", "fvp"):
-            per_repeat = [t / g for t, g in zip(times[name], grad)]
+            per_repeat = [t / g for t, g in zip(times[name], grad, strict=True)]
             q1, median, q3 = quartiles(per_repeat)
             ratios.append(f"{median:.2f} [{q1:.2f}, {q3:.2f}]")
         print(f"| {batch} | " + " | ".join(cells + ratios) + " |")

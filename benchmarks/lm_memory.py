@@ -34,6 +34,33 @@ VARIANTS = {
 }
 
 
+def build_model(
+    tokenizer, layers: int = 4, width: int = 256, completion_length: int = 48, seed: int = 0
+):
+    """The benchmark's GPT-2: fresh weights from ``seed`` (GPT-2's own initialization), no
+    dropout, positions for the demo's 4-token prompts and ``completion_length`` new tokens.
+    Also used by ``benchmarks/vs_trl.py --lora``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=8 + completion_length,
+            n_embd=width,
+            n_layer=layers,
+            n_head=4,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size (Linux reports kibibytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -56,7 +83,6 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     """Train one variant for ``args.steps`` steps in this process; its memory and times."""
     import torch
     import transformers
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     from rlgrad.lm import demo
     from rlgrad.lm.grpo import GRPOConfig, GRPOTrainer
@@ -65,22 +91,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     variant = VARIANTS[name]
     tokenizer = demo.build_tokenizer()
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(tokenizer),
-            n_positions=8 + args.completion_length,
-            n_embd=args.width,
-            n_layer=args.layers,
-            n_head=4,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    model = build_model(tokenizer, args.layers, args.width, args.completion_length)
     parameters = sum(p.numel() for p in model.parameters())
     peft_config = None
     if variant["lora"]:
