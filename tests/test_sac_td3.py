@@ -253,3 +253,44 @@ def test_bfloat16_matmuls_change_the_numbers_and_never_leak_into_the_next_run(tm
     assert all(math.isfinite(x) for x in losses)
     with pytest.raises(ValueError, match="'matmul_precision' must be float32 or bfloat16"):
         sac.check(dataclasses_replace(config, matmul_precision="fp8"))
+
+
+def test_a_mujoco_run_resumes_with_new_episodes_and_repeatably(tmp_path, capsys):
+    # MuJoCo (and Box2D) environments pickle only their constructor arguments: a checkpoint
+    # cannot hold the episodes in progress. A resume used to step an un-reset environment
+    # (LunarLander: AssertionError); it now starts new episodes seeded by the run's step.
+    config = sac.Config(
+        **{
+            **TINY,
+            "env": "Hopper-v5",
+            "total_steps": 300,
+            "learning_starts": 100,
+        },
+    )
+    sac.train(config, tmp_path / "whole")
+    mid = "checkpoints/step_0000000200.pt"
+    runs = []
+    for name in ("first", "second"):
+        shutil.copytree(tmp_path / "whole", tmp_path / name)
+        runs.append(resume(tmp_path / name, checkpoint=tmp_path / name / mid))
+        assert "Hopper-v5 cannot be saved in a checkpoint" in capsys.readouterr().err
+    assert runs[0].rows[-1]["step"] == 300
+    assert without_timing(runs[0].rows) == without_timing(runs[1].rows)
+    assert not VectorEnv("Hopper-v5", 1, seed=0).captured_by_pickle()
+    assert VectorEnv("Pendulum-v1", 1, seed=0).captured_by_pickle()
+
+
+def test_an_old_checkpoint_with_a_pickled_mujoco_env_restarts_its_episodes():
+    import cloudpickle
+
+    env = VectorEnv("Hopper-v5", 2, seed=0)
+    env.reset_seeded(0)
+    env.step(np.zeros((2, 3), np.float32))
+    state = env.state()
+    assert state["env"] is None and state["_episode_lengths"].tolist() == [1, 1]
+    state["env"] = cloudpickle.dumps(env.env)  # what checkpoints held before: an un-reset env
+    resumed = VectorEnv("Hopper-v5", 2, seed=0)
+    assert resumed.load_state(state, seed=7) is False
+    assert resumed._episode_lengths.tolist() == [0, 0]
+    step = resumed.step(np.zeros((2, 3), np.float32))  # the un-reset env raised or drifted here
+    assert np.isfinite(step.observations).all() and resumed._episode_lengths.tolist() == [1, 1]

@@ -30,6 +30,14 @@ _COUNTERS = (
 )  # as SB3's VecNormalize: a few outliers must not dominate a minibatch
 
 
+def _pickles_whole(env) -> bool:
+    """Whether pickling a (sync or native) vector environment keeps its state: gymnasium's
+    ``EzPickle`` environments pickle only their constructor arguments."""
+    from gymnasium.utils import EzPickle
+
+    return not any(isinstance(e.unwrapped, EzPickle) for e in getattr(env, "envs", [env]))
+
+
 @dataclass(frozen=True)
 class Spaces:
     """What a network needs to know about an environment."""
@@ -236,38 +244,57 @@ class VectorEnv:
         self.obs_stats.load_state_dict(state["obs"])
         self.return_stats.load_state_dict(state["return"])
 
+    def captured_by_pickle(self) -> bool:
+        """Whether pickling the environments captures their state. Asynchronous ones live in
+        other processes; gymnasium's ``EzPickle`` environments (Box2D's LunarLander, every MuJoCo
+        task) pickle only their constructor arguments and come back as new, un-reset objects."""
+        return self.vectorization != "async" and _pickles_whole(self.env)
+
     def state(self) -> dict:
         """Everything needed to continue exactly: the environments themselves (pickled), the
         normalization statistics and every counter.
 
-        Asynchronous environments live in other processes and cannot be captured: their state is
-        left out, and :meth:`load_state` starts them afresh (the run then continues, but not
-        bit-identically).
+        Environments that pickling cannot capture (:meth:`captured_by_pickle`) are left out, and
+        :meth:`load_state` starts new episodes instead: the run continues with its networks,
+        optimizer, statistics and counters, but not bit-identically.
         """
         import cloudpickle
 
         return {
-            "env": None if self.vectorization == "async" else cloudpickle.dumps(self.env),
+            "env": cloudpickle.dumps(self.env) if self.captured_by_pickle() else None,
             "stats": self.stats_state(),
             **{name: copy.deepcopy(getattr(self, name)) for name in _COUNTERS},
         }
 
-    def load_state(self, state: dict, seed: int) -> None:
-        """Continue from :meth:`state`, in place: trainers keep their reference to this object."""
+    def load_state(self, state: dict, seed: int) -> bool:
+        """Continue from :meth:`state`, in place: trainers keep their reference to this object.
+        Without pickled environments (or with pickles that did not hold their state, as
+        checkpoints written before :meth:`captured_by_pickle` existed have), new environments
+        start new episodes from ``seed``. Returns whether the environments continue exactly."""
         import cloudpickle
 
         self.env.close()
-        if state["env"] is not None:
-            self.env = cloudpickle.loads(state["env"])
-        else:
-            self.env = make_gym_vector_env(
+        restored = None if state["env"] is None else cloudpickle.loads(state["env"])
+        exact = restored is not None and _pickles_whole(restored)
+        if restored is not None and not exact:
+            restored.close()
+        self.env = (
+            restored
+            if exact
+            else make_gym_vector_env(
                 self.env_id, self.num_envs, self.vectorization, **self.env_kwargs
             )
+        )
         self.load_stats_state(state["stats"])
         for name in _COUNTERS:
             setattr(self, name, copy.deepcopy(state[name]))
-        if state["env"] is None:
+        if not exact:
+            # the episodes in progress are gone: nothing of theirs may leak into the new ones
             self.reset_seeded(seed)
+            self._episode_returns[:] = 0
+            self._episode_lengths[:] = 0
+            self._discounted[:] = 0
+        return exact
 
     def reset_seeded(self, seed: int) -> np.ndarray:
         raw, _ = self.env.reset(seed=seed)

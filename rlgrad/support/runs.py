@@ -293,7 +293,14 @@ class Run:
         state = torch.load(path, weights_only=False)
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
-        self.env.load_state(state["env"], self.config.seed)  # in place: trainers hold env
+        # in place: trainers hold env. Environments a checkpoint could not hold restart with
+        # new episodes, seeded by the run's seed and step, so that a resume is still repeatable
+        if not self.env.load_state(state["env"], self.config.seed + state["steps"]):
+            print(
+                f"rlgrad: {self.config.env} cannot be saved in a checkpoint (asynchronous, Box2D "
+                "or MuJoCo environments): the run continues with new episodes, not bit-identically",
+                file=sys.stderr,
+            )
         checkpoints.restore_random_states(state, self.generator)
         self.steps, self.updates = state["steps"], state["updates"]
         self.train_s, self.wall_offset = state["train_s"], state["wall_s"]
