@@ -143,3 +143,11 @@ def test_without_peft_the_error_says_how_to_install_it(monkeypatch):
             GRPOConfig(**QUICK),
             peft_config=object(),
         )
+
+
+@pytest.mark.slow
+def test_the_lora_demo_learns_addition_with_the_base_weights_frozen():
+    # `rlgrad grpo-demo --lora`; its learning rate was chosen on seeds 100 and 101, this is seed 0
+    learned = demo.run(seed=0, lora=True)
+    assert learned["accuracy_before"] <= 0.2
+    assert learned["accuracy_after"] >= 0.85, learned["accuracy_after"]

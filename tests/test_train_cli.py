@@ -244,6 +244,12 @@ PLOTS, GYM = "pip install 'rlgrad[plots]'", "pip install 'rlgrad[gym]'"
             + PLOTS,
         ),
         ("gymnasium", ["eval", "{tmp}"], f"rlgrad eval: gymnasium is not installed: {GYM}"),
+        (
+            "peft",
+            ["grpo-demo", "--lora"],
+            "rlgrad grpo-demo: peft is not installed (--lora trains adapters with it): "
+            "pip install 'rlgrad[peft]'",
+        ),
     ],
 )
 def test_a_missing_optional_dependency_is_one_line_before_any_work(

@@ -367,6 +367,8 @@ def _grpo_demo(args) -> int:
         raise ValueError("grpo-demo needs transformers: pip install 'rlgrad[lm]'") from None
     from rlgrad.lm import demo
 
+    if args.lora:
+        _require("peft", "peft", "--lora trains adapters with it")
     transformers.logging.set_verbosity_error()
     changes = {"output_dir": args.output_dir}
     if args.steps is not None:
@@ -375,11 +377,13 @@ def _grpo_demo(args) -> int:
         changes["max_steps"] = args.steps
     if args.lr is not None:
         changes["learning_rate"] = args.lr
-    result = demo.run(seed=args.seed, progress=args.progress, **changes)
+    result = demo.run(seed=args.seed, progress=args.progress, lora=args.lora, **changes)
+    trained = "LoRA adapters" if args.lora else "all weights"
     print(
-        f"grpo-demo (seed {args.seed}): greedy accuracy {result['accuracy_before']:.2f} after "
-        f"the warm-up ({result['warm_up_s']:.1f} s), {result['accuracy_after']:.2f} after "
-        f"{len(result['history'])} GRPO steps ({result['grpo_s']:.1f} s)"
+        f"grpo-demo (seed {args.seed}, {trained}): greedy accuracy "
+        f"{result['accuracy_before']:.2f} after the warm-up ({result['warm_up_s']:.1f} s), "
+        f"{result['accuracy_after']:.2f} after {len(result['history'])} GRPO steps "
+        f"({result['grpo_s']:.1f} s)"
     )
     return 0
 
@@ -734,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--steps", type=int, default=None, help="GRPO steps (default: the demo's)")
     demo.add_argument("--lr", type=float, default=None, help="learning rate (0: a control run)")
+    demo.add_argument(
+        "--lora",
+        action="store_true",
+        help="train LoRA adapters (r 8 on every linear layer) instead of all weights; needs the "
+        "peft extra",
+    )
     demo.add_argument("--output-dir", default=None, help="write checkpoints and metrics here")
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     demo.set_defaults(run=_grpo_demo)

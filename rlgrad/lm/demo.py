@@ -143,6 +143,21 @@ def demo_config(**changes):
     return GRPOConfig(**fields)
 
 
+# LoRA on every linear layer of the tiny GPT-2 (attention, its projection, the MLP); GPT-2 stores
+# its Conv1D weights transposed, hence fan_in_fan_out
+LORA = dict(r=8, lora_alpha=16, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)
+LORA_STEPS = 2000  # GRPO steps of the LoRA demo (the full fine-tuning demo takes 1,200)
+
+
+def lora_config():
+    """The demo's PEFT ``LoraConfig`` (the ``peft`` extra)."""
+    try:
+        import peft
+    except ImportError:
+        raise ImportError("grpo-demo --lora needs PEFT: pip install 'rlgrad[peft]'") from None
+    return peft.LoraConfig(**LORA, task_type="CAUSAL_LM")
+
+
 def warmed_up_model(seed: int = 0, warm_up_steps: int = 50):
     """The demo's tokenizer and model after its supervised warm-up: GRPO's starting point."""
     tokenizer = build_tokenizer()
@@ -151,17 +166,32 @@ def warmed_up_model(seed: int = 0, warm_up_steps: int = 50):
     return model, tokenizer
 
 
-def run(seed: int = 0, warm_up_steps: int = 50, progress: bool = False, **changes) -> dict:
-    """Warm up, then GRPO; greedy accuracy before and after, and the seconds each took."""
+def run(
+    seed: int = 0, warm_up_steps: int = 50, progress: bool = False, lora: bool = False, **changes
+) -> dict:
+    """Warm up, then GRPO; greedy accuracy before and after, and the seconds each took.
+
+    ``lora``: GRPO trains LoRA adapters (:data:`LORA`) on the warmed-up model, whose own weights
+    stay frozen; with β > 0 the reference is the model with its adapters disabled. The demo's
+    learning rate suits them too (on seed 100, 2e-3 reached 0.89 accuracy at 1,200 steps where
+    3e-3, 5e-3 and 1e-2 reached 0.55, 0.16 and 0.10), but they learn more slowly than the whole
+    model, so they get :data:`LORA_STEPS` steps unless ``changes`` sets ``max_steps`` (seed 100:
+    0.89 at 1,200, 0.97 at 2,000).
+    """
     from rlgrad.lm.grpo import GRPOTrainer
 
     torch.set_num_threads(1)
+    peft_config = lora_config() if lora else None
+    if lora:
+        changes = {"max_steps": LORA_STEPS, **changes}
     started = time.perf_counter()
     model, tokenizer = warmed_up_model(seed, warm_up_steps)
     warm_s = time.perf_counter() - started
     before = greedy_accuracy(model, tokenizer)
     config = demo_config(seed=seed, logging_steps=1 if progress else 0, **changes)
-    trainer = GRPOTrainer(model, tokenizer, [correct, format_reward], dataset(), config)
+    trainer = GRPOTrainer(
+        model, tokenizer, [correct, format_reward], dataset(), config, peft_config=peft_config
+    )
     started = time.perf_counter()
     history = trainer.train()
     grpo_s = time.perf_counter() - started
