@@ -25,8 +25,8 @@ import subprocess
 import sys
 import time
 
-# GPT-2's Conv1D projections, stored (in, out); r = 8 on every one of them
-LORA = dict(r=8, lora_alpha=16, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)
+from rlgrad.lm.demo import LORA  # r = 8 on every one of GPT-2's Conv1D projections
+
 VARIANTS = {
     "full fine-tuning": dict(lora=False, gradient_checkpointing=False),
     "LoRA": dict(lora=True, gradient_checkpointing=False),
@@ -37,27 +37,13 @@ VARIANTS = {
 def build_model(
     tokenizer, layers: int = 4, width: int = 256, completion_length: int = 48, seed: int = 0
 ):
-    """The benchmark's GPT-2: fresh weights from ``seed`` (GPT-2's own initialization), no
-    dropout, positions for the demo's 4-token prompts and ``completion_length`` new tokens.
-    Also used by ``benchmarks/vs_trl.py --lora``."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """The benchmark's GPT-2: the demo's architecture, larger, with GPT-2's own initialization
+    (std 0.02) from ``seed``, no dropout, positions for the demo's 4-token prompts and
+    ``completion_length`` new tokens. Also used by ``benchmarks/vs_trl.py --lora``."""
+    from rlgrad.lm import demo
 
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(tokenizer),
-            n_positions=8 + completion_length,
-            n_embd=width,
-            n_layer=layers,
-            n_head=4,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    return demo.build_model(
+        tokenizer, seed, width, layers, init_std=0.02, positions=8 + completion_length
     )
 
 

@@ -36,13 +36,21 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_model(tokenizer, seed: int = 0, width: int = 64, layers: int = 2, init_std: float = 0.2):
-    """A GPT-2 language model with fresh weights and no dropout (RL ratios need determinism)."""
+def build_model(
+    tokenizer,
+    seed: int = 0,
+    width: int = 64,
+    layers: int = 2,
+    init_std: float = 0.2,
+    positions: int = 16,
+):
+    """A GPT-2 language model with fresh weights and no dropout (RL ratios need determinism),
+    ``positions`` tokens long (the demo's prompts are 4, its completions at most 3)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=16,
+        n_positions=positions,
         n_embd=width,
         n_layer=layers,
         n_head=4,
