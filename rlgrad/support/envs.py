@@ -288,16 +288,16 @@ class VectorEnv:
         self.load_stats_state(state["stats"])
         for name in _COUNTERS:
             setattr(self, name, copy.deepcopy(state[name]))
-        if not exact:
-            # the episodes in progress are gone: nothing of theirs may leak into the new ones
+        if not exact:  # the episodes in progress are gone: nothing of theirs may leak
             self.reset_seeded(seed)
-            self._episode_returns[:] = 0
-            self._episode_lengths[:] = 0
-            self._discounted[:] = 0
         return exact
 
     def reset_seeded(self, seed: int) -> np.ndarray:
+        """:meth:`reset` from one seed (the sub-environments take seed, seed + 1, ...)."""
         raw, _ = self.env.reset(seed=seed)
+        self._episode_returns[:] = 0
+        self._episode_lengths[:] = 0
+        self._discounted[:] = 0
         self._reset_pending[:] = False
         self.observations = self._observe(raw)
         return self.observations
