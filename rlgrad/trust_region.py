@@ -9,6 +9,7 @@ of the KL, ½ ΔθᵀFΔθ ≤ δ, whose solution is Δθ = √(2δ / sᵀFs)·s
 |----------|-------------------------------------------|--------------------------------|
 | Hv       | Hessian of f times v, by double backward  | :func:`hessian_vector_product` |
 | Fv + λv  | Fisher (Hessian of the KL) times v        | :func:`fisher_vector_product`  |
+| v ↦ Fv + λv | the same, ∇KL built once for many v    | :func:`fisher_operator`        |
 | s        | (A + λI)⁻¹b from matrix-vector products   | :func:`conjugate_gradient`     |
 | β·s      | the step to the edge of the KL ellipsoid  | :func:`trust_region_step`      |
 | β·s·ρᵏ   | the first step that improves within δ     | :func:`backtracking_line_search` |
@@ -86,12 +87,13 @@ def _flat(grads: Sequence[Tensor | None], params: list[Tensor]) -> Tensor:
     )
 
 
-def _curvature_product(
-    fn: str, f_name: str, f: Callable[[], Tensor], params: object, vector: object
-) -> Tensor:
-    """H·v = ∇_θ (∇_θ f · v), the shared body of the HVP and the Fisher-vector product."""
+def _curvature_operator(
+    fn: str, f_name: str, f: Callable[[], Tensor], params: object
+) -> Callable[[Tensor], Tensor]:
+    """v ↦ H·v = ∇_θ (∇_θ f · v), with f called and ∇f built (with its graph) once: each product
+    is then one backward pass through that graph. The shared body of the HVP, the
+    Fisher-vector product and :func:`fisher_operator`."""
     params = _parameter_list(fn, params)
-    vector = _flat_vector(fn, "vector", vector, params)
     with torch.enable_grad():
         value = f()
         if not isinstance(value, Tensor):
@@ -102,24 +104,43 @@ def _curvature_product(
             raise ValueError(
                 f"{fn}(): '{f_name}' must return a scalar tensor; got shape {tuple(value.shape)}"
             )
-        if not value.requires_grad:  # f does not read params at all: H = 0
+        grads = None
+        if value.requires_grad:  # else f does not read params at all: H = 0
+            grads = torch.autograd.grad(
+                value.reshape(()), params, create_graph=True, allow_unused=True
+            )
+    # A gradient that is None or constant (f is linear in that parameter) adds nothing to H·v.
+    pairs = [] if grads is None else [(i, g) for i, g in enumerate(grads) if g is not None]
+    pairs = [(i, g) for i, g in pairs if g.requires_grad]
+    sizes = [p.numel() for p in params]
+
+    def product(vector: Tensor) -> Tensor:
+        vector = _flat_vector(fn, "vector", vector, params)
+        if not pairs:  # f is linear in params (or does not read them): ∇f is constant, H = 0
             return torch.zeros_like(vector)
-        grads = torch.autograd.grad(value.reshape(()), params, create_graph=True, allow_unused=True)
         # ∇_θ(∇f · v) as one vector-Jacobian product of the gradients with v's pieces: cheaper
-        # than building the dot product in the graph. A gradient that is None or constant (f is
-        # linear in that parameter) adds nothing to H·v.
-        pieces = vector.split([p.numel() for p in params])
-        pairs = [
-            (g, piece.view_as(g))
-            for g, piece in zip(grads, pieces, strict=True)
-            if g is not None and g.requires_grad
-        ]
-        if not pairs:  # f is linear in params: ∇f is constant, H = 0
-            return torch.zeros_like(vector)
-        products = torch.autograd.grad(
-            [g for g, _ in pairs], params, grad_outputs=[v for _, v in pairs], allow_unused=True
-        )
-    return _flat(products, params).detach()
+        # than building the dot product in the graph; the graph is kept for the next vector
+        pieces = vector.split(sizes)
+        with torch.enable_grad():
+            products = torch.autograd.grad(
+                [g for _, g in pairs],
+                params,
+                grad_outputs=[pieces[i].view_as(g) for i, g in pairs],
+                retain_graph=True,
+                allow_unused=True,
+            )
+        return _flat(products, params).detach()
+
+    return product
+
+
+def _curvature_product(
+    fn: str, f_name: str, f: Callable[[], Tensor], params: object, vector: object
+) -> Tensor:
+    """H·v for one vector (the operator above, used once)."""
+    checked = _parameter_list(fn, params)
+    _flat_vector(fn, "vector", vector, checked)  # a bad vector is reported before f runs
+    return _curvature_operator(fn, f_name, f, checked)(vector)
 
 
 def hessian_vector_product(f: Callable[[], Tensor], params: Params, vector: Tensor) -> Tensor:
@@ -197,6 +218,43 @@ def fisher_vector_product(
     damping = _checks.non_negative(fn, "damping", damping)
     product = _curvature_product(fn, "kl_fn", kl_fn, params, vector)
     return product + damping * vector if damping > 0.0 else product
+
+
+def fisher_operator(
+    kl_fn: Callable[[], Tensor], params: Params, damping: float = 0.0
+) -> Callable[[Tensor], Tensor]:
+    """The map v ↦ (F + λI)v of :func:`fisher_vector_product`, for many vectors at one θ_old:
+
+        F·v + λv = ∇_θ (∇_θ KL̄ · v) + λv,   ∇_θ KL̄ built once
+
+    Conjugate gradient multiplies by F about ten times at the same θ_old. This calls ``kl_fn``
+    and builds the KL's gradient with its graph once; each product is then one backward pass
+    through that graph, where :func:`fisher_vector_product` does a forward pass and two
+    backward passes every time. The products are the same numbers (tested). The graph lives as
+    long as the returned function, and ``params`` must not change while it is used.
+
+    Args:
+        kl_fn, params, damping: as in :func:`fisher_vector_product`.
+
+    Returns:
+        A function of a flat ``[N]`` vector v returning ``[N]`` (F + λI)v, detached.
+
+    Raises:
+        The errors of :func:`fisher_vector_product`; a bad vector when the function is called.
+
+    Example (the one-state softmax of :func:`fisher_vector_product`):
+        >>> from rlgrad.distributions import categorical_kl
+        >>> theta = torch.zeros(2, requires_grad=True)
+        >>> times_fisher = fisher_operator(lambda: categorical_kl(theta.detach(), theta), theta)
+        >>> times_fisher(torch.tensor([1.0, 0.0])), times_fisher(torch.tensor([0.0, 2.0]))
+        (tensor([ 0.2500, -0.2500]), tensor([-0.5000,  0.5000]))
+    """
+    fn = "fisher_operator"
+    damping = _checks.non_negative(fn, "damping", damping)
+    times_hessian = _curvature_operator(fn, "kl_fn", kl_fn, params)
+    if damping == 0.0:
+        return times_hessian
+    return lambda vector: times_hessian(vector) + damping * vector
 
 
 class CGResult(NamedTuple):

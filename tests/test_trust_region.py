@@ -334,6 +334,47 @@ def test_gaussian_fisher_is_one_over_variance_and_two():
     torch.testing.assert_close(product, torch.tensor([math.exp(-1.0), 2.0], dtype=F64))
 
 
+@given(seeds)
+def test_fisher_operator_gives_the_fvp_for_every_vector(seed):
+    # The operator builds ∇KL once and reuses its graph: several vectors, in any order, must get
+    # exactly what a fresh fisher_vector_product gives each of them.
+    g = generator(seed)
+    states = torch.randn(6, 3, generator=g, dtype=F64)
+    w = torch.randn(44, generator=g, dtype=F64).requires_grad_(True)
+    old_logits = softmax_policy_logits(w.detach(), states)
+    calls = []
+
+    def mean_kl():
+        calls.append(1)
+        return rlgrad.categorical_kl(old_logits, softmax_policy_logits(w, states)).mean()
+
+    times_fisher = rlgrad.fisher_operator(mean_kl, w, damping=0.1)
+    assert len(calls) == 1
+    for _ in range(4):
+        v = torch.randn(44, generator=g, dtype=F64)
+        expected = rlgrad.fisher_vector_product(mean_kl, w, v, damping=0.1)
+        assert torch.equal(times_fisher(v), expected)
+    assert len(calls) == 1 + 4  # the operator's products called kl_fn no more
+
+
+def test_fisher_operator_of_a_function_that_ignores_its_parameters_is_zero():
+    x = torch.ones(3, requires_grad=True)
+    times_fisher = rlgrad.fisher_operator(lambda: torch.tensor(2.0), x, damping=0.5)
+    v = torch.tensor([1.0, -2.0, 3.0])
+    assert torch.equal(times_fisher(v), 0.5 * v)
+
+
+def test_fisher_operator_names_itself_on_bad_input():
+    x = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"fisher_operator\(\): 'damping' must be >= 0"):
+        rlgrad.fisher_operator(lambda: (x**2).sum(), x, damping=-1.0)
+    times_fisher = rlgrad.fisher_operator(lambda: (x**2).sum(), x)
+    with pytest.raises(ValueError, match=r"fisher_operator\(\): 'vector' must be flat"):
+        times_fisher(torch.ones(3))
+    with pytest.raises(ValueError, match=r"fisher_operator\(\): 'vector'"):
+        times_fisher(torch.tensor([1.0, float("nan")]))
+
+
 def test_fvp_refuses_negative_damping():
     x = torch.zeros(2, requires_grad=True)
     with pytest.raises(ValueError, match=r"fisher_vector_product\(\): 'damping' must be >= 0"):

@@ -34,7 +34,7 @@ from rlgrad.support.runs import History
 from rlgrad.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
-    fisher_vector_product,
+    fisher_operator,
     surrogate_objective,
     trust_region_step,
 )
@@ -152,17 +152,17 @@ def policy_step(
     def mean_kl() -> torch.Tensor:
         return agent.kl_from(old_policy, observations).mean()
 
-    def fisher(vector: torch.Tensor) -> torch.Tensor:
-        return fisher_vector_product(mean_kl, actor_parameters, vector, config.cg_damping)
-
     old_surrogate = surrogate()
     gradient = torch.autograd.grad(old_surrogate, actor_parameters)
     gradient = torch.cat([g.reshape(-1) for g in gradient])  # g, [P]
     old_surrogate = old_surrogate.item()
     if not bool(gradient.any()):  # e.g. equal advantages, normalized to 0: nothing to climb
         return PolicyStep(0.0, 0.0, False, 0, 0.0)
+    # v ↦ (F + λI)v at θ_old, the KL's gradient built once for every product below
+    fisher = fisher_operator(mean_kl, actor_parameters, config.cg_damping)
     solved = conjugate_gradient(fisher, gradient, config.cg_iterations)  # s ≈ F⁻¹g
     full_step = trust_region_step(solved.solution, fisher(solved.solution), config.max_kl)
+    del fisher  # its graph; θ moves next
     old_vector = parameters_to_vector(actor_parameters).detach()
 
     def evaluate(step: torch.Tensor) -> tuple[float, float]:
