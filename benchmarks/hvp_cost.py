@@ -6,10 +6,13 @@ Times, in the same process and interleaved (gradient, HVP, FVP, gradient, HVP, F
 - ``gradient``: the forward pass and ``torch.autograd.grad`` of a policy-gradient-style loss;
 - ``hvp``: :func:`rlgrad.hessian_vector_product` of the same loss (forward, backward with a
   graph, the double backward);
-- ``fvp``: :func:`rlgrad.fisher_vector_product` of the mean categorical KL, as TRPO calls it.
+- ``fvp``: :func:`rlgrad.fisher_vector_product` of the mean categorical KL, one product alone;
+- ``fvp_in_cg``: :func:`rlgrad.fisher_operator` of the same KL, built once and applied to
+  ``PRODUCTS`` vectors, as TRPO's conjugate gradient uses it (15 iterations and the step's
+  scaling), timed as a whole and divided by ``PRODUCTS``: the cost of one product there.
 The network is 128 → 256 → 256 → 16 with tanh (102,928 parameters), float32. Prints the median
-time of each and the ratios hvp/gradient and fvp/gradient with the interquartile range of the
-per-repeat ratios.
+time of each and their ratios to the gradient with the interquartile range of the per-repeat
+ratios.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ import time
 import torch
 from torch import nn
 
-from rlgrad import categorical_kl, fisher_vector_product, hessian_vector_product
+from rlgrad import (
+    categorical_kl,
+    fisher_operator,
+    fisher_vector_product,
+    hessian_vector_product,
+)
 
 OBS, HIDDEN, ACTIONS = 128, 256, 16
+PRODUCTS = 16  # TRPO's conjugate gradient: 15 iterations, then F·s for the step's length
 
 
 def network() -> nn.Module:
@@ -58,17 +67,23 @@ def measure(batch: int, repeats: int, warmup: int = 5) -> dict[str, list[float]]
     def mean_kl() -> torch.Tensor:
         return categorical_kl(old_logits, model(states)).mean()
 
-    work = {
-        "gradient": lambda: torch.autograd.grad(loss(), params),
-        "hvp": lambda: hessian_vector_product(loss, params, vector),
-        "fvp": lambda: fisher_vector_product(mean_kl, params, vector),
+    def products_in_cg() -> None:
+        times_fisher = fisher_operator(mean_kl, params)
+        for _ in range(PRODUCTS):
+            times_fisher(vector)
+
+    work = {  # name: (function, products it computes)
+        "gradient": (lambda: torch.autograd.grad(loss(), params), 1),
+        "hvp": (lambda: hessian_vector_product(loss, params, vector), 1),
+        "fvp": (lambda: fisher_vector_product(mean_kl, params, vector), 1),
+        "fvp_in_cg": (products_in_cg, PRODUCTS),
     }
     times: dict[str, list[float]] = {name: [] for name in work}
     for repeat in range(warmup + repeats):
-        for name, fn in work.items():
+        for name, (fn, products) in work.items():
             start = time.perf_counter()
             fn()
-            elapsed = time.perf_counter() - start
+            elapsed = (time.perf_counter() - start) / products
             if repeat >= warmup:
                 times[name].append(elapsed)
     return times
@@ -86,14 +101,17 @@ def main() -> None:
         f"MLP {OBS}-{HIDDEN}-{HIDDEN}-{ACTIONS} tanh, {parameters:,} parameters, float32, "
         f"{args.threads} thread(s), {args.repeats} interleaved repeats"
     )
-    print("| batch | gradient ms | HVP ms | FVP ms | HVP / gradient [IQR] | FVP / gradient [IQR] |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| batch | gradient ms | HVP ms | FVP ms | FVP in CG ms | HVP / gradient [IQR] "
+        "| FVP / gradient [IQR] | FVP in CG / gradient [IQR] |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for batch in (int(b) for b in args.batch.split(",")):
         times = measure(batch, args.repeats)
         grad = times["gradient"]
         cells = [f"{statistics.median(times[name]) * 1e3:.2f}" for name in times]
         ratios = []
-        for name in ("hvp", "fvp"):
+        for name in ("hvp", "fvp", "fvp_in_cg"):
             per_repeat = [t / g for t, g in zip(times[name], grad, strict=True)]
             q1, median, q3 = quartiles(per_repeat)
             ratios.append(f"{median:.2f} [{q1:.2f}, {q3:.2f}]")
