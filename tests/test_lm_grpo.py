@@ -29,6 +29,7 @@ from rlgrad.lm.grpo import (  # noqa: E402
     concatenate,
     take_groups,
 )
+from rlgrad.lm.lengths import completion_lengths, length_groups  # noqa: E402
 from rlgrad.returns import group_advantages  # noqa: E402
 
 QUICK = dict(
@@ -537,6 +538,57 @@ def test_gradient_checkpointing_recomputes_layers_and_keeps_the_update():
     calls[0] = 0
     checkpointed.sample()
     assert calls[0] >= 1 and all(not m.training for m in checkpointed.model.modules())
+
+
+def uneven_batch(grpo: GRPOTrainer) -> Batch:
+    """8 completions of 12 tokens padded after 12, 1, 2, 1, 11, 1, 0 and 2 loss tokens (the
+    seventh masked out, as mask_truncated_completions does), with old and reference log-probs."""
+    g = torch.Generator().manual_seed(3)
+    prompt_length, length = 4, 12
+    input_ids = torch.randint(2, 14, (8, prompt_length + length), generator=g)
+    lengths = torch.tensor([12, 1, 2, 1, 11, 1, 0, 2])
+    completion_mask = (torch.arange(length)[None, :] < lengths[:, None]).float()
+    batch = Batch(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        prompt_length=prompt_length,
+        completion_ids=input_ids[:, prompt_length:],
+        completion_mask=completion_mask,
+        advantages=torch.randn(8, generator=g),
+    )
+    with torch.no_grad():
+        current, _ = grpo._token_log_probs(grpo.model, batch)
+    noise = torch.randn((2, *current.shape), generator=g)
+    batch.old_log_probs, batch.ref_log_probs = current + 0.2 * noise[0], current + noise[1]
+    return batch
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_passes_grouped_by_length_give_the_padded_passes_numbers(level):
+    # the long completions (rows 0 and 4) run in their own pass, the short ones are cut after
+    # two tokens: the log-probs, entropies, loss and gradients are those of one padded pass
+    options = dict(prompts_per_step=2, beta=0.1, epsilon=0.1, importance_sampling_level=level)
+    padded, grouped = trainer(**options, length_groups=1), trainer(**options, length_groups=4)
+    batch = uneven_batch(padded)
+    mask = batch.completion_mask.bool()
+    groups = length_groups(completion_lengths(batch.completion_mask), 4, max_groups=4)
+    assert len(groups) > 1
+    with torch.no_grad():
+        expected, expected_entropy = padded._token_log_probs(padded.model, batch, True)
+        calls = count_calls(grouped.model.transformer)
+        found, found_entropy = grouped._token_log_probs(grouped.model, batch, True)
+    assert calls == [len(groups)]
+    torch.testing.assert_close(found[mask], expected[mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(found_entropy[mask], expected_entropy[mask], rtol=0, atol=1e-5)
+    assert found[1, 2:].abs().sum() == 0  # past its group's longest completion: not computed
+    one_pass = padded.update(batch)
+    by_length = grouped.update(batch)
+    for key in ("loss", "kl", "entropy", "clip_ratio/low_mean", "clip_ratio/high_mean"):
+        assert by_length[key] == pytest.approx(one_pass[key], rel=1e-5, abs=1e-6), key
+    whole, split = gradients(padded.model), gradients(grouped.model)
+    assert split.keys() == whole.keys() and len(whole) > 10
+    for name, value in whole.items():
+        torch.testing.assert_close(split[name], value, rtol=1e-4, atol=1e-6)
 
 
 def test_bf16_autocast_runs_and_stays_near_float32():

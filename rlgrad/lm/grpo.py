@@ -65,6 +65,7 @@ from rlgrad.grpo import (
 )
 from rlgrad.grpo_variants import overlong_penalty
 from rlgrad.lm import data
+from rlgrad.lm.lengths import completion_lengths, length_groups
 from rlgrad.policy import clipped_fractions
 from rlgrad.returns import equal_reward_groups, group_advantages
 from rlgrad.support import checkpoints
@@ -153,6 +154,11 @@ class GRPOConfig:
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them: less
     memory, about one more forward pass of time."""
+    length_groups: int = 4
+    """Run each forward pass of the loss and the stored log-probabilities in up to this many
+    groups of completions of similar length, each cut after its longest completion, when that
+    computes at least a quarter fewer token positions than one padded pass: the same
+    log-probabilities without the padding (rlgrad.lm.lengths; 1: always one padded pass)."""
     bf16: bool = False
     """Run the model's forward passes for the loss and the stored log-probabilities under
     bfloat16 autocast (CPU and CUDA); sampling stays in the model's own precision."""
@@ -186,6 +192,7 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         "temperature",
         "max_sampling_rounds",
         "gradient_accumulation_steps",
+        "length_groups",
     ):
         value = getattr(config, name)
         require(value > 0, f"GRPOConfig.{name} must be > 0; got {value!r}")
@@ -774,17 +781,50 @@ class GRPOTrainer:
     # ----- 3. the update -----
 
     def _token_log_probs(self, model, batch: Batch, with_entropy: bool = False):
-        """log π(o_t | q, o_<t) of the completion tokens, ``[B, L]`` (and their entropies)."""
+        """log π(o_t | q, o_<t) of the completion tokens, ``[B, L]`` (and their entropies), by
+        groups of similar completion length (rlgrad.lm.lengths): 0 past each group's longest."""
+        lengths = completion_lengths(batch.completion_mask)
+        groups = length_groups(lengths, batch.prompt_length, self.config.length_groups)
+        pieces = [
+            self._group_log_probs(
+                model, batch, rows, max(1, int(lengths[rows].max())), with_entropy
+            )
+            for rows in groups
+        ]
+        if len(pieces) == 1:
+            return pieces[0]
+        order = torch.cat(groups)
+        back = torch.empty_like(order)  # the row of each completion in the groups' order
+        back[order] = torch.arange(len(order), device=order.device)
+        taken = torch.cat([piece[0] for piece in pieces])[back]
+        if not with_entropy:
+            return taken, None
+        return taken, torch.cat([piece[1] for piece in pieces])[back]
+
+    def _group_log_probs(self, model, batch: Batch, rows: Tensor, length: int, with_entropy: bool):
+        """The rows' ``[R, L]`` log-probs (and entropies) from one pass cut after ``length``
+        completion tokens (causal attention: nothing before the cut changes), 0 after it."""
+        every_row = len(rows) == len(batch.completion_ids)  # one group: all rows, in order
+
+        def select(tensor: Tensor) -> Tensor:
+            return tensor if every_row else tensor.index_select(0, rows)
+
+        end = batch.prompt_length + length
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
             logits = model(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+                input_ids=select(batch.input_ids[:, :end]),
+                attention_mask=select(batch.attention_mask[:, :end]),
+                use_cache=False,
             ).logits
         logits = logits[:, batch.prompt_length - 1 : -1].float() / self.config.temperature
         log_probs = torch.log_softmax(logits, dim=-1)
-        taken = log_probs.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
+        completion_ids = select(batch.completion_ids[:, :length])
+        taken = log_probs.gather(-1, completion_ids[..., None]).squeeze(-1)
+        cut = batch.completion_ids.shape[1] - length  # columns after the cut
+        taken = torch.nn.functional.pad(taken, (0, cut))
         if not with_entropy:
             return taken, None
-        return taken, categorical_entropy(logits.detach())
+        return taken, torch.nn.functional.pad(categorical_entropy(logits.detach()), (0, cut))
 
     @torch.no_grad()
     def _stored_log_probs(self, batch: Batch, reference: bool = False) -> Tensor:
