@@ -255,10 +255,9 @@ def test_bfloat16_matmuls_change_the_numbers_and_never_leak_into_the_next_run(tm
         sac.check(dataclasses_replace(config, matmul_precision="fp8"))
 
 
-def test_a_mujoco_run_resumes_with_new_episodes_and_repeatably(tmp_path, capsys):
-    # MuJoCo (and Box2D) environments pickle only their constructor arguments: a checkpoint
-    # cannot hold the episodes in progress. A resume used to step an un-reset environment
-    # (LunarLander: AssertionError); it now starts new episodes seeded by the run's step.
+def test_a_mujoco_run_resumes_exactly(tmp_path, capsys):
+    # MuJoCo environments pickle only their constructor arguments; the checkpoint adds each
+    # one's MjData and random generator, so a resume continues the episodes in progress.
     config = sac.Config(
         **{
             **TINY,
@@ -267,17 +266,38 @@ def test_a_mujoco_run_resumes_with_new_episodes_and_repeatably(tmp_path, capsys)
             "learning_starts": 100,
         },
     )
-    sac.train(config, tmp_path / "whole")
+    whole = sac.train(config, tmp_path / "whole")
     mid = "checkpoints/step_0000000200.pt"
-    runs = []
-    for name in ("first", "second"):
-        shutil.copytree(tmp_path / "whole", tmp_path / name)
-        runs.append(resume(tmp_path / name, checkpoint=tmp_path / name / mid))
-        assert "Hopper-v5 cannot be saved in a checkpoint" in capsys.readouterr().err
-    assert runs[0].rows[-1]["step"] == 300
-    assert without_timing(runs[0].rows) == without_timing(runs[1].rows)
-    assert not VectorEnv("Hopper-v5", 1, seed=0).captured_by_pickle()
-    assert VectorEnv("Pendulum-v1", 1, seed=0).captured_by_pickle()
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    capsys.readouterr()
+    resumed = resume(tmp_path / "resumed", checkpoint=tmp_path / "resumed" / mid)
+    assert "cannot be saved in a checkpoint" not in capsys.readouterr().err
+    assert resumed.rows[-1]["step"] == 300
+    assert without_timing(resumed.rows) == without_timing(whole.rows)
+    assert VectorEnv("Hopper-v5", 1, seed=0).captured_by_checkpoint()
+    assert VectorEnv("Pendulum-v1", 1, seed=0).captured_by_checkpoint()
+    assert not VectorEnv("Pendulum-v1", 2, seed=0, vectorization="async").captured_by_checkpoint()
+
+
+def test_mujoco_episodes_continue_exactly_from_a_vector_env_state():
+    # two Hopper environments, a state mid-episode, then the same actions: the same
+    # observations, rewards, episode ends and reset noise as without the checkpoint
+    actions = np.random.default_rng(0).uniform(-1, 1, (120, 2, 3)).astype(np.float32)
+    env = VectorEnv("Hopper-v5", 2, seed=0)
+    env.reset_seeded(5)
+    for action in actions[:30]:
+        env.step(action)
+    state = env.state()
+    assert state["env"] is not None and len(state["physics"]) == 2
+    resumed = VectorEnv("Hopper-v5", 2, seed=0)
+    assert resumed.load_state(state, seed=99) is True
+    ends = 0
+    for action in actions[30:]:
+        a, b = env.step(action), resumed.step(action)
+        for field in ("observations", "rewards", "terminated", "truncated", "valid"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        ends += int(a.terminated.sum() + a.truncated.sum())
+    assert ends > 0  # episodes ended and restarted from the restored reset noise
 
 
 def test_an_old_checkpoint_with_a_pickled_mujoco_env_restarts_its_episodes():
@@ -287,8 +307,10 @@ def test_an_old_checkpoint_with_a_pickled_mujoco_env_restarts_its_episodes():
     env.reset_seeded(0)
     env.step(np.zeros((2, 3), np.float32))
     state = env.state()
-    assert state["env"] is None and state["_episode_lengths"].tolist() == [1, 1]
-    state["env"] = cloudpickle.dumps(env.env)  # what checkpoints held before: an un-reset env
+    assert state["_episode_lengths"].tolist() == [1, 1]
+    # what checkpoints held before the physics were saved: the pickle alone, an un-reset env
+    del state["physics"]
+    state["env"] = cloudpickle.dumps(env.env)
     resumed = VectorEnv("Hopper-v5", 2, seed=0)
     assert resumed.load_state(state, seed=7) is False
     assert resumed._episode_lengths.tolist() == [0, 0]

@@ -30,12 +30,48 @@ _COUNTERS = (
 )  # as SB3's VecNormalize: a few outliers must not dominate a minibatch
 
 
+def _sub_environments(env) -> list:
+    """The single environments of a sync vector environment (a native one is its own)."""
+    return list(getattr(env, "envs", [env]))
+
+
 def _pickles_whole(env) -> bool:
     """Whether pickling a (sync or native) vector environment keeps its state: gymnasium's
     ``EzPickle`` environments pickle only their constructor arguments."""
     from gymnasium.utils import EzPickle
 
-    return not any(isinstance(e.unwrapped, EzPickle) for e in getattr(env, "envs", [env]))
+    return not any(isinstance(e.unwrapped, EzPickle) for e in _sub_environments(env))
+
+
+def _mujoco_environments(env) -> list | None:
+    """The unwrapped MuJoCo environments of a sync vector environment, or None when it holds
+    any other kind (or MuJoCo is not installed)."""
+    try:
+        from gymnasium.envs.mujoco import MujocoEnv
+    except ImportError:  # no mujoco: then none of the environments is a MuJoCo one
+        return None
+    found = [e.unwrapped for e in _sub_environments(env)]
+    return found if all(isinstance(e, MujocoEnv) for e in found) else None
+
+
+def _physics_states(environments: list) -> list[dict]:
+    """What pickling leaves out of each MuJoCo environment: its simulation data (a copy of the
+    whole ``MjData``: positions, velocities, the solver's warm start, and the derived quantities
+    the next step reads, such as body positions) and its random generator (the reset noise)."""
+    return [
+        {"data": copy.deepcopy(e.data), "np_random": copy.deepcopy(e.np_random)}
+        for e in environments
+    ]
+
+
+def _set_physics_states(environments: list, states: list[dict]) -> None:
+    """Copy :func:`_physics_states` into rebuilt environments (``mj_copyData`` into the
+    environment's own ``MjData``, which its renderer also holds)."""
+    import mujoco
+
+    for e, state in zip(environments, states, strict=True):
+        mujoco.mj_copyData(e.data, e.model, state["data"])
+        e.np_random = copy.deepcopy(state["np_random"])
 
 
 @dataclass(frozen=True)
@@ -244,38 +280,53 @@ class VectorEnv:
         self.obs_stats.load_state_dict(state["obs"])
         self.return_stats.load_state_dict(state["return"])
 
-    def captured_by_pickle(self) -> bool:
-        """Whether pickling the environments captures their state. Asynchronous ones live in
-        other processes; gymnasium's ``EzPickle`` environments (Box2D's LunarLander, every MuJoCo
-        task) pickle only their constructor arguments and come back as new, un-reset objects."""
-        return self.vectorization != "async" and _pickles_whole(self.env)
+    def captured_by_checkpoint(self) -> bool:
+        """Whether a checkpoint holds the environments' state, so that a resume continues the
+        episodes in progress exactly. Asynchronous environments live in other processes; of
+        gymnasium's ``EzPickle`` environments, which pickle only their constructor arguments,
+        MuJoCo's are completed by their physics state (:func:`_physics_states`), while Box2D's
+        (LunarLander) cannot be."""
+        if self.vectorization == "async":
+            return False
+        return _pickles_whole(self.env) or _mujoco_environments(self.env) is not None
 
     def state(self) -> dict:
-        """Everything needed to continue exactly: the environments themselves (pickled), the
-        normalization statistics and every counter.
+        """Everything needed to continue exactly: the environments themselves (pickled, with
+        MuJoCo's physics), the normalization statistics and every counter.
 
-        Environments that pickling cannot capture (:meth:`captured_by_pickle`) are left out, and
+        Environments a checkpoint cannot hold (:meth:`captured_by_checkpoint`) are left out, and
         :meth:`load_state` starts new episodes instead: the run continues with its networks,
         optimizer, statistics and counters, but not bit-identically.
         """
         import cloudpickle
 
+        captured = self.captured_by_checkpoint()
+        mujoco_environments = _mujoco_environments(self.env) if captured else None
         return {
-            "env": cloudpickle.dumps(self.env) if self.captured_by_pickle() else None,
+            "env": cloudpickle.dumps(self.env) if captured else None,
+            "physics": None
+            if mujoco_environments is None
+            else _physics_states(mujoco_environments),
             "stats": self.stats_state(),
             **{name: copy.deepcopy(getattr(self, name)) for name in _COUNTERS},
         }
 
     def load_state(self, state: dict, seed: int) -> bool:
         """Continue from :meth:`state`, in place: trainers keep their reference to this object.
-        Without pickled environments (or with pickles that did not hold their state, as
-        checkpoints written before :meth:`captured_by_pickle` existed have), new environments
-        start new episodes from ``seed``. Returns whether the environments continue exactly."""
+        Without the environments (or with pickles that did not hold their state, as
+        checkpoints written before MuJoCo's physics were saved have), new environments start
+        new episodes from ``seed``. Returns whether the environments continue exactly."""
         import cloudpickle
 
         self.env.close()
         restored = None if state["env"] is None else cloudpickle.loads(state["env"])
         exact = restored is not None and _pickles_whole(restored)
+        physics = state.get("physics")
+        if restored is not None and not exact and physics is not None:
+            mujoco_environments = _mujoco_environments(restored)
+            if mujoco_environments is not None:
+                _set_physics_states(mujoco_environments, physics)
+                exact = True
         if restored is not None and not exact:
             restored.close()
         self.env = (

@@ -297,8 +297,8 @@ class Run:
         # new episodes, seeded by the run's seed and step, so that a resume is still repeatable
         if not self.env.load_state(state["env"], self.config.seed + state["steps"]):
             print(
-                f"rlgrad: {self.config.env} cannot be saved in a checkpoint (asynchronous, Box2D "
-                "or MuJoCo environments): the run continues with new episodes, not bit-identically",
+                f"rlgrad: {self.config.env} cannot be saved in a checkpoint (asynchronous or "
+                "Box2D environments): the run continues with new episodes, not bit-identically",
                 file=sys.stderr,
             )
         checkpoints.restore_random_states(state, self.generator)
