@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 from rlgrad.grpo import grpo_token_loss, gspo_loss  # noqa: E402
-from rlgrad.lm import demo  # noqa: E402
+from rlgrad.lm import data, demo  # noqa: E402
 from rlgrad.lm.grpo import (  # noqa: E402
     Batch,
     GRPOConfig,
@@ -589,6 +589,44 @@ def test_passes_grouped_by_length_give_the_padded_passes_numbers(level):
     assert split.keys() == whole.keys() and len(whole) > 10
     for name, value in whole.items():
         torch.testing.assert_close(split[name], value, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_left_padded_prompts_get_the_log_probs_they_were_sampled_with(groups):
+    # prompts of different lengths are padded on the left; generate() numbers positions from
+    # the attention mask, and the loss's passes must too, or a padded prompt's completion is
+    # scored by another function than the one that sampled it (off by up to 3.8 nats here)
+    grpo = trainer(length_groups=groups)
+    prompts = ["1+2=", "11+22=", "3+4=", "123+4="]
+    with data.padding_on(grpo.tokenizer, "left"):
+        encoded = grpo.tokenizer(prompts, return_tensors="pt", padding=True)
+    assert (encoded.attention_mask == 0).any()  # some prompts are padded
+    tokenizer = grpo.tokenizer
+    with torch.no_grad():
+        out = grpo.model.generate(
+            **encoded,
+            do_sample=False,
+            max_new_tokens=3,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+    prompt_length = encoded.input_ids.shape[1]
+    completion_ids = out.sequences[:, prompt_length:]
+    sampled = torch.stack([torch.log_softmax(score.float(), -1) for score in out.scores], 1)
+    sampled = sampled.gather(-1, completion_ids[..., None]).squeeze(-1)
+    batch = Batch(
+        input_ids=out.sequences,
+        attention_mask=torch.cat([encoded.attention_mask, torch.ones_like(completion_ids)], 1),
+        prompt_length=prompt_length,
+        completion_ids=completion_ids,
+        completion_mask=torch.ones_like(completion_ids).float(),
+        advantages=torch.zeros(len(prompts)),
+    )
+    with torch.no_grad():
+        scored, _ = grpo._token_log_probs(grpo.model, batch)
+    torch.testing.assert_close(scored, sampled, rtol=0, atol=1e-5)
 
 
 def test_bf16_autocast_runs_and_stays_near_float32():

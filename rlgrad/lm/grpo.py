@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import itertools
 import json
 import math
@@ -542,6 +543,9 @@ class GRPOTrainer:
         # the frozen reference is the starting model, kept in memory (never reloaded by name);
         # with adapters it is the same model with them switched off, no copy
         self.uses_adapters = peft_config is not None
+        # generate() numbers positions from the attention mask, so that left padding does not
+        # shift a prompt; the loss's forward passes must do the same, where the model takes them
+        self.takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
         self.ref_model = None
         if self.config.beta > 0 and not self.uses_adapters:
             self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
@@ -810,11 +814,17 @@ class GRPOTrainer:
             return tensor if every_row else tensor.index_select(0, rows)
 
         end = batch.prompt_length + length
+        attention_mask = select(batch.attention_mask[:, :end])
+        positions = {}
+        if self.takes_position_ids:  # as generate() numbers them (padding: 1, never attended)
+            position_ids = attention_mask.long().cumsum(-1) - 1
+            positions["position_ids"] = position_ids.masked_fill(attention_mask == 0, 1)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
             logits = model(
                 input_ids=select(batch.input_ids[:, :end]),
-                attention_mask=select(batch.attention_mask[:, :end]),
+                attention_mask=attention_mask,
                 use_cache=False,
+                **positions,
             ).logits
         logits = logits[:, batch.prompt_length - 1 : -1].float() / self.config.temperature
         log_probs = torch.log_softmax(logits, dim=-1)
