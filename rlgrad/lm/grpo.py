@@ -545,7 +545,9 @@ class GRPOTrainer:
         self.uses_adapters = peft_config is not None
         # generate() numbers positions from the attention mask, so that left padding does not
         # shift a prompt; the loss's forward passes must do the same, where the model takes them
-        self.takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        # (a model the caller wrapped in PEFT already is asked through its base model)
+        base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.takes_position_ids = "position_ids" in inspect.signature(base_model.forward).parameters
         self.ref_model = None
         if self.config.beta > 0 and not self.uses_adapters:
             self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()

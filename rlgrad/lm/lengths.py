@@ -32,15 +32,19 @@ def completion_lengths(completion_mask: Tensor) -> Tensor:
     return (completion_mask.bool() * positions).amax(dim=1)
 
 
-def positions_computed(sorted_lengths: list[int], groups: int, prompt_length: int) -> int:
-    """Token positions of ``groups`` passes over consecutive, near-equal runs of the rows sorted
-    by length, each run cut after its longest completion (at least one token)."""
-    rows = len(sorted_lengths)
+def equal_runs(rows: int, groups: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of ``groups`` consecutive runs of ``rows`` rows, sizes differing by one
+    at most, none empty."""
     bounds = [rows * i // groups for i in range(groups + 1)]
+    return [(start, stop) for start, stop in itertools.pairwise(bounds) if stop > start]
+
+
+def positions_computed(sorted_lengths: list[int], groups: int, prompt_length: int) -> int:
+    """Token positions of ``groups`` passes over :func:`equal_runs` of the rows sorted by length,
+    each run cut after its longest completion (at least one token)."""
     return sum(
         (stop - start) * (prompt_length + max(1, sorted_lengths[stop - 1]))
-        for start, stop in itertools.pairwise(bounds)
-        if stop > start
+        for start, stop in equal_runs(len(sorted_lengths), groups)
     )
 
 
@@ -76,5 +80,4 @@ def length_groups(lengths: Tensor, prompt_length: int, max_groups: int) -> list[
         return everything
     best = min(paying.values())
     groups = min(k for k, cost in paying.items() if cost <= (1.0 + NEAR_BEST) * best)
-    bounds = [rows * i // groups for i in range(groups + 1)]
-    return [order[start:stop] for start, stop in itertools.pairwise(bounds) if stop > start]
+    return [order[start:stop] for start, stop in equal_runs(rows, groups)]
