@@ -63,12 +63,19 @@ THRESHOLDS = {
     "LunarLander-v3": 200.0,
     "MountainCar-v0": -110.0,
 }
+# MuJoCo tasks have no "solved" return: benchmarks/mujoco_return.py compares the return at a
+# budget, so their workers run the whole budget (threshold None: never solved).
+for _env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
+    THRESHOLDS[_env_id] = None
 EVAL_EVERY = {  # default evaluation period per environment, in environment steps
     "CartPole-v1": 2_000,
     "Acrobot-v1": 5_000,
     "Pendulum-v1": 5_000,
     "LunarLander-v3": 10_000,
     "MountainCar-v0": 5_000,
+    "HalfCheetah-v5": 5_000,
+    "Hopper-v5": 5_000,
+    "Walker2d-v5": 5_000,
 }
 
 
@@ -234,6 +241,11 @@ ZOO["dqn"]["LunarLander-v3"] = dict(ZOO["dqn"]["Acrobot-v1"])
 # actor's [−1, 1] units as rlgrad's exploration_noise; train_freq (1, "episode") with
 # gradient_steps −1 trains once per episode, as many steps as it collected.
 ZOO["sac"] = {"Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3}}
+# The zoo's MuJoCo entries (HalfCheetah, Hopper, Walker2d, Ant; written for v3, kept for v5):
+# 1M steps with 10,000 random steps first, everything else SB3's default for SAC; TD3 adds
+# Gaussian exploration noise 0.1 (train_freq 1, one gradient step, SB3's 400×300 networks).
+for _env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
+    ZOO["sac"][_env_id] = {"n_timesteps": 1_000_000, "learning_starts": 10_000}
 ZOO["td3"] = {
     "Pendulum-v1": {
         "n_timesteps": 20_000,
@@ -248,6 +260,13 @@ ZOO["td3"] = {
         "policy_kwargs": {"net_arch": [400, 300]},
     }
 }
+for _env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
+    ZOO["td3"][_env_id] = {
+        "n_timesteps": 1_000_000,
+        "learning_starts": 10_000,
+        "noise_type": "normal",
+        "noise_std": 0.1,
+    }
 # sb3-contrib's TRPO, hyperparams/trpo.yml (read at 13a3fe7); every field not named is
 # sb3-contrib's default (64×64 tanh, γ 0.99, λ 0.95, target_kl 0.01, 10 critic updates of batch 128,
 # cg_damping 0.1, 15 CG steps). Pendulum's entry explores with gSDE, which rlgrad has not.
@@ -308,7 +327,10 @@ def describe(value) -> str:
 
 def time_to_threshold(evals: list[dict], threshold: float) -> dict | None:
     """The first of SOLVED_AFTER consecutive evaluations (dicts with "step", "train_s" and
-    "mean", in step order) whose mean return is ≥ threshold; None when there is none."""
+    "mean", in step order) whose mean return is ≥ threshold; None when there is none (or no
+    threshold)."""
+    if threshold is None:
+        return None
     for i in range(len(evals) - SOLVED_AFTER + 1):
         if all(e["mean"] >= threshold for e in evals[i : i + SOLVED_AFTER]):
             return evals[i]
@@ -341,7 +363,9 @@ def rlgrad_worker(
         "checkpoint_every": 0,
         "eval_threshold": THRESHOLDS[env_id],
         "threads": 1,
-        "stop_when_solved": True,  # as SB3 below: the rest could not change the time to threshold
+        # as SB3 below: the rest could not change the time to threshold; with no threshold the
+        # whole budget runs (rlgrad would otherwise stop at the environment's reward_threshold)
+        "stop_when_solved": THRESHOLDS[env_id] is not None,
     }
     known = {f.name for f in dataclasses.fields(trainer.Config)}
     fields = {name: value for name, value in fields.items() if name in known}
