@@ -784,6 +784,11 @@ def orchestrate(args) -> None:
     command = shlex.join([sys.executable, *sys.argv])
     cases = []
     for algorithm, env_id in parse_cases(args.cases):
+        if THRESHOLDS[env_id] is None:
+            raise SystemExit(
+                f"vs_sb3: {env_id} has no solved return to time; compare the return after a "
+                f"budget with benchmarks/mujoco_return.py --cases {algorithm}:{env_id}"
+            )
         missing = rlgrad_has(algorithm)
         if missing:
             print(f"note: skipping {algorithm}:{env_id}: rlgrad has no {algorithm} trainer yet")
