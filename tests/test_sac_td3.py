@@ -148,6 +148,22 @@ def test_the_batched_critics_equal_k_separate_networks():
 
 
 @pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_evaluations_and_checkpoints_come_at_their_own_period_not_only_at_log_rows(
+    name, tmp_path
+):
+    trainer = TRAINERS[name]
+    config = trainer.Config(
+        **{**TINY, "log_every": 200, "eval_every": 150, "checkpoint_every": 250, "total_steps": 600}
+    )
+    trainer.train(config, tmp_path / "run")
+    rows = read_rows(tmp_path / "run")
+    assert [int(r["step"]) for r in rows if r["eval_return_mean"] != ""] == [150, 300, 450, 600]
+    assert [int(r["step"]) for r in rows] == [150, 200, 250, 300, 400, 450, 500, 600]
+    saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert saved == [f"step_{s:010d}.pt" for s in (0, 250, 500, 600)]
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
 def test_the_same_seed_gives_the_same_metrics(name, tmp_path):
     trainer = TRAINERS[name]
     config = trainer.Config(**{**TINY, "total_steps": 400})

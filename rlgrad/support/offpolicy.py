@@ -113,9 +113,14 @@ def collect_and_learn(
     learn: Callable[[], None],
     update_targets: Callable[[], None] | None = None,
 ) -> int:
-    """:func:`act_store_learn` until the next metrics row is due (the next multiple of
-    ``log_every``, or the end of the run), timed as training; returns the step count."""
-    iteration_end = min((steps // log_every + 1) * log_every, run.config.total_steps)
+    """:func:`act_store_learn` until the next metrics row is due, timed as training; returns the
+    step count. A row is due at the next multiple of ``log_every``, of ``eval_every`` and of
+    ``checkpoint_every`` (an evaluation or checkpoint is written with a row: without its own
+    boundary, an ``eval_every`` smaller than ``log_every`` would evaluate less often than
+    asked), or at the end of the run."""
+    config = run.config
+    periods = [p for p in (log_every, config.eval_every, config.checkpoint_every) if p > 0]
+    iteration_end = min(*((steps // p + 1) * p for p in periods), config.total_steps)
     with run.training():
         while steps < iteration_end:
             steps, _ = act_store_learn(env, replay, schedule, steps, act, learn, update_targets)
