@@ -148,9 +148,7 @@ def test_the_batched_critics_equal_k_separate_networks():
 
 
 @pytest.mark.parametrize("name", sorted(TRAINERS))
-def test_evaluations_and_checkpoints_come_at_their_own_period_not_only_at_log_rows(
-    name, tmp_path
-):
+def test_evaluations_and_checkpoints_come_at_their_own_period_not_only_at_log_rows(name, tmp_path):
     trainer = TRAINERS[name]
     config = trainer.Config(
         **{**TINY, "log_every": 200, "eval_every": 150, "checkpoint_every": 250, "total_steps": 600}
