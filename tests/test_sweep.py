@@ -9,16 +9,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from rlgrad.app import presets
 from rlgrad.app import sweep as sweeps
 from rlgrad.app.cli import main
 from rlgrad.app.presets import build_config
 from rlgrad.app.registry import module
 from rlgrad.app.report import read_runs
+from rlgrad.app.trials import StopRequestWatcher, Trial, run_trial, stop_request_path
 from rlgrad.support.runs import TIMING_COLUMNS
 
 # A PPO trial of a few seconds that checkpoints often, so that a kill lands between checkpoints.
@@ -96,6 +99,66 @@ def test_without_ray_the_command_says_what_to_install(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert err.strip() == "rlgrad sweep: this command runs on Ray: pip install 'rlgrad[ray]'"
     assert not (tmp_path / "s").exists()
+
+
+# ----- a stop request, without Ray: what the driver's Ctrl-C and Optuna's pruning use -----
+
+
+def _quick_trial(tmp_path) -> Trial:
+    grid = {name: [value] for name, value in QUICK.items()}
+    sweep = sweeps.create(
+        tmp_path / "s", "ppo", ["CartPole-v1"], [7], grid, presets.DEFAULTS, total_steps=8192
+    )
+    trial = sweep.trial(sweep.trials[0])
+    return trial
+
+
+def test_a_stop_request_interrupts_at_a_checkpoint_and_the_trial_resumes(tmp_path):
+    trial = _quick_trial(tmp_path)
+    run_dir, request = Path(trial.run_dir), stop_request_path(trial.run_dir)
+    assert request == run_dir.parent / (run_dir.name + ".stop")
+
+    def ask_to_stop_after_the_first_update():
+        _wait_for(lambda: (run_dir / "metrics.csv").exists(), "the first metrics row")
+        request.touch()
+
+    asker = threading.Thread(target=ask_to_stop_after_the_first_update)
+    asker.start()
+    stopped = run_trial(trial)
+    asker.join()
+    assert stopped.state == "interrupted"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] and 0 < summary["steps"] < 8192
+    # a trial queued behind a stop request returns without touching its run
+    assert run_trial(trial).state == "interrupted"
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == summary["steps"]
+
+    request.unlink()  # what the driver's next submit does
+    resumed = run_trial(trial)
+    assert resumed.state == "done" and resumed.resumed_from_step == summary["steps"]
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 8192
+
+
+def test_a_stop_request_before_the_first_step_leaves_nothing_to_resume(tmp_path):
+    trial = _quick_trial(tmp_path)
+    Path(trial.run_dir).parent.mkdir(parents=True)
+    stop_request_path(trial.run_dir).touch()
+    assert run_trial(trial).state == "interrupted"
+    assert not Path(trial.run_dir).exists()
+
+
+def test_the_watcher_never_interrupts_after_its_block(tmp_path):
+    request = tmp_path / "run.stop"
+    with StopRequestWatcher(request, poll_s=0.01):
+        time.sleep(0.05)
+    request.touch()
+    time.sleep(0.2)  # a watcher still running would raise KeyboardInterrupt in this sleep
+    with pytest.raises(KeyboardInterrupt), StopRequestWatcher(request, poll_s=0.01):
+        pass
+    request.unlink()
+    with pytest.raises(KeyboardInterrupt), StopRequestWatcher(request, poll_s=0.01):
+        request.touch()
+        time.sleep(5)  # interrupted within a poll
 
 
 # ----- on a local Ray -----

@@ -256,7 +256,7 @@ def run(sweep: Sweep, pool: TrialPool, *, retry_failed: bool = False, progress=T
             for trial, outcome in pool.cancel():
                 record(trial, outcome)
         except KeyboardInterrupt:
-            for trial, outcome in pool.cancel(grace_s=0):
+            for trial, outcome in pool.abandon():
                 record(trial, outcome)
         for entry in sweep.trials:
             if entry["state"] == RUNNING:

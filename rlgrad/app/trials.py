@@ -14,10 +14,18 @@ Tune: a trial is a plain function call that already writes its own run directory
 metrics, and Tune would add a second experiment directory, its own checkpoint protocol and its
 own search loop next to Optuna's; tasks give retries on worker death, cluster scheduling and
 cancellation, and nothing else is needed.
+
+Why a stop-request file rather than ``ray.cancel``: a cancel that lands while the task is returning
+its result trips a check in Ray's core worker ("Tried to complete task that was not pending") that
+kills the driver, so a Ctrl-C or a pruned Optuna trial could take the whole sweep down. The driver
+instead writes ``<run_dir>.stop``; a watcher thread in the task sees it and interrupts the run as
+Ctrl-C would, and the task returns ``interrupted`` like any other result. The file sits on the
+output directory, which a cluster already has to share.
 """
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import os
@@ -69,21 +77,67 @@ def run_trial(trial: Trial) -> Outcome:
         return Outcome(DONE, None, None, pid, started, time.time())
     resumed_from = None
     try:
-        trainer = module(trial.algorithm)
-        config = configs.from_dict(trainer.Config, trial.fields)
-        if checkpoint.exists():
-            resumed_from = _checkpoint_step(checkpoint)
-            trainer.train(config, run_dir, resume=True)
-        else:
-            if run_dir.exists():  # died before its first checkpoint: nothing to keep
-                shutil.rmtree(run_dir)
-            run_dir.parent.mkdir(parents=True, exist_ok=True)
-            trainer.train(config, run_dir)
+        with StopRequestWatcher(stop_request_path(run_dir)):
+            trainer = module(trial.algorithm)
+            config = configs.from_dict(trainer.Config, trial.fields)
+            if checkpoint.exists():
+                resumed_from = _checkpoint_step(checkpoint)
+                trainer.train(config, run_dir, resume=True)
+            else:
+                if run_dir.exists():  # died before its first checkpoint: nothing to keep
+                    shutil.rmtree(run_dir)
+                run_dir.parent.mkdir(parents=True, exist_ok=True)
+                trainer.train(config, run_dir)
     except (TrainingError, ValueError, TypeError) as error:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         return Outcome(FAILED, reason, resumed_from, pid, started, time.time())
-    state = INTERRUPTED if json.loads(summary.read_text())["interrupted"] else DONE
-    return Outcome(state, None, resumed_from, pid, started, time.time())
+    except KeyboardInterrupt:  # the stop request came before the run could catch it itself
+        pass
+    finished = summary.exists() and not json.loads(summary.read_text())["interrupted"]
+    return Outcome(DONE if finished else INTERRUPTED, None, resumed_from, pid, started, time.time())
+
+
+def stop_request_path(run_dir: str | Path) -> Path:
+    """The file whose existence asks the trial of ``run_dir`` to stop: ``<run_dir>.stop``.
+
+    Next to the run directory rather than inside it: a trial that died before its first checkpoint
+    deletes its directory when it starts again, and a request written there would go with it.
+    """
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + ".stop")
+
+
+class StopRequestWatcher:
+    """While active, interrupts the main thread as Ctrl-C would once ``path`` appears.
+
+    The run's own Ctrl-C handler then finishes the current update and saves a checkpoint. Leaving
+    the ``with`` block stops the watching, so a reused Ray worker never interrupts the next task.
+    """
+
+    def __init__(self, path: Path, poll_s: float = 0.2):
+        self.path, self.poll_s = path, poll_s
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.poll_s):
+            if self.path.exists():
+                with self._lock:
+                    if not self._done.is_set():
+                        _thread.interrupt_main(signal.SIGINT)
+                return
+
+    def __enter__(self) -> StopRequestWatcher:
+        if self.path.exists():  # stopped while it waited in the queue: nothing to run
+            raise KeyboardInterrupt
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:  # once this returns, no interrupt can come from this watcher
+            self._done.set()
+        self._thread.join()
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -145,6 +199,7 @@ class TrialPool:
         return len(self.in_flight) < self.limit
 
     def submit(self, trial: Trial) -> None:
+        stop_request_path(trial.run_dir).unlink(missing_ok=True)  # one left by an earlier driver
         self.in_flight[self.task.remote(trial)] = trial
 
     def wait(self, timeout: float = 1.0) -> list[tuple[Trial, Outcome]]:
@@ -153,7 +208,10 @@ class TrialPool:
             return []
         ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
         ready += self.ray.wait(list(set(self.in_flight) - set(ready)), timeout=0)[0]
-        return [(self.in_flight.pop(ref), self._outcome(ref)) for ref in ready]
+        finished = [(self.in_flight.pop(ref), self._outcome(ref)) for ref in ready]
+        for trial, _ in finished:
+            stop_request_path(trial.run_dir).unlink(missing_ok=True)
+        return finished
 
     def _outcome(self, ref) -> Outcome:
         exceptions = self.ray.exceptions
@@ -171,12 +229,15 @@ class TrialPool:
     def cancel(self, trials: list[Trial] | None = None, grace_s: float = 60.0) -> list:
         """Stop ``trials`` (default: all in flight) and wait up to ``grace_s`` for them.
 
-        A running trial gets a SIGINT, which its run treats as Ctrl-C: it finishes the current
-        update, saves a checkpoint and returns ``interrupted``; a queued one never starts.
+        Each gets a stop request, which its run treats as Ctrl-C: it finishes the current update,
+        saves a checkpoint and returns ``interrupted``; a queued one returns without starting.
+        Only a trial still running after ``grace_s`` is killed by Ray (``ray.cancel(force=True)``).
         """
         chosen = [r for r, t in self.in_flight.items() if trials is None or t in trials]
         for ref in chosen:
-            self.ray.cancel(ref)
+            request = stop_request_path(self.in_flight[ref].run_dir)
+            request.parent.mkdir(parents=True, exist_ok=True)
+            request.touch()
         results, deadline = [], time.monotonic() + grace_s
         while any(ref in self.in_flight for ref in chosen) and time.monotonic() < deadline:
             results += self.wait(timeout=1.0)
@@ -184,6 +245,16 @@ class TrialPool:
             self.ray.cancel(ref, force=True)
             results.append((self.in_flight.pop(ref), Outcome(INTERRUPTED)))
         return results
+
+    def abandon(self) -> list:
+        """Forget every trial in flight, as ``interrupted``, without waiting for it.
+
+        For a driver about to exit: :meth:`shutdown` ends the Ray session, and with it the tasks;
+        each keeps its last checkpoint and its stop request, which the next submit clears.
+        """
+        abandoned = [(trial, Outcome(INTERRUPTED)) for trial in self.in_flight.values()]
+        self.in_flight.clear()
+        return abandoned
 
     def shutdown(self) -> None:
         if self._previous_sigterm is not None:
