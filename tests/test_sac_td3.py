@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -252,6 +254,26 @@ def test_a_missing_mujoco_names_the_extra_to_install(monkeypatch, tmp_path):
         ValueError, match=r"needs a missing dependency: pip install 'rlgrad\[mujoco\]'$"
     ):
         sac.train(sac.Config(env="Hopper-v5", total_steps=100), tmp_path / "run")
+
+
+def test_mujoco_warnings_show_once_and_leave_no_log_file(tmp_path):
+    # every evaluation builds its environments anew: a warning from a model file must not be
+    # printed (and appended to MUJOCO_LOG.TXT in the working directory) at every evaluation
+    pytest.importorskip("mujoco")
+    script = (
+        "import mujoco\n"
+        "from rlgrad.support.envs import VectorEnv, _warn_once\n"
+        "for seed in range(3):\n"
+        "    VectorEnv('HalfCheetah-v5', 2, seed).close()\n"
+        "assert mujoco.get_mju_user_warning() is _warn_once\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "MuJoCo:" in line]
+    assert len(warned) <= 1 and "WARNING:" not in done.stdout + done.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
 
 
 def test_bfloat16_matmuls_change_the_numbers_and_never_leak_into_the_next_run(tmp_path):

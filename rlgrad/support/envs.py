@@ -12,6 +12,7 @@ so that trainers leave it out of their losses.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import deque
 from dataclasses import dataclass
 
@@ -127,6 +128,26 @@ class RunningMeanStd:
         self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
 
 
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings through Python's ``warnings``, which shows each one once.
+
+    By default MuJoCo prints every warning and appends it to MUJOCO_LOG.TXT in the working
+    directory. Every evaluation builds its environments anew, so one deprecation warning from a
+    model file (v5 HalfCheetah's) would be printed and logged thousands of times in a 1M-step run.
+    A handler the user installed is left alone.
+    """
+    try:
+        import mujoco
+    except ImportError:  # make_vec then says which extra to install
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_warn_once)
+
+
+def _warn_once(text: str) -> None:
+    warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=2)
+
+
 def make_gym_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **env_kwargs):
     """``gymnasium.make_vec`` with next-step autoreset, or a ValueError that says what to do."""
     import gymnasium as gym
@@ -146,6 +167,8 @@ def make_gym_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
             f"'vectorization' must be 'auto', 'vector_entry_point', 'sync' or 'async'; "
             f"got {vectorization!r}"
         )
+    if "mujoco" in str(spec.entry_point).lower():
+        _route_mujoco_warnings()
     try:
         env = gym.make_vec(env_id, num_envs, vectorization_mode=vectorization, **env_kwargs)
     except gym.error.DependencyNotInstalled as error:
