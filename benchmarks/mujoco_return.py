@@ -114,6 +114,13 @@ def print_report(summaries: list[dict], runs: list[dict], command: str) -> None:
         print(f"FAILED {r['library']} {r['algorithm']}:{r['env']} seed {r['seed']}: {r['error']}")
 
 
+def summarize_cases(cases: list[tuple[str, str]], runs: list[dict]) -> list[dict]:
+    """:func:`summarize` of each (algorithm, env) case on its own runs."""
+    return [
+        summarize(a, e, [r for r in runs if (r["algorithm"], r["env"]) == (a, e)]) for a, e in cases
+    ]
+
+
 def plot(runs: list[dict], path: str) -> None:
     """Evaluation return against environment steps, one panel per case, both libraries."""
     import matplotlib
@@ -180,9 +187,7 @@ def main() -> None:
         if args.plot:
             plot(runs, args.plot)
         cases = sorted({(r["algorithm"], r["env"]) for r in runs})
-        print_report(
-            [summarize(a, e, runs) for a, e in cases], runs, "(from " + args.plot_only + ")"
-        )
+        print_report(summarize_cases(cases, runs), runs, "(from " + args.plot_only + ")")
         return
     command = shlex.join([sys.executable, *sys.argv])
     cases = vs_sb3.parse_cases(args.cases)
@@ -205,9 +210,7 @@ def main() -> None:
             if args.out:  # after every pair, so that an interrupted benchmark keeps its data
                 data = {"command": command, "machine": vs_sb3.machine(), "runs": runs}
                 Path(args.out).write_text(json.dumps(vs_sb3.jsonable(data), indent=1) + "\n")
-    summaries = [
-        summarize(a, e, [r for r in runs if (r["algorithm"], r["env"]) == (a, e)]) for a, e in cases
-    ]
+    summaries = summarize_cases(cases, runs)
     print_report(summaries, runs, command)
     if args.out:
         data = {"command": command, "machine": vs_sb3.machine(), "runs": runs, "summary": summaries}
