@@ -64,7 +64,12 @@ def learning_curve(run_dirs: list[Path], out: Path, column: str = "eval_return_m
     axes.set_xlabel("environment steps")
     axes.set_ylabel(column.replace("_", " "))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    if axes.get_lines():
+        axes.legend(fontsize=8)
+    else:  # stopped before its first evaluation: say so rather than draw an empty frame
+        axes.text(
+            0.5, 0.5, f"no {column.replace('_', ' ')} yet", ha="center", transform=axes.transAxes
+        )
     figure.tight_layout()
     out = Path(out)
     figure.savefig(out, dpi=110)
