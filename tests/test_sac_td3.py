@@ -256,16 +256,17 @@ def test_a_missing_mujoco_names_the_extra_to_install(monkeypatch, tmp_path):
         sac.train(sac.Config(env="Hopper-v5", total_steps=100), tmp_path / "run")
 
 
-def test_mujoco_warnings_show_once_and_leave_no_log_file(tmp_path):
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_mujoco_warnings_show_once_and_leave_no_log_file(tmp_path, vectorization):
     # every evaluation builds its environments anew: a warning from a model file must not be
     # printed (and appended to MUJOCO_LOG.TXT in the working directory) at every evaluation
     pytest.importorskip("mujoco")
     script = (
         "import mujoco\n"
-        "from rlgrad.support.envs import VectorEnv, _warn_once\n"
+        "from rlgrad.support.envs import VectorEnv, _python_warning\n"
         "for seed in range(3):\n"
-        "    VectorEnv('HalfCheetah-v5', 2, seed).close()\n"
-        "assert mujoco.get_mju_user_warning() is _warn_once\n"
+        f"    VectorEnv('HalfCheetah-v5', 2, seed, vectorization={vectorization!r}).close()\n"
+        "assert mujoco.get_mju_user_warning() is _python_warning\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120

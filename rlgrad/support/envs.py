@@ -141,10 +141,12 @@ def _route_mujoco_warnings() -> None:
     except ImportError:  # make_vec then says which extra to install
         return
     if mujoco.get_mju_user_warning() is None:
-        mujoco.set_mju_user_warning(_warn_once)
+        mujoco.set_mju_user_warning(_python_warning)
 
 
-def _warn_once(text: str) -> None:
+def _python_warning(text: str) -> None:
+    # Python's default filter shows a warning once per place; forked async workers inherit the
+    # handler and the registry of warnings already shown, so they stay quiet too (tested)
     warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=2)
 
 
