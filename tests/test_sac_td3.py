@@ -211,12 +211,45 @@ def test_a_discrete_environment_gets_one_line_naming_what_fits(name, tmp_path):
         ("td3", "policy_delay", 0, "'policy_delay' must be > 0"),
         ("td3", "noise_clip", -1.0, "'noise_clip' must be >= 0"),
         ("td3", "buffer_size", 16, "'buffer_size' = 16 must hold a batch"),
+        ("sac", "device", "gpu", "'device' must be cpu, cuda, cuda:N or auto; got 'gpu'"),
+        ("td3", "device", "mps", "'device' must be cpu, cuda, cuda:N or auto; got 'mps'"),
     ],
 )
 def test_bad_config_fields_name_the_field(name, field, value, message):
     trainer = TRAINERS[name]
     with pytest.raises(ValueError, match=message):
         trainer.check(dataclasses_replace(trainer.Config(), **{field: value}))
+
+
+def test_a_cuda_device_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"'device' = 'cuda', but this PyTorch sees no CUDA GPU"):
+        sac.train(sac.Config(**TINY, device="cuda"), tmp_path / "cuda")
+    assert not (tmp_path / "cuda").exists()  # refused before the run directory is made
+    config = td3.Config(**{**TINY, "total_steps": 300})
+    on_cpu = td3.train(config, tmp_path / "cpu")
+    automatic = td3.train(dataclasses_replace(config, device="auto"), tmp_path / "auto")
+    assert without_timing(automatic.rows) == without_timing(on_cpu.rows)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_a_gpu_run_trains_resumes_exactly_and_its_agent_acts_on_the_cpu(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(**{**TINY, "num_envs": 2, "n_step": 2, "device": "cuda"})
+    whole = trainer.train(config, tmp_path / "whole")
+    losses = [float(r["critic_loss"]) for r in whole.rows if r["critic_loss"] != ""]
+    assert losses and all(math.isfinite(x) for x in losses)
+    state = checkpoint(tmp_path / "whole", 400)
+    assert state["modules"]["replay"]["observations"].is_cuda
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    resumed = resume(tmp_path / "cut", checkpoint=tmp_path / "cut/checkpoints/step_0000000400.pt")
+    assert without_timing(resumed.rows) == without_timing(whole.rows)
+    agent = load_agent(tmp_path / "whole")
+    assert all(not p.is_cuda for p in agent.network.parameters())
+    assert agent.act(np.zeros(3, np.float32)).shape == (1,)
 
 
 @pytest.mark.parametrize("name", sorted(TRAINERS))

@@ -49,7 +49,7 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Age
     path = Path(checkpoint) if checkpoint else Path(run_dir) / "checkpoints" / "latest.pt"
     if not path.exists():
         raise ValueError(f"no checkpoint at {str(path)!r}; has the run saved one yet?")
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location="cpu")  # a GPU run acts on CPU
     env = make_gym_vector_env(config.env, 1)
     spaces = spaces_of(env, config.env)
     env.close()

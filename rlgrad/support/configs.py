@@ -288,14 +288,48 @@ class ContinuousControlConfig(RunConfig):
     matmul_precision: str = "float32"
     """float32, or bfloat16: matmuls on bfloat16-rounded inputs with float32 sums (weights and
     Adam stay float32), 3-4× faster layers on CPUs with AMX/AVX512-BF16."""
+    device: str = "cpu"
+    """Where the networks, the replay buffer and the gradient steps run: cpu, cuda, cuda:N or
+    auto (cuda when PyTorch sees a GPU). The environments always step on the CPU."""
     log_every: int = 1_000
     """Write a metrics row every this many environment steps."""
     eval_every: int = 5_000
     """Evaluate every this many environment steps (0: only at the end)."""
 
 
+def resolve_device(name: str):
+    """The ``torch.device`` a config's ``device`` field names ('auto': cuda when available), or a
+    ValueError saying why it cannot be used here."""
+    import torch
+
+    require(isinstance(name, str), f"config field 'device' must be a string; got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    require(
+        device is not None and device.type in ("cpu", "cuda"),
+        f"config field 'device' must be cpu, cuda, cuda:N or auto; got {name!r}",
+    )
+    if device.type == "cuda":
+        require(
+            torch.cuda.is_available(),
+            f"config field 'device' = {name!r}, but this PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}); use --config.device cpu, or install a CUDA build",
+        )
+        require(
+            device.index is None or device.index < torch.cuda.device_count(),
+            f"config field 'device' = {name!r}, but only {torch.cuda.device_count()} CUDA "
+            "device(s) are visible",
+        )
+    return device
+
+
 def check_continuous_control_config(config: ContinuousControlConfig) -> None:
     check_run_config(config)
+    resolve_device(config.device)
     positive(
         config,
         "lr",

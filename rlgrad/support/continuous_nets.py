@@ -50,7 +50,7 @@ class _ActionBox(nn.Module):
     def env_actions(self, actions: Tensor) -> np.ndarray:
         """Actions as the environment takes them (already inside the box; the clamp only guards
         against rounding at the edges)."""
-        return torch.clamp(actions, self.action_low, self.action_high).numpy()
+        return torch.clamp(actions, self.action_low, self.action_high).cpu().numpy()
 
 
 class SquashedGaussianActor(_ActionBox):
@@ -71,7 +71,9 @@ class SquashedGaussianActor(_ActionBox):
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Actions ``[B, D]`` in the box and their log π ``[B]``."""
         means, log_stds = self._gaussian(observations)
-        noise = torch.randn(means.shape, generator=generator, dtype=means.dtype)
+        noise = torch.randn(
+            means.shape, generator=generator, dtype=means.dtype, device=means.device
+        )
         pre_tanh = means + log_stds.exp() * noise
         log_probs = squashed_gaussian_log_prob(pre_tanh, means, log_stds, self.action_scale)
         return self.action_scale * torch.tanh(pre_tanh) + self.action_shift, log_probs
@@ -104,7 +106,9 @@ class DeterministicActor(_ActionBox):
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
         """μ(s) + N(0, (σ·scale)²), clipped to the box (no log-probability: TD3 has none)."""
         actions = self.mode(observations)
-        noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype)
+        noise = torch.randn(
+            actions.shape, generator=generator, dtype=actions.dtype, device=actions.device
+        )
         noisy = actions + noise * self.exploration_noise * self.action_scale
         return torch.clamp(noisy, self.action_low, self.action_high), None
 

@@ -41,7 +41,10 @@ def evaluate(
     the same agent give the same numbers and evaluation never disturbs training's random streams.
     """
     env = VectorEnv(env_id, episodes, eval_seed(seed))
-    generator = torch.Generator().manual_seed(eval_seed(seed))
+    # a SAC or TD3 agent trained on a GPU acts there; every other agent is on the CPU
+    parameters = agent.parameters() if isinstance(agent, torch.nn.Module) else iter(())
+    device = next(parameters, torch.empty(0)).device
+    generator = torch.Generator(device).manual_seed(eval_seed(seed))
     if normalize_obs:
         env.normalize_obs, env.update_stats = True, False
         env.obs_stats.load_state_dict(obs_stats)
@@ -50,7 +53,7 @@ def evaluate(
     done = np.zeros(episodes, bool)
     for _ in range(max_steps):
         with torch.inference_mode():
-            observations = torch.as_tensor(env.observations)
+            observations = torch.as_tensor(env.observations, device=device)
             if deterministic:
                 actions = agent.mode(observations)
             else:

@@ -91,7 +91,7 @@ def act_store_learn(
     """
     observations = env.observations
     actions = act(observations, steps)
-    step = env.step(actions.numpy())
+    step = env.step(actions.cpu().numpy())
     replay.add(observations, actions, step)
     previous, steps = steps, steps + env.num_envs
     due = schedule.gradient_steps_due(previous, steps, len(replay))
@@ -130,8 +130,9 @@ def collect_and_learn(
 def uniform_actions(actor, num_envs: int, generator: torch.Generator) -> torch.Tensor:
     """Actions drawn uniformly from the action box of ``actor`` (its ``action_low`` and
     ``action_high``), ``[num_envs, D]``: how SAC and TD3 explore before learning starts."""
-    unit = torch.rand((num_envs, len(actor.action_low)), generator=generator)
-    return actor.action_low + unit * (actor.action_high - actor.action_low)
+    low = actor.action_low
+    unit = torch.rand((num_envs, len(low)), generator=generator, device=low.device)
+    return low + unit * (actor.action_high - low)
 
 
 def mean_of(values: list[torch.Tensor]) -> float | None:

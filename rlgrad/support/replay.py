@@ -45,8 +45,16 @@ class ReplayBuffer:
     oldest first. With ``in_checkpoints=False`` its state_dict is empty, so checkpoints stay
     small and a resumed run starts from an empty buffer."""
 
-    def __init__(self, capacity: int, num_envs: int, spaces: Spaces, in_checkpoints: bool = True):
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        spaces: Spaces,
+        in_checkpoints: bool = True,
+        device: torch.device | str = "cpu",
+    ):
         self.in_checkpoints = in_checkpoints
+        self.device = torch.device(device)  # where the storage lives and minibatches are drawn
         self.slots = capacity // num_envs  # per environment
         if self.slots < 2:
             raise ValueError(
@@ -55,18 +63,19 @@ class ReplayBuffer:
             )
         self.num_envs = num_envs
         shape = (self.slots, num_envs)
-        self.observations = torch.zeros(*shape, *spaces.observation_shape)
+        on = {"device": self.device}
+        self.observations = torch.zeros(*shape, *spaces.observation_shape, **on)
         # actions as the action space has them: integers for Discrete, float vectors for Box
         if spaces.discrete:
-            self.actions = torch.zeros(shape, dtype=torch.int64)
+            self.actions = torch.zeros(shape, dtype=torch.int64, **on)
         else:
-            self.actions = torch.zeros(*shape, *spaces.action_shape, dtype=torch.float32)
-        self.rewards = torch.zeros(shape)
-        self.terminated = torch.zeros(shape, dtype=torch.bool)
-        self.truncated = torch.zeros(shape, dtype=torch.bool)
+            self.actions = torch.zeros(*shape, *spaces.action_shape, dtype=torch.float32, **on)
+        self.rewards = torch.zeros(shape, **on)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, **on)
+        self.truncated = torch.zeros(shape, dtype=torch.bool, **on)
         # usable[t, e]: slot t holds a transition that can be sampled (written, not an autoreset
         # step, and its next observation not yet overwritten)
-        self.usable = torch.zeros(shape, dtype=torch.bool)
+        self.usable = torch.zeros(shape, dtype=torch.bool, **on)
         self.position = 0  # the slot the next step is written to
         self.size = 0  # slots written so far (at most self.slots)
         # usable transitions, kept up to date by add(): counting them over a million slots on
@@ -88,7 +97,7 @@ class ReplayBuffer:
         # the next observation goes to the following slot now, so that the newest transition is
         # complete; the oldest transition loses its observation and stops being usable
         self.observations[following] = torch.from_numpy(step.observations)
-        lost = int(self.usable[following].sum())
+        lost = int(self.usable[following].sum())  # a host sync on a GPU, but only once per step
         self.usable[following] = False
         self.usable_count += int(step.valid.sum()) - lost
         self.position, self.size = following, min(self.size + 1, self.slots)
@@ -109,7 +118,8 @@ class ReplayBuffer:
             discounts = torch.full_like(returns, gamma)
             steps = 1
         else:
-            window = self._later(slots, torch.arange(n_step)[:, None])  # [n, B]
+            offsets = torch.arange(n_step, device=self.device)[:, None]
+            window = self._later(slots, offsets)  # [n, B]
             ends = self._flat(self.truncated, window)
             # a window stops where the stream does: before an unusable slot (the write position
             # follows the newest stored step) and at its own last step
@@ -142,12 +152,14 @@ class ReplayBuffer:
         """Flat slots uniform over the usable ones, by redrawing the few draws that land on
         unusable slots."""
         written = self.size * self.num_envs
-        slots = torch.randint(written, (batch_size,), generator=generator)
+        slots = torch.randint(written, (batch_size,), generator=generator, device=self.device)
         while True:
             bad = (~self._flat(self.usable, slots)).nonzero().squeeze(-1)
             if len(bad) == 0:
                 return slots
-            slots[bad] = torch.randint(written, (len(bad),), generator=generator)
+            slots[bad] = torch.randint(
+                written, (len(bad),), generator=generator, device=self.device
+            )
 
     # checkpoints: Run saves every module through state_dict / load_state_dict
 

@@ -290,7 +290,8 @@ class Run:
     def _restore(self, path: Path) -> None:
         if not path.exists():
             raise ValueError(f"no checkpoint to resume from at {str(path)!r}")
-        state = torch.load(path, weights_only=False)
+        # via the CPU: load_state_dict then copies every tensor to wherever its module lives
+        state = torch.load(path, weights_only=False, map_location="cpu")
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
         # in place: trainers hold env. Environments a checkpoint could not hold restart with

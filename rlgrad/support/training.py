@@ -9,19 +9,20 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from rlgrad.support.configs import PolicyConfig
+from rlgrad.support.configs import PolicyConfig, resolve_device
 from rlgrad.support.envs import Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
 from rlgrad.support.runs import Run
 
 
-def seed_everything(seed: int, threads: int) -> torch.Generator:
-    """Seed torch, NumPy and Python; return the generator that samples actions and minibatches."""
+def seed_everything(seed: int, threads: int, device: torch.device | None = None) -> torch.Generator:
+    """Seed torch, NumPy and Python; return the generator that samples actions and minibatches
+    (on ``device``, where those samples are drawn; the CPU by default)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator(device or "cpu").manual_seed(seed)
 
 
 MATMUL_PRECISIONS = ("float32", "bfloat16")
@@ -141,7 +142,9 @@ def start(
     network and replay buffer. ``run_options`` are Run's keyword arguments ``resume``,
     ``checkpoint`` and ``progress``.
     """
-    generator = seed_everything(config.seed, config.threads)
+    # SAC and TD3 can train on a GPU; the other trainers (and the environments) use the CPU
+    device = resolve_device(getattr(config, "device", "cpu"))
+    generator = seed_everything(config.seed, config.threads, device)
     set_matmul_precision(getattr(config, "matmul_precision", "float32"))
     env = make_env(config)
     try:
@@ -149,6 +152,7 @@ def start(
     except ValueError:
         env.close()
         raise
+    agent = agent.to(device)  # before the optimizer and the target copies are made of it
     optimizer = make_optimizer(config, agent)
     warm_up_kernels()
     modules = {"agent": agent, "optimizer": optimizer}

@@ -101,7 +101,13 @@ class TargetsAndReplay(NamedTuple):
 
 
 def build_targets_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetsAndReplay:
-    replay = ReplayBuffer(config.buffer_size, config.num_envs, spaces, config.checkpoint_replay)
+    replay = ReplayBuffer(
+        config.buffer_size,
+        config.num_envs,
+        spaces,
+        config.checkpoint_replay,
+        configs.resolve_device(config.device),
+    )
     return TargetsAndReplay(
         offpolicy.frozen_copy(agent.actor), offpolicy.frozen_copy(agent.critics), replay
     )
@@ -135,7 +141,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         if steps < config.learning_starts:
             return offpolicy.uniform_actions(actor, env.num_envs, generator)
         with torch.inference_mode():
-            actions, _ = actor.sample(torch.from_numpy(observations), generator)
+            on_device = torch.from_numpy(observations).to(actor.action_low.device)
+            actions, _ = actor.sample(on_device, generator)
         return actions
 
     def learn() -> None:
