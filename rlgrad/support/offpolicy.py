@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from rlgrad.support.configs import resolve_device
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.replay import ReplayBuffer
 
@@ -24,6 +25,15 @@ def frozen_copy(network: torch.nn.Module) -> torch.nn.Module:
     """A target network: a copy of ``network`` that never receives gradients (it moves only by
     :func:`rlgrad.polyak_update`)."""
     return copy.deepcopy(network).requires_grad_(False)
+
+
+def replay_buffer(config, spaces) -> ReplayBuffer:
+    """The replay buffer a config asks for: its size, environments and checkpointing, on its
+    device (SAC and TD3 can train on a GPU; DQN has no device field and stays on the CPU)."""
+    device = resolve_device(getattr(config, "device", "cpu"))
+    return ReplayBuffer(
+        config.buffer_size, config.num_envs, spaces, config.checkpoint_replay, device
+    )
 
 
 def times_due(previous: int, steps: int, every: int) -> int:

@@ -150,7 +150,7 @@ class TargetAndReplay(NamedTuple):
 
 
 def build_target_and_replay(config: Config, spaces, q_network: QNetwork) -> TargetAndReplay:
-    replay = ReplayBuffer(config.buffer_size, config.num_envs, spaces, config.checkpoint_replay)
+    replay = offpolicy.replay_buffer(config, spaces)
     return TargetAndReplay(offpolicy.frozen_copy(q_network), replay)
 
 

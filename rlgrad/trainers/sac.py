@@ -99,13 +99,7 @@ class TargetAndReplay(NamedTuple):
 
 
 def build_target_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetAndReplay:
-    replay = ReplayBuffer(
-        config.buffer_size,
-        config.num_envs,
-        spaces,
-        config.checkpoint_replay,
-        configs.resolve_device(config.device),
-    )
+    replay = offpolicy.replay_buffer(config, spaces)
     return TargetAndReplay(offpolicy.frozen_copy(agent.critics), replay)
 
 

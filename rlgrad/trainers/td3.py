@@ -101,13 +101,7 @@ class TargetsAndReplay(NamedTuple):
 
 
 def build_targets_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetsAndReplay:
-    replay = ReplayBuffer(
-        config.buffer_size,
-        config.num_envs,
-        spaces,
-        config.checkpoint_replay,
-        configs.resolve_device(config.device),
-    )
+    replay = offpolicy.replay_buffer(config, spaces)
     return TargetsAndReplay(
         offpolicy.frozen_copy(agent.actor), offpolicy.frozen_copy(agent.critics), replay
     )
