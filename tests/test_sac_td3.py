@@ -234,6 +234,32 @@ def test_a_cuda_device_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu(
     assert without_timing(automatic.rows) == without_timing(on_cpu.rows)
 
 
+def test_bfloat16_matmuls_are_refused_on_a_gpu_where_they_would_do_nothing(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match=r"'bfloat16' sets the CPU's .* on device 'cuda'"):
+        sac.check(sac.Config(device="cuda", matmul_precision="bfloat16"))
+    td3.check(td3.Config(device="cuda"))  # float32 is fine
+
+
+def test_a_checkpoint_from_another_device_resumes_repeatably_with_new_draws(tmp_path, capsys):
+    # device='auto' saved on a CPU machine and resumed on a GPU one (or back): the generator
+    # state of one device type cannot be loaded into the other's
+    config = sac.Config(**TINY)
+    whole = sac.train(config, tmp_path / "whole")
+    resumed = []
+    for name in ("a", "b"):
+        shutil.copytree(tmp_path / "whole", tmp_path / name)
+        mid = tmp_path / name / "checkpoints" / "step_0000000400.pt"
+        state = torch.load(mid, weights_only=False)
+        assert state["generator_device"] == "cpu"
+        torch.save({**state, "generator_device": "cuda"}, mid)
+        resumed.append(without_timing(resume(tmp_path / name, checkpoint=mid).rows))
+        assert "random draws were made on another device than cpu" in capsys.readouterr().err
+    rows = without_timing(whole.rows)
+    assert resumed[0] == resumed[1]  # repeatable: seeded by the run's seed and step
+    assert resumed[0][:4] == rows[:4] and resumed[0][4:] != rows[4:]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", sorted(TRAINERS))
 def test_a_gpu_run_trains_resumes_exactly_and_its_agent_acts_on_the_cpu(name, tmp_path):

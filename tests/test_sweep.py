@@ -21,7 +21,13 @@ from rlgrad.app.cli import main
 from rlgrad.app.presets import build_config
 from rlgrad.app.registry import module
 from rlgrad.app.report import read_runs
-from rlgrad.app.trials import StopRequestWatcher, Trial, run_trial, stop_request_path
+from rlgrad.app.trials import (
+    StopRequestWatcher,
+    Trial,
+    gpus_needed,
+    run_trial,
+    stop_request_path,
+)
 from rlgrad.support.runs import TIMING_COLUMNS
 
 # A PPO trial of a few seconds that checkpoints often, so that a kill lands between checkpoints.
@@ -34,6 +40,13 @@ QUICK = {
     "checkpoint_every": "2048",
 }
 TOTAL_STEPS = 24_576
+
+
+def test_a_trial_on_a_gpu_reserves_one_from_ray():
+    # Ray shows a task only the GPUs it reserved, so a cuda trial without one could not see any
+    assert gpus_needed({"device": "cuda"}, 0) and gpus_needed({"device": "cuda:1"}, 4)
+    assert gpus_needed({"device": "auto"}, 1) and not gpus_needed({"device": "auto"}, 0)
+    assert not gpus_needed({"device": "cpu"}, 8) and not gpus_needed({"lr": "1e-3"}, 8)
 
 
 def test_seeds_and_grid_parse():

@@ -65,6 +65,14 @@ class Outcome:
     finished: float | None = None
 
 
+def gpus_needed(fields: dict, cluster_gpus: float) -> bool:
+    """Whether a trial needs a GPU reserved: its config's device is cuda, or auto on a cluster
+    that has one. Ray reserves one GPU per such trial and shows the task only that one, as
+    cuda:0, so trials should name 'cuda' or 'auto' rather than a GPU index."""
+    device = str(fields.get("device", "cpu"))
+    return device.startswith("cuda") or (device == "auto" and cluster_gpus >= 1)
+
+
 def run_trial(trial: Trial) -> Outcome:
     """Train ``trial`` into its run directory; resume when a checkpoint is already there."""
     started = time.time()
@@ -183,6 +191,7 @@ class TrialPool:
         else:
             self.ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
         cpus = self.ray.cluster_resources().get("CPU", 1.0)
+        self.gpus = self.ray.cluster_resources().get("GPU", 0.0)
         self.limit = max_concurrent or max(int(cpus // cpus_per_trial), 1)
         self.task = self.ray.remote(run_trial).options(
             num_cpus=cpus_per_trial, max_retries=max_retries, name="rlgrad-trial"
@@ -200,7 +209,11 @@ class TrialPool:
 
     def submit(self, trial: Trial) -> None:
         stop_request_path(trial.run_dir).unlink(missing_ok=True)  # one left by an earlier driver
-        self.in_flight[self.task.remote(trial)] = trial
+        task = self.task
+        if gpus_needed(trial.fields, self.gpus):
+            # Ray shows a task only the GPUs it reserved: without this, CUDA is invisible to it
+            task = task.options(num_gpus=1)
+        self.in_flight[task.remote(trial)] = trial
 
     def wait(self, timeout: float = 1.0) -> list[tuple[Trial, Outcome]]:
         """The trials that finished within ``timeout`` seconds, with their outcomes."""

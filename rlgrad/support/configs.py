@@ -329,7 +329,12 @@ def resolve_device(name: str):
 
 def check_continuous_control_config(config: ContinuousControlConfig) -> None:
     check_run_config(config)
-    resolve_device(config.device)
+    device = resolve_device(config.device)
+    require(
+        not (device.type == "cuda" and config.matmul_precision == "bfloat16"),
+        "config field 'matmul_precision' = 'bfloat16' sets the CPU's (oneDNN) matmuls and does "
+        f"nothing on device {config.device!r}; use float32 there",
+    )
     positive(
         config,
         "lr",

@@ -302,7 +302,14 @@ class Run:
                 "Box2D environments): the run continues with new episodes, not bit-identically",
                 file=sys.stderr,
             )
-        checkpoints.restore_random_states(state, self.generator)
+        reseed = self.config.seed + state["steps"]
+        if not checkpoints.restore_random_states(state, self.generator, reseed):
+            print(
+                f"rlgrad: this checkpoint's random draws were made on another device than "
+                f"{self.generator.device.type}: the run continues with new ones, not "
+                "bit-identically",
+                file=sys.stderr,
+            )
         self.steps, self.updates = state["steps"], state["updates"]
         self.train_s, self.wall_offset = state["train_s"], state["wall_s"]
         self.rows, self.columns = list(state["rows"]), state["columns"]
