@@ -16,7 +16,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from rlgrad.support.configs import resolve_device
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.replay import ReplayBuffer
 
@@ -27,10 +26,10 @@ def frozen_copy(network: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(network).requires_grad_(False)
 
 
-def replay_buffer(config, spaces) -> ReplayBuffer:
-    """The replay buffer a config asks for: its size, environments and checkpointing, on its
-    device (SAC and TD3 can train on a GPU; DQN has no device field and stays on the CPU)."""
-    device = resolve_device(getattr(config, "device", "cpu"))
+def replay_buffer(config, spaces, learner: torch.nn.Module) -> ReplayBuffer:
+    """The replay buffer a config asks for (its size, environments and checkpointing), on the
+    device of the ``learner`` it feeds, so that minibatches are drawn where they are used."""
+    device = next(learner.parameters()).device
     return ReplayBuffer(
         config.buffer_size, config.num_envs, spaces, config.checkpoint_replay, device
     )

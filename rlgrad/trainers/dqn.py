@@ -150,7 +150,7 @@ class TargetAndReplay(NamedTuple):
 
 
 def build_target_and_replay(config: Config, spaces, q_network: QNetwork) -> TargetAndReplay:
-    replay = offpolicy.replay_buffer(config, spaces)
+    replay = offpolicy.replay_buffer(config, spaces, q_network)
     return TargetAndReplay(offpolicy.frozen_copy(q_network), replay)
 
 

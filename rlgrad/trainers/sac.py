@@ -99,7 +99,7 @@ class TargetAndReplay(NamedTuple):
 
 
 def build_target_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetAndReplay:
-    replay = offpolicy.replay_buffer(config, spaces)
+    replay = offpolicy.replay_buffer(config, spaces, agent)
     return TargetAndReplay(offpolicy.frozen_copy(agent.critics), replay)
 
 

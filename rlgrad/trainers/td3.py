@@ -101,7 +101,7 @@ class TargetsAndReplay(NamedTuple):
 
 
 def build_targets_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetsAndReplay:
-    replay = offpolicy.replay_buffer(config, spaces)
+    replay = offpolicy.replay_buffer(config, spaces, agent)
     return TargetsAndReplay(
         offpolicy.frozen_copy(agent.actor), offpolicy.frozen_copy(agent.critics), replay
     )
