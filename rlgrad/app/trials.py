@@ -190,8 +190,8 @@ class TrialPool:
             self.ray.init(address=address, **options)
         else:
             self.ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
-        cpus = self.ray.cluster_resources().get("CPU", 1.0)
-        self.gpus = self.ray.cluster_resources().get("GPU", 0.0)
+        resources = self.ray.cluster_resources()
+        cpus, self.gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
         self.limit = max_concurrent or max(int(cpus // cpus_per_trial), 1)
         self.task = self.ray.remote(run_trial).options(
             num_cpus=cpus_per_trial, max_retries=max_retries, name="rlgrad-trial"
