@@ -111,6 +111,11 @@ def grpo_token_loss(
     Returns:
         A 0-dim tensor.
 
+    Raises:
+        ValueError: on a wrong shape, an empty batch (B = 0 or L = 0), a non-finite entry or an
+            option out of range.
+        TypeError: on a non-tensor or a non-float tensor.
+
     Example (one completion of two tokens, r = 1, Â = 2: L = −2):
         >>> z = torch.zeros(1, 2)
         >>> grpo_token_loss(z, z, torch.tensor([2.0]), torch.ones(1, 2))
@@ -118,6 +123,8 @@ def grpo_token_loss(
     """
     fn = "grpo_token_loss"
     log_probs, old_log_probs, mask = _token_tensors(fn, log_probs, old_log_probs, mask)
+    # [0, L] or [B, 0]: seq_mean and const_norm would divide 0 by 0, token_mean give a silent 0
+    _checks.non_empty(fn, "log_probs", log_probs)
     advantages = _advantages(fn, advantages, log_probs, per_token=True)
     clip_eps, clip_eps_high, max_length = _loss_options(
         fn, clip_eps, clip_eps_high, beta, ref_log_probs, aggregation, max_length, log_probs
@@ -205,7 +212,8 @@ def gspo_loss(
         A 0-dim tensor.
 
     Raises:
-        ValueError: on a wrong shape, a non-finite entry or an option out of range.
+        ValueError: on a wrong shape, an empty batch (B = 0 or L = 0), a non-finite entry or an
+            option out of range.
         TypeError: on a non-tensor or a non-float tensor.
 
     Example (token ratios 2 and 8 give s = 4; with Â = 1 the clip at 1 + 0.2 binds: L = −1.2;
@@ -217,6 +225,8 @@ def gspo_loss(
     """
     fn = "gspo_loss"
     log_probs, old_log_probs, mask = _token_tensors(fn, log_probs, old_log_probs, mask)
+    # [0, L] or [B, 0]: seq_mean and const_norm would divide 0 by 0, token_mean give a silent 0
+    _checks.non_empty(fn, "log_probs", log_probs)
     advantages = _advantages(fn, advantages, log_probs, per_token=False)
     clip_eps, clip_eps_high, max_length = _loss_options(
         fn, clip_eps, clip_eps_high, beta, ref_log_probs, aggregation, max_length, log_probs

@@ -343,6 +343,20 @@ def test_every_loss_refuses_an_empty_batch_instead_of_returning_nan(fn, kwargs):
     raises(ValueError, fn, f"{fn.__name__}()", "at least one sample", "empty batch", **kwargs)
 
 
+@pytest.mark.parametrize("fn", [rlgrad.grpo_token_loss, rlgrad.gspo_loss])
+@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean", "const_norm"])
+@pytest.mark.parametrize("shape", [(0, 5), (2, 0)])
+def test_grpo_losses_refuse_an_empty_batch_in_every_aggregation(fn, aggregation, shape):
+    # No completion, or completions of no token: seq_mean and const_norm gave 0/0 = NaN, and
+    # token_mean a silent 0.
+    z = torch.zeros(shape)
+    kwargs = dict(log_probs=z, old_log_probs=z, advantages=torch.zeros(shape[0]), mask=z)
+    message = raises(
+        ValueError, fn, f"{fn.__name__}()", "'log_probs'", **kwargs, aggregation=aggregation
+    )
+    assert f"at least one sample; got an empty batch of shape {shape}" in message
+
+
 def test_non_finite_input_has_its_own_error_class():
     # a NaN is a NonFiniteError (a ValueError), so a trainer can tell divergence from a bug
     x = traj()
