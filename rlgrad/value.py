@@ -269,11 +269,22 @@ def polyak_update(targets, sources, tau: float) -> None:
     τ = 1 copies θ exactly (DQN's periodic hard update); a small τ (0.005 in SAC and TD3) makes
     θ⁻ an exponential moving average of θ. Targets never receive gradients.
 
+    Every pair is checked before any target moves, so a refused call leaves all targets as they
+    were: a NaN or inf in a source would stay in an averaged target for good, and a dtype
+    mismatch would either fail in torch's own words or, at τ = 1, be converted silently.
+
     Args:
-        targets: an iterable of tensors θ⁻ (e.g. ``target_network.parameters()``), updated in
-            place.
-        sources: an iterable of tensors θ of the same shapes, in the same order.
+        targets: an iterable of floating tensors θ⁻ (e.g. ``target_network.parameters()``),
+            updated in place; at least one.
+        sources: an iterable of floating tensors θ, in the same order, each of its target's
+            shape, dtype and device.
         tau: τ ∈ (0, 1].
+
+    Raises:
+        TypeError: a non-tensor or non-floating entry, or a source of another dtype.
+        ValueError: τ outside (0, 1], no targets (an exhausted generator, say), lists of
+            different lengths, a source of another shape or device.
+        NonFiniteError: a NaN or inf in a source.
 
     Example (τ = 0.25: 0.25·4 + 0.75·0 = 1):
         >>> target, source = torch.zeros(2), torch.full((2,), 4.0)
@@ -290,12 +301,23 @@ def polyak_update(targets, sources, tau: float) -> None:
         raise ValueError(
             f"{fn}(): 'targets' and 'sources' must pair up; got {len(targets)} and {len(sources)}"
         )
+    if not targets:
+        raise ValueError(
+            f"{fn}(): 'targets' must hold at least one tensor; got none (an exhausted generator, "
+            f"such as a .parameters() iterator used twice?)"
+        )
     for i, (target, source) in enumerate(zip(targets, sources, strict=True)):
-        if target.shape != source.shape:
-            raise ValueError(
-                f"{fn}(): target {i} has shape {tuple(target.shape)} but its source "
-                f"{tuple(source.shape)}"
-            )
+        _checks.tensor(fn, f"targets[{i}]", target)
+        _checks.tensor(fn, f"sources[{i}]", source)
+        _checks.same_shape(fn, f"sources[{i}]", source, f"targets[{i}]", target)
+        _checks.same_kind(fn, f"sources[{i}]", source, f"targets[{i}]", target)
+    # One reduction and one host sync for all sources (this runs every training step); only a
+    # non-finite sum, from a real NaN/inf or an overflow, looks tensor by tensor for the culprit.
+    sums = [source.sum() for source in sources]
+    if not _checks.all_finite(torch.stack([total.to(sums[0]) for total in sums])):
+        for i, source in enumerate(sources):
+            _checks.finite(fn, f"sources[{i}]", source)
+    for target, source in zip(targets, sources, strict=True):
         if tau == 1.0:
             target.copy_(source)
         else:

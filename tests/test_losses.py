@@ -359,3 +359,57 @@ def test_polyak_update_moves_targets_by_tau_and_copies_at_one():
         rlgrad.polyak_update([target], [source], tau=0.0)
     with pytest.raises(ValueError, match="must pair up"):
         rlgrad.polyak_update([target], [], tau=0.5)
+
+
+@pytest.mark.parametrize("tau", [0.005, 1.0])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_polyak_update_refuses_a_non_finite_source_and_moves_no_target(tau, bad):
+    # Before the check a NaN source entered the target: lerp gives NaN, copy_ copies it.
+    targets = [torch.zeros(2), torch.ones(3)]
+    sources = [torch.full((2,), 4.0), torch.tensor([1.0, bad, 2.0])]
+    with pytest.raises(rlgrad.NonFiniteError) as error:
+        rlgrad.polyak_update(targets, sources, tau=tau)
+    assert str(error.value) == (
+        f"polyak_update(): 'sources[1]' must be finite; got {bad} at index (1,)"
+    )
+    # the first pair, which is fine, did not move either: the checks run before any update
+    assert targets[0].tolist() == [0.0, 0.0] and targets[1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_polyak_update_finds_finite_sources_whose_sum_overflows():
+    # 3e38 + 3e38 overflows float32 to inf in the one-reduction check; every entry is finite, so
+    # the tensor-by-tensor check must let the update through (0.5·3e38 + 0.5·0 = 1.5e38).
+    target, source = torch.zeros(2), torch.full((2,), 3e38)
+    rlgrad.polyak_update([target], [source], tau=0.5)
+    assert target.tolist() == [pytest.approx(1.5e38, rel=1e-6)] * 2
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0])
+def test_polyak_update_refuses_mixed_dtypes(tau):
+    # float32 target, float64 source: lerp_ raised torch's own error, copy_ (τ = 1) converted
+    target, source = torch.zeros(2), torch.ones(2, dtype=torch.float64)
+    with pytest.raises(TypeError) as error:
+        rlgrad.polyak_update([target], [source], tau=tau)
+    assert str(error.value).startswith(
+        "polyak_update(): 'sources[0]' must have the dtype of 'targets[0]' (torch.float32); "
+        "got torch.float64"
+    )
+    assert target.tolist() == [0.0, 0.0]
+
+
+def test_polyak_update_names_the_pair_on_other_bad_input():
+    net = torch.nn.Linear(3, 2)
+    parameters = net.parameters()
+    list(parameters)  # the generator is now exhausted: nothing would be updated
+    with pytest.raises(ValueError, match=r"polyak_update\(\): 'targets' must hold at least one"):
+        rlgrad.polyak_update(parameters, parameters, tau=0.5)
+    with pytest.raises(
+        ValueError,
+        match=r"polyak_update\(\): 'sources\[0\]' must have the shape of 'targets\[0\]' "
+        r"\(2,\); got \(3,\)",
+    ):
+        rlgrad.polyak_update([torch.zeros(2)], [torch.zeros(3)], tau=0.5)
+    with pytest.raises(TypeError, match=r"polyak_update\(\): 'targets\[0\]' must be a torch"):
+        rlgrad.polyak_update([[0.0, 0.0]], [torch.zeros(2)], tau=0.5)
+    with pytest.raises(TypeError, match=r"'sources\[0\]' must be a floating-point tensor"):
+        rlgrad.polyak_update([torch.zeros(2)], [torch.zeros(2, dtype=torch.long)], tau=0.5)
