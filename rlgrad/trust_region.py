@@ -88,11 +88,11 @@ def _flat(grads: Sequence[Tensor | None], params: list[Tensor]) -> Tensor:
 
 
 def _curvature_operator(
-    fn: str, f_name: str, f: Callable[[], Tensor], params: object
+    fn: str, f_name: str, f: Callable[[], Tensor], params: object, fisher: bool = False
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ H·v = ∇_θ (∇_θ f · v), with f called and ∇f built (with its graph) once: each product
     is then one backward pass through that graph. The shared body of the HVP, the
-    Fisher-vector product and :func:`fisher_operator`."""
+    Fisher-vector product and :func:`fisher_operator` (``fisher``: refuse an H that is 0)."""
     params = _parameter_list(fn, params)
     with torch.enable_grad():
         value = f()
@@ -104,18 +104,22 @@ def _curvature_operator(
             raise ValueError(
                 f"{fn}(): '{f_name}' must return a scalar tensor; got shape {tuple(value.shape)}"
             )
-        grads = None
-        if value.requires_grad:  # else f does not read params at all: H = 0
-            grads = torch.autograd.grad(
-                value.reshape(()), params, create_graph=True, allow_unused=True
+        if not value.requires_grad:
+            # No graph at all: a detached output and a constant look the same from here, and
+            # neither has a Hessian autograd can take; the zeros returned before hid the bug.
+            raise ValueError(
+                f"{fn}(): '{f_name}' must return a tensor with an autograd graph to 'params'; "
+                f"got one with requires_grad=False (detached, computed under torch.no_grad(), "
+                f"or reading no tensor that requires grad)"
             )
-    # A gradient that is None or constant (f is linear in that parameter) adds nothing to H·v.
-    pairs = [] if grads is None else [(i, g) for i, g in enumerate(grads) if g is not None]
-    pairs = [(i, g) for i, g in pairs if g.requires_grad]
+        grads = torch.autograd.grad(value.reshape(()), params, create_graph=True, allow_unused=True)
+    # A gradient that is None (f's graph does not reach that parameter) or constant (f is linear
+    # in it) adds nothing to H·v.
+    pairs = [(i, g) for i, g in enumerate(grads) if g is not None and g.requires_grad]
     sizes = [p.numel() for p in params]
+    nonzero = not fisher  # H is known not to be 0 everywhere (checked only for a Fisher)
 
-    def product(vector: Tensor) -> Tensor:
-        vector = _flat_vector(fn, "vector", vector, params)
+    def times_hessian(vector: Tensor) -> Tensor:
         if not pairs:  # f is linear in params (or does not read them): ∇f is constant, H = 0
             return torch.zeros_like(vector)
         # ∇_θ(∇f · v) as one vector-Jacobian product of the gradients with v's pieces: cheaper
@@ -131,16 +135,51 @@ def _curvature_operator(
             )
         return _flat(products, params).detach()
 
+    def product(vector: Tensor) -> Tensor:
+        nonlocal nonzero
+        vector = _flat_vector(fn, "vector", vector, params)
+        result = times_hessian(vector)
+        # One check per operator, on its first nonzero product: CG's later products (and every
+        # Hessian-vector product) cost no host sync for it.
+        if nonzero:
+            return result
+        if bool(result.any()):
+            nonzero = True
+            return result
+        if not bool(vector.any()):
+            return result  # H·0 = 0 says nothing about H
+        # F·v = 0 exactly for a nonzero v: v may lie in F's null space (a parameter the policy
+        # does not read, softmax's shift), or H is 0 everywhere. A fixed pseudo-random probe,
+        # with a component on every parameter, tells the two apart (the global RNG is left be).
+        probe = torch.randn(
+            vector.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64
+        ).to(vector)
+        if not bool(times_hessian(probe).any()):
+            raise ValueError(
+                f"{fn}(): '{f_name}' has a zero Hessian along v and along a random probe, so it "
+                f"is not the Fisher matrix: detach the old distribution (KL(π_θ ‖ π_θ) with both "
+                f"sides differentiable is 0 for every θ, and so is its Hessian; only with π_old "
+                f"held constant is ∇²KL at θ_old the Fisher matrix), and check that the policy "
+                f"reads 'params'"
+            )
+        nonzero = True
+        return result
+
     return product
 
 
 def _curvature_product(
-    fn: str, f_name: str, f: Callable[[], Tensor], params: object, vector: object
+    fn: str,
+    f_name: str,
+    f: Callable[[], Tensor],
+    params: object,
+    vector: object,
+    fisher: bool = False,
 ) -> Tensor:
     """H·v for one vector (the operator above, used once)."""
     checked = _parameter_list(fn, params)
     _flat_vector(fn, "vector", vector, checked)  # a bad vector is reported before f runs
-    return _curvature_operator(fn, f_name, f, checked)(vector)
+    return _curvature_operator(fn, f_name, f, checked, fisher)(vector)
 
 
 def hessian_vector_product(f: Callable[[], Tensor], params: Params, vector: Tensor) -> Tensor:
@@ -161,10 +200,19 @@ def hessian_vector_product(f: Callable[[], Tensor], params: Params, vector: Tens
     Returns:
         ``[N]`` Hv, detached; zeros where f is linear in (or does not read) a parameter.
 
+    What can be told apart: an output with no autograd graph (``requires_grad=False``: f
+    detached its result, ran under ``torch.no_grad()``, or read nothing that requires grad) is
+    refused, as autograd cannot take its Hessian and zeros would hide the bug; a detached output
+    and a constant f look the same and are both refused. An output whose graph exists but does
+    not reach a parameter (f reads another tensor that requires grad) gives zeros for that
+    parameter, and for all of them when it reaches none: that is exactly a function that does
+    not depend on them, and cannot be told from one (passing another network's parameters lands
+    here too).
+
     Raises:
         TypeError: a non-tensor or non-floating parameter or vector, or f returning no tensor.
         ValueError: a parameter that does not require grad, a vector that is not ``[N]`` or holds
-            NaN/inf, or f returning a non-scalar.
+            NaN/inf, f returning a non-scalar, or f returning a tensor with no autograd graph.
 
     Example (f(x) = x₀²x₁ has H = [[2x₁, 2x₀], [2x₀, 0]] = [[4, 2], [2, 0]] at (1, 2), so
     v = (1, 0) gives Hv = (4, 2)):
@@ -190,7 +238,12 @@ def fisher_vector_product(
 
     Two things are the caller's: ``kl_fn`` must hold the old distribution fixed (detached), and
     ``params`` must still equal θ_old when this is called; elsewhere the Hessian of the KL is not
-    the Fisher matrix.
+    the Fisher matrix. The first is checked where it can be: with the old side differentiable,
+    KL(π_θ ‖ π_θ) is 0 for every θ and autograd gives a Hessian of exactly 0, so a product that is
+    exactly 0 for a nonzero v is checked once more along a fixed pseudo-random probe, and refused
+    when that is 0 too (a legitimate v in F's null space, softmax's shift say, passes: the probe
+    is not in it). An old side recomputed by a second, nondeterministic forward pass can leave
+    rounding noise instead of exact zeros and escape this check.
 
     Args:
         kl_fn: a closure returning the mean KL(π_old ‖ π_θ) over a batch of states, a scalar,
@@ -204,7 +257,9 @@ def fisher_vector_product(
         ``[N]`` (F + λI)v, detached.
 
     Raises:
-        The errors of :func:`hessian_vector_product`; ValueError for a negative ``damping``.
+        The errors of :func:`hessian_vector_product`; ValueError for a negative ``damping``, or
+        for a KL whose Hessian is 0 along v and along the probe (old side not detached, or a
+        policy that does not read ``params``).
 
     Example (one state, π = softmax(θ) with θ = (0, 0): F = diag(π) − ππᵀ = [[¼, −¼], [−¼, ¼]],
     so v = (1, 0) gives (¼, −¼), and λ = 0.1 adds (0.1, 0)):
@@ -216,7 +271,7 @@ def fisher_vector_product(
     """
     fn = "fisher_vector_product"
     damping = _checks.non_negative(fn, "damping", damping)
-    product = _curvature_product(fn, "kl_fn", kl_fn, params, vector)
+    product = _curvature_product(fn, "kl_fn", kl_fn, params, vector, fisher=True)
     return product + damping * vector if damping > 0.0 else product
 
 
@@ -240,7 +295,8 @@ def fisher_operator(
         A function of a flat ``[N]`` vector v returning ``[N]`` (F + λI)v, detached.
 
     Raises:
-        The errors of :func:`fisher_vector_product`; a bad vector when the function is called.
+        The errors of :func:`fisher_vector_product`; a bad vector, or a Hessian found to be 0
+        (the check above, on the first product that comes out 0), when the function is called.
 
     Example (the one-state softmax of :func:`fisher_vector_product`):
         >>> from rlgrad.distributions import categorical_kl
@@ -251,7 +307,7 @@ def fisher_operator(
     """
     fn = "fisher_operator"
     damping = _checks.non_negative(fn, "damping", damping)
-    times_hessian = _curvature_operator(fn, "kl_fn", kl_fn, params)
+    times_hessian = _curvature_operator(fn, "kl_fn", kl_fn, params, fisher=True)
     if damping == 0.0:
         return times_hessian
     return lambda vector: times_hessian(vector) + damping * vector
@@ -374,10 +430,24 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     Returns:
         ``[N]`` Δθ, differentiable in the inputs (detach them to stop gradients).
 
+    The curvature must be clearly positive, not just > 0. With ε the machine epsilon of the
+    dtype (``torch.finfo``; 1.2e-7 for float32, 2.2e-16 for float64), the step is refused unless
+
+        sᵀHs > ε · ‖s‖ · max(‖s‖, ‖Hs‖)
+
+    The ‖Hs‖ part: the rounding error of a curvature computed from Hs is about ε‖s‖‖Hs‖, so a
+    smaller sᵀHs (s nearly orthogonal to Hs) is noise whose size, even whose sign, is unknown.
+    The ‖s‖ part: the curvature per unit step along s, sᵀHs/‖s‖², must exceed ε, else the step
+    ‖Δθ‖ = √(2δ / (sᵀHs/‖s‖²)) exceeds √(2δ/ε) (≈ 400 parameter units in float32, 1.4e7 in
+    float64, at δ = 0.01): no trust region for parameters of ordinary size, and a curvature at
+    the level of the products' own rounding. It assumes parameters of order one, and is never
+    reached by a damped Fisher product, whose curvature per unit step is at least the damping λ
+    (0.1 in the TRPO trainer). A step that still overflows (a huge δ) is refused as non-finite.
+
     Raises:
         TypeError: a non-floating tensor, or mismatched dtypes.
-        ValueError: shapes that are not one ``[N]``, NaN/inf, δ ≤ 0, or sᵀHs ≤ 0 (no curvature
-        along s, so the model gives no finite step).
+        ValueError: shapes that are not one ``[N]``, NaN/inf, δ ≤ 0, sᵀHs not clearly positive
+        (the rule above; no finite step along s), or a non-finite step.
 
     Example (s = (1, 0), Hs = (2, 0): sᵀHs = 2, δ = 0.01, so the scale is √(0.02 / 2) = 0.1):
         >>> trust_region_step(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]), max_kl=0.01)
@@ -392,12 +462,23 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     direction_hvp = _checks.floats(fn, "direction_hvp", direction_hvp, "direction", direction)
     max_kl = _checks.positive(fn, "max_kl", max_kl)
     curvature = direction @ direction_hvp  # sᵀHs
-    if float(curvature) <= 0.0:
+    # in float64 on the host: ‖s‖² and ‖s‖‖Hs‖ must not underflow or overflow before comparing
+    length = float(torch.linalg.vector_norm(direction.detach(), dtype=torch.float64))
+    hvp_length = float(torch.linalg.vector_norm(direction_hvp.detach(), dtype=torch.float64))
+    floor = torch.finfo(direction.dtype).eps * length * max(length, hvp_length)
+    if not float(curvature) > floor:
         raise ValueError(
-            f"{fn}(): 'direction' and 'direction_hvp' must have sᵀHs > 0 (positive curvature "
-            f"along the direction); got sᵀHs = {float(curvature):.6g}"
+            f"{fn}(): 'direction' and 'direction_hvp' must have a clearly positive curvature, "
+            f"sᵀHs > ε·‖s‖·max(‖s‖, ‖Hs‖) = {floor:.6g} (ε = machine epsilon of "
+            f"{direction.dtype}); got sᵀHs = {float(curvature):.6g}"
         )
-    return torch.sqrt(2.0 * max_kl / curvature) * direction
+    step = torch.sqrt(2.0 * max_kl / curvature) * direction
+    if not _checks.all_finite(step):
+        raise ValueError(
+            f"{fn}(): the step √(2δ / sᵀHs)·s overflows {direction.dtype}, with max_kl = "
+            f"{max_kl:.6g}, sᵀHs = {float(curvature):.6g} and ‖s‖ = {length:.6g}"
+        )
+    return step
 
 
 class LineSearchResult(NamedTuple):
@@ -442,11 +523,16 @@ def backtracking_line_search(
         accept the first k = 0, 1, …, K with  L(step·ρᵏ) > 0  and  KL(step·ρᵏ) ≤ δ
 
     where L is the improvement of the surrogate objective over the current parameters and the
-    KL is the true one (not its quadratic model). This is the acceptance rule of Stable-Baselines3
-    contrib's TRPO; the original paper's extra test against a fraction of the linearly expected
-    improvement is not applied. When no candidate passes, the search returns a zero step, so
-    the caller's update leaves the parameters unchanged. A candidate whose improvement or KL is
-    NaN or inf is rejected (not an error): a too-large step that overflows just backtracks.
+    KL is the true one (not its quadratic model). The KL test is the paper's constraint, KL ≤ δ,
+    as in Spinning Up's TRPO; the improvement test is a strict gain, as in Stable-Baselines3
+    contrib's TRPO (Spinning Up also accepts a tie). sb3-contrib tests the KL strictly, KL < δ:
+    the two rules differ only for a KL equal to δ to the last bit, which happens when the KL is
+    exactly quadratic along the step, as :func:`trust_region_step` aims at the boundary; there
+    this accepts the full step and sb3-contrib shrinks it once. The paper's extra test against a
+    fraction of the linearly expected improvement is not applied. When no candidate passes, the
+    search returns a zero step, so the caller's update leaves the parameters unchanged. A
+    candidate whose improvement or KL is NaN or inf is rejected (not an error): a too-large step
+    that overflows just backtracks.
 
     Args:
         step: the full step Δθ, e.g. from :func:`trust_region_step` (flat ``[N]``).
@@ -463,12 +549,12 @@ def backtracking_line_search(
         TypeError / ValueError: a non-tensor or non-finite step, δ ≤ 0, ρ outside (0, 1), K < 0,
         or ``evaluate`` returning something other than a pair of numbers.
 
-    Example (improvement x(2 − x), KL x²/2, δ = 0.5 from step 4: x = 4 loses, x = 2 gains
-    nothing, x = 1 gains 1 with KL 0.5 ≤ δ, so k = 2):
+    Example (improvement x(3 − x), KL x²/2, δ = 1 from step 4: x = 4 loses 4, x = 2 gains 2 but
+    its KL 2 > δ, x = 1 gains 2 with KL 0.5 inside δ, so k = 2):
         >>> result = backtracking_line_search(
-        ...     torch.tensor([4.0]), lambda x: (x * (2 - x), x**2 / 2), max_kl=0.5)
+        ...     torch.tensor([4.0]), lambda x: (x * (3 - x), x**2 / 2), max_kl=1.0)
         >>> result.accepted, result.step, result.backtracks, result.kl, result.improvement
-        (True, tensor([1.]), 2, 0.5, 1.0)
+        (True, tensor([1.]), 2, 0.5, 2.0)
     """
     fn = "backtracking_line_search"
     step = _checks.floats(fn, "step", step)

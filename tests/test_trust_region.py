@@ -83,11 +83,34 @@ def test_hvp_is_zero_for_linear_and_unread_parameters():
     v = torch.tensor([1.0, 1.0, 1.0], dtype=F64)
     # Linear in x, never reads y: the whole Hessian is 0.
     assert rlgrad.hessian_vector_product(lambda: 2 * x.sum(), [x, y], v).abs().max() == 0
-    # Constant: f does not even require grad.
-    assert rlgrad.hessian_vector_product(lambda: torch.tensor(1.0), [x, y], v).abs().max() == 0
+    # A graph that exists but reaches neither x nor y (f reads only w): f does not depend on
+    # them, which is all the HVP can see, so H = 0 there too, however curved f is in w.
+    w = torch.tensor(5.0, dtype=F64, requires_grad=True)
+    assert rlgrad.hessian_vector_product(lambda: w**3, [x, y], v).abs().max() == 0
     # x₀²·y reads both: H = [[2y, 0, 2x₀], [0, 0, 0], [2x₀, 0, 0]] = [[6, 0, 2], ..., [2, 0, 0]].
     product = rlgrad.hessian_vector_product(lambda: x[0] ** 2 * y[0], [x, y], v)
     torch.testing.assert_close(product, torch.tensor([8.0, 0.0, 2.0], dtype=F64))
+
+
+@pytest.mark.parametrize(
+    "name, f",
+    [
+        # f = x₀²·x₁ has H ≠ 0, but each of these hands back a tensor with no graph; the
+        # zeros they got before were indistinguishable from a function free of x
+        ("detached", lambda x: (x[0] ** 2 * x[1]).detach()),
+        ("no_grad", lambda x: torch.no_grad()(lambda: x[0] ** 2 * x[1])()),
+        ("item", lambda x: torch.tensor((x[0] ** 2 * x[1]).item(), dtype=F64)),
+        ("constant", lambda x: torch.tensor(1.0, dtype=F64)),
+    ],
+)
+def test_hvp_refuses_an_output_with_no_graph(name, f):
+    x = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    with pytest.raises(ValueError) as error:
+        rlgrad.hessian_vector_product(lambda: f(x), x, torch.tensor([1.0, 0.0], dtype=F64))
+    assert str(error.value).startswith(
+        "hessian_vector_product(): 'f' must return a tensor with an autograd graph to "
+        "'params'; got one with requires_grad=False"
+    )
 
 
 def test_hvp_errors_name_the_argument():
@@ -357,11 +380,81 @@ def test_fisher_operator_gives_the_fvp_for_every_vector(seed):
     assert len(calls) == 1 + 4  # the operator's products called kl_fn no more
 
 
-def test_fisher_operator_of_a_function_that_ignores_its_parameters_is_zero():
+def undetached_kls():
+    """Mean KLs whose old side was not detached, so KL(π_θ ‖ π_θ) = 0 for every θ: a softmax
+    policy (logits computed twice, or once and used twice) and a Gaussian one."""
+    g = generator(3)
+    states = torch.randn(6, 3, generator=g, dtype=F64)
+    w = torch.randn(44, generator=g, dtype=F64).requires_grad_(True)
+    mean, log_std = torch.zeros(2, dtype=F64, requires_grad=True), torch.zeros(2, dtype=F64)
+    log_std.requires_grad_(True)
+
+    def twice():
+        logits = softmax_policy_logits(w, states)
+        return rlgrad.categorical_kl(softmax_policy_logits(w, states), logits).mean()
+
+    def shared():
+        logits = softmax_policy_logits(w, states)
+        return rlgrad.categorical_kl(logits, logits).mean()
+
+    def gaussian():
+        return rlgrad.gaussian_kl(mean, log_std, mean, log_std).mean()
+
+    return [(twice, [w]), (shared, [w]), (gaussian, [mean, log_std])]
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("damping", [0.0, 0.1])
+def test_fisher_refuses_a_kl_whose_old_side_was_not_detached(case, damping):
+    # The products came back as exact zeros (plus λv), which CG then divided by, or with damping
+    # turned into the step g/λ of plain gradient ascent, without a word.
+    kl, params = undetached_kls()[case]
+    v = torch.randn(sum(p.numel() for p in params), generator=generator(1), dtype=F64)
+    message = "'kl_fn' has a zero Hessian along v and along a random probe"
+    with pytest.raises(ValueError) as error:
+        rlgrad.fisher_vector_product(kl, params, v, damping=damping)
+    assert str(error.value).startswith(f"fisher_vector_product(): {message}")
+    assert "detach the old distribution" in str(error.value)
+    times_fisher = rlgrad.fisher_operator(kl, params, damping=damping)
+    with pytest.raises(ValueError) as error:
+        times_fisher(v)
+    assert str(error.value).startswith(f"fisher_operator(): {message}")
+
+
+def test_fisher_passes_a_vector_in_its_null_space():
+    # At θ = 0, F = [[¼, −¼], [−¼, ¼]] for softmax(θ), and adding the same c to every logit
+    # changes nothing: F·(1, 1) = 0 exactly, a true zero the probe must not refuse. An extra
+    # parameter y the policy never reads is in the null space too.
+    theta = torch.zeros(2, dtype=F64, requires_grad=True)
+    y = torch.zeros(1, dtype=F64, requires_grad=True)
+
+    def kl():
+        return rlgrad.categorical_kl(theta.detach(), theta + 0 * y.detach())
+
+    shift = torch.tensor([1.0, 1.0, 0.0], dtype=F64)
+    unread = torch.tensor([0.0, 0.0, 1.0], dtype=F64)
+    for v in (shift, unread):
+        assert torch.equal(
+            rlgrad.fisher_vector_product(kl, [theta, y], v), torch.zeros(3, dtype=F64)
+        )
+    times_fisher = rlgrad.fisher_operator(kl, [theta, y])
+    assert torch.equal(times_fisher(shift), torch.zeros(3, dtype=F64))
+    torch.testing.assert_close(
+        times_fisher(torch.tensor([1.0, 0.0, 0.0], dtype=F64)),
+        torch.tensor([0.25, -0.25, 0.0], dtype=F64),
+    )
+
+
+def test_fisher_of_a_kl_with_no_graph_or_no_parameter_is_refused():
     x = torch.ones(3, requires_grad=True)
-    times_fisher = rlgrad.fisher_operator(lambda: torch.tensor(2.0), x, damping=0.5)
+    w = torch.ones(3, requires_grad=True)
     v = torch.tensor([1.0, -2.0, 3.0])
-    assert torch.equal(times_fisher(v), 0.5 * v)
+    # a constant (no graph): it gave 0.5·v before, damping alone, as if F = 0 were a Fisher
+    with pytest.raises(ValueError, match=r"fisher_operator\(\): 'kl_fn' must return a tensor"):
+        rlgrad.fisher_operator(lambda: torch.tensor(2.0), x, damping=0.5)
+    # a graph that reaches w but none of the params x: H = 0, refused for a Fisher
+    with pytest.raises(ValueError, match=r"fisher_vector_product\(\): 'kl_fn' has a zero"):
+        rlgrad.fisher_vector_product(lambda: (w**2).sum(), x, v, damping=0.5)
 
 
 def test_fisher_operator_names_itself_on_bad_input():
@@ -396,7 +489,7 @@ def test_trust_region_step_lands_on_the_kl_boundary(seed, n, max_kl):
 
 def test_trust_region_step_refuses_no_curvature():
     s = torch.tensor([1.0, 0.0])
-    with pytest.raises(ValueError, match=r"sᵀHs > 0.*got sᵀHs = -1"):
+    with pytest.raises(ValueError, match=r"must have a clearly positive curvature.*got sᵀHs = -1"):
         rlgrad.trust_region_step(s, torch.tensor([-1.0, 0.0]), 0.01)
     with pytest.raises(ValueError, match="got sᵀHs = 0"):
         rlgrad.trust_region_step(s, torch.tensor([0.0, 5.0]), 0.01)
@@ -404,6 +497,77 @@ def test_trust_region_step_refuses_no_curvature():
         rlgrad.trust_region_step(s, s, 0.0)
     with pytest.raises(ValueError, match=r"'direction_hvp' must have the shape of 'direction'"):
         rlgrad.trust_region_step(s, torch.ones(3), 0.01)
+
+
+@pytest.mark.parametrize(
+    "dtype, s, hs, floor",
+    [
+        # the cross-check's case: a curvature of 1e-300 along s = (1, 0) gave a step of 1.4e147;
+        # the floor is ε·‖s‖·max(‖s‖, ‖Hs‖) = 2.2e-16·1·1
+        (F64, [1.0, 0.0], [1e-300, 0.0], "2.22045e-16"),
+        # curvature per unit step 1e-8 < ε = 1.19e-7 in float32: a step of norm √(0.02/1e-8)
+        (torch.float32, [1.0, 0.0], [1e-8, 0.0], "1.19209e-07"),
+        # Hs large but nearly orthogonal to s: sᵀHs = 1e-20 is below its rounding, ε·1·1e4
+        (F64, [1.0, 0.0], [1e-20, 1e4], "2.22045e-12"),
+        # s tiny, Hs mostly orthogonal to it: sᵀHs = 1e-40 clears ε·‖s‖² = 2.2e-56 but not
+        # ε·‖s‖·‖Hs‖ = 2.2e-36
+        (F64, [1e-20, 0.0], [1e-20, 1.0], "2.22045e-36"),
+    ],
+)
+def test_trust_region_step_refuses_a_curvature_that_is_not_clearly_positive(dtype, s, hs, floor):
+    with pytest.raises(ValueError) as error:
+        rlgrad.trust_region_step(torch.tensor(s, dtype=dtype), torch.tensor(hs, dtype=dtype), 0.01)
+    message = str(error.value)
+    assert message.startswith(
+        "trust_region_step(): 'direction' and 'direction_hvp' must have a clearly positive "
+        f"curvature, sᵀHs > ε·‖s‖·max(‖s‖, ‖Hs‖) = {floor} (ε = machine epsilon of {dtype})"
+    )
+    curvature = float(torch.tensor(s, dtype=dtype) @ torch.tensor(hs, dtype=dtype))
+    assert message.endswith(f"got sᵀHs = {curvature:.6g}")
+
+
+def test_trust_region_step_keeps_small_but_clear_curvatures():
+    # Just above the floor the step is taken, and is exact: s = (1, 0), sᵀHs = 1e-14 > 2.2e-16,
+    # so Δθ = √(0.02 / 1e-14)·s = (1.414e6, 0)
+    step = rlgrad.trust_region_step(
+        torch.tensor([1.0, 0.0], dtype=F64), torch.tensor([1e-14, 0.0], dtype=F64), 0.01
+    )
+    torch.testing.assert_close(step, torch.tensor([math.sqrt(2e12), 0.0], dtype=F64))
+    # a tiny s with its own tiny curvature: sᵀHs = 1e-300, but per unit step it is 1, so the
+    # step is √(0.02/1e-300)·1e-150 = √0.02·(1, 0): size belongs to s, not to the curvature
+    step = rlgrad.trust_region_step(
+        torch.tensor([1e-150, 0.0], dtype=F64), torch.tensor([1e-150, 0.0], dtype=F64), 0.01
+    )
+    torch.testing.assert_close(step, torch.tensor([math.sqrt(0.02), 0.0], dtype=F64))
+
+
+def test_trust_region_step_refuses_a_step_that_overflows():
+    # √(2·1e300 / 1)·s overflows float32
+    with pytest.raises(ValueError) as error:
+        rlgrad.trust_region_step(torch.ones(2), torch.ones(2), 1e300)
+    assert str(error.value).startswith(
+        "trust_region_step(): the step √(2δ / sᵀHs)·s overflows torch.float32, with max_kl = 1e+300"
+    )
+
+
+def test_line_search_accepts_a_kl_equal_to_max_kl_where_sb3_contrib_backtracks():
+    # KL(Δ) = ½·ΔᵀHΔ exactly with H = 4: trust_region_step aims at KL = δ = 0.125 and, in binary
+    # floating point, lands on it exactly (Δ = √(0.25/4) = 0.25, ½·4·0.25² = 0.125). KL ≤ δ takes
+    # that full step; sb3-contrib's KL < δ would shrink it once.
+    step = rlgrad.trust_region_step(
+        torch.tensor([1.0], dtype=F64), torch.tensor([4.0], dtype=F64), 0.125
+    )
+    result = rlgrad.backtracking_line_search(step, lambda x: (x.sum(), 2 * (x**2).sum()), 0.125)
+    assert (result.accepted, result.backtracks, result.kl, result.step.tolist()) == (
+        True,
+        0,
+        0.125,
+        [0.25],
+    )
+    # a hair above δ is refused: the same KL against δ just below it backtracks once
+    below = math.nextafter(0.125, 0.0)
+    result = rlgrad.backtracking_line_search(step, lambda x: (x.sum(), 2 * (x**2).sum()), below)
+    assert (result.backtracks, result.kl, result.step.tolist()) == (1, 0.03125, [0.125])
 
 
 def test_line_search_backtracks_until_the_kl_fits():
