@@ -114,6 +114,9 @@ def test_a_resumed_off_policy_run_equals_the_uninterrupted_one(name, tmp_path):
     checkpoint = tmp_path / "cut" / "checkpoints" / "step_0000000150.pt"
     state = torch.load(checkpoint, weights_only=False)
     assert state["steps"] == 150
+    # the counters travel in the checkpoint's modules, not only in its metric rows
+    counted = state["modules"]["counters"]["gradient_steps"]
+    assert counted == state["rows"][-1]["total_gradient_steps"] > 0
     trainer, fields = RUNS[name]
     config = trainer.Config(**{**fields, "checkpoint_every": 150, "keep_checkpoints": 5})
     resumed = trainer.train(config, tmp_path / "cut", resume=True, checkpoint=checkpoint)

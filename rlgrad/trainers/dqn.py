@@ -142,16 +142,17 @@ def make_optimizer(config: Config, q_network: QNetwork) -> torch.optim.Optimizer
     return training.adam(q_network.parameters(), lr=config.lr)
 
 
-class TargetAndReplay(NamedTuple):
+class Companions(NamedTuple):
     """DQN's checkpointed companions of the Q-network."""
 
     target: QNetwork  # θ⁻, a frozen copy of θ
     replay: ReplayBuffer
+    counters: offpolicy.Counters  # gradient steps so far
 
 
-def build_target_and_replay(config: Config, spaces, q_network: QNetwork) -> TargetAndReplay:
+def build_companions(config: Config, spaces, q_network: QNetwork) -> Companions:
     replay = offpolicy.replay_buffer(config, spaces, q_network)
-    return TargetAndReplay(offpolicy.frozen_copy(q_network), replay)
+    return Companions(offpolicy.frozen_copy(q_network), replay, offpolicy.Counters())
 
 
 def td_loss(config: Config, q_network, target_network, batch: Batch):
@@ -175,53 +176,49 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     check(config)
     # 0. set up: seeds, environments, Q-network, target network, replay buffer, optimizer, run
     setup = training.start(
-        ALGORITHM,
-        config,
-        run_dir,
-        build_agent,
-        make_optimizer,
-        build_target_and_replay,
-        **run_options,
+        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
     )
-    run, env, q_network, optimizer = setup.run, setup.env, setup.agent, setup.optimizer
-    target_network, replay = setup.extras
-    schedule = offpolicy.Schedule.of(config)
-    total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
+    run, env, q_network, optimizer, generator = setup[:5]
+    target_network, replay, counters = setup.extras
+    schedule = offpolicy.Schedule.of(config, config.target_update_every)
+    decay_steps = config.exploration_fraction * config.total_steps
     steps = run.steps
-    epsilon = config.epsilon_start
-
-    def act(observations, steps: int) -> torch.Tensor:
-        """1. ε-greedy with the online network."""
-        nonlocal epsilon
-        decay_steps = config.exploration_fraction * config.total_steps
-        epsilon = epsilon_schedule(steps, decay_steps, config.epsilon_start, config.epsilon_end)
-        with torch.inference_mode():
-            q_values = q_network(torch.from_numpy(observations))
-        return epsilon_greedy(q_values, epsilon, setup.generator)
-
-    def learn() -> None:
-        """3. one gradient step on the TD loss of a replayed minibatch."""
-        batch = replay.sample(config.batch_size, setup.generator, config.n_step, config.gamma)
-        loss, taken = td_loss(config, q_network, target_network, batch)
-        grad_norms.append(training.gradient_step(run, optimizer, loss, config.max_grad_norm))
-        losses.append(loss.item())
-        q_taken.append(taken.mean().item())
-
-    def update_target() -> None:
-        """4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1)."""
-        polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
     while not run.done:
         losses, q_taken, grad_norms = [], [], []
         lr = training.annealed_lr(optimizer, config, run.progress_fraction())
-        # act, 2. store (the buffer keeps the true final observation of a cut episode), learn
-        # and update the target when due, until the next metrics row
-        steps = offpolicy.collect_and_learn(
-            run, env, replay, schedule, steps, config.log_every, act, learn, update_target
-        )
+        row_due = offpolicy.iteration_end(run, config.log_every)
+        with run.training():
+            while steps < row_due:
+                # 1. act ε-greedily with the online network (ε is a function of the step count)
+                epsilon = epsilon_schedule(
+                    steps, decay_steps, config.epsilon_start, config.epsilon_end
+                )
+                observations = env.observations
+                with torch.inference_mode():
+                    q_values = q_network(torch.from_numpy(observations))
+                actions = epsilon_greedy(q_values, epsilon, generator)
+
+                # 2. step and store (the buffer keeps the true final observation of a cut episode)
+                previous = steps
+                steps += offpolicy.step_and_store(env, replay, observations, actions)
+
+                # 3. gradient steps on the TD loss of replayed minibatches, when due
+                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
+                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+                    loss, taken = td_loss(config, q_network, target_network, batch)
+                    grad_norms.append(
+                        training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    )
+                    losses.append(loss.item())
+                    q_taken.append(taken.mean().item())
+                    counters.gradient_steps += 1
+
+                # 4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1), when due
+                if schedule.target_update_due(previous, steps):
+                    polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
-        total_gradient_steps += len(losses)
         run.end_iteration(
             steps - run.steps,
             {
@@ -231,7 +228,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 "epsilon": epsilon,
                 "lr": lr,
                 "gradient_steps": len(losses),
-                "total_gradient_steps": total_gradient_steps,
+                "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },
         )
