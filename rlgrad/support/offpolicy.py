@@ -137,9 +137,3 @@ def explore(
         on_device = torch.from_numpy(observations).to(actor.action_low.device)
         actions, _ = actor.sample(on_device, generator)
     return actions
-
-
-def mean_of(values: list[torch.Tensor]) -> float | None:
-    """The mean of a list of 0-dim tensors as a float (None for an empty list): trainers keep
-    their per-step metrics as tensors and convert once per metrics row."""
-    return float(torch.stack(values).mean()) if values else None

@@ -105,6 +105,45 @@ def gradient_step(run, optimizer, loss: torch.Tensor, max_grad_norm: float | Non
     return norm
 
 
+class Means:
+    """The metrics of one iteration's gradient steps, averaged for its metrics row: the one way
+    every trainer averages a metric over an iteration.
+
+    ``add(name=value, ...)`` adds a 0-dim tensor (on any device, detached by the caller) or a
+    float to the metric's running sum, with no host sync; ``means()`` returns
+    ``{name: Σ values / count}`` in the order the names were declared, None for a metric no
+    step measured (an empty cell). Sums are kept in float64, so a long iteration of float32
+    values loses no digits to the order of the additions.
+
+        >>> means = Means("loss", "actor_loss")
+        >>> means.add(loss=torch.tensor(1.0))
+        >>> means.add(loss=2.5)
+        >>> means.means()
+        {'loss': 1.75, 'actor_loss': None}
+    """
+
+    def __init__(self, *names: str):
+        self.sums: dict[str, torch.Tensor | None] = dict.fromkeys(names)
+        self.counts = dict.fromkeys(names, 0)
+
+    def add(self, **values: torch.Tensor | float) -> None:
+        for name, value in values.items():
+            if name not in self.counts:
+                raise ValueError(
+                    f"Means.add(): unknown metric {name!r}; declared: {', '.join(self.counts)}"
+                )
+            value = torch.as_tensor(value, dtype=torch.float64)
+            total = self.sums[name]
+            self.sums[name] = value if total is None else total + value
+            self.counts[name] += 1
+
+    def means(self) -> dict[str, float | None]:
+        return {
+            name: None if total is None else float(total) / self.counts[name]
+            for name, total in self.sums.items()
+        }
+
+
 def warm_up_kernels() -> None:
     """Compile (or load from the cache) the numba scans now, so the first update's clock
     measures training rather than a one-off compilation."""

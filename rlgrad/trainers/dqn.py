@@ -21,7 +21,6 @@ first end of episode; a truncation still bootstraps from its true final observat
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from pathlib import Path
 from typing import NamedTuple
 
@@ -185,7 +184,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     steps = run.steps
 
     while not run.done:
-        losses, q_taken, grad_norms = [], [], []
+        means = training.Means("loss", "q_taken_mean", "grad_norm")
+        gradient_steps_before = counters.gradient_steps
         lr = training.annealed_lr(optimizer, config, run.progress_fraction())
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
@@ -207,11 +207,10 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
                     batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
                     loss, taken = td_loss(config, q_network, target_network, batch)
-                    grad_norms.append(
-                        training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    means.add(
+                        loss=loss.detach(), q_taken_mean=taken.detach().mean(), grad_norm=grad_norm
                     )
-                    losses.append(loss.item())
-                    q_taken.append(taken.mean().item())
                     counters.gradient_steps += 1
 
                 # 4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1), when due
@@ -222,12 +221,10 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         run.end_iteration(
             steps - run.steps,
             {
-                "loss": statistics.fmean(losses) if losses else None,
-                "q_taken_mean": statistics.fmean(q_taken) if q_taken else None,
-                "grad_norm": statistics.fmean(grad_norms) if grad_norms else None,
+                **means.means(),
                 "epsilon": epsilon,
                 "lr": lr,
-                "gradient_steps": len(losses),
+                "gradient_steps": counters.gradient_steps - gradient_steps_before,
                 "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },

@@ -124,9 +124,10 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     steps = run.steps
 
     while not run.done:
-        critic_losses, actor_losses, alpha_losses, entropies, q_means, grad_norms = (
-            [] for _ in range(6)
+        means = training.Means(
+            "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
         )
+        gradient_steps_before = counters.gradient_steps
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
             while steps < row_due:
@@ -166,36 +167,39 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         q_policy = critics(batch.observations, own_actions, frozen=True)
                         actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
                         loss = loss + actor_loss
-                        actor_losses.append(actor_loss.detach())
-                        entropies.append(-log_probs.detach().mean())
+                        means.add(
+                            actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean()
+                        )
                         if learned_alpha:
                             alpha_loss = temperature_loss(
                                 agent.log_alpha, log_probs, target_entropy
                             )
                             loss = loss + alpha_loss
-                            alpha_losses.append(alpha_loss.detach())
-                    grad_norms.append(
-                        training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                            means.add(alpha_loss=alpha_loss.detach())
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    means.add(
+                        critic_loss=critic_loss.detach(),
+                        q_mean=q_values.detach().mean(),
+                        grad_norm=grad_norm,
                     )
-                    critic_losses.append(critic_loss.detach())
-                    q_means.append(q_values.detach().mean())
                     counters.gradient_steps += 1
 
                     # 4. move the target critics, θ⁻ ← τθ + (1 − τ)θ⁻
                     polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
+        averaged = means.means()
         run.end_iteration(
             steps - run.steps,
             {
-                "critic_loss": offpolicy.mean_of(critic_losses),
-                "actor_loss": offpolicy.mean_of(actor_losses),
-                "alpha_loss": offpolicy.mean_of(alpha_losses),
+                "critic_loss": averaged["critic_loss"],
+                "actor_loss": averaged["actor_loss"],
+                "alpha_loss": averaged["alpha_loss"],
                 "alpha": float(agent.log_alpha.detach().exp()) if learned_alpha else config.alpha,
-                "entropy": offpolicy.mean_of(entropies),
-                "q_mean": offpolicy.mean_of(q_means),
-                "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
-                "gradient_steps": len(critic_losses),
+                "entropy": averaged["entropy"],
+                "q_mean": averaged["q_mean"],
+                "grad_norm": averaged["grad_norm"],
+                "gradient_steps": counters.gradient_steps - gradient_steps_before,
                 "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },

@@ -128,7 +128,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     steps = run.steps
 
     while not run.done:
-        critic_losses, actor_losses, q_means, grad_norms = [], [], [], []
+        means = training.Means("critic_loss", "actor_loss", "q_mean", "grad_norm")
+        gradient_steps_before = counters.gradient_steps
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
             while steps < row_due:
@@ -169,12 +170,13 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         )
                         actor_loss = deterministic_policy_loss(q_policy[:, 0])
                         loss = loss + actor_loss
-                        actor_losses.append(actor_loss.detach())
-                    grad_norms.append(
-                        training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                        means.add(actor_loss=actor_loss.detach())
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    means.add(
+                        critic_loss=critic_loss.detach(),
+                        q_mean=q_values.detach().mean(),
+                        grad_norm=grad_norm,
                     )
-                    critic_losses.append(critic_loss.detach())
-                    q_means.append(q_values.detach().mean())
                     counters.gradient_steps += 1
 
                     # 4. after an actor update, move the targets, θ⁻ ← τθ + (1 − τ)θ⁻
@@ -186,11 +188,8 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         run.end_iteration(
             steps - run.steps,
             {
-                "critic_loss": offpolicy.mean_of(critic_losses),
-                "actor_loss": offpolicy.mean_of(actor_losses),
-                "q_mean": offpolicy.mean_of(q_means),
-                "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
-                "gradient_steps": len(critic_losses),
+                **means.means(),
+                "gradient_steps": counters.gradient_steps - gradient_steps_before,
                 "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },
