@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rlgrad.support.configs import OffPolicyConfig
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.replay import ReplayBuffer
 
@@ -26,7 +27,7 @@ def frozen_copy(network: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(network).requires_grad_(False)
 
 
-def replay_buffer(config, spaces, learner: torch.nn.Module) -> ReplayBuffer:
+def replay_buffer(config: OffPolicyConfig, spaces, learner: torch.nn.Module) -> ReplayBuffer:
     """The replay buffer a config asks for (its size, environments and checkpointing), on the
     device of the ``learner`` it feeds, so that minibatches are drawn where they are used."""
     device = next(learner.parameters()).device
@@ -94,7 +95,7 @@ class Schedule:
     # the trainer moves them itself after its gradient steps, as SAC and TD3 do)
 
     @classmethod
-    def of(cls, config, target_update_every: int | None = None) -> Schedule:
+    def of(cls, config: OffPolicyConfig, target_update_every: int | None = None) -> Schedule:
         """The schedule of an off-policy config; ``target_update_every`` as for the field."""
         return cls(
             config.learning_starts,

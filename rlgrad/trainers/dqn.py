@@ -37,36 +37,21 @@ LOSSES = ("mse", "huber")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.RunConfig):
-    """DQN's hyperparameters; the defaults are close to CleanRL's for classic control."""
+class Config(configs.OffPolicyConfig):
+    """DQN's hyperparameters (the shared ones in OffPolicyConfig); the defaults are close to
+    CleanRL's for classic control."""
 
-    num_envs: int = 1
-    """Environments stepped together (gymnasium.make_vec); each vector step adds num_envs
-    transitions to the buffer and counts num_envs environment steps."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the Q-network (of the shared torso with dueling heads)."""
-    activation: str = "relu"
-    """Hidden activation: relu, tanh or elu."""
-    gamma: float = 0.99
-    """Discount factor γ."""
     lr: float = 2.5e-4
-    """Adam learning rate."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over total_steps."""
+    max_grad_norm: float | None = 10.0
     buffer_size: int = 100_000
-    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
     batch_size: int = 128
-    """Transitions per gradient step, sampled uniformly with replacement."""
     learning_starts: int = 1_000
-    """Environment steps of pure collection before the first gradient step."""
     train_frequency: int = 4
-    """Take gradient steps every this many environment steps."""
-    gradient_steps: int = 1
-    """Gradient steps each time training is due."""
     target_update_every: int = 500
     """Update the target network every this many environment steps."""
     tau: float = 1.0
-    """Target update θ⁻ ← τθ + (1 − τ)θ⁻: 1 copies the online network, < 1 is Polyak averaging."""
     epsilon_start: float = 1.0
     """Exploration ε at the start of the linear schedule."""
     epsilon_end: float = 0.05
@@ -80,54 +65,16 @@ class Config(configs.RunConfig):
     """Double DQN: the online network picks argmax_a' Q_θ(s', a'), the target network values it."""
     dueling: bool = False
     """Dueling heads: Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')."""
-    n_step: int = 1
-    """Bootstrap after n steps: y = Σ_{k<K} γ^k r_k + γ^K(1 − term)·max Q⁻(s_K), K ≤ n stopped at an
-    episode end (a truncation still bootstraps from the true final observation)."""
-    max_grad_norm: float | None = 10.0
-    """Clip the global gradient norm to this (none: no clipping)."""
-    checkpoint_replay: bool = True
-    """Save the replay buffer in checkpoints, so that a resumed run continues exactly. False keeps
-    checkpoints small; a resumed run then refills an empty buffer (and is no longer identical)."""
-    log_every: int = 1_000
-    """Write a metrics row every this many environment steps; evaluations and checkpoints fall
-    on the first row at or past each of their multiples."""
 
 
 def check(config: Config) -> None:
-    configs.check_run_config(config)
-    configs.positive(
-        config,
-        "lr",
-        "buffer_size",
-        "batch_size",
-        "train_frequency",
-        "gradient_steps",
-        "target_update_every",
-        "tau",
-        "n_step",
-        "log_every",
-    )
-    configs.non_negative(config, "learning_starts", "exploration_fraction")
-    configs.in_unit_interval(config, "gamma", "tau", "epsilon_start", "epsilon_end")
-    configs.require(
-        config.buffer_size >= config.batch_size,
-        f"config field 'buffer_size' = {config.buffer_size} is smaller than a batch "
-        f"(batch_size = {config.batch_size}); raise buffer_size or lower batch_size",
-    )
-    configs.require(
-        config.buffer_size // config.num_envs > config.n_step,
-        f"config field 'buffer_size' = {config.buffer_size} holds "
-        f"{config.buffer_size // config.num_envs} steps per environment for num_envs = "
-        f"{config.num_envs}; n_step = {config.n_step} needs more",
-    )
+    configs.check_off_policy_config(config)
+    configs.positive(config, "target_update_every")
+    configs.non_negative(config, "exploration_fraction")
+    configs.in_unit_interval(config, "epsilon_start", "epsilon_end")
     configs.require(
         config.loss in LOSSES,
         f"config field 'loss' must be one of {', '.join(LOSSES)}; got {config.loss!r}",
-    )
-    configs.widths(config)
-    configs.require(
-        config.max_grad_norm is None or config.max_grad_norm > 0,
-        f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
     )
 
 

@@ -113,7 +113,15 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     check(config)
     # 0. set up: seeds, environments, actor and critics, target critics, replay buffer, Adam, run
     setup = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
+        ALGORITHM,
+        config,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        build_companions,
+        device=config.device,  # SAC and TD3 can train on a GPU
+        matmul_precision=config.matmul_precision,
+        **run_options,
     )
     run, env, agent, optimizer, generator, (target_critics, replay, counters) = setup
     actor, critics = agent.actor, agent.critics

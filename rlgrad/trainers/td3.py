@@ -57,7 +57,6 @@ class Config(configs.ContinuousControlConfig):
     lr: float = 1e-3
     """Adam learning rate of the actor."""
     learning_starts: int = 25_000
-    """Environment steps of uniformly random actions before the first gradient step."""
     policy_delay: int = 2
     """Update the actor and the target networks on every policy_delay-th gradient step."""
     exploration_noise: float = 0.1
@@ -118,7 +117,15 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     check(config)
     # 0. set up: seeds, environments, actor and critics, their targets, replay buffer, Adam, run
     setup = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
+        ALGORITHM,
+        config,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        build_companions,
+        device=config.device,  # SAC and TD3 can train on a GPU
+        matmul_precision=config.matmul_precision,
+        **run_options,
     )
     run, env, agent, optimizer, generator, companions = setup
     target_actor, target_critics, replay, counters = companions
