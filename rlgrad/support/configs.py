@@ -294,17 +294,6 @@ def check_off_policy_config(config: OffPolicyConfig) -> None:
     )
     non_negative(config, "learning_starts")
     in_unit_interval(config, "tau")
-    require(
-        config.buffer_size >= config.batch_size,
-        f"config field 'buffer_size' = {config.buffer_size} is smaller than a batch "
-        f"(batch_size = {config.batch_size}); raise buffer_size or lower batch_size",
-    )
-    require(
-        config.buffer_size // config.num_envs > config.n_step,
-        f"config field 'buffer_size' = {config.buffer_size} holds "
-        f"{config.buffer_size // config.num_envs} steps per environment for num_envs = "
-        f"{config.num_envs}; n_step = {config.n_step} needs more",
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,4 +369,11 @@ def check_continuous_control_config(config: ContinuousControlConfig) -> None:
     require(
         config.critic_lr is None or config.critic_lr > 0,
         f"config field 'critic_lr' must be > 0 or none; got {config.critic_lr!r}",
+    )
+    require(
+        config.buffer_size // config.num_envs > config.n_step
+        and config.buffer_size >= config.batch_size,
+        f"config field 'buffer_size' = {config.buffer_size} must hold a batch "
+        f"(batch_size = {config.batch_size}) and more than n_step = {config.n_step} steps per "
+        f"environment (num_envs = {config.num_envs})",
     )

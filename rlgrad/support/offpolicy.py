@@ -66,6 +66,16 @@ def iteration_end(run, log_every: int) -> int:
 
     An evaluation or checkpoint is written with a row, so each needs its own boundary: without
     it, an ``eval_every`` smaller than ``log_every`` would evaluate less often than asked.
+
+    From step 120 with rows every 100, evaluations every 150 and no periodic checkpoints, the
+    next boundaries are 200 (rows) and 150 (evaluations); 150 comes first:
+
+        >>> from types import SimpleNamespace
+        >>> config = SimpleNamespace(eval_every=150, checkpoint_every=0, total_steps=1_000)
+        >>> iteration_end(SimpleNamespace(config=config, steps=120), log_every=100)
+        150
+        >>> iteration_end(SimpleNamespace(config=config, steps=960), log_every=100)  # the end
+        1000
     """
     config = run.config
     periods = [p for p in (log_every, config.eval_every, config.checkpoint_every) if p > 0]

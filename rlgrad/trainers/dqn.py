@@ -73,6 +73,17 @@ def check(config: Config) -> None:
     configs.non_negative(config, "exploration_fraction")
     configs.in_unit_interval(config, "epsilon_start", "epsilon_end")
     configs.require(
+        config.buffer_size >= config.batch_size,
+        f"config field 'buffer_size' = {config.buffer_size} is smaller than a batch "
+        f"(batch_size = {config.batch_size}); raise buffer_size or lower batch_size",
+    )
+    configs.require(
+        config.buffer_size // config.num_envs > config.n_step,
+        f"config field 'buffer_size' = {config.buffer_size} holds "
+        f"{config.buffer_size // config.num_envs} steps per environment for num_envs = "
+        f"{config.num_envs}; n_step = {config.n_step} needs more",
+    )
+    configs.require(
         config.loss in LOSSES,
         f"config field 'loss' must be one of {', '.join(LOSSES)}; got {config.loss!r}",
     )
