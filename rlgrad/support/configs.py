@@ -163,7 +163,8 @@ def widths(config, name: str = "hidden_sizes") -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """The fields every trainer has: what to train on, for how long, and how to watch it."""
+    """The fields every trainer has: what to train on, its networks and discount, for how long,
+    and how to watch it. Each trainer's Config inherits them (and may change a default)."""
 
     env: str = "CartPole-v1"
     """Gymnasium environment id, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, LunarLander-v3."""
@@ -176,6 +177,17 @@ class RunConfig:
     vectorization: str = "auto"
     """'auto' (Gymnasium's numpy-vectorized env where one exists, else 'sync'), 'sync' or 'async'.
     Async envs live in other processes, so a resumed run restarts them (not bit-identical)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of each network (the policy and value MLPs, the Q-network, the actor
+    and every critic)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu or elu."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    lr: float = 3e-4
+    """Learning rate."""
+    max_grad_norm: float | None = 0.5
+    """Clip the global gradient norm to this (none: no clipping)."""
     eval_every: int = 10_000
     """Evaluate every this many environment steps (0: only at the end)."""
     eval_episodes: int = 10
@@ -195,32 +207,28 @@ class RunConfig:
 
 
 def check_run_config(config: RunConfig) -> None:
-    positive(config, "total_steps", "num_envs", "eval_episodes", "threads")
+    positive(config, "total_steps", "num_envs", "eval_episodes", "threads", "lr")
     non_negative(config, "eval_every", "checkpoint_every", "keep_checkpoints")
+    in_unit_interval(config, "gamma")
+    widths(config)
     require(
         isinstance(config.env, str) and bool(config.env),
         f"config field 'env' must be a Gymnasium environment id; got {config.env!r}",
+    )
+    require(
+        config.max_grad_norm is None or config.max_grad_norm > 0,
+        f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class PolicyConfig(RunConfig):
-    """The fields of the policy-gradient trainers (REINFORCE, A2C, PPO)."""
+    """The fields of the policy-gradient trainers (REINFORCE, A2C, PPO, TRPO, GRPO)."""
 
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the policy and of the value network (two separate MLPs)."""
-    activation: str = "tanh"
-    """Hidden activation: tanh, relu or elu."""
     log_std_init: float = 0.0
     """Initial log σ of the Gaussian policy (continuous actions only)."""
-    gamma: float = 0.99
-    """Discount factor γ."""
-    lr: float = 3e-4
-    """Learning rate."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over total_steps."""
-    max_grad_norm: float | None = 0.5
-    """Clip the global gradient norm to this (none: no clipping)."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient β in L = L_π + c_v L_V − β H."""
     vf_coef: float = 0.5
@@ -233,68 +241,85 @@ class PolicyConfig(RunConfig):
 
 def check_policy_config(config: PolicyConfig) -> None:
     check_run_config(config)
-    positive(config, "lr")
-    in_unit_interval(config, "gamma")
     non_negative(config, "ent_coef", "vf_coef")
-    widths(config)
-    require(
-        config.max_grad_norm is None or config.max_grad_norm > 0,
-        f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
-    )
 
 
 @dataclasses.dataclass(frozen=True)
-class ContinuousControlConfig(RunConfig):
-    """The fields SAC and TD3 share: an actor, K critics with Polyak targets, a replay buffer."""
+class OffPolicyConfig(RunConfig):
+    """The fields DQN, SAC and TD3 share: a replay buffer, the schedule of gradient steps, and
+    target networks that follow the learner."""
 
-    env: str = "Pendulum-v1"
-    """Gymnasium environment id with a bounded Box action space, e.g. Pendulum-v1,
-    HalfCheetah-v5 (pip install 'rlgrad[mujoco]')."""
     num_envs: int = 1
-    """Environments stepped together; each vector step adds num_envs transitions."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of every critic."""
+    """Environments stepped together; each vector step adds num_envs transitions to the buffer
+    and counts num_envs environment steps."""
     activation: str = "relu"
-    """Hidden activation: relu, tanh or elu."""
-    gamma: float = 0.99
-    """Discount factor γ."""
-    lr: float = 3e-4
-    """Adam learning rate of the actor (and of SAC's temperature)."""
-    critic_lr: float | None = None
-    """Adam learning rate of the critics (none: lr)."""
+    max_grad_norm: float | None = None
     buffer_size: int = 1_000_000
     """Replay buffer capacity in transitions (over all environments); the oldest go first."""
     batch_size: int = 256
     """Transitions per gradient step, sampled uniformly with replacement."""
     learning_starts: int = 5_000
-    """Environment steps of uniformly random actions before the first gradient step."""
+    """Environment steps of pure collection (SAC and TD3: uniformly random actions) before the
+    first gradient step."""
     train_frequency: int = 1
     """Take gradient steps every this many environment steps."""
     gradient_steps: int = 1
     """Gradient steps each time training is due (the update-to-data ratio is
     gradient_steps / train_frequency)."""
     tau: float = 0.005
-    """Polyak coefficient of the target networks, θ⁻ ← τθ + (1 − τ)θ⁻ each time they move."""
+    """Target update θ⁻ ← τθ + (1 − τ)θ⁻ each time the targets move: 1 copies the online
+    network, < 1 is Polyak averaging."""
+    n_step: int = 1
+    """Bootstrap after n steps, stopped at an episode end (a truncation still bootstraps from
+    its true final observation)."""
+    checkpoint_replay: bool = True
+    """Save the replay buffer in checkpoints, so that a resumed run continues exactly. False keeps
+    checkpoints small; a resumed run then refills an empty buffer (and is no longer identical)."""
+    log_every: int = 1_000
+    """Write a metrics row every this many environment steps (and at each multiple of
+    eval_every and checkpoint_every, where an evaluation or checkpoint is written with a row)."""
+
+
+def check_off_policy_config(config: OffPolicyConfig) -> None:
+    check_run_config(config)
+    positive(
+        config,
+        "buffer_size",
+        "batch_size",
+        "train_frequency",
+        "gradient_steps",
+        "tau",
+        "n_step",
+        "log_every",
+    )
+    non_negative(config, "learning_starts")
+    in_unit_interval(config, "tau")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousControlConfig(OffPolicyConfig):
+    """The fields SAC and TD3 share: an actor, K critics with Polyak targets, and the device
+    they train on."""
+
+    env: str = "Pendulum-v1"
+    """Gymnasium environment id with a bounded Box action space, e.g. Pendulum-v1,
+    HalfCheetah-v5 (pip install 'rlgrad[mujoco]')."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    lr: float = 3e-4
+    """Adam learning rate of the actor (and of SAC's temperature)."""
+    critic_lr: float | None = None
+    """Adam learning rate of the critics (none: lr)."""
     num_critics: int = 2
     """Critics K; the targets use the smallest of their values."""
     policy_delay: int = 1
     """Update the actor on every policy_delay-th gradient step (the critics on each)."""
-    n_step: int = 1
-    """Bootstrap after n steps, stopped at an episode end (a truncation still bootstraps)."""
-    max_grad_norm: float | None = None
-    """Clip the global gradient norm to this (none: no clipping, as in SB3 and CleanRL)."""
-    checkpoint_replay: bool = True
-    """Save the replay buffer in checkpoints, so that a resumed run continues exactly."""
     matmul_precision: str = "float32"
     """float32, or bfloat16: matmuls on bfloat16-rounded inputs with float32 sums (weights and
     Adam stay float32), 3-4× faster layers on CPUs with AMX/AVX512-BF16."""
     device: str = "cpu"
     """Where the networks, the replay buffer and the gradient steps run: cpu, cuda, cuda:N or
     auto (cuda when PyTorch sees a GPU). The environments always step on the CPU."""
-    log_every: int = 1_000
-    """Write a metrics row every this many environment steps."""
     eval_every: int = 5_000
-    """Evaluate every this many environment steps (0: only at the end)."""
 
 
 def resolve_device(name: str):
@@ -328,43 +353,27 @@ def resolve_device(name: str):
 
 
 def check_continuous_control_config(config: ContinuousControlConfig) -> None:
-    check_run_config(config)
+    check_off_policy_config(config)
     device = resolve_device(config.device)
     require(
         not (device.type == "cuda" and config.matmul_precision == "bfloat16"),
         "config field 'matmul_precision' = 'bfloat16' sets the CPU's (oneDNN) matmuls and does "
         f"nothing on device {config.device!r}; use float32 there",
     )
-    positive(
-        config,
-        "lr",
-        "buffer_size",
-        "batch_size",
-        "train_frequency",
-        "gradient_steps",
-        "tau",
-        "num_critics",
-        "policy_delay",
-        "n_step",
-        "log_every",
-    )
-    non_negative(config, "learning_starts")
-    in_unit_interval(config, "gamma", "tau")
+    positive(config, "num_critics", "policy_delay")
     require(
         config.matmul_precision in ("float32", "bfloat16"),
         f"config field 'matmul_precision' must be float32 or bfloat16; got "
         f"{config.matmul_precision!r}",
     )
-    for name in ("critic_lr", "max_grad_norm"):
-        value = getattr(config, name)
-        require(
-            value is None or value > 0, f"config field '{name}' must be > 0 or none; got {value!r}"
-        )
     require(
-        config.buffer_size // config.num_envs > max(config.n_step, 1)
+        config.critic_lr is None or config.critic_lr > 0,
+        f"config field 'critic_lr' must be > 0 or none; got {config.critic_lr!r}",
+    )
+    require(
+        config.buffer_size // config.num_envs > config.n_step
         and config.buffer_size >= config.batch_size,
         f"config field 'buffer_size' = {config.buffer_size} must hold a batch "
         f"(batch_size = {config.batch_size}) and more than n_step = {config.n_step} steps per "
         f"environment (num_envs = {config.num_envs})",
     )
-    widths(config)

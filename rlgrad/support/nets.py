@@ -136,7 +136,7 @@ class QNetwork(nn.Module):
     and A identifiable without changing the greedy action.
 
     It acts like the policy of :class:`ActorCritic` (``mode``, ``sample``, ``env_actions``), so
-    evaluation and :func:`rlgrad.load_agent` treat both alike; ``sample`` is ε-greedy with the
+    evaluation and :func:`rlgrad.app.load_agent` treat both alike; ``sample`` is ε-greedy with the
     ε stored in the ``epsilon`` buffer (the end of the exploration schedule).
     """
 

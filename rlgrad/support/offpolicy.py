@@ -1,21 +1,22 @@
-"""What every off-policy trainer shares (DQN today; SAC and TD3 next): a target network, the
-schedule of updates, and the act → store → learn-when-due step.
+"""The pieces DQN, SAC and TD3 share, as plain functions their own loops call: when a metrics row
+is due, stepping the environments into the replay buffer, when gradient steps and target updates
+are due, exploring before learning starts, target networks, and the counters a resume needs.
 
-A trainer keeps only its own parts: how it acts (ε-greedy, a sampled squashed Gaussian, ...), its
-losses and which networks have targets. The replay buffer (:mod:`rlgrad.support.replay`) stores
-actions as the action space has them, integers for ``Discrete`` and float vectors for ``Box``.
+Each trainer's ``train`` owns its loop and reads top to bottom: 1. act; 2. step and store;
+3. gradient steps when due; 4. targets; 5. log. The replay buffer
+(:mod:`rlgrad.support.replay`) stores actions as the action space has them, integers for
+``Discrete`` and float vectors for ``Box``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from rlgrad.support.configs import OffPolicyConfig
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.replay import ReplayBuffer
 
@@ -26,7 +27,7 @@ def frozen_copy(network: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(network).requires_grad_(False)
 
 
-def replay_buffer(config, spaces, learner: torch.nn.Module) -> ReplayBuffer:
+def replay_buffer(config: OffPolicyConfig, spaces, learner: torch.nn.Module) -> ReplayBuffer:
     """The replay buffer a config asks for (its size, environments and checkpointing), on the
     device of the ``learner`` it feeds, so that minibatches are drawn where they are used."""
     device = next(learner.parameters()).device
@@ -35,10 +36,61 @@ def replay_buffer(config, spaces, learner: torch.nn.Module) -> ReplayBuffer:
     )
 
 
+class Counters:
+    """The learner's counts that a resumed run must continue from, saved in every checkpoint
+    with the networks (the run passes it to the checkpoint as one of its modules).
+
+    ``gradient_steps`` counts every gradient step of the run; SAC and TD3 update the actor on
+    each ``policy_delay``-th, so a resume that lost it would shift their delayed updates.
+    """
+
+    def __init__(self) -> None:
+        self.gradient_steps = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"gradient_steps": self.gradient_steps}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.gradient_steps = int(state["gradient_steps"])
+
+
 def times_due(previous: int, steps: int, every: int) -> int:
     """How many multiples of ``every`` the step count passed going from ``previous`` to ``steps``
     (a vector step adds num_envs steps, so it can pass several, or none)."""
     return steps // every - previous // every
+
+
+def iteration_end(run, log_every: int) -> int:
+    """The step count at which the next metrics row is due: the next multiple of ``log_every``,
+    of ``eval_every`` or of ``checkpoint_every``, or the end of the run, whichever comes first.
+
+    An evaluation or checkpoint is written with a row, so each needs its own boundary: without
+    it, an ``eval_every`` smaller than ``log_every`` would evaluate less often than asked.
+
+    From step 120 with rows every 100, evaluations every 150 and no periodic checkpoints, the
+    next boundaries are 200 (rows) and 150 (evaluations); 150 comes first:
+
+        >>> from types import SimpleNamespace
+        >>> config = SimpleNamespace(eval_every=150, checkpoint_every=0, total_steps=1_000)
+        >>> iteration_end(SimpleNamespace(config=config, steps=120), log_every=100)
+        150
+        >>> iteration_end(SimpleNamespace(config=config, steps=960), log_every=100)  # the end
+        1000
+    """
+    config = run.config
+    periods = [p for p in (log_every, config.eval_every, config.checkpoint_every) if p > 0]
+    return min(*((run.steps // p + 1) * p for p in periods), config.total_steps)
+
+
+def step_and_store(
+    env: VectorEnv, replay: ReplayBuffer, observations: np.ndarray, actions: torch.Tensor
+) -> int:
+    """Step the environments with ``actions`` (taken in ``observations``, ``[num_envs, ...]``)
+    and store the transitions, with the true final observation of an episode cut by a time
+    limit; return the environment steps taken (``num_envs``)."""
+    step = env.step(actions.cpu().numpy())
+    replay.add(observations, actions, step)
+    return env.num_envs
 
 
 @dataclass(frozen=True)
@@ -53,18 +105,19 @@ class Schedule:
     # the trainer moves them itself after its gradient steps, as SAC and TD3 do)
 
     @classmethod
-    def of(cls, config) -> Schedule:
-        """The schedule of a config; one without ``target_update_every`` (SAC, TD3) moves its
-        targets itself."""
+    def of(cls, config: OffPolicyConfig, target_update_every: int | None = None) -> Schedule:
+        """The schedule of an off-policy config; ``target_update_every`` as for the field."""
         return cls(
             config.learning_starts,
             config.batch_size,
             config.train_frequency,
             config.gradient_steps,
-            getattr(config, "target_update_every", None),
+            target_update_every,
         )
 
     def gradient_steps_due(self, previous: int, steps: int, stored: int) -> int:
+        """Gradient steps due going from ``previous`` to ``steps`` with ``stored`` transitions
+        in the buffer."""
         if steps < self.learning_starts or stored < self.batch_size:
             return 0
         return times_due(previous, steps, self.train_frequency) * self.gradient_steps
@@ -75,67 +128,6 @@ class Schedule:
         return times_due(previous, steps, self.target_update_every) > 0
 
 
-class Stepped(NamedTuple):
-    """What :func:`act_store_learn` did in one vector step."""
-
-    steps: int  # the step count after it
-    gradient_steps: int  # how many batches ``learn`` received
-
-
-def act_store_learn(
-    env: VectorEnv,
-    replay: ReplayBuffer,
-    schedule: Schedule,
-    steps: int,
-    act: Callable[[np.ndarray, int], torch.Tensor],
-    learn: Callable[[], None],
-    update_targets: Callable[[], None] | None = None,
-) -> Stepped:
-    """One vector step of an off-policy learner, in its fixed order.
-
-    1. ``act(observations, steps)`` picks the actions; 2. the environments step and the buffer
-    stores the transitions (with the true final observation of a cut episode); 3. ``learn()``
-    runs once per gradient step due (it samples its own minibatch); 4. ``update_targets()`` runs
-    when the target networks are due to move (never when the schedule leaves that to ``learn``).
-    """
-    observations = env.observations
-    actions = act(observations, steps)
-    step = env.step(actions.cpu().numpy())
-    replay.add(observations, actions, step)
-    previous, steps = steps, steps + env.num_envs
-    due = schedule.gradient_steps_due(previous, steps, len(replay))
-    for _ in range(due):
-        learn()
-    if update_targets is not None and schedule.target_update_due(previous, steps):
-        update_targets()
-    return Stepped(steps, due)
-
-
-def collect_and_learn(
-    run,
-    env: VectorEnv,
-    replay: ReplayBuffer,
-    schedule: Schedule,
-    steps: int,
-    log_every: int,
-    act: Callable[[np.ndarray, int], torch.Tensor],
-    learn: Callable[[], None],
-    update_targets: Callable[[], None] | None = None,
-) -> int:
-    """:func:`act_store_learn` until the next metrics row is due, timed as training; returns the
-    step count. A row is due at the next multiple of ``log_every``, of ``eval_every`` and of
-    ``checkpoint_every`` (an evaluation or checkpoint is written with a row: without its own
-    boundary, an ``eval_every`` smaller than ``log_every`` would evaluate less often than
-    asked), or at the end of the run."""
-    config = run.config
-    periods = [p for p in (log_every, config.eval_every, config.checkpoint_every) if p > 0]
-    iteration_end = min(*((steps // p + 1) * p for p in periods), config.total_steps)
-    with run.training():
-        while steps < iteration_end:
-            steps, _ = act_store_learn(env, replay, schedule, steps, act, learn, update_targets)
-    return steps
-
-
 def uniform_actions(actor, num_envs: int, generator: torch.Generator) -> torch.Tensor:
     """Actions drawn uniformly from the action box of ``actor`` (its ``action_low`` and
     ``action_high``), ``[num_envs, D]``: how SAC and TD3 explore before learning starts."""
@@ -144,7 +136,15 @@ def uniform_actions(actor, num_envs: int, generator: torch.Generator) -> torch.T
     return low + unit * (actor.action_high - low)
 
 
-def mean_of(values: list[torch.Tensor]) -> float | None:
-    """The mean of a list of 0-dim tensors as a float (None for an empty list): trainers keep
-    their per-step metrics as tensors and convert once per metrics row."""
-    return float(torch.stack(values).mean()) if values else None
+def explore(
+    actor, observations: np.ndarray, steps: int, learning_starts: int, generator: torch.Generator
+) -> torch.Tensor:
+    """SAC's and TD3's actions ``[num_envs, D]`` in ``observations`` ``[num_envs, obs_dim]``:
+    uniform in the action box before ``learning_starts`` steps, then ``actor.sample`` (a
+    squashed Gaussian sample for SAC, μ(s) plus Gaussian noise for TD3), on the actor's device."""
+    if steps < learning_starts:
+        return uniform_actions(actor, len(observations), generator)
+    with torch.inference_mode():
+        on_device = torch.from_numpy(observations).to(actor.action_low.device)
+        actions, _ = actor.sample(on_device, generator)
+    return actions

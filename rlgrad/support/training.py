@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from rlgrad.support.configs import PolicyConfig, resolve_device
+from rlgrad.support.configs import PolicyConfig, RunConfig, resolve_device
 from rlgrad.support.envs import Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
 from rlgrad.support.runs import Run
@@ -50,15 +50,19 @@ def set_matmul_precision(precision: str) -> None:
     backend.fp32_precision = "bf16" if precision == "bfloat16" else "none"
 
 
-def make_env(config, gamma: float | None = None) -> VectorEnv:
+def make_env(config: RunConfig) -> VectorEnv:
+    """The training environments of ``config``; a policy-gradient config's ``normalize_obs``
+    and ``normalize_reward`` switch on the running normalizations (the off-policy trainers
+    store raw observations and rewards in their replay buffer)."""
+    normalize = isinstance(config, PolicyConfig)
     return VectorEnv(
         config.env,
         config.num_envs,
         config.seed,
         vectorization=config.vectorization,
-        normalize_obs=getattr(config, "normalize_obs", False),
-        normalize_reward=getattr(config, "normalize_reward", False),
-        gamma=config.gamma if gamma is None else gamma,
+        normalize_obs=normalize and config.normalize_obs,
+        normalize_reward=normalize and config.normalize_reward,
+        gamma=config.gamma,
     )
 
 
@@ -105,6 +109,45 @@ def gradient_step(run, optimizer, loss: torch.Tensor, max_grad_norm: float | Non
     return norm
 
 
+class Means:
+    """The metrics of one iteration's gradient steps, averaged for its metrics row: the one way
+    every trainer averages a metric over an iteration.
+
+    ``add(name=value, ...)`` adds a 0-dim tensor (on any device, detached by the caller) or a
+    float to the metric's running sum, with no host sync; ``means()`` returns
+    ``{name: Σ values / count}`` in the order the names were declared, None for a metric no
+    step measured (an empty cell). Sums are kept in float64, so a long iteration of float32
+    values loses no digits to the order of the additions.
+
+        >>> means = Means("loss", "actor_loss")
+        >>> means.add(loss=torch.tensor(1.0))
+        >>> means.add(loss=2.5)
+        >>> means.means()
+        {'loss': 1.75, 'actor_loss': None}
+    """
+
+    def __init__(self, *names: str):
+        self.sums: dict[str, torch.Tensor | None] = dict.fromkeys(names)
+        self.counts = dict.fromkeys(names, 0)
+
+    def add(self, **values: torch.Tensor | float) -> None:
+        for name, value in values.items():
+            if name not in self.counts:
+                raise ValueError(
+                    f"Means.add(): unknown metric {name!r}; declared: {', '.join(self.counts)}"
+                )
+            value = torch.as_tensor(value, dtype=torch.float64)
+            total = self.sums[name]
+            self.sums[name] = value if total is None else total + value
+            self.counts[name] += 1
+
+    def means(self) -> dict[str, float | None]:
+        return {
+            name: None if total is None else float(total) / self.counts[name]
+            for name, total in self.sums.items()
+        }
+
+
 def warm_up_kernels() -> None:
     """Compile (or load from the cache) the numba scans now, so the first update's clock
     measures training rather than a one-off compilation."""
@@ -133,26 +176,31 @@ def start(
     build_agent,
     make_optimizer,
     build_extras=None,
+    *,
+    device: str = "cpu",
+    matmul_precision: str = "float32",
     **run_options,
 ) -> Setup:
     """Seed, build the environments, the agent and its optimizer, and open (or resume) the run.
 
     ``build_extras(config, spaces, agent)``, when given, returns a NamedTuple of more objects
     with ``state_dict``/``load_state_dict`` that the checkpoints must hold, such as DQN's target
-    network and replay buffer. ``run_options`` are Run's keyword arguments ``resume``,
-    ``checkpoint`` and ``progress``.
+    network and replay buffer. ``device`` (a config's device field: cpu, cuda, cuda:N or auto)
+    is where the agent, the extras and the generator live, and ``matmul_precision`` how the
+    CPU computes float32 matmuls; SAC and TD3 pass their config's, the other trainers (and the
+    environments, always) use the CPU in float32. ``run_options`` are Run's keyword arguments
+    ``resume``, ``checkpoint`` and ``progress``.
     """
-    # SAC and TD3 can train on a GPU; the other trainers (and the environments) use the CPU
-    device = resolve_device(getattr(config, "device", "cpu"))
-    generator = seed_everything(config.seed, config.threads, device)
-    set_matmul_precision(getattr(config, "matmul_precision", "float32"))
+    on = resolve_device(device)
+    generator = seed_everything(config.seed, config.threads, on)
+    set_matmul_precision(matmul_precision)
     env = make_env(config)
     try:
         agent = build_agent(config, env.spaces)
     except ValueError:
         env.close()
         raise
-    agent = agent.to(device)  # before the optimizer and the target copies are made of it
+    agent = agent.to(on)  # before the optimizer and the target copies are made of it
     optimizer = make_optimizer(config, agent)
     warm_up_kernels()
     modules = {"agent": agent, "optimizer": optimizer}

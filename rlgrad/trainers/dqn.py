@@ -21,7 +21,6 @@ first end of episode; a truncation still bootstraps from its true final observat
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,36 +37,21 @@ LOSSES = ("mse", "huber")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.RunConfig):
-    """DQN's hyperparameters; the defaults are close to CleanRL's for classic control."""
+class Config(configs.OffPolicyConfig):
+    """DQN's hyperparameters (the shared ones in OffPolicyConfig); the defaults are close to
+    CleanRL's for classic control."""
 
-    num_envs: int = 1
-    """Environments stepped together (gymnasium.make_vec); each vector step adds num_envs
-    transitions to the buffer and counts num_envs environment steps."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the Q-network (of the shared torso with dueling heads)."""
-    activation: str = "relu"
-    """Hidden activation: relu, tanh or elu."""
-    gamma: float = 0.99
-    """Discount factor γ."""
     lr: float = 2.5e-4
-    """Adam learning rate."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over total_steps."""
+    max_grad_norm: float | None = 10.0
     buffer_size: int = 100_000
-    """Replay buffer capacity in transitions (over all environments); the oldest go first."""
     batch_size: int = 128
-    """Transitions per gradient step, sampled uniformly with replacement."""
     learning_starts: int = 1_000
-    """Environment steps of pure collection before the first gradient step."""
     train_frequency: int = 4
-    """Take gradient steps every this many environment steps."""
-    gradient_steps: int = 1
-    """Gradient steps each time training is due."""
     target_update_every: int = 500
     """Update the target network every this many environment steps."""
     tau: float = 1.0
-    """Target update θ⁻ ← τθ + (1 − τ)θ⁻: 1 copies the online network, < 1 is Polyak averaging."""
     epsilon_start: float = 1.0
     """Exploration ε at the start of the linear schedule."""
     epsilon_end: float = 0.05
@@ -81,35 +65,13 @@ class Config(configs.RunConfig):
     """Double DQN: the online network picks argmax_a' Q_θ(s', a'), the target network values it."""
     dueling: bool = False
     """Dueling heads: Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')."""
-    n_step: int = 1
-    """Bootstrap after n steps: y = Σ_{k<K} γ^k r_k + γ^K(1 − term)·max Q⁻(s_K), K ≤ n stopped at an
-    episode end (a truncation still bootstraps from the true final observation)."""
-    max_grad_norm: float | None = 10.0
-    """Clip the global gradient norm to this (none: no clipping)."""
-    checkpoint_replay: bool = True
-    """Save the replay buffer in checkpoints, so that a resumed run continues exactly. False keeps
-    checkpoints small; a resumed run then refills an empty buffer (and is no longer identical)."""
-    log_every: int = 1_000
-    """Write a metrics row every this many environment steps; evaluations and checkpoints fall
-    on the first row at or past each of their multiples."""
 
 
 def check(config: Config) -> None:
-    configs.check_run_config(config)
-    configs.positive(
-        config,
-        "lr",
-        "buffer_size",
-        "batch_size",
-        "train_frequency",
-        "gradient_steps",
-        "target_update_every",
-        "tau",
-        "n_step",
-        "log_every",
-    )
-    configs.non_negative(config, "learning_starts", "exploration_fraction")
-    configs.in_unit_interval(config, "gamma", "tau", "epsilon_start", "epsilon_end")
+    configs.check_off_policy_config(config)
+    configs.positive(config, "target_update_every")
+    configs.non_negative(config, "exploration_fraction")
+    configs.in_unit_interval(config, "epsilon_start", "epsilon_end")
     configs.require(
         config.buffer_size >= config.batch_size,
         f"config field 'buffer_size' = {config.buffer_size} is smaller than a batch "
@@ -125,11 +87,6 @@ def check(config: Config) -> None:
         config.loss in LOSSES,
         f"config field 'loss' must be one of {', '.join(LOSSES)}; got {config.loss!r}",
     )
-    configs.widths(config)
-    configs.require(
-        config.max_grad_norm is None or config.max_grad_norm > 0,
-        f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
-    )
 
 
 def build_agent(config: Config, spaces) -> QNetwork:
@@ -142,16 +99,17 @@ def make_optimizer(config: Config, q_network: QNetwork) -> torch.optim.Optimizer
     return training.adam(q_network.parameters(), lr=config.lr)
 
 
-class TargetAndReplay(NamedTuple):
+class Companions(NamedTuple):
     """DQN's checkpointed companions of the Q-network."""
 
     target: QNetwork  # θ⁻, a frozen copy of θ
     replay: ReplayBuffer
+    counters: offpolicy.Counters  # gradient steps so far
 
 
-def build_target_and_replay(config: Config, spaces, q_network: QNetwork) -> TargetAndReplay:
+def build_companions(config: Config, spaces, q_network: QNetwork) -> Companions:
     replay = offpolicy.replay_buffer(config, spaces, q_network)
-    return TargetAndReplay(offpolicy.frozen_copy(q_network), replay)
+    return Companions(offpolicy.frozen_copy(q_network), replay, offpolicy.Counters())
 
 
 def td_loss(config: Config, q_network, target_network, batch: Batch):
@@ -175,63 +133,57 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     check(config)
     # 0. set up: seeds, environments, Q-network, target network, replay buffer, optimizer, run
     setup = training.start(
-        ALGORITHM,
-        config,
-        run_dir,
-        build_agent,
-        make_optimizer,
-        build_target_and_replay,
-        **run_options,
+        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
     )
-    run, env, q_network, optimizer = setup.run, setup.env, setup.agent, setup.optimizer
-    target_network, replay = setup.extras
-    schedule = offpolicy.Schedule.of(config)
-    total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
+    run, env, q_network, optimizer, generator = setup[:5]
+    target_network, replay, counters = setup.extras
+    schedule = offpolicy.Schedule.of(config, config.target_update_every)
+    decay_steps = config.exploration_fraction * config.total_steps
     steps = run.steps
-    epsilon = config.epsilon_start
-
-    def act(observations, steps: int) -> torch.Tensor:
-        """1. ε-greedy with the online network."""
-        nonlocal epsilon
-        decay_steps = config.exploration_fraction * config.total_steps
-        epsilon = epsilon_schedule(steps, decay_steps, config.epsilon_start, config.epsilon_end)
-        with torch.inference_mode():
-            q_values = q_network(torch.from_numpy(observations))
-        return epsilon_greedy(q_values, epsilon, setup.generator)
-
-    def learn() -> None:
-        """3. one gradient step on the TD loss of a replayed minibatch."""
-        batch = replay.sample(config.batch_size, setup.generator, config.n_step, config.gamma)
-        loss, taken = td_loss(config, q_network, target_network, batch)
-        grad_norms.append(training.gradient_step(run, optimizer, loss, config.max_grad_norm))
-        losses.append(loss.item())
-        q_taken.append(taken.mean().item())
-
-    def update_target() -> None:
-        """4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1)."""
-        polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
     while not run.done:
-        losses, q_taken, grad_norms = [], [], []
+        means = training.Means("loss", "q_taken_mean", "grad_norm")
+        gradient_steps_before = counters.gradient_steps
         lr = training.annealed_lr(optimizer, config, run.progress_fraction())
-        # act, 2. store (the buffer keeps the true final observation of a cut episode), learn
-        # and update the target when due, until the next metrics row
-        steps = offpolicy.collect_and_learn(
-            run, env, replay, schedule, steps, config.log_every, act, learn, update_target
-        )
+        row_due = offpolicy.iteration_end(run, config.log_every)
+        with run.training():
+            while steps < row_due:
+                # 1. act ε-greedily with the online network (ε is a function of the step count)
+                epsilon = epsilon_schedule(
+                    steps, decay_steps, config.epsilon_start, config.epsilon_end
+                )
+                observations = env.observations
+                with torch.inference_mode():
+                    q_values = q_network(torch.from_numpy(observations))
+                actions = epsilon_greedy(q_values, epsilon, generator)
+
+                # 2. step and store (the buffer keeps the true final observation of a cut episode)
+                previous = steps
+                steps += offpolicy.step_and_store(env, replay, observations, actions)
+
+                # 3. gradient steps on the TD loss of replayed minibatches, when due
+                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
+                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+                    loss, taken = td_loss(config, q_network, target_network, batch)
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    means.add(
+                        loss=loss.detach(), q_taken_mean=taken.detach().mean(), grad_norm=grad_norm
+                    )
+                    counters.gradient_steps += 1
+
+                # 4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1), when due
+                if schedule.target_update_due(previous, steps):
+                    polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
-        total_gradient_steps += len(losses)
         run.end_iteration(
             steps - run.steps,
             {
-                "loss": statistics.fmean(losses) if losses else None,
-                "q_taken_mean": statistics.fmean(q_taken) if q_taken else None,
-                "grad_norm": statistics.fmean(grad_norms) if grad_norms else None,
+                **means.means(),
                 "epsilon": epsilon,
                 "lr": lr,
-                "gradient_steps": len(losses),
-                "total_gradient_steps": total_gradient_steps,
+                "gradient_steps": counters.gradient_steps - gradient_steps_before,
+                "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },
         )

@@ -115,7 +115,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
             old_log_probs, old_values = rollout.flat("log_probs"), values.flatten()
             flat_advantages, flat_returns = advantages.flatten(), returns.flatten()
             usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
-            totals = torch.zeros(len(METRICS))  # summed over minibatches: one op, no host sync
+            means = training.Means(*METRICS)  # summed over minibatches, no host sync
             minibatches = 0
             kl_exceeded = False
             # θ_old, when this update's Taylor diagnostics are due (else None)
@@ -152,15 +152,13 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         run, setup.optimizer, loss, config.max_grad_norm
                     )
                     ratios = torch.exp(log_probs.detach() - old_log_probs[batch])
-                    totals += torch.stack(
-                        [
-                            policy_loss.detach(),
-                            critic_loss.detach(),
-                            mean_entropy.detach(),
-                            kl,
-                            clip_fraction(ratios, config.clip_eps),
-                            torch.tensor(grad_norm),
-                        ]
+                    means.add(
+                        policy_loss=policy_loss.detach(),
+                        value_loss=critic_loss.detach(),
+                        entropy=mean_entropy.detach(),
+                        approx_kl=kl,
+                        clip_fraction=clip_fraction(ratios, config.clip_eps),
+                        grad_norm=grad_norm,
                     )
                     minibatches += 1
                 if kl_exceeded:
@@ -180,12 +178,11 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 )
 
         # 4. log, evaluate and checkpoint
-        means = dict(zip(METRICS, (totals / max(minibatches, 1)).tolist(), strict=True))
         valid = rollout.valid.flatten()
         run.end_iteration(
             config.num_steps * config.num_envs,
             {
-                **means,
+                **means.means(),
                 "explained_variance": float(
                     explained_variance(old_values[valid], flat_returns[valid])
                 ),

@@ -91,16 +91,18 @@ def make_optimizer(config: Config, agent: ActorCritics) -> torch.optim.Optimizer
     return training.adam(groups)
 
 
-class TargetAndReplay(NamedTuple):
+class Companions(NamedTuple):
     """SAC's checkpointed companions of the agent."""
 
     target_critics: CriticEnsemble  # θ⁻, Polyak averages of the critics
     replay: ReplayBuffer
+    counters: offpolicy.Counters  # gradient steps so far: the actor updates on every
+    # policy_delay-th
 
 
-def build_target_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetAndReplay:
+def build_companions(config: Config, spaces, agent: ActorCritics) -> Companions:
     replay = offpolicy.replay_buffer(config, spaces, agent)
-    return TargetAndReplay(offpolicy.frozen_copy(agent.critics), replay)
+    return Companions(offpolicy.frozen_copy(agent.critics), replay, offpolicy.Counters())
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
@@ -116,82 +118,97 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         run_dir,
         build_agent,
         make_optimizer,
-        build_target_and_replay,
+        build_companions,
+        device=config.device,  # SAC and TD3 can train on a GPU
+        matmul_precision=config.matmul_precision,
         **run_options,
     )
-    run, env, agent, optimizer, generator, (target_critics, replay) = setup
+    run, env, agent, optimizer, generator, (target_critics, replay, counters) = setup
     actor, critics = agent.actor, agent.critics
     learned_alpha = config.alpha is None
     action_dims = len(actor.action_scale)
     target_entropy = -action_dims if config.target_entropy is None else config.target_entropy
-    schedule = offpolicy.Schedule.of(config)  # learn() moves the targets itself
-    total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
+    schedule = offpolicy.Schedule.of(config)  # the targets move after every gradient step
     steps = run.steps
 
-    def act(observations, steps: int) -> torch.Tensor:
-        """1. uniformly random actions before learning starts, then samples of the policy."""
-        if steps < config.learning_starts:
-            return offpolicy.uniform_actions(actor, env.num_envs, generator)
-        with torch.inference_mode():
-            on_device = torch.from_numpy(observations).to(actor.action_low.device)
-            actions, _ = actor.sample(on_device, generator)
-        return actions
-
-    def learn() -> None:
-        """3. one gradient step on the critics, and on the actor and α when due; 4. targets."""
-        nonlocal total_gradient_steps
-        batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-        alpha = agent.log_alpha.detach().exp() if learned_alpha else config.alpha
-        with torch.no_grad():
-            next_actions, next_log_probs = actor.sample(batch.next_observations, generator)
-            next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
-        targets = soft_q_targets(
-            batch.returns, next_q, next_log_probs, batch.terminated, batch.discounts, alpha
-        )
-        q_values = critics(batch.observations, batch.actions)  # [B, K]
-        critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
-        loss = critic_loss
-        if total_gradient_steps % config.policy_delay == 0:
-            actions, log_probs = actor.sample(batch.observations, generator)
-            # the pessimistic value of the policy's own action, as in the targets
-            q_policy = critics(batch.observations, actions, frozen=True).min(dim=-1).values
-            actor_loss = sac_actor_loss(log_probs, q_policy, alpha)
-            loss = loss + actor_loss
-            actor_losses.append(actor_loss.detach())
-            entropies.append(-log_probs.detach().mean())
-            if learned_alpha:
-                alpha_loss = temperature_loss(agent.log_alpha, log_probs, target_entropy)
-                loss = loss + alpha_loss
-                alpha_losses.append(alpha_loss.detach())
-        grad_norms.append(training.gradient_step(run, optimizer, loss, config.max_grad_norm))
-        polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
-        critic_losses.append(critic_loss.detach())
-        q_means.append(q_values.detach().mean())
-        total_gradient_steps += 1
-
     while not run.done:
-        critic_losses, actor_losses, alpha_losses, entropies, q_means, grad_norms = (
-            [] for _ in range(6)
+        means = training.Means(
+            "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
         )
-        # act, 2. store (with the true final observation of a cut episode), learn when due,
-        # until the next metrics row
-        steps = offpolicy.collect_and_learn(
-            run, env, replay, schedule, steps, config.log_every, act, learn
-        )
+        gradient_steps_before = counters.gradient_steps
+        row_due = offpolicy.iteration_end(run, config.log_every)
+        with run.training():
+            while steps < row_due:
+                # 1. act: uniformly random before learning starts, then samples of the policy
+                observations = env.observations
+                actions = offpolicy.explore(
+                    actor, observations, steps, config.learning_starts, generator
+                )
+
+                # 2. step and store (the buffer keeps the true final observation of a cut episode)
+                previous = steps
+                steps += offpolicy.step_and_store(env, replay, observations, actions)
+
+                # 3. gradient steps when due: the critics, and the actor and α when delayed due
+                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
+                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+                    alpha = agent.log_alpha.detach().exp() if learned_alpha else config.alpha
+                    with torch.no_grad():
+                        next_actions, next_log_probs = actor.sample(
+                            batch.next_observations, generator
+                        )
+                        next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
+                    targets = soft_q_targets(
+                        batch.returns,
+                        next_q,
+                        next_log_probs,
+                        batch.terminated,
+                        batch.discounts,
+                        alpha,
+                    )
+                    q_values = critics(batch.observations, batch.actions)  # [B, K]
+                    critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
+                    loss = critic_loss
+                    if counters.gradient_steps % config.policy_delay == 0:
+                        own_actions, log_probs = actor.sample(batch.observations, generator)
+                        # the pessimistic value of the policy's own action, as in the targets
+                        q_policy = critics(batch.observations, own_actions, frozen=True)
+                        actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
+                        loss = loss + actor_loss
+                        means.add(
+                            actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean()
+                        )
+                        if learned_alpha:
+                            alpha_loss = temperature_loss(
+                                agent.log_alpha, log_probs, target_entropy
+                            )
+                            loss = loss + alpha_loss
+                            means.add(alpha_loss=alpha_loss.detach())
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    means.add(
+                        critic_loss=critic_loss.detach(),
+                        q_mean=q_values.detach().mean(),
+                        grad_norm=grad_norm,
+                    )
+                    counters.gradient_steps += 1
+
+                    # 4. move the target critics, θ⁻ ← τθ + (1 − τ)θ⁻
+                    polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
+        averaged = means.means()
         run.end_iteration(
             steps - run.steps,
             {
-                "critic_loss": offpolicy.mean_of(critic_losses),
-                "actor_loss": offpolicy.mean_of(actor_losses),
-                "alpha_loss": offpolicy.mean_of(alpha_losses),
+                "critic_loss": averaged["critic_loss"],
+                "actor_loss": averaged["actor_loss"],
+                "alpha_loss": averaged["alpha_loss"],
                 "alpha": float(agent.log_alpha.detach().exp()) if learned_alpha else config.alpha,
-                "entropy": offpolicy.mean_of(entropies),
-                "q_mean": offpolicy.mean_of(q_means),
-                "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
-                "gradient_steps": len(critic_losses),
-                "total_gradient_steps": total_gradient_steps,
+                "entropy": averaged["entropy"],
+                "q_mean": averaged["q_mean"],
+                "grad_norm": averaged["grad_norm"],
+                "gradient_steps": counters.gradient_steps - gradient_steps_before,
+                "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },
         )

@@ -57,7 +57,6 @@ class Config(configs.ContinuousControlConfig):
     lr: float = 1e-3
     """Adam learning rate of the actor."""
     learning_starts: int = 25_000
-    """Environment steps of uniformly random actions before the first gradient step."""
     policy_delay: int = 2
     """Update the actor and the target networks on every policy_delay-th gradient step."""
     exploration_noise: float = 0.1
@@ -92,18 +91,21 @@ def make_optimizer(config: Config, agent: ActorCritics) -> torch.optim.Optimizer
     )
 
 
-class TargetsAndReplay(NamedTuple):
+class Companions(NamedTuple):
     """TD3's checkpointed companions of the agent."""
 
     target_actor: DeterministicActor  # Polyak averages of the actor ...
     target_critics: CriticEnsemble  # ... and of the critics
     replay: ReplayBuffer
+    counters: offpolicy.Counters  # gradient steps so far: the actor and the targets move on
+    # every policy_delay-th
 
 
-def build_targets_and_replay(config: Config, spaces, agent: ActorCritics) -> TargetsAndReplay:
+def build_companions(config: Config, spaces, agent: ActorCritics) -> Companions:
     replay = offpolicy.replay_buffer(config, spaces, agent)
-    return TargetsAndReplay(
-        offpolicy.frozen_copy(agent.actor), offpolicy.frozen_copy(agent.critics), replay
+    target_actor = offpolicy.frozen_copy(agent.actor)
+    return Companions(
+        target_actor, offpolicy.frozen_copy(agent.critics), replay, offpolicy.Counters()
     )
 
 
@@ -120,76 +122,82 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         run_dir,
         build_agent,
         make_optimizer,
-        build_targets_and_replay,
+        build_companions,
+        device=config.device,  # SAC and TD3 can train on a GPU
+        matmul_precision=config.matmul_precision,
         **run_options,
     )
-    run, env, agent, optimizer, generator, (target_actor, target_critics, replay) = setup
+    run, env, agent, optimizer, generator, companions = setup
+    target_actor, target_critics, replay, counters = companions
     actor, critics = agent.actor, agent.critics
     scale = actor.action_scale  # the noise fields are fractions of it
-    schedule = offpolicy.Schedule.of(config)  # learn() moves the targets itself
-    total_gradient_steps = int(run.rows[-1]["total_gradient_steps"]) if run.rows else 0
+    schedule = offpolicy.Schedule.of(config)  # the targets move with the delayed actor
     steps = run.steps
 
-    def act(observations, steps: int) -> torch.Tensor:
-        """1. uniformly random actions before learning starts, then μ(s) + exploration noise."""
-        if steps < config.learning_starts:
-            return offpolicy.uniform_actions(actor, env.num_envs, generator)
-        with torch.inference_mode():
-            on_device = torch.from_numpy(observations).to(actor.action_low.device)
-            actions, _ = actor.sample(on_device, generator)
-        return actions
-
-    def learn() -> None:
-        """3. one gradient step on the critics, and on the actor when due; 4. targets."""
-        nonlocal total_gradient_steps
-        batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-        with torch.no_grad():
-            next_actions = smoothed_target_actions(
-                target_actor.mode(batch.next_observations),
-                config.policy_noise * scale,
-                config.noise_clip * scale,
-                actor.action_low,
-                actor.action_high,
-                generator,
-            )
-            next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
-        targets = clipped_double_q_targets(batch.returns, next_q, batch.terminated, batch.discounts)
-        q_values = critics(batch.observations, batch.actions)  # [B, K]
-        critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
-        loss = critic_loss
-        update_actor = total_gradient_steps % config.policy_delay == 0
-        if update_actor:
-            # the first critic judges the actor (Fujimoto et al.), with its weights detached
-            q_policy = critics(batch.observations, actor.mode(batch.observations), frozen=True)
-            actor_loss = deterministic_policy_loss(q_policy[:, 0])
-            loss = loss + actor_loss
-            actor_losses.append(actor_loss.detach())
-        grad_norms.append(training.gradient_step(run, optimizer, loss, config.max_grad_norm))
-        if update_actor:
-            polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
-            polyak_update(target_actor.parameters(), actor.parameters(), config.tau)
-        critic_losses.append(critic_loss.detach())
-        q_means.append(q_values.detach().mean())
-        total_gradient_steps += 1
-
     while not run.done:
-        critic_losses, actor_losses, q_means, grad_norms = [], [], [], []
-        # act, 2. store (with the true final observation of a cut episode), learn when due,
-        # until the next metrics row
-        steps = offpolicy.collect_and_learn(
-            run, env, replay, schedule, steps, config.log_every, act, learn
-        )
+        means = training.Means("critic_loss", "actor_loss", "q_mean", "grad_norm")
+        gradient_steps_before = counters.gradient_steps
+        row_due = offpolicy.iteration_end(run, config.log_every)
+        with run.training():
+            while steps < row_due:
+                # 1. act: uniformly random before learning starts, then μ(s) + exploration noise
+                observations = env.observations
+                actions = offpolicy.explore(
+                    actor, observations, steps, config.learning_starts, generator
+                )
+
+                # 2. step and store (the buffer keeps the true final observation of a cut episode)
+                previous = steps
+                steps += offpolicy.step_and_store(env, replay, observations, actions)
+
+                # 3. gradient steps when due: the critics, and the actor when delayed due
+                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
+                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+                    with torch.no_grad():
+                        next_actions = smoothed_target_actions(
+                            target_actor.mode(batch.next_observations),
+                            config.policy_noise * scale,
+                            config.noise_clip * scale,
+                            actor.action_low,
+                            actor.action_high,
+                            generator,
+                        )
+                        next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
+                    targets = clipped_double_q_targets(
+                        batch.returns, next_q, batch.terminated, batch.discounts
+                    )
+                    q_values = critics(batch.observations, batch.actions)  # [B, K]
+                    critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
+                    loss = critic_loss
+                    update_actor = counters.gradient_steps % config.policy_delay == 0
+                    if update_actor:
+                        # the first critic judges the actor (Fujimoto et al.), weights detached
+                        q_policy = critics(
+                            batch.observations, actor.mode(batch.observations), frozen=True
+                        )
+                        actor_loss = deterministic_policy_loss(q_policy[:, 0])
+                        loss = loss + actor_loss
+                        means.add(actor_loss=actor_loss.detach())
+                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
+                    means.add(
+                        critic_loss=critic_loss.detach(),
+                        q_mean=q_values.detach().mean(),
+                        grad_norm=grad_norm,
+                    )
+                    counters.gradient_steps += 1
+
+                    # 4. after an actor update, move the targets, θ⁻ ← τθ + (1 − τ)θ⁻
+                    if update_actor:
+                        polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
+                        polyak_update(target_actor.parameters(), actor.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
         run.end_iteration(
             steps - run.steps,
             {
-                "critic_loss": offpolicy.mean_of(critic_losses),
-                "actor_loss": offpolicy.mean_of(actor_losses),
-                "q_mean": offpolicy.mean_of(q_means),
-                "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
-                "gradient_steps": len(critic_losses),
-                "total_gradient_steps": total_gradient_steps,
+                **means.means(),
+                "gradient_steps": counters.gradient_steps - gradient_steps_before,
+                "total_gradient_steps": counters.gradient_steps,
                 "buffer_transitions": len(replay),
             },
         )

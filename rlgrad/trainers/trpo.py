@@ -233,22 +233,21 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
 
             # 4. the critic: epochs of Adam minibatch steps on ½(V − G)²
             step_returns = returns.flatten()[usable]
-            critic_losses, grad_norms = [], []
+            means = training.Means("value_loss", "grad_norm")
             for _ in range(config.critic_epochs):
                 order = torch.randperm(len(usable), generator=setup.generator)
                 for batch in order.split(config.minibatch_size):
                     critic_loss = value_loss(agent.value(observations[batch]), step_returns[batch])
-                    grad_norms.append(
-                        training.gradient_step(
-                            run, setup.optimizer, critic_loss, config.max_grad_norm
-                        )
+                    grad_norm = training.gradient_step(
+                        run, setup.optimizer, critic_loss, config.max_grad_norm
                     )
-                    critic_losses.append(critic_loss.detach())
+                    means.add(value_loss=critic_loss.detach(), grad_norm=grad_norm)
             with torch.no_grad():
                 _, entropies = agent.log_prob_and_entropy(observations, actions)
 
         # 5. log, evaluate and checkpoint
         valid = rollout.valid.flatten()
+        averaged = means.means()
         run.end_iteration(
             config.num_steps * config.num_envs,
             {
@@ -257,9 +256,9 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 "step_accepted": float(stepped.accepted),
                 "backtracks": stepped.backtracks,
                 "cg_residual": stepped.cg_residual,
-                "value_loss": float(torch.stack(critic_losses).mean()),
+                "value_loss": averaged["value_loss"],
                 "entropy": float(entropies.mean()),
-                "grad_norm": sum(grad_norms) / len(grad_norms),
+                "grad_norm": averaged["grad_norm"],
                 "explained_variance": float(
                     explained_variance(values.flatten()[valid], returns.flatten()[valid])
                 ),

@@ -1,0 +1,137 @@
+"""Same seed, same numbers: a fingerprint of every trainer's metrics.csv across refactors.
+
+A regression guard against the pre-refactor implementation (issue 30, point 3). Each trainer runs
+a tiny deterministic configuration (CartPole-v1 for the discrete trainers, Pendulum-v1 for SAC
+and TD3: a few hundred steps, tiny networks, evaluations and several gradient steps), and the
+sha256 of its metrics.csv without the timing columns (wall_s, train_s, sps) must equal the hash
+recorded from the code *before* the off-policy trainers were rewritten to own their loops. A
+refactor that changes no arithmetic keeps every hash; one that changes a number anywhere in a
+run (a random draw taken in another order, a target network moved a step late, a metric averaged
+differently) changes its hash. The hashes are specific to this PyTorch/Gymnasium build and CPU;
+regenerate them with ``python tests/test_fingerprints.py`` only for a change that is meant to
+alter the numbers, and say which in the commit.
+
+The resume tests check the other half of "same seed, same numbers": a DQN or SAC run stopped at
+a checkpoint and resumed equals the uninterrupted run, row for row, and the learner's counters
+(gradient steps, which decide SAC's and TD3's delayed actor updates) come back from the
+checkpoint rather than from the metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlgrad.support.runs import TIMING_COLUMNS
+from rlgrad.trainers import a2c, dqn, grpo, ppo, reinforce, sac, td3, trpo
+
+CART = {"env": "CartPole-v1", "eval_episodes": 2, "checkpoint_every": 0}
+PENDULUM = {
+    "env": "Pendulum-v1",
+    "eval_episodes": 1,
+    "checkpoint_every": 0,
+    "hidden_sizes": (16, 16),
+    "batch_size": 16,
+}
+RUNS = {
+    "ppo": (ppo, {**CART, "total_steps": 256, "num_envs": 2, "num_steps": 32,
+                  "minibatch_size": 32, "epochs": 2, "eval_every": 128, "hidden_sizes": (16,)}),
+    "a2c": (a2c, {**CART, "total_steps": 200, "num_envs": 2, "eval_every": 100,
+                  "hidden_sizes": (16,)}),
+    "reinforce": (reinforce, {**CART, "total_steps": 150, "num_envs": 2, "eval_every": 75,
+                              "hidden_sizes": (16,)}),
+    "grpo": (grpo, {**CART, "total_steps": 300, "num_envs": 4, "group_size": 2,
+                    "max_episode_steps": 40, "eval_every": 150, "hidden_sizes": (16,)}),
+    "trpo": (trpo, {**CART, "total_steps": 256, "num_envs": 2, "num_steps": 64,
+                    "critic_epochs": 2, "minibatch_size": 32, "eval_every": 128,
+                    "hidden_sizes": (16,)}),
+    "dqn": (dqn, {**CART, "total_steps": 400, "num_envs": 2, "learning_starts": 100,
+                  "batch_size": 16, "train_frequency": 2, "target_update_every": 50,
+                  "log_every": 50, "eval_every": 200, "hidden_sizes": (16,)}),
+    "sac": (sac, {**PENDULUM, "total_steps": 300, "learning_starts": 100, "log_every": 50,
+                  "eval_every": 150, "policy_delay": 2}),
+    "td3": (td3, {**PENDULUM, "total_steps": 300, "learning_starts": 100, "log_every": 50,
+                  "eval_every": 150}),
+}  # fmt: skip
+
+# sha256 of each run's metrics.csv without timing columns, recorded from the pre-refactor code.
+# PPO, TRPO, SAC and TD3 were re-recorded once, when every trainer came to average its metrics
+# with training.Means (float64 sums instead of float32 ones): in those runs only the averaged
+# columns (losses, entropy, approx_kl, q_mean, grad_norm) moved, by at most 1.5e-7 relative
+# (float32 rounding); every other column, returns and evaluations included, stayed identical.
+EXPECTED = {
+    "a2c": "d559d6659b7d09c9d36c05d5b555e680b0f11cf0de8f3ab1540b1039615d7cf1",
+    "dqn": "376ac26093ef6a54f4c489808ca41f3c1fddec569bab63fa841905b8e773aeba",
+    "grpo": "b069a8f905e6b6ec68e56476da68845409d7c282ae2ac1bccdf5e4b63c7675f9",
+    "ppo": "b1d3e088776c997703aab8968646f29846dedefa1b2a22517de6a79c86e81e5f",
+    "reinforce": "a6a1d161b218650619f0cb569d7eb91c417f82504aba820add9d0aa7c4db7b7c",
+    "sac": "43247890eb47b084e9de73fef34dab90aaf4db840cf425b31b1976ffd88c033e",
+    "td3": "0b247e3a2216c80c13ab01770117edb550a57632d59993748499951978e75325",
+    "trpo": "bac4bea5523518e873ed507d8012f6a5798b347a3457ef30ff6ea2a8cf01f22b",
+}
+
+
+def fingerprint(run_dir: Path) -> str:
+    """The sha256 of metrics.csv with the timing columns removed (the header included, so a
+    renamed, added or reordered column changes it too)."""
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    keep = [i for i, name in enumerate(rows[0]) if name not in TIMING_COLUMNS]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([[row[i] for i in keep] for row in rows])
+    return hashlib.sha256(text.getvalue().encode()).hexdigest()
+
+
+def train(name: str, run_dir: Path, **changes):
+    trainer, fields = RUNS[name]
+    return trainer.train(trainer.Config(**{**fields, **changes}), run_dir)
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_metrics_of_a_tiny_run_match_the_recorded_fingerprint(name, tmp_path):
+    history = train(name, tmp_path / "run")
+    # the run is what the fingerprint claims to cover: several rows, evaluations, and for the
+    # learners with a warm-up, gradient steps
+    assert len(history.rows) >= 2
+    assert sum(row["eval_return_mean"] != "" for row in history.rows) >= 2
+    if name in ("dqn", "sac", "td3"):
+        assert history.rows[-1]["total_gradient_steps"] >= 100
+    assert fingerprint(tmp_path / "run") == EXPECTED[name]
+
+
+def rows_without_timing(history) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in history.rows]
+
+
+@pytest.mark.parametrize("name", ["dqn", "sac"])
+def test_a_resumed_off_policy_run_equals_the_uninterrupted_one(name, tmp_path):
+    # 2N steps with a checkpoint at N; then the same run cut back to that checkpoint and resumed
+    whole = train(name, tmp_path / "whole", checkpoint_every=150, keep_checkpoints=5)
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    checkpoint = tmp_path / "cut" / "checkpoints" / "step_0000000150.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["steps"] == 150
+    # the counters travel in the checkpoint's modules, not only in its metric rows
+    counted = state["modules"]["counters"]["gradient_steps"]
+    assert counted == state["rows"][-1]["total_gradient_steps"] > 0
+    trainer, fields = RUNS[name]
+    config = trainer.Config(**{**fields, "checkpoint_every": 150, "keep_checkpoints": 5})
+    resumed = trainer.train(config, tmp_path / "cut", resume=True, checkpoint=checkpoint)
+    assert rows_without_timing(resumed) == rows_without_timing(whole)
+    assert fingerprint(tmp_path / "cut") == fingerprint(tmp_path / "whole")
+
+
+if __name__ == "__main__":  # print the current fingerprints, to record them in EXPECTED
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        for run_name in sorted(RUNS) if len(sys.argv) < 2 else sys.argv[1:]:
+            train(run_name, Path(directory) / run_name)
+            print(f'    "{run_name}": "{fingerprint(Path(directory) / run_name)}",')
