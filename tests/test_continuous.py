@@ -6,17 +6,13 @@ import math
 
 import pytest
 import torch
+from conftest import randn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rlgrad
 
 f64 = torch.float64
-
-
-def randn(*shape, seed=0, requires_grad=False):
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=f64)
-    return x.requires_grad_(requires_grad)
 
 
 # --- the squashed Gaussian ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import toy_envs
-from test_trainers import dataclasses_replace, read_rows, without_timing
+from conftest import dataclasses_replace, read_rows, without_timing
 
 import rlgrad
 from rlgrad.app import load_agent
@@ -305,9 +305,25 @@ def test_dqn_refuses_continuous_actions_and_a_buffer_smaller_than_a_batch(tmp_pa
 
 
 def test_summary_names_the_threshold_and_the_final_evaluation(tmp_path):
-    dqn.train(dqn.Config(env="CartPole-v1", **TINY), tmp_path / "run")
+    # summary.json names the threshold (CartPole-v1's registered reward_threshold, 475, unless
+    # eval_threshold replaces it), the last evaluation of metrics.csv, and the first of three
+    # evaluations in a row at or above the threshold
+    config = dqn.Config(env="CartPole-v1", **{**TINY, "eval_every": 150})
+    dqn.train(config, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["algorithm"] == "dqn" and summary["final_eval_return_mean"] > 0
+    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] != ""]
+    returns = [float(r["eval_return_mean"]) for r in evaluations]
+    assert [int(r["step"]) for r in evaluations] == [150, 300, 450, 600]
+    assert (summary["algorithm"], summary["env"], summary["steps"]) == ("dqn", "CartPole-v1", 600)
+    assert summary["threshold"] == 475.0 and summary["solved_step"] is None
+    assert summary["final_eval_return_mean"] == returns[-1]
+    assert summary["best_eval_return_mean"] == max(returns)
+    assert summary["best_eval_step"] == 150 * (returns.index(max(returns)) + 1)
+    # every CartPole episode returns at least 1: the first evaluation starts a run of three
+    dqn.train(dataclasses_replace(config, eval_threshold=1.0), tmp_path / "low")
+    low = json.loads((tmp_path / "low" / "summary.json").read_text())
+    assert low["threshold"] == 1.0 and low["solved_step"] == 150
+    assert low["final_eval_return_mean"] == returns[-1]  # the threshold does not touch training
 
 
 def test_a_non_finite_reward_stops_the_run_and_keeps_a_finite_checkpoint(tmp_path):

@@ -1,5 +1,5 @@
 """GRPO on Gymnasium: shared start states per group, group-relative advantages without a critic,
-a short run, exact resume and bad input."""
+a short run, learning CartPole on a held-out seed, exact resume and bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_trainers import read_rows, without_timing
+from conftest import read_rows, without_timing
 
 from rlgrad.app.registry import resume
 from rlgrad.support.envs import VectorEnv
@@ -56,7 +56,7 @@ def test_step_advantages_normalize_reward_to_go_over_the_steps_of_a_group():
 
 
 @pytest.mark.parametrize("advantage", ["return", "reward_to_go"])
-def test_a_short_run_learns_something_and_logs_group_statistics(advantage, tmp_path):
+def test_a_short_run_logs_finite_group_statistics(advantage, tmp_path):
     config = grpo.Config(env="CartPole-v1", **TINY, advantage=advantage)
     history = grpo.train(config, tmp_path / "run")
     rows = read_rows(tmp_path / "run")
@@ -65,6 +65,32 @@ def test_a_short_run_learns_something_and_logs_group_statistics(advantage, tmp_p
         assert all(math.isfinite(float(r[column])) for r in rows), column
     assert all(0.0 <= float(r["frac_reward_zero_std"]) <= 1.0 for r in rows)
     assert float(rows[0]["group_return_std"]) > 0  # a random policy's episodes differ
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("advantage", ["return", "reward_to_go"])
+def test_grpo_learns_cartpole_within_48000_steps_on_a_held_out_seed(advantage, tmp_path):
+    # A random CartPole policy lasts about 22 steps; this one untrained (or with its advantages
+    # zeroed) evaluates at 9.2. With the CartPole preset's GRPO settings (tuned on seeds 1000 and
+    # up) seed 101 measured 160 (return) and 273.8 (reward-to-go) at the end, steps 54,912 and
+    # 60,928 (the last iteration's 64 episodes overshoot the budget); seeds 102 and 103 measured
+    # 500/500 and 482/190.
+    config = grpo.Config(
+        env="CartPole-v1",
+        seed=101,
+        advantage=advantage,
+        total_steps=48_000,
+        lr=0.029177970276787087,
+        group_size=16,
+        epochs=1,
+        clip_eps=0.1,
+        eval_every=48_000,
+        eval_episodes=5,
+        checkpoint_every=0,
+    )
+    history = grpo.train(config, tmp_path / "run")
+    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] != ""]
+    assert float(evaluations[-1]["eval_return_mean"]) >= 100.0, history.column("eval_return_mean")
 
 
 def test_resuming_continues_exactly(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_logits
 
 import rlgrad
 from rlgrad.app.cli import main
@@ -34,11 +35,6 @@ MDPS = {
     "random0": random_mdp(seed=0),
     "random1": random_mdp(num_states=4, num_actions=2, gamma=0.95, seed=1),
 }
-
-
-def random_logits(mdp: TabularMDP, seed: int, scale: float = 1.5) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(mdp.num_states, mdp.num_actions, generator=generator, dtype=F64)
 
 
 def normalized_visitation(mdp: TabularMDP, theta: torch.Tensor) -> torch.Tensor:

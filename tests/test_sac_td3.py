@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import toy_envs
-from test_trainers import dataclasses_replace, read_rows, without_timing
+from conftest import dataclasses_replace, read_rows, without_timing
 
 from rlgrad.app import load_agent
 from rlgrad.app.registry import resume
@@ -291,7 +291,7 @@ def test_a_non_finite_reward_stops_the_run_and_keeps_a_finite_checkpoint(name, t
     assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
 
 
-def test_sac_learns_on_a_mujoco_task_with_its_17_observations_and_6_actions(tmp_path):
+def test_sac_runs_a_mujoco_task_with_its_17_observations_and_6_actions(tmp_path):
     config = sac.Config(
         **{**TINY, "env": "HalfCheetah-v5", "total_steps": 300, "learning_starts": 100},
     )
@@ -300,6 +300,33 @@ def test_sac_learns_on_a_mujoco_task_with_its_17_observations_and_6_actions(tmp_
     assert math.isfinite(history.summary["final_eval_return_mean"])
     action = load_agent(tmp_path / "run").act(np.zeros(17, np.float32))
     assert action.shape == (6,) and np.all(np.abs(action) <= 1.0)
+
+
+@pytest.mark.slow
+def test_sac_learns_pendulum_within_6000_steps_on_a_held_out_seed(tmp_path):
+    # Pendulum-v1 returns lie in about [−1600, 0]: a random or untrained policy scores about
+    # −1200 (this run's own evaluations before step 5000 measured −1600 to −540) and the preset's
+    # threshold is −200. At seed 101 (the presets were tuned on seeds 0–1, 1000+ and 3000+) this
+    # small SAC measured −134 at 5000 steps and −128 at 6000; seed 102 −128 and −75. −400 is
+    # out of reach of a policy that has not learned to swing up and hold.
+    config = sac.Config(
+        env="Pendulum-v1",
+        seed=101,
+        total_steps=6000,
+        learning_starts=1000,
+        hidden_sizes=(64, 64),
+        lr=1e-3,
+        batch_size=64,
+        log_every=1000,
+        eval_every=6000,
+        eval_episodes=5,
+        checkpoint_every=0,
+    )
+    history = sac.train(config, tmp_path / "run")
+    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] != ""]
+    assert [int(r["step"]) for r in evaluations] == [6000]
+    assert float(evaluations[-1]["eval_return_mean"]) > -400.0
+    assert history.summary["final_eval_return_mean"] == float(evaluations[-1]["eval_return_mean"])
 
 
 def test_a_missing_mujoco_names_the_extra_to_install(monkeypatch, tmp_path):

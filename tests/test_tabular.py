@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_logits
 
 import rlgrad
 from rlgrad.tabular import (
@@ -32,12 +33,6 @@ MDPS = {
     "random1": random_mdp(num_states=4, num_actions=2, gamma=0.95, seed=1),
     "random_one_state": random_mdp(num_states=1, num_actions=3, seed=2),
 }
-
-
-def random_logits(mdp: TabularMDP, seed: int, scale: float = 1.5) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    shape = (mdp.num_states, mdp.num_actions)
-    return scale * torch.randn(shape, generator=generator, dtype=F64)
 
 
 # --- the MDP and its validation -----------------------------------------------------------------

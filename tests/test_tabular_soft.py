@@ -8,10 +8,10 @@ import math
 
 import pytest
 import torch
+from conftest import random_logits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_tabular import MDPS as PLAIN_MDPS
-from test_tabular import random_logits
 
 import rlgrad
 from rlgrad.tabular import (

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_trainers import dataclasses_replace, read_rows, without_timing
+from conftest import dataclasses_replace, read_rows, without_timing
 
 from rlgrad.app import load_agent
 from rlgrad.app.registry import resume
