@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rlgrad.app.agents import load_agent
+from rlgrad.app.presets import read_preset_file
 from rlgrad.app.registry import resume
 from rlgrad.support import runs
 from rlgrad.support.evaluation import evaluate
@@ -100,6 +101,9 @@ def test_the_reader_round_trips_the_writer(tmp_path):
     assert returns.tolist() == history.column("eval_return_mean")
     assert read.final_return == history.summary["final_eval_return_mean"]
     assert read.best_return == history.summary["best_eval_return_mean"]
+    # a run directory is a preset too (to repeat the run on other seeds), read the same way
+    algorithm, env, fields = read_preset_file(tmp_path / "run")
+    assert (algorithm, env, fields["lr"], fields["seed"]) == ("ppo", "CartPole-v1", 3e-3, 2)
 
 
 # ----- the best checkpoint -----
