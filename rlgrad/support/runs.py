@@ -65,7 +65,8 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class History:
-    """What ``train`` returns: the metric rows (as in metrics.csv) and the summary."""
+    """What ``train`` returns: the metric rows (as :func:`read_rows` reads metrics.csv back,
+    ``None`` for a value not measured in that update) and the summary."""
 
     run_dir: Path
     rows: list[dict] = field(default_factory=list)
@@ -154,7 +155,8 @@ def read_summary(run_dir: str | Path) -> dict | None:
 
 
 def finished(run_dir: str | Path) -> bool:
-    """Whether the run ran to its end (or failed): summary.json exists, not interrupted."""
+    """Whether the run ran to its end: summary.json exists and does not say interrupted (a
+    stopped run writes one that does; a run stopped by a non-finite value writes none)."""
     summary = read_summary(run_dir)
     return summary is not None and not summary["interrupted"]
 
@@ -179,7 +181,7 @@ class RunFiles:
 
     @property
     def finished(self) -> bool:
-        """Ran to its end (or failed): summary.json exists and does not say interrupted."""
+        """Ran to its end: summary.json exists and does not say interrupted."""
         return self.summary is not None and not self.summary["interrupted"]
 
     @property
