@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 
 
 def _run_dir(path, rows):
-    path.mkdir()
+    path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"algorithm": "ppo", "config": {"env": "E"}}))
     lines = ["step,episode_return_mean,eval_return_mean"] + [",".join(map(str, r)) for r in rows]
     (path / "metrics.csv").write_text("\n".join(lines) + "\n")
@@ -47,3 +47,60 @@ def test_seeds_of_one_config_draw_as_one_mean_line(tmp_path):
     finally:
         plt.Axes.plot = original
     assert drawn == [([100.0, 200.0], [10.0, 20.0], "ppo E (mean of 3)")]
+
+
+def _spy_plots(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    original = plt.Axes.plot
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn.append((list(x), list(y), kwargs.get("linestyle", "-"), kwargs.get("label")))
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "plot", spy)
+    return drawn
+
+
+def test_a_run_that_ended_carries_its_last_evaluation_forward(tmp_path, monkeypatch):
+    # seed 0 stopped once solved at step 200 (returns 100, 500); seed 1 ran to 400
+    # (50, 100, 300, 500). The mean is drawn to 400, seed 0 holding its 500: solid while both
+    # run, (100+50)/2 = 75 and (500+100)/2 = 300; dashed after, (500+300)/2 = 400 and 500
+    short = _run_dir(tmp_path / "short", [(100, 1.0, 100.0), (200, 2.0, 500.0)])
+    rows = [(100, 1.0, 50.0), (200, 2.0, 100.0), (300, 3.0, 300.0), (400, 4.0, 500.0)]
+    long = _run_dir(tmp_path / "long", rows)
+    drawn = _spy_plots(monkeypatch)
+    learning_curve([short, long], tmp_path / "curve.png")
+    assert drawn == [
+        ([100.0, 200.0], [75.0, 300.0], "-", "ppo E (mean of 2)"),
+        ([200.0, 300.0, 400.0], [300.0, 400.0, 500.0], "--", None),
+    ]
+
+
+def test_report_curves_reach_the_longest_run_and_say_so(tmp_path, monkeypatch):
+    from rlgrad.app import report_files
+    from rlgrad.app.report import group_runs, read_runs
+
+    # three finished seeds of one config; two stopped once solved at 200 and 300
+    ends = {"a": [10.0, 500.0], "b": [20.0, 30.0, 500.0], "c": [0.0, 40.0, 60.0, 80.0]}
+    for name, returns in ends.items():
+        rows = [(100 * (i + 1), 1.0, r) for i, r in enumerate(returns)]
+        run = _run_dir(tmp_path / "runs" / name, rows)
+        summary = {"threshold": 475.0, "interrupted": False, "best_eval_return_mean": None}
+        (run / "summary.json").write_text(json.dumps(summary))
+    groups = group_runs(read_runs([tmp_path / "runs"]))
+    drawn = _spy_plots(monkeypatch)
+    plt = report_files._pyplot()
+    notes = []
+    monkeypatch.setattr(
+        plt.Figure, "text", lambda self, x, y, text, **kw: notes.append(text), raising=True
+    )
+    report_files.learning_curves(plt, groups, tmp_path / "curves.png", reps=50)
+    # with three runs the IQM (a quarter trimmed from each end) is the mean of all three, and
+    # the bootstrap's point is the IQM of the runs themselves: at 400 the carried 500, 500 and 80
+    solid, dashed = drawn
+    assert solid[0] == [100.0, 200.0] and solid[1] == pytest.approx([10.0, (500 + 30 + 40) / 3])
+    assert dashed[0] == [200.0, 300.0, 400.0] and dashed[2] == "--"
+    assert dashed[1] == pytest.approx([(500 + 30 + 40) / 3, (500 + 500 + 60) / 3, 1080 / 3])
+    assert notes == [report_files.CARRIED_NOTE]

@@ -400,3 +400,32 @@ def test_report_reads_a_folder_of_plain_run_directories(tmp_path, capsys):
         read_runs([tmp_path / "empty"])
     with pytest.raises(ValueError, match="is not a sweep or run directory"):
         read_runs([tmp_path / "missing"])
+
+
+def test_the_summary_counts_solved_runs_and_gives_final_and_best_returns(tmp_path):
+    # three done seeds, threshold 100: seed 0 solved and kept it; seed 1 solved (evaluations
+    # 3-5 in a row) then fell to 40; seed 2 never had three in a row
+    returns = {0: [50, 100, 100, 120], 1: [100, 90, 100, 110, 100, 40], 2: [100, 100, 99, 100]}
+    trials = []
+    for seed, evals in returns.items():
+        run_dir = tmp_path / "runs" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        rows = [f"{100 * (i + 1)},{i + 1.0},{r}" for i, r in enumerate(evals)]
+        (run_dir / "metrics.csv").write_text("\n".join(["step,train_s,eval_return_mean", *rows]))
+        (run_dir / "summary.json").write_text('{"threshold": 100.0, "interrupted": false}')
+        trials.append(
+            {
+                "key": f"k{seed}",
+                "env": "E",
+                "config": "c0",
+                "state": "done",
+                "run_dir": f"runs/seed{seed}",
+            }
+        )
+    sweep = sweeps.Sweep(tmp_path, {"configs": [{"id": "c0", "label": "base"}]}, trials)
+    text = sweeps.summary_text(sweep)
+    # final returns 120, 40, 100: mean 86.7; best 120, 110, 100: mean 110.0
+    assert (
+        "E base: solved 2 of 3 done (1 below the threshold again at the end); final return mean "
+        "86.7, best 110.0 (checkpoints/best.pt)" in text
+    )

@@ -261,3 +261,34 @@ def test_a_missing_optional_dependency_is_one_line_before_any_work(
     assert code == 2
     assert captured.out == ""  # nothing ran: the tour printed no first step
     assert captured.err.strip() == message
+
+
+def test_eval_takes_the_best_or_the_latest_checkpoint(tmp_path, capsys):
+    from rlgrad.trainers import ppo
+
+    # a run whose evaluation goes up, then down (264.5 at step 512, 155.5 at the end, on the
+    # CPU): the same seeds and episode count as the run's own evaluations give its numbers back
+    config = ppo.Config(
+        env="CartPole-v1",
+        seed=2,
+        lr=3e-3,
+        num_envs=4,
+        num_steps=32,
+        minibatch_size=64,
+        epochs=4,
+        eval_episodes=2,
+        total_steps=2048,
+        eval_every=256,
+        checkpoint_every=0,
+    )
+    summary = ppo.train(config, tmp_path / "run").summary
+    best, final = summary["best_eval_return_mean"], summary["final_eval_return_mean"]
+    assert best > final  # the premise
+    capsys.readouterr()
+    for checkpoint, expected in (("best", best), ("latest", final), (None, final)):
+        option = ["--checkpoint", checkpoint] if checkpoint else []
+        assert main(["eval", str(tmp_path / "run"), "--episodes", "2", *option]) == 0
+        assert f"2 episodes, return {expected:.1f} ±" in capsys.readouterr().out, checkpoint
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--checkpoint", str(path)]) == 0
+    assert f"return {best:.1f} ±" in capsys.readouterr().out

@@ -209,7 +209,7 @@ def test_a_non_finite_reward_stops_the_run_with_the_step_and_keeps_a_checkpoint(
 def test_solved_needs_three_consecutive_evaluations_at_the_threshold():
     rows = [
         {"step": s, "eval_return_mean": r}
-        for s, r in [(1, 480), (2, 400), (3, 476), (4, ""), (5, 500), (6, 475), (7, 10)]
+        for s, r in [(1, 480), (2, 400), (3, 476), (4, None), (5, 500), (6, 475), (7, 10)]
     ]
     assert solved_at(rows, 475)["step"] == 3
     assert solved_at(rows, 490) is None

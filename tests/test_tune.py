@@ -3,6 +3,7 @@ local Ray that is resumed and whose best config trains through `rlgrad train --p
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -58,8 +59,8 @@ def test_the_objective_puts_reliability_before_speed():
     assert tuning.objective([(False, None)] * 4) == 0.0
 
 
-def _write_metrics(run_dir, evaluations):
-    run_dir.mkdir(parents=True)
+def _write_metrics(run_dir, evaluations, exist_ok=False):
+    run_dir.mkdir(parents=True, exist_ok=exist_ok)
     lines = ["step,eval_return_mean"] + [f"{s},{r}" for s, r in evaluations]
     (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
 
@@ -81,6 +82,27 @@ def test_intermediate_values_count_seeds_solved_so_far(tmp_path):
     assert set(values) == {10, 20, 30}
     assert values[10] == pytest.approx((0.999 + 0.5) / 2)
     assert values[30] == pytest.approx(1 + (0.999 + 0.999) / 2)
+    # seed 1 reaches 40 with a third 100 (solved); seed 0 falls to 50 there but stays solved:
+    # "solved" is any three evaluations in a row (a rule on the last three would count it out)
+    active.reported_steps |= {10, 20, 30}
+    _write_metrics(b, [(10, 50), (20, 100), (30, 100), (40, 100)], exist_ok=True)
+    assert dict(tuner.intermediate(active)) == {40: pytest.approx(2 + (50 / 100 + 0.999) / 2)}
+
+
+def _solved_by_hand(run_dir, threshold=30.0):
+    """(training s at the first of three evaluations in a row >= threshold or None, the last
+    step, the last evaluation), straight from metrics.csv."""
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    evals = [
+        (float(r["eval_return_mean"]), float(r["train_s"])) for r in rows if r["eval_return_mean"]
+    ]
+    solved = None
+    for i in range(len(evals) - 2):
+        if min(evals[i][0], evals[i + 1][0], evals[i + 2][0]) >= threshold:
+            solved = evals[i][1]
+            break
+    return solved, int(rows[-1]["step"]), evals[-1][0]
 
 
 def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
@@ -121,24 +143,19 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
         "2",
     ]
     assert main(command) == 0
+    seeds = (1000, 1001)
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     study = optuna.load_study(study_name="ppo-CartPole-v1", storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
-    # each trial's value is the objective of its own two runs, read back from their summaries
+    # each trial's value is n_solved + 1 / (1 + mean seconds to solve / 60), worked out here
+    # from its two runs' metrics.csv by hand (not with the code's objective or solved rule)
     for trial in complete:
-        outcomes = []
-        for seed in (1000, 1001):
-            summary = json.loads(
-                (tmp_path / "tuning" / "trials")
-                .glob(f"{trial.number:04d}-*")
-                .__next__()
-                .joinpath(f"seed{seed}", "summary.json")
-                .read_text()
-            )
-            solved = summary["solved_step"] is not None
-            outcomes.append((solved, summary["solved_train_s"]))
-        assert trial.value == pytest.approx(tuning.objective(outcomes))
+        directory = next((out / "trials").glob(f"{trial.number:04d}-*"))
+        times = [t for t in (_solved_by_hand(directory / f"seed{s}")[0] for s in seeds) if t]
+        expected = len(times) + (1 / (1 + sum(times) / len(times) / 60) if times else 0.0)
+        assert trial.value == pytest.approx(expected)
+        assert trial.user_attrs["solved"] == len(times)
     # the first trial is the base preset's own values, where they lie in the space
     assert complete[0].params["num_envs"] == 8 and complete[0].params["epochs"] == 2
     assert complete[0].params["minibatch_size_fraction"] == 0.5  # 64 of a 128-sample rollout
@@ -149,24 +166,22 @@ def test_a_study_on_ray_resumes_and_its_best_config_trains(tmp_path, capsys):
     study = optuna.load_study(study_name="ppo-CartPole-v1", storage=storage)
     assert len(study.trials) == 4
 
-    # the two best trials were trained on validation seeds 2000 and 2001 too, and the preset is
-    # the one with the best objective over its four seeds
+    # the two best trials were trained on validation seeds 2000 and 2001 too, for their whole
+    # budget, and ranked by the objective of those seeds where a seed counts only if it solved
+    # and still returns at least the threshold at its last evaluation
     ranking = json.loads((out / "validation.json").read_text())["ranking"]
     assert len(ranking) == 2 and ranking[0]["objective"] >= ranking[1]["objective"]
     for row in ranking:
-        trial = study.trials[row["trial"]]
-        outcomes = []
+        times = []
         for seed in (2000, 2001):
-            summary = json.loads(
-                (
-                    out / "validation" / f"{trial.number:04d}" / f"seed{seed}" / "summary.json"
-                ).read_text()
-            )
-            solved = summary["solved_step"] is not None
-            outcomes.append((solved, summary["solved_train_s"]))
-        n, mean = trial.user_attrs["solved"], trial.user_attrs["mean_train_s_to_solve"]
-        outcomes += [(True, mean)] * n + [(False, None)] * (2 - n)
-        assert row["objective"] == pytest.approx(tuning.objective(outcomes))
+            run_dir = out / "validation" / f"{row['trial']:04d}" / f"seed{seed}"
+            seconds, last_step, last_return = _solved_by_hand(run_dir)
+            assert last_step >= 4096  # not stopped once solved
+            if seconds is not None and last_return >= 30.0:
+                times.append(seconds)
+        expected = len(times) + (1 / (1 + sum(times) / len(times) / 60) if times else 0.0)
+        assert row["objective"] == pytest.approx(expected)
+        assert row["validation_solved"] == f"{len(times)}/2"
     best = json.loads((out / "best_preset.json").read_text())
     assert best["tuning"]["trial"] == ranking[0]["trial"]
     assert best["tuning"]["tuning_seeds"] == [1000, 1001]
@@ -211,25 +226,36 @@ def test_only_trials_of_a_dead_driver_are_asked_again(tmp_path, monkeypatch):
     assert [t.params for t in waiting] == [dead.params]  # asked again with the same config
 
 
+def _write_run(run_dir, rows, finished):
+    """A run directory with (step, training s, evaluation return) rows, threshold 100."""
+    run_dir.mkdir(exist_ok=True)
+    lines = ["step,train_s,eval_return_mean"] + [f"{s},{t},{r}" for s, t, r in rows]
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if finished:
+        summary = {"threshold": 100.0, "interrupted": False}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
 def test_best_possible_bounds_a_running_trial_by_what_its_seeds_have_shown(tmp_path):
     tuner = tuning.Tuner.__new__(tuning.Tuner)
     tuner.seeds = [0, 1, 2]
     runs = {s: tuning.Trial(f"0/seed{s}", "ppo", {}, str(tmp_path / f"seed{s}")) for s in range(3)}
-    (tmp_path / "seed0").mkdir()
-    (tmp_path / "seed0" / "summary.json").write_text('{"solved_step": 100, "solved_train_s": 10}')
-    (tmp_path / "seed1").mkdir()
-    (tmp_path / "seed1" / "metrics.csv").write_text("step,train_s\n64,12.5\n128,30.0\n")
+    # seed 0 solved: three evaluations >= 100 from the row at 10 s of training
+    _write_run(
+        tmp_path / "seed0", [(50, 5, 90), (100, 10, 100), (150, 15, 120), (200, 20, 101)], True
+    )
+    _write_run(tmp_path / "seed1", [(64, 12.5, 20), (128, 30.0, 40)], False)  # running
     active = tuning.ActiveTrial(None, {}, runs, {0: tuning.Outcome(tuning.DONE)})
     # seed 0 solved in 10 s, seed 1 has trained 30 s so far, seed 2 has not started: at best all
     # three solve, with a mean time of (10 + 30 + 0) / 3 s
     assert tuner.best_possible(active) == (3, pytest.approx(40 / 3))
-    # seed 1 ends unsolved: at most two solve, in (10 + 0) / 2 s on average
-    (tmp_path / "seed1" / "summary.json").write_text('{"solved_step": null}')
+    # seed 1 ends unsolved (never three in a row): at most two solve, in (10 + 0) / 2 s
+    rows = [(64, 12.5, 20), (128, 30.0, 100), (192, 40.0, 100), (256, 50.0, 99)]
+    _write_run(tmp_path / "seed1", rows, True)
     active.outcomes[1] = tuning.Outcome(tuning.DONE)
     assert tuner.best_possible(active) == (2, pytest.approx(5.0))
-    # at the end, the bound is what the trial has: two solved, in 30 s on average
-    (tmp_path / "seed2").mkdir()
-    (tmp_path / "seed2" / "summary.json").write_text('{"solved_step": 9, "solved_train_s": 50}')
+    # at the end, the bound is what the trial has: two solved, in (10 + 50) / 2 = 30 s
+    _write_run(tmp_path / "seed2", [(9, 50, 100), (18, 60, 100), (27, 70, 100)], True)
     active.outcomes[2] = tuning.Outcome(tuning.DONE)
     assert tuner.best_possible(active) == (2, pytest.approx(30.0))
 

@@ -9,6 +9,7 @@ import torch
 
 from rlgrad.app.registry import module, saved_config
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
+from rlgrad.support.runs import checkpoint_path
 
 
 class Agent:
@@ -44,11 +45,16 @@ class Agent:
 
 
 def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Agent:
-    """The agent of a run directory, from its latest checkpoint (or ``checkpoint``)."""
+    """The agent of a run directory: ``checkpoint="latest"`` (the default) the weights where
+    the run stopped, ``"best"`` those of its best evaluation (checkpoints/best.pt), any other
+    value a checkpoint file's path."""
     algorithm, config = saved_config(run_dir)
-    path = Path(checkpoint) if checkpoint else Path(run_dir) / "checkpoints" / "latest.pt"
+    path = checkpoint_path(run_dir, checkpoint)
     if not path.exists():
-        raise ValueError(f"no checkpoint at {str(path)!r}; has the run saved one yet?")
+        raise ValueError(
+            f"load_agent(): no checkpoint at {str(path)!r}; has the run saved one yet? "
+            "(best.pt is written at the run's first evaluation)"
+        )
     state = torch.load(path, weights_only=False, map_location="cpu")  # a GPU run acts on CPU
     env = make_gym_vector_env(config.env, 1)
     spaces = spaces_of(env, config.env)

@@ -278,6 +278,8 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _summary_text(history) -> str:
+    from rlgrad.support.runs import SOLVED_AFTER
+
     s = history.summary
     lines = [f"{s['algorithm']} on {s['env']} (seed {s['seed']}): {s['steps']:,} steps"]
     lines.append(f"  training time   {s['train_s']:.1f} s ({s['wall_s']:.1f} s with evaluation)")
@@ -289,7 +291,8 @@ def _summary_text(history) -> str:
     if s["threshold"] is not None:
         if s["solved_step"] is not None:
             lines.append(
-                f"  solved          3 evals >= {s['threshold']:g} from step {s['solved_step']:,}, "
+                f"  solved          {SOLVED_AFTER} evals >= {s['threshold']:g} from step "
+                f"{s['solved_step']:,}, "
                 f"after {s['solved_train_s']:.1f} s of training"
             )
         else:
@@ -674,7 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
     evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed")
-    evaluate.add_argument("--checkpoint", default=None, help="a checkpoint other than the latest")
+    evaluate.add_argument(
+        "--checkpoint",
+        default="latest",
+        help="latest (where the run stopped), best (its best evaluation's weights) or a "
+        "checkpoint file (default: %(default)s)",
+    )
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.set_defaults(run=_eval)
 

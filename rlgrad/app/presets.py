@@ -9,8 +9,8 @@ A *preset file* holds one preset, as ``rlgrad tune`` writes it::
     {"algorithm": "ppo", "env": "CartPole-v1", "fields": {"lr": 0.003, ...}, "tuning": {...}}
 
 and ``rlgrad train --preset FILE`` or ``rlgrad sweep --preset FILE`` start from it. A run's
-``config.json`` (``{"algorithm": ..., "config": {...}}``) is accepted as a preset file too, so a
-run can be repeated on other seeds.
+``config.json`` (``{"algorithm": ..., "config": {...}}``), or the run directory itself, is
+accepted as a preset file too, so a run can be repeated on other seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rlgrad.app.registry import module
 from rlgrad.support import configs
+from rlgrad.support.runs import read_config
 
 SHIPPED, DEFAULTS = "shipped", "none"
 
@@ -55,14 +56,20 @@ def build_config(algorithm: str, env_id: str, base: dict, overrides: dict):
 
 
 def read_preset_file(path: str | Path) -> tuple[str, str | None, dict]:
-    """``(algorithm, env or None, fields)`` of a preset file or of a run's ``config.json``."""
+    """``(algorithm, env or None, fields)`` of a preset file, or of a run directory (or its
+    ``config.json``), read as every tool reads one (:func:`rlgrad.support.runs.read_config`)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        saved = read_config(path)
+        if saved is None:
+            raise ValueError(f"preset {str(path)!r} is a folder but not a run directory")
+    elif not path.is_file():
         raise ValueError(f"preset file {str(path)!r} does not exist")
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"preset file {str(path)!r} is not JSON ({error})") from None
+    else:
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"preset file {str(path)!r} is not JSON ({error})") from None
     fields = saved.get("fields", saved.get("config")) if isinstance(saved, dict) else None
     if not isinstance(fields, dict) or not isinstance(saved.get("algorithm"), str):
         raise ValueError(

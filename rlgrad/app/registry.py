@@ -7,10 +7,10 @@ history = module("ppo").train(module("ppo").Config(env="CartPole-v1"))
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
 from rlgrad.support import configs
+from rlgrad.support.runs import read_config
 
 ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
 
@@ -24,10 +24,9 @@ def module(algorithm: str):
 
 def saved_config(run_dir: str | Path):
     """The algorithm name and the Config a run directory was started with."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
+    saved = read_config(run_dir)
+    if saved is None:
         raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json)")
-    saved = json.loads(path.read_text())
     trainer = module(saved["algorithm"])
     return saved["algorithm"], configs.from_dict(trainer.Config, saved["config"])
 

@@ -3,26 +3,26 @@
 Runs are grouped by (algorithm, environment, config): runs whose configs differ only in the seed
 form one group, even across sweep directories. For each group the report gives
 
-* reliability: the success rate (three consecutive evaluations at the threshold, as in every
-  run's ``summary.json``) with its Wilson 95% interval;
+* reliability: the success rate (solved as :func:`rlgrad.support.runs.solved_at` defines it:
+  ``SOLVED_AFTER`` consecutive evaluations at the threshold) with its Wilson 95% interval;
 * speed: environment steps and training seconds to solve, as IQMs with stratified-bootstrap 95%
   intervals, where a run that never solved counts as +inf (so the IQM itself becomes inf once
   more than a quarter of the runs never solved: a slow-but-sure config is not hidden behind the
   fast runs of an unreliable one);
 * scores: the final evaluation return's IQM, median and mean, and the optimality gap of the
   normalized score, (return − random) / (threshold − random), each with its interval; the best
-  evaluation's mean;
+  evaluation's mean (the return of the agent in each run's ``checkpoints/best.pt``);
 * for each environment with several configs, the probability that a run of each config beats a
   run of the baseline config (on final return, and on time to solve);
 
 and draws the IQM learning curves with their 95% bands, performance profiles and interval
 estimates. A run that failed (the NaN guard) counts as unsolved, with its last evaluation as its
-score; a run that has not finished is left out and counted.
+score; a run that has not finished is left out and counted. Every run directory is read through
+:func:`rlgrad.support.runs.read_run`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import defaultdict
@@ -35,6 +35,7 @@ import numpy as np
 from rlgrad.app import statistics as stats
 from rlgrad.app.sweep import INDEX, Sweep
 from rlgrad.app.trials import DONE, FAILED
+from rlgrad.support.runs import RunFiles, read_run
 
 CONFIDENCE = 0.95
 IGNORED_FIELDS = ("seed",)  # configs that differ only in these are one group
@@ -42,27 +43,39 @@ IGNORED_FIELDS = ("seed",)  # configs that differ only in these are one group
 
 @dataclass
 class RunResult:
-    """One run directory, read back."""
+    """One run directory, read back, with its sweep's label and state."""
 
-    run_dir: Path
+    files: RunFiles
     algorithm: str
     fields: dict
     label: str
     state: str  # DONE, FAILED, or anything else for unfinished
-    summary: dict | None
-    curve: tuple[np.ndarray, np.ndarray]  # evaluation steps and returns
+
+    @property
+    def run_dir(self) -> Path:
+        return self.files.directory
 
     @property
     def env(self) -> str:
         return self.fields["env"]
 
     @property
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Evaluation steps ``[n]`` and returns ``[n]``."""
+        return self.files.curve()
+
+    @property
     def solved(self) -> bool:
-        return self.summary is not None and self.summary.get("solved_step") is not None
+        """Solved, in a run that ended normally (a failed run counts as unsolved)."""
+        return self.state == DONE and self.files.solved is not None
 
     @property
     def final_return(self) -> float | None:
-        return float(self.curve[1][-1]) if len(self.curve[1]) else None
+        return self.files.final_return
+
+    @property
+    def best_return(self) -> float | None:
+        return self.files.best_return
 
 
 @dataclass
@@ -84,17 +97,15 @@ class Group:
 
     def threshold(self) -> float | None:
         for run in self.finished:
-            if run.summary is not None and run.summary.get("threshold") is not None:
-                return float(run.summary["threshold"])
+            if run.files.summary is not None and run.files.threshold is not None:
+                return float(run.files.threshold)
         return _gym_threshold(self.env)
 
     def steps_to_solve(self) -> np.ndarray:
-        return np.array([r.summary["solved_step"] if r.solved else math.inf for r in self.finished])
+        return np.array([r.files.solved_step if r.solved else math.inf for r in self.finished])
 
     def seconds_to_solve(self) -> np.ndarray:
-        return np.array(
-            [r.summary["solved_train_s"] if r.solved else math.inf for r in self.finished]
-        )
+        return np.array([r.files.solved_train_s if r.solved else math.inf for r in self.finished])
 
     def final_returns(self) -> np.ndarray:
         return np.array([r.final_return for r in self.finished if r.final_return is not None])
@@ -141,32 +152,12 @@ def read_runs(paths: list[str | Path]) -> list[RunResult]:
 
 
 def _read_run(run_dir: Path, label: str, state: str | None) -> RunResult:
-    config_path = run_dir / "config.json"
-    saved = json.loads(config_path.read_text()) if config_path.exists() else None
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    files = read_run(run_dir)
     if state is None:  # a plain run directory: finished when its summary says so
-        state = DONE if summary is not None and not summary["interrupted"] else "unfinished"
-    curve = _evaluation_curve(run_dir) if saved is not None else (np.zeros(0), np.zeros(0))
-    algorithm = saved["algorithm"] if saved else "?"
-    fields = saved["config"] if saved else {"env": "?"}
-    return RunResult(run_dir, algorithm, fields, label, state, summary, curve)
-
-
-def _evaluation_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return np.zeros(0), np.zeros(0)
-    with open(path, newline="") as handle:
-        points = [
-            (float(row["step"]), float(row["eval_return_mean"]))
-            for row in csv.DictReader(handle)
-            if row.get("eval_return_mean") not in ("", None)
-        ]
-    if not points:
-        return np.zeros(0), np.zeros(0)
-    steps, returns = zip(*points, strict=True)
-    return np.array(steps), np.array(returns)
+        state = DONE if files.finished else "unfinished"
+    algorithm = files.algorithm or "?"
+    fields = files.config if files.config is not None else {"env": "?"}
+    return RunResult(files, algorithm, fields, label, state)
 
 
 def group_runs(runs: list[RunResult]) -> list[Group]:
@@ -252,8 +243,7 @@ def group_statistics(group: Group, reps: int = 2000, seed: int = 0) -> GroupStat
     scores = group.normalized_scores()
     if scores is not None and len(scores):
         result.optimality_gap = interval(scores, stats.optimality_gap)
-    best = [r.summary["best_eval_return_mean"] for r in finished if r.summary is not None]
-    best = [b for b in best if b is not None]
+    best = [r.best_return for r in finished if r.best_return is not None]
     result.best_return_mean = float(np.mean(best)) if best else None
     return result
 

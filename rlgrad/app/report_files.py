@@ -1,7 +1,9 @@
 """The files of ``rlgrad report -o OUT``: ``report.md`` and its figures (matplotlib).
 
 * ``learning_curves.png``: per environment, the IQM over runs of the evaluation return at each
-  step, with its 95% stratified-bootstrap band;
+  step, with its 95% stratified-bootstrap band, up to the last step of the longest run: a run
+  that ended earlier (``stop_when_solved``, a smaller budget) carries its last evaluation forward,
+  and the curve is dashed from where the first run ended (the figure says so);
 * ``performance_profiles.png``: the fraction of runs whose normalized final score exceeds τ, for
   every τ, with its band (a curve above another everywhere dominates it);
 * ``interval_estimates.png``: IQM, median, mean and optimality gap of the normalized scores, and
@@ -17,6 +19,7 @@ import numpy as np
 
 from rlgrad.app import statistics as stats
 from rlgrad.app.report import CONFIDENCE, Group, GroupStatistics, report
+from rlgrad.support.plots import CARRIED_NOTE, carried_forward
 
 
 def write_report(
@@ -57,28 +60,26 @@ def draw_all(groups: list[Group], results: list[GroupStatistics], out: Path, rep
     return [p for p in paths if p is not None]
 
 
-def _common_grid(curves: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """The evaluation steps every run reached (runs of one config share their schedule)."""
-    last = min(steps[-1] for steps, _ in curves)
-    grid = np.unique(np.concatenate([steps for steps, _ in curves]))
-    return grid[grid <= last]
-
-
 def learning_curves(plt, groups: list[Group], path: Path, reps: int) -> Path | None:
     envs = list(dict.fromkeys(g.env for g in groups))
     figure, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
-    drawn = False
+    drawn = carried = False
     for axis, env in zip(axes[0], envs, strict=True):
         for group in (g for g in groups if g.env == env):
             curves = [r.curve for r in group.finished if len(r.curve[0])]
             if not curves:
                 continue
-            grid = _common_grid(curves)
-            stacked = np.stack([np.interp(grid, s, v) for s, v in curves])  # [runs, points]
+            grid, stacked, ended = carried_forward(curves)  # stacked: [runs, points]
             band = stats.stratified_bootstrap([stacked], stats.iqm, reps, CONFIDENCE)
             label = f"{group.algorithm} {group.label} ({len(curves)} runs)"
-            line = axis.plot(grid, band.point, label=label)
-            axis.fill_between(grid, band.low, band.high, alpha=0.2, color=line[0].get_color())
+            solid = grid <= ended
+            line = axis.plot(grid[solid], band.point[solid], label=label)
+            color = line[0].get_color()
+            if not solid.all():  # from the last step every run reached on, some are carried
+                tail = grid >= ended
+                axis.plot(grid[tail], band.point[tail], linestyle="--", color=color)
+                carried = True
+            axis.fill_between(grid, band.low, band.high, alpha=0.2, color=color)
             drawn = True
         threshold = next((g.threshold() for g in groups if g.env == env), None)
         if threshold is not None:
@@ -89,7 +90,11 @@ def learning_curves(plt, groups: list[Group], path: Path, reps: int) -> Path | N
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
-    return _save(plt, figure, path) if drawn else _discard(plt, figure)
+    if not drawn:
+        return _discard(plt, figure)
+    if carried:
+        figure.text(0.5, 0.01, CARRIED_NOTE, ha="center", va="bottom", fontsize=8)
+    return _save(plt, figure, path, bottom=0.06 if carried else 0.0)
 
 
 def _scores_by_label(groups: list[Group]) -> dict[str, list[np.ndarray]]:
@@ -164,8 +169,8 @@ def interval_estimates(
     return _save(plt, figure, path)
 
 
-def _save(plt, figure, path: Path) -> Path:
-    figure.tight_layout()
+def _save(plt, figure, path: Path, bottom: float = 0.0) -> Path:
+    figure.tight_layout(rect=(0, bottom, 1, 1))  # leave ``bottom`` of the height to a note
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

@@ -36,6 +36,7 @@ from rlgrad.app.trials import (
     TrialPool,
 )
 from rlgrad.support import configs
+from rlgrad.support.runs import RunFiles, read_run
 
 INDEX = "sweep.json"
 FORMAT = "rlgrad-sweep/1"
@@ -303,14 +304,26 @@ def summary_text(sweep: Sweep) -> str:
         f"(of {len(sweep.trials)} trials)"
     ]
     labels = {c["id"]: c["label"] for c in sweep.spec["configs"]}
-    solved: dict[tuple, list[bool]] = {}
+    done: dict[tuple, list[RunFiles]] = {}
     for entry in sweep.trials:
         if entry["state"] == DONE:
-            summary = json.loads((sweep.directory / entry["run_dir"] / "summary.json").read_text())
             key = (entry["env"], labels[entry["config"]])
-            solved.setdefault(key, []).append(summary["solved_step"] is not None)
-    for (env, label), flags in solved.items():
-        lines.append(f"  {env} {label}: solved {sum(flags)} of {len(flags)} done")
+            done.setdefault(key, []).append(read_run(sweep.directory / entry["run_dir"]))
+    for (env, label), runs in done.items():
+        solved = sum(run.solved is not None for run in runs)
+        # a run that solved and then fell below the threshold: its best.pt holds the solved agent
+        fell = sum(run.solved is not None and not run.solved_to_the_end for run in runs)
+        finals = [run.final_return for run in runs if run.final_return is not None]
+        bests = [run.best_return for run in runs if run.best_return is not None]
+        text = f"  {env} {label}: solved {solved} of {len(runs)} done"
+        if fell:
+            text += f" ({fell} below the threshold again at the end)"
+        if finals:
+            text += (
+                f"; final return mean {sum(finals) / len(finals):.1f}, "
+                f"best {sum(bests) / len(bests):.1f} (checkpoints/best.pt)"
+            )
+        lines.append(text)
     for entry in sweep.trials:
         if entry["state"] == FAILED:
             lines.append(f"  failed {entry['key']}: {entry['reason']}")

@@ -26,7 +26,6 @@ output directory, which a cluster already has to share.
 from __future__ import annotations
 
 import _thread
-import json
 import logging
 import os
 import shutil
@@ -37,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlgrad.app.registry import module
-from rlgrad.support import configs
-from rlgrad.support.runs import TrainingError
+from rlgrad.support import configs, runs
+from rlgrad.support.runs import TrainingError, checkpoint_path
 
 DONE, FAILED, INTERRUPTED, PENDING, RUNNING = "done", "failed", "interrupted", "pending", "running"
 
@@ -77,10 +76,9 @@ def run_trial(trial: Trial) -> Outcome:
     """Train ``trial`` into its run directory; resume when a checkpoint is already there."""
     started = time.time()
     run_dir = Path(trial.run_dir)
-    checkpoint = run_dir / "checkpoints" / "latest.pt"
-    summary = run_dir / "summary.json"
+    checkpoint = checkpoint_path(run_dir, "latest")
     pid = os.getpid()
-    if summary.exists() and not json.loads(summary.read_text())["interrupted"]:
+    if runs.finished(run_dir):
         # finished before the driver could record it
         return Outcome(DONE, None, None, pid, started, time.time())
     resumed_from = None
@@ -101,8 +99,8 @@ def run_trial(trial: Trial) -> Outcome:
         return Outcome(FAILED, reason, resumed_from, pid, started, time.time())
     except KeyboardInterrupt:  # the stop request came before the run could catch it itself
         pass
-    finished = summary.exists() and not json.loads(summary.read_text())["interrupted"]
-    return Outcome(DONE if finished else INTERRUPTED, None, resumed_from, pid, started, time.time())
+    state = DONE if runs.finished(run_dir) else INTERRUPTED
+    return Outcome(state, None, resumed_from, pid, started, time.time())
 
 
 def stop_request_path(run_dir: str | Path) -> Path:

@@ -9,19 +9,21 @@ its own Ray task, through the same machinery as ``rlgrad sweep``. The objective,
 
     objective = n_solved + 1 / (1 + T̄ / 60 s),
 
-where n_solved is how many of the K seeds solved within the budget (three consecutive evaluations
-at the threshold) and T̄ the mean training seconds to solve over the seeds that solved (the
-second term is 0 when none did). The second term lies in [0, 1), so reliability comes first: one
-more solved seed beats any speed-up, and among configs that solve equally often the faster wins.
+where n_solved is how many of the K seeds solved within the budget (``SOLVED_AFTER``
+consecutive evaluations at the threshold, :func:`rlgrad.support.runs.solved_at`, the rule of
+every tool) and T̄ the mean training seconds to solve over the seeds that solved (the second term
+is 0 when none did). The second term lies in [0, 1), so reliability comes first: one more solved
+seed beats any speed-up, and among configs that solve equally often the faster wins. Tuning runs
+stop once solved (``stop_when_solved``): the rest of their budget could not change this value.
 
 Pruning (Optuna's median rule) works on intermediate evaluations: at each evaluation step that all
 K seeds of a trial have reached, the trial reports the same quantity so far, (seeds solved by that
-step) + the mean over seeds of the evaluation return normalized to [0, 1) between the random
-policy's return and the threshold; a trial below the median of earlier trials at the same step
-stops, its runs saving a checkpoint. A trial also stops as soon as it is sure to lose to the
-best trial so far: when its unsolved seeds leave it fewer seeds to solve, or when, solving as
-many at best, its seeds have already trained twice as long as the best one's took to solve
-(:meth:`Tuner.best_possible`).
+step, by the same rule) + the mean over seeds of the evaluation return normalized to [0, 1)
+between the random policy's return and the threshold; a trial below the median of earlier trials
+at the same step stops, its runs saving a checkpoint. A trial also stops as soon as it is sure
+to lose to the best trial so far: when its unsolved seeds leave it fewer seeds to solve, or
+when, solving as many at best, its seeds have already trained twice as long as the best one's
+took to solve (:meth:`Tuner.best_possible`).
 
 The study lives in a database (SQLite in the output directory by default; any Optuna RDB URL
 works), so ``rlgrad tune`` with the same ``--storage`` and ``--study-name`` continues it, from
@@ -29,8 +31,17 @@ anywhere that reaches the database: several drivers can share one study, and a r
 sends heartbeats, so that only the trials of a driver that died are asked again. The best config
 is written as a preset file that ``rlgrad train --preset FILE`` and ``rlgrad sweep --preset
 FILE`` load; by default (:meth:`Tuner.validate`) the few best trials are first trained on ten
-validation seeds (2000, 2001, ...) as well, and the one with the best objective over all its
-seeds is chosen, since K seeds measure reliability coarsely.
+validation seeds (2000, 2001, ...) as well, since K seeds measure reliability coarsely, and the
+one with the best validation objective is chosen.
+
+Validation asks more than tuning: a preset that solves and then collapses is not robust. The
+validation runs train for their **whole budget** (no ``stop_when_solved``), and a validation seed
+counts as solved only if it solved *and its last evaluation, at the end of the budget, is still at
+or above the threshold* (:func:`rlgrad.support.runs.solved_to_the_end`; no tolerance: 474.6 on
+CartPole's 475 is a collapse). Its time is still the training seconds to the solve. The
+validation objective is the formula above over the validation seeds with that rule; the tuning
+seeds, which stopped once solved and so cannot show a collapse, are reported beside it but not
+mixed in.
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from rlgrad.app import presets
 from rlgrad.app.report import random_score
 from rlgrad.app.trials import DONE, FAILED, Outcome, Trial, TrialPool
 from rlgrad.support import configs
-from rlgrad.support.runs import SOLVED_AFTER, default_threshold
+from rlgrad.support.runs import RunFiles, default_threshold, read_rows, read_run, solved_at
 
 TIME_SCALE_S = 60.0
 SLOWER = 2.0  # a trial this many times slower than the best, at equal reliability, stops
@@ -157,34 +168,13 @@ def _run_dir_name(fields: dict) -> str:
     return f"config-{digest}"
 
 
-def _summary(run: Trial) -> dict | None:
-    path = Path(run.run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _training_seconds(run: Trial) -> float:
-    """The training time a run has spent so far (0 before it writes its first row)."""
-    rows = _metrics(run)
-    return float(rows[-1]["train_s"]) if rows else 0.0
-
-
-def _metrics(run: Trial) -> list[dict]:
-    import csv
-
-    path = Path(run.run_dir) / "metrics.csv"
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _evaluations(run: Trial) -> list[tuple[int, float]]:
-    """(step, evaluation return) of a running or finished run, from its metrics.csv."""
-    return [
-        (int(r["step"]), float(r["eval_return_mean"]))
-        for r in _metrics(run)
-        if r["eval_return_mean"]
-    ]
+def _outcome(files: RunFiles, to_the_end: bool = False) -> tuple[bool, float | None]:
+    """(solved, training s to solve) of a finished run, as :func:`objective` takes them; with
+    ``to_the_end``, solved also needs the last evaluation at the threshold (validation)."""
+    solved = files.solved is not None
+    if to_the_end:
+        solved = files.solved_to_the_end
+    return solved, files.solved_train_s if solved else None
 
 
 class Tuner:
@@ -341,11 +331,11 @@ class Tuner:
         for seed, run in active.runs.items():
             outcome = active.outcomes.get(seed)
             if outcome is None:  # queued or running
-                times.append(_training_seconds(run))
+                times.append(read_run(run.run_dir).train_s)
             elif outcome.state == DONE:
-                summary = _summary(run)
-                if summary is not None and summary.get("solved_step") is not None:
-                    times.append(summary["solved_train_s"])
+                solved, seconds = _outcome(read_run(run.run_dir))
+                if solved:
+                    times.append(seconds)
         return len(times), (sum(times) / len(times) if times else 0.0)
 
     def _cannot_win(self, active: ActiveTrial) -> bool:
@@ -369,11 +359,7 @@ class Tuner:
         return True
 
     def _tell(self, active: ActiveTrial) -> None:
-        outcomes = []
-        for run in active.runs.values():
-            summary = _summary(run)
-            solved = summary is not None and summary.get("solved_step") is not None
-            outcomes.append((solved, summary["solved_train_s"] if solved else None))
+        outcomes = [_outcome(read_run(run.run_dir)) for run in active.runs.values()]
         trial = active.optuna_trial
         value = objective(outcomes)
         trial.set_user_attr("solved", sum(s for s, _ in outcomes))
@@ -387,19 +373,21 @@ class Tuner:
 
     def intermediate(self, active: ActiveTrial) -> list[tuple[int, float]]:
         """(step, value) at each evaluation step all seeds reached and not reported yet."""
-        curves = [_evaluations(run) for run in active.runs.values()]
-        if not all(curves):
+        runs = [
+            [row for row in read_rows(run.run_dir) if row["eval_return_mean"] is not None]
+            for run in active.runs.values()
+        ]
+        if not all(runs):
             return []
-        common = set.intersection(*({s for s, _ in c} for c in curves))
+        common = set.intersection(*({row["step"] for row in rows} for rows in runs))
         values = []
         for step in sorted(common - active.reported_steps):
             solved, progress = 0, 0.0
-            for curve in curves:
-                returns = [r for s, r in curve if s <= step]
-                recent = returns[-SOLVED_AFTER:]
-                solved += len(recent) == SOLVED_AFTER and min(recent) >= self.threshold
-                scaled = (returns[-1] - self.low) / (self.threshold - self.low)
-                progress += min(max(scaled, 0.0), 0.999) / len(curves)
+            for rows in runs:
+                so_far = [row for row in rows if row["step"] <= step]
+                solved += solved_at(so_far, self.threshold) is not None
+                scaled = (so_far[-1]["eval_return_mean"] - self.low) / (self.threshold - self.low)
+                progress += min(max(scaled, 0.0), 0.999) / len(runs)
             values.append((step, solved + progress))
         return values
 
@@ -483,13 +471,15 @@ class Tuner:
         }
 
     def validate(self, pool: TrialPool, seeds: list[int], top: int) -> list[dict]:
-        """Train the ``top`` trials again on the validation ``seeds`` and rank them by the
-        objective over all their seeds, tuning and validation together.
+        """Train the ``top`` trials again on the validation ``seeds`` for their whole budget and
+        rank them by the validation objective: a seed counts as solved only when it solved and
+        its final evaluation is still at the threshold (the module's docstring).
 
         K tuning seeds tell a config that solves 95% of seeds poorly from one that solves 75%
-        (which still solves all K about a quarter of the time): the few best configs get more
-        seeds before one is chosen. Their runs live in ``OUT/validation/``, so a stopped
-        validation continues where it was. Returns one row per config, best first.
+        (which still solves all K about a quarter of the time), and runs that stop once solved
+        never show a collapse: the few best configs get more seeds, run to the end, before one
+        is chosen. Their runs live in ``OUT/validation/``, so a stopped validation continues
+        where it was. Returns one row per config, best first.
         """
         finished = self.study.get_trials(
             deepcopy=False, states=(self.optuna.trial.TrialState.COMPLETE,)
@@ -502,7 +492,7 @@ class Tuner:
                     self.algorithm,
                     self.env,
                     trial.user_attrs["fields"],
-                    {"seed": seed, "stop_when_solved": True},
+                    {"seed": seed, "stop_when_solved": False},  # the return at the end counts
                 )
                 run_dir = self.out / "validation" / f"{trial.number:04d}" / f"seed{seed}"
                 key = f"{trial.number}/seed{seed}"
@@ -514,22 +504,20 @@ class Tuner:
             pool.wait(timeout=2.0)
         rows = []
         for trial in chosen:
-            outcomes = []
-            for seed in seeds:
-                summary = _summary(runs[f"{trial.number}/seed{seed}"])
-                solved = summary is not None and summary.get("solved_step") is not None
-                outcomes.append((solved, summary["solved_train_s"] if solved else None))
-            validated = sum(solved for solved, _ in outcomes)
-            tuning_solved = trial.user_attrs["solved"]
-            tuning_time = trial.user_attrs["mean_train_s_to_solve"] or 0.0
-            outcomes += [(True, tuning_time)] * tuning_solved
-            outcomes += [(False, None)] * (len(self.seeds) - tuning_solved)
+            files = [read_run(runs[f"{trial.number}/seed{seed}"].run_dir) for seed in seeds]
+            outcomes = [_outcome(f, to_the_end=True) for f in files]
+            finals = [f.final_return for f in files if f.final_return is not None]
             rows.append(
                 {
                     "trial": trial.number,
                     "objective": objective(outcomes),
-                    "solved": f"{sum(s for s, _ in outcomes)}/{len(outcomes)}",
-                    "validation_solved": f"{validated}/{len(seeds)}",
+                    "validation_solved": f"{sum(s for s, _ in outcomes)}/{len(seeds)}",
+                    # solved at some point, whatever the end: the difference is the collapses
+                    "validation_solved_once": f"{sum(f.solved is not None for f in files)}"
+                    f"/{len(seeds)}",
+                    "validation_final_return_min": min(finals) if finals else None,
+                    "tuning_solved": f"{trial.user_attrs['solved']}/{len(self.seeds)}",
+                    "tuning_objective": trial.value,
                 }
             )
         rows.sort(key=lambda row: row["objective"], reverse=True)
@@ -578,7 +566,10 @@ def best_text(tuner: Tuner, path: Path | None) -> str:
     validation = chosen.get("validation")
     seeds = f"{chosen['solved']} tuning seeds solved"
     if validation:
-        seeds += f", {validation['validation_solved']} validation seeds"
+        seeds += (
+            f", {validation['validation_solved']} validation seeds solved and still at the "
+            "threshold at the end of the budget"
+        )
     return (
         f"best of {tuner.study.study_name}: trial {chosen['trial']} ({seeds})\n"
         f"  preset file     {path}\n"

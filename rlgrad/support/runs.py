@@ -7,13 +7,22 @@ A trainer creates one :class:`Run` after building its environment, networks and 
     metrics.csv         one row per update (step, wall_s, train_s, sps, returns, losses, ...)
     events.out.tfevents.*   the same scalars for TensorBoard, when TensorBoard is installed
     checkpoints/latest.pt   everything needed to resume exactly; step_*.pt periodic copies
+    checkpoints/best.pt     the agent (and observation statistics) of the best evaluation so far
     summary.json        final and best evaluation, time to the threshold
     learning_curve.png  evaluation and training returns against environment steps
+
+:class:`Run` is the one writer of these files and :func:`read_run` (with :func:`read_rows`,
+:func:`read_config`, :func:`read_summary`) the one reader, used by every tool: report, tune,
+sweep, plots, eval and the CLI. A value that was not measured (no evaluation in this update, no
+gradient step yet) is ``None`` in a row, in memory and as read back alike, and an empty cell in
+metrics.csv. "Solved" is defined once, by :func:`solved_at`: the first of ``SOLVED_AFTER``
+consecutive evaluations at or above the threshold, anywhere in the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -45,6 +54,9 @@ BASE_COLUMNS = (
     "eval_return_std",
 )
 SOLVED_AFTER = 3  # consecutive evaluations at or above the threshold
+INTEGER_COLUMNS = ("step", "update")  # every other number in a row is a float
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.json", "metrics.csv", "summary.json"
+CHECKPOINTS = ("latest", "best")  # checkpoints/latest.pt resumes; checkpoints/best.pt evaluates
 
 
 class TrainingError(RuntimeError):
@@ -53,25 +65,183 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class History:
-    """What ``train`` returns: the metric rows (as in metrics.csv) and the summary."""
+    """What ``train`` returns: the metric rows (as :func:`read_rows` reads metrics.csv back,
+    ``None`` for a value not measured in that update) and the summary."""
 
     run_dir: Path
     rows: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
 
     def column(self, name: str) -> list[float]:
-        return [row[name] for row in self.rows if row.get(name) not in (None, "")]
+        return [row[name] for row in self.rows if row.get(name) is not None]
+
+
+def evaluations(rows: list[dict]) -> list[dict]:
+    """The rows that hold an evaluation, in order."""
+    return [row for row in rows if row.get("eval_return_mean") is not None]
 
 
 def solved_at(rows: list[dict], threshold: float | None) -> dict | None:
-    """The first of SOLVED_AFTER consecutive evaluation rows with a return ≥ threshold."""
+    """The first of SOLVED_AFTER consecutive evaluation rows with a return ≥ threshold.
+
+    The rule of every tool ("solved" is written nowhere else): any SOLVED_AFTER evaluations in a
+    row count, wherever they lie, not only the last ones.
+
+    >>> rows = [{"step": s, "eval_return_mean": r} for s, r in
+    ...         [(1, 500.0), (2, 480.0), (3, 475.0), (4, 200.0)]]
+    >>> solved_at(rows, 475.0)["step"]  # solved from step 1, though the last return is 200
+    1
+    """
     if threshold is None:
         return None
-    evals = [row for row in rows if row.get("eval_return_mean") not in (None, "")]
+    evals = evaluations(rows)
     for i in range(len(evals) - SOLVED_AFTER + 1):
-        if all(float(r["eval_return_mean"]) >= threshold for r in evals[i : i + SOLVED_AFTER]):
+        if all(r["eval_return_mean"] >= threshold for r in evals[i : i + SOLVED_AFTER]):
             return evals[i]
     return None
+
+
+def solved_to_the_end(rows: list[dict], threshold: float | None) -> bool:
+    """Solved (:func:`solved_at`) and the last evaluation still at or above the threshold: a run
+    that solved and then collapsed does not count (what `rlgrad tune` validates)."""
+    evals = evaluations(rows)
+    return solved_at(rows, threshold) is not None and evals[-1]["eval_return_mean"] >= threshold
+
+
+def curve(rows: list[dict], column: str = "eval_return_mean") -> tuple[np.ndarray, np.ndarray]:
+    """The steps ``[n]`` and values ``[n]`` of the rows where ``column`` was measured."""
+    points = [(row["step"], row[column]) for row in rows if row.get(column) is not None]
+    if not points:
+        return np.zeros(0), np.zeros(0)
+    steps, values = zip(*points, strict=True)
+    return np.array(steps, dtype=float), np.array(values, dtype=float)
+
+
+# ----- the reader -----
+
+
+def _cell(name: str, text: str | None):
+    """A metrics.csv cell as the Run held it: None for empty, int for step and update."""
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if name in INTEGER_COLUMNS else value
+
+
+def read_rows(run_dir: str | Path) -> list[dict]:
+    """metrics.csv's rows, the values as the writer held them (``[]`` before the first row)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_config(run_dir: str | Path) -> dict | None:
+    """config.json: ``{"algorithm": name, "config": {field: value}}`` (None before it exists)."""
+    return _read_json(Path(run_dir) / CONFIG_FILE)
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """summary.json (None until the run finishes or is stopped)."""
+    return _read_json(Path(run_dir) / SUMMARY_FILE)
+
+
+def finished(run_dir: str | Path) -> bool:
+    """Whether the run ran to its end: summary.json exists and does not say interrupted (a
+    stopped run writes one that does; a run stopped by a non-finite value writes none)."""
+    summary = read_summary(run_dir)
+    return summary is not None and not summary["interrupted"]
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """``checkpoints/latest.pt`` (None or ``"latest"``), ``checkpoints/best.pt`` (``"best"``),
+    or ``checkpoint`` itself, any other path."""
+    if checkpoint is None or str(checkpoint) in CHECKPOINTS:
+        return Path(run_dir) / "checkpoints" / f"{checkpoint or 'latest'}.pt"
+    return Path(checkpoint)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run directory read back: its config, rows and summary, and what follows from them."""
+
+    directory: Path
+    config: dict | None  # config.json's "config"; None when the run never started
+    algorithm: str | None
+    rows: list[dict]
+    summary: dict | None  # None while the run is running (or never ran)
+
+    @property
+    def finished(self) -> bool:
+        """Ran to its end: summary.json exists and does not say interrupted."""
+        return self.summary is not None and not self.summary["interrupted"]
+
+    @property
+    def threshold(self) -> float | None:
+        """The return that counts as solved: the summary's, else the config's."""
+        if self.summary is not None:
+            return self.summary["threshold"]
+        if self.config is None:
+            return None
+        if self.config.get("eval_threshold") is not None:
+            return float(self.config["eval_threshold"])
+        return default_threshold(self.config["env"])
+
+    def curve(self, column: str = "eval_return_mean") -> tuple[np.ndarray, np.ndarray]:
+        return curve(self.rows, column)
+
+    @property
+    def solved(self) -> dict | None:
+        """The row from which the run counts as solved (:func:`solved_at`), or None."""
+        return solved_at(self.rows, self.threshold)
+
+    @property
+    def solved_step(self) -> int | None:
+        return None if self.solved is None else self.solved["step"]
+
+    @property
+    def solved_train_s(self) -> float | None:
+        return None if self.solved is None else self.solved["train_s"]
+
+    @property
+    def solved_to_the_end(self) -> bool:
+        return solved_to_the_end(self.rows, self.threshold)
+
+    @property
+    def final_return(self) -> float | None:
+        evals = evaluations(self.rows)
+        return evals[-1]["eval_return_mean"] if evals else None
+
+    @property
+    def best_return(self) -> float | None:
+        evals = evaluations(self.rows)
+        return max(r["eval_return_mean"] for r in evals) if evals else None
+
+    @property
+    def train_s(self) -> float:
+        """The training seconds spent so far (0 before the first row)."""
+        return self.rows[-1]["train_s"] if self.rows else 0.0
+
+
+def read_run(run_dir: str | Path) -> RunFiles:
+    """Everything a run directory holds so far; missing files read as None (or no rows)."""
+    run_dir = Path(run_dir)
+    saved = read_config(run_dir)
+    return RunFiles(
+        run_dir,
+        saved["config"] if saved else None,
+        saved["algorithm"] if saved else None,
+        read_rows(run_dir),
+        read_summary(run_dir),
+    )
 
 
 def default_threshold(env_id: str) -> float | None:
@@ -114,6 +284,10 @@ class Run:
         self.train_s = self.wall_offset = 0.0
         self.rows: list[dict] = []
         self.columns: list[str] | None = None
+        # the agent of the best evaluation so far, as checkpoints/best.pt holds it; latest.pt
+        # carries it too, so that a resume writes best.pt from the same trajectory
+        self.best: dict | None = None
+        self.best_return: float | None = None  # the highest evaluation in rows
         self.stop_requested = False
         self.interrupted = False
         self.checkpoint_dir = self.dir / "checkpoints"
@@ -182,12 +356,12 @@ class Run:
             "wall_s": round(self.wall_s, 4),
             "train_s": round(self.train_s, 4),
             "sps": round(self.steps / max(self.train_s, 1e-9), 1),
-            "episode_return_mean": float(np.mean([r for r, _ in recent])) if recent else "",
-            "episode_length_mean": float(np.mean([n for _, n in recent])) if recent else "",
-            "eval_return_mean": "",
-            "eval_return_std": "",
+            "episode_return_mean": float(np.mean([r for r, _ in recent])) if recent else None,
+            "episode_length_mean": float(np.mean([n for _, n in recent])) if recent else None,
+            "eval_return_mean": None,
+            "eval_return_std": None,
             # None: not measured in this update (e.g. no gradient step yet); an empty cell
-            **{name: "" if value is None else float(value) for name, value in metrics.items()},
+            **{name: None if value is None else float(value) for name, value in metrics.items()},
         }
         every = self.config.eval_every
         if (
@@ -196,6 +370,9 @@ class Run:
             returns = self.evaluate(self.config.eval_episodes)
             row["eval_return_mean"] = float(returns.mean())
             row["eval_return_std"] = float(returns.std())
+            # strictly greater: of equal evaluations the first is the best, as in the summary
+            if self.best_return is None or row["eval_return_mean"] > self.best_return:
+                self.save_best(row["eval_return_mean"])
         self._append(row)
         every = self.config.checkpoint_every
         if (every and self.steps // every > previous // every) or self.stop_requested:
@@ -221,16 +398,16 @@ class Run:
                 csv.DictWriter(handle, self.columns).writerow(row)
         if self.tensorboard is not None:
             for name, value in row.items():
-                if name not in ("step", "update") and value != "":
+                if name not in ("step", "update") and value is not None:
                     self.tensorboard.add_scalar(name, value, self.steps)
         if self.bar is not None:
             self.bar.update(self.steps - self.bar.n)
             shown = {"sps": f"{row['sps']:.0f}"}
-            if row["episode_return_mean"] != "":
+            if row["episode_return_mean"] is not None:
                 shown["return"] = f"{row['episode_return_mean']:.1f}"
-            evals = [r["eval_return_mean"] for r in self.rows if r["eval_return_mean"] != ""]
+            evals = evaluations(self.rows)
             if evals:
-                shown["eval"] = f"{evals[-1]:.1f}"
+                shown["eval"] = f"{evals[-1]['eval_return_mean']:.1f}"
             self.bar.set_postfix(shown, refresh=False)
 
     def _rewrite_metrics(self) -> None:
@@ -276,6 +453,7 @@ class Run:
             "modules": {name: module.state_dict() for name, module in self.modules.items()},
             "env": self.env.state(),
             "env_stats": self.env.stats_state(),
+            "best": self.best,
             **checkpoints.random_states(self.generator),
         }
         latest = self.checkpoint_dir / "latest.pt"
@@ -286,6 +464,28 @@ class Run:
         for old in kept[: max(len(kept) - max(self.config.keep_checkpoints, 1), 0)]:
             old.unlink()
         return latest
+
+    def save_best(self, eval_return_mean: float) -> Path:
+        """Write checkpoints/best.pt: the agent just evaluated at ``eval_return_mean``, with the
+        observation statistics it acts with (what :func:`rlgrad.app.agents.load_agent` reads;
+        the keys of latest.pt, without what only a resume needs)."""
+        self.best_return = eval_return_mean
+        self.best = {
+            "algorithm": self.algorithm,
+            "config": configs.to_dict(self.config),
+            "steps": self.steps,
+            "eval_return_mean": eval_return_mean,
+            # copies: the agent trains on, and best.pt must keep this evaluation's weights
+            "modules": {"agent": copy.deepcopy(self.agent.state_dict())},
+            "env_stats": copy.deepcopy(self.env.stats_state()),
+        }
+        return self._write_best()
+
+    def _write_best(self) -> Path:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / "best.pt"
+        checkpoints.save(self.best, path)
+        return path
 
     def _restore(self, path: Path) -> None:
         if not path.exists():
@@ -312,7 +512,17 @@ class Run:
             )
         self.steps, self.updates = state["steps"], state["updates"]
         self.train_s, self.wall_offset = state["train_s"], state["wall_s"]
-        self.rows, self.columns = list(state["rows"]), state["columns"]
+        # checkpoints written before missing values were None held "" for them
+        self.rows = [{k: None if v == "" else v for k, v in row.items()} for row in state["rows"]]
+        self.columns = state["columns"]
+        self.best = state.get("best")
+        evals = [row["eval_return_mean"] for row in evaluations(self.rows)]
+        self.best_return = max(evals) if evals else None
+        if self.best is not None:
+            # a best.pt written after this checkpoint belongs to a trajectory that is undone now
+            self._write_best()
+        elif (self.checkpoint_dir / "best.pt").exists() and not evals:
+            (self.checkpoint_dir / "best.pt").unlink()
 
     # ----- Ctrl-C -----
 
@@ -354,7 +564,7 @@ class Run:
         )
 
     def summary(self) -> dict:
-        evals = [r for r in self.rows if r["eval_return_mean"] != ""]
+        evals = evaluations(self.rows)
         solved = solved_at(self.rows, self.threshold)
         best = max(evals, key=lambda r: r["eval_return_mean"]) if evals else None
         return {
