@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import csv
 import os
 
 import torch
 from hypothesis import HealthCheck, settings
 
 from rlgrad.support import configs
-from rlgrad.support.runs import TIMING_COLUMNS
+from rlgrad.support.runs import TIMING_COLUMNS, read_rows
 
 # Derandomized so a failing property fails the same way on every run and machine; no deadline
 # because 2-core CI machines stall unpredictably.
@@ -35,12 +34,6 @@ def random_logits(mdp, seed: int, scale: float = 1.5) -> torch.Tensor:
     return scale * randn(mdp.num_states, mdp.num_actions, seed=seed)
 
 
-def read_rows(run_dir) -> list[dict]:
-    """A run's metrics.csv as rows of strings."""
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def without_timing(rows: list[dict]) -> list[dict]:
     """Rows less their clock columns, which differ between two runs of the same seed."""
     return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
@@ -49,3 +42,8 @@ def without_timing(rows: list[dict]) -> list[dict]:
 def dataclasses_replace(config, **changes):
     """The config with ``changes`` applied and checked, as a command-line override would be."""
     return configs.with_overrides(config, changes, "test")
+
+
+def rows_without_timing(run_dir) -> list[dict]:
+    """A run's metrics.csv rows less their clock columns: what two runs of a seed share."""
+    return without_timing(read_rows(run_dir))

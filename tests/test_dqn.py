@@ -205,10 +205,10 @@ def test_a_short_run_trains_every_parameter_and_loads_back(variant, tmp_path):
     assert start["steps"] == 0
     initial = start["modules"]["agent"]
     rows = read_rows(tmp_path / "run")
-    assert int(rows[-1]["step"]) == config.total_steps and rows[-1]["eval_return_mean"] != ""
-    trained_rows = [r for r in rows if r["loss"] != ""]
+    assert int(rows[-1]["step"]) == config.total_steps and rows[-1]["eval_return_mean"] is not None
+    trained_rows = [r for r in rows if r["loss"] is not None]
     assert trained_rows and all(math.isfinite(float(r["loss"])) for r in trained_rows)
-    assert rows[0]["loss"] == ""  # no gradient step before learning_starts
+    assert rows[0]["loss"] is None  # no gradient step before learning_starts
     assert float(rows[-1]["epsilon"]) < float(rows[0]["epsilon"])
     expected_updates = (config.total_steps - config.learning_starts) // config.train_frequency
     assert float(rows[-1]["total_gradient_steps"]) == pytest.approx(
@@ -311,7 +311,7 @@ def test_summary_names_the_threshold_and_the_final_evaluation(tmp_path):
     config = dqn.Config(env="CartPole-v1", **{**TINY, "eval_every": 150})
     dqn.train(config, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] != ""]
+    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] is not None]
     returns = [float(r["eval_return_mean"]) for r in evaluations]
     assert [int(r["step"]) for r in evaluations] == [150, 300, 450, 600]
     assert (summary["algorithm"], summary["env"], summary["steps"]) == ("dqn", "CartPole-v1", 600)

@@ -89,7 +89,7 @@ def test_grpo_learns_cartpole_within_48000_steps_on_a_held_out_seed(advantage, t
         checkpoint_every=0,
     )
     history = grpo.train(config, tmp_path / "run")
-    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] != ""]
+    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] is not None]
     assert float(evaluations[-1]["eval_return_mean"]) >= 100.0, history.column("eval_return_mean")
 
 

@@ -51,9 +51,9 @@ def test_a_short_run_trains_every_parameter_and_loads_back(name, tmp_path):
     # the run's own starting weights: its first checkpoint is written before any update
     initial = checkpoint(tmp_path / "run", 0)["modules"]["agent"]
     rows = read_rows(tmp_path / "run")
-    assert int(rows[-1]["step"]) == 500 and rows[-1]["eval_return_mean"] != ""
-    assert rows[0]["critic_loss"] == ""  # no gradient step before learning_starts
-    trained = [r for r in rows if r["critic_loss"] != ""]
+    assert int(rows[-1]["step"]) == 500 and rows[-1]["eval_return_mean"] is not None
+    assert rows[0]["critic_loss"] is None  # no gradient step before learning_starts
+    trained = [r for r in rows if r["critic_loss"] is not None]
     for column in ("critic_loss", "actor_loss", "q_mean"):
         assert trained and all(math.isfinite(float(r[column])) for r in trained), column
     # one gradient step per environment step from learning_starts on (the step that reaches
@@ -157,7 +157,12 @@ def test_evaluations_and_checkpoints_come_at_their_own_period_not_only_at_log_ro
     )
     trainer.train(config, tmp_path / "run")
     rows = read_rows(tmp_path / "run")
-    assert [int(r["step"]) for r in rows if r["eval_return_mean"] != ""] == [150, 300, 450, 600]
+    assert [int(r["step"]) for r in rows if r["eval_return_mean"] is not None] == [
+        150,
+        300,
+        450,
+        600,
+    ]
     assert [int(r["step"]) for r in rows] == [150, 200, 250, 300, 400, 450, 500, 600]
     saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
     assert saved == [f"step_{s:010d}.pt" for s in (0, 250, 500, 600)]
@@ -323,7 +328,7 @@ def test_sac_learns_pendulum_within_6000_steps_on_a_held_out_seed(tmp_path):
         checkpoint_every=0,
     )
     history = sac.train(config, tmp_path / "run")
-    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] != ""]
+    evaluations = [r for r in read_rows(tmp_path / "run") if r["eval_return_mean"] is not None]
     assert [int(r["step"]) for r in evaluations] == [6000]
     assert float(evaluations[-1]["eval_return_mean"]) > -400.0
     assert history.summary["final_eval_return_mean"] == float(evaluations[-1]["eval_return_mean"])
@@ -371,9 +376,11 @@ def test_bfloat16_matmuls_change_the_numbers_and_never_leak_into_the_next_run(tm
     fast = sac.train(dataclasses_replace(config, matmul_precision="bfloat16"), tmp_path / "b")
     again = sac.train(config, tmp_path / "c")  # the same process, after a bfloat16 run
     assert without_timing(again.rows) == without_timing(first.rows)
-    losses = [float(r["critic_loss"]) for r in fast.rows if r["critic_loss"] is not None]
-    assert losses != [float(r["critic_loss"]) for r in first.rows if r["critic_loss"] is not None]
-    assert all(math.isfinite(x) for x in losses)
+    # the Q-values, not the critic loss: that loss's per-step values differ by an ulp or so, and
+    # its float64 mean over a row can round to the same number in both precisions
+    q_means = [r["q_mean"] for r in fast.rows if r["q_mean"] is not None]
+    assert q_means != [r["q_mean"] for r in first.rows if r["q_mean"] is not None]
+    assert q_means and all(math.isfinite(x) for x in q_means)
     with pytest.raises(ValueError, match="'matmul_precision' must be float32 or bfloat16"):
         sac.check(dataclasses_replace(config, matmul_precision="fp8"))
 

@@ -3,7 +3,6 @@ Ctrl-C on the driver, `--resume`, a trial that fails for its own reason, and `rl
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import rows_without_timing
 
 from rlgrad.app import presets
 from rlgrad.app import sweep as sweeps
@@ -28,7 +28,6 @@ from rlgrad.app.trials import (
     run_trial,
     stop_request_path,
 )
-from rlgrad.support.runs import TIMING_COLUMNS
 
 # A PPO trial of a few seconds that checkpoints often, so that a kill lands between checkpoints.
 QUICK = {
@@ -205,13 +204,6 @@ def _index(directory: Path) -> dict[str, dict]:
     return {t["key"]: t for t in json.loads((directory / "sweep.json").read_text())["trials"]}
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        return [
-            {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(handle)
-        ]
-
-
 def _mid_trial(directory: Path, exclude: Path | None = None):
     """The trial running now, with its worker's pid, once it has a checkpoint past step 0 and is
     not past half way (so it still runs a moment later): (run_dir, pid).
@@ -345,7 +337,7 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
     resumed = {k: t for k, t in good.items() if t["resumed_from_step"] is not None}
     assert killed_key in resumed and stopped_key in resumed
     for key, entry in good.items():
-        steps = [int(r["step"]) for r in _rows(directory / entry["run_dir"])]
+        steps = [int(r["step"]) for r in rows_without_timing(directory / entry["run_dir"])]
         assert steps == sorted(set(steps)) and steps[-1] == TOTAL_STEPS, key
     for key, entry in resumed.items():
         trial = sweep.trial(entry)
@@ -354,7 +346,7 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
             **{k: tuple(v) if isinstance(v, list) else v for k, v in trial.fields.items()}
         )
         module("ppo").train(config, reference)
-        assert _rows(Path(trial.run_dir)) == _rows(reference), key
+        assert rows_without_timing(Path(trial.run_dir)) == rows_without_timing(reference), key
 
     # 4. the report reads the sweep
     out = tmp_path / "report"

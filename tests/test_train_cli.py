@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -11,10 +10,10 @@ import sys
 import time
 
 import pytest
+from conftest import rows_without_timing
 
 from rlgrad.app.cli import main
 from rlgrad.app.presets import all_presets, preset_config
-from rlgrad.support.runs import TIMING_COLUMNS
 
 QUICK = [
     "--no-progress",
@@ -29,13 +28,6 @@ QUICK = [
     "--config.eval_episodes",
     "2",
 ]
-
-
-def rows_of(run_dir) -> list[dict]:
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        return [
-            {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(handle)
-        ]
 
 
 def test_train_eval_plot_and_presets(tmp_path, capsys):
@@ -170,7 +162,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches_an_uninterrupted_
     assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
     whole = tmp_path / "whole"
     assert main([*common, "--run-dir", str(whole)]) == 0
-    assert rows_of(cut) == rows_of(whole)
+    assert rows_without_timing(cut) == rows_without_timing(whole)
 
 
 def test_presets_are_valid_configs():

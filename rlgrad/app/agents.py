@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlgrad.app.registry import module, saved_config
+from rlgrad.support.configs import PolicyConfig
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
 from rlgrad.support.runs import checkpoint_path
 
@@ -61,5 +62,6 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Age
     env.close()
     network = module(algorithm).build_agent(config, spaces)
     network.load_state_dict(state["modules"]["agent"])
-    normalize = getattr(config, "normalize_obs", False)
+    # only the policy-gradient trainers normalize observations; off-policy ones act on raw ones
+    normalize = isinstance(config, PolicyConfig) and config.normalize_obs
     return Agent(network, normalize, state["env_stats"]["obs"], algorithm)

@@ -492,8 +492,20 @@ class Run:
             raise ValueError(f"no checkpoint to resume from at {str(path)!r}")
         # via the CPU: load_state_dict then copies every tensor to wherever its module lives
         state = torch.load(path, weights_only=False, map_location="cpu")
+        saved = state["modules"]
+        if "counters" in self.modules and "counters" not in saved:
+            # written before the off-policy learners checkpointed their counters: their metric
+            # rows carried the count, and that is where such a checkpoint still keeps it
+            last = state["rows"][-1].get("total_gradient_steps") if state["rows"] else None
+            saved = {**saved, "counters": {"gradient_steps": int(last or 0)}}
+        missing = [name for name in self.modules if name not in saved]
+        if missing:
+            raise ValueError(
+                f"checkpoint {str(path)!r} holds no {', '.join(map(repr, missing))}: it was "
+                f"written by another trainer than {self.algorithm!r}"
+            )
         for name, module in self.modules.items():
-            module.load_state_dict(state["modules"][name])
+            module.load_state_dict(saved[name])
         # in place: trainers hold env. Environments a checkpoint could not hold restart with
         # new episodes, seeded by the run's seed and step, so that a resume is still repeatable
         if not self.env.load_state(state["env"], self.config.seed + state["steps"]):
