@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 Params = Tensor | Sequence[Tensor]
 
@@ -51,12 +52,12 @@ def _parameter_list(fn: str, params: object, needs_grad: bool = True) -> list[Te
     else:
         found = list(params)
     if not found:
-        raise ValueError(f"{fn}(): 'params' must hold at least one tensor; got none")
+        raise BadInputError(f"{fn}(): 'params' must hold at least one tensor; got none")
     for i, p in enumerate(found):
         name = "params" if isinstance(params, Tensor) else f"params[{i}]"
         _checks.tensor(fn, name, p)
         if needs_grad and not p.requires_grad:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{name}' must require grad (the tensor the function reads, e.g. a "
                 f"model parameter or x.requires_grad_()); got requires_grad=False"
             )
@@ -69,7 +70,7 @@ def _flat_vector(fn: str, name: str, vector: object, params: list[Tensor]) -> Te
     vector = _checks.tensor(fn, name, vector)
     size = sum(p.numel() for p in params)
     if vector.shape != (size,):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must be flat, shape [N] = ({size},) with N the total number of "
             f"parameter entries; got {tuple(vector.shape)}"
         )
@@ -101,7 +102,7 @@ def _curvature_operator(
                 f"{fn}(): '{f_name}' must return a torch.Tensor; got {type(value).__name__}"
             )
         if value.numel() != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{f_name}' must return a scalar tensor; got shape {tuple(value.shape)}"
             )
         grads = None
@@ -310,10 +311,10 @@ def conjugate_gradient(
     fn = "conjugate_gradient"
     b = _checks.floats(fn, "b", b)
     if b.dim() != 1:
-        raise ValueError(f"{fn}(): 'b' must be a flat vector [n]; got shape {tuple(b.shape)}")
+        raise BadInputError(f"{fn}(): 'b' must be a flat vector [n]; got shape {tuple(b.shape)}")
     iterations = _checks.count(fn, "iterations", iterations)
     if iterations < 1:
-        raise ValueError(f"{fn}(): 'iterations' must be >= 1; got {iterations}")
+        raise BadInputError(f"{fn}(): 'iterations' must be >= 1; got {iterations}")
     damping = _checks.non_negative(fn, "damping", damping)
     tolerance = _checks.non_negative(fn, "tolerance", tolerance)
 
@@ -324,7 +325,7 @@ def conjugate_gradient(
                 f"{fn}(): 'matvec' must return a torch.Tensor; got {type(product).__name__}"
             )
         if product.shape != b.shape:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'matvec' must return the shape of 'b' {tuple(b.shape)}; "
                 f"got {tuple(product.shape)}"
             )
@@ -343,7 +344,7 @@ def conjugate_gradient(
         product = damped(direction)
         curvature = direction @ product  # pᵀ(A + λI)p
         if float(curvature) <= 0.0:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): the matrix must be positive definite, but pᵀ(A + λI)p = "
                 f"{float(curvature):.6g} along a search direction (add damping?)"
             )
@@ -386,14 +387,14 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     fn = "trust_region_step"
     direction = _checks.floats(fn, "direction", direction)
     if direction.dim() != 1:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'direction' must be a flat vector [N]; got shape {tuple(direction.shape)}"
         )
     direction_hvp = _checks.floats(fn, "direction_hvp", direction_hvp, "direction", direction)
     max_kl = _checks.positive(fn, "max_kl", max_kl)
     curvature = direction @ direction_hvp  # sᵀHs
     if float(curvature) <= 0.0:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'direction' and 'direction_hvp' must have sᵀHs > 0 (positive curvature "
             f"along the direction); got sᵀHs = {float(curvature):.6g}"
         )
@@ -475,7 +476,7 @@ def backtracking_line_search(
     max_kl = _checks.positive(fn, "max_kl", max_kl)
     backtrack_ratio = _checks.number(fn, "backtrack_ratio", backtrack_ratio)
     if not 0.0 < backtrack_ratio < 1.0:
-        raise ValueError(f"{fn}(): 'backtrack_ratio' must lie in (0, 1); got {backtrack_ratio}")
+        raise BadInputError(f"{fn}(): 'backtrack_ratio' must lie in (0, 1); got {backtrack_ratio}")
     max_backtracks = _checks.count(fn, "max_backtracks", max_backtracks)
     for k in range(max_backtracks + 1):
         candidate = step * backtrack_ratio**k
@@ -591,7 +592,7 @@ def ratio_taylor(
                 f"{getattr(result, 'dtype', type(result).__name__)}"
             )
         if result.dim() != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'log_prob_fn' must return log-probabilities [B]; got shape "
                 f"{tuple(result.shape)}"
             )

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlgrad.app.registry import module, saved_config
+from rlgrad.errors import BadInputError
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
 
 
@@ -48,7 +49,7 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Age
     algorithm, config = saved_config(run_dir)
     path = Path(checkpoint) if checkpoint else Path(run_dir) / "checkpoints" / "latest.pt"
     if not path.exists():
-        raise ValueError(f"no checkpoint at {str(path)!r}; has the run saved one yet?")
+        raise BadInputError(f"no checkpoint at {str(path)!r}; has the run saved one yet?")
     state = torch.load(path, weights_only=False, map_location="cpu")  # a GPU run acts on CPU
     env = make_gym_vector_env(config.env, 1)
     spaces = spaces_of(env, config.env)

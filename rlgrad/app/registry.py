@@ -10,6 +10,7 @@ import importlib
 import json
 from pathlib import Path
 
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 
 ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
@@ -18,7 +19,9 @@ ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
 def module(algorithm: str):
     """The trainer module of ``algorithm``, or a ValueError listing the known ones."""
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise BadInputError(
+            f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+        )
     return importlib.import_module(f"rlgrad.trainers.{algorithm}")
 
 
@@ -26,7 +29,7 @@ def saved_config(run_dir: str | Path):
     """The algorithm name and the Config a run directory was started with."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+        raise BadInputError(f"{str(run_dir)!r} is not a run directory (no config.json)")
     saved = json.loads(path.read_text())
     trainer = module(saved["algorithm"])
     return saved["algorithm"], configs.from_dict(trainer.Config, saved["config"])

@@ -17,6 +17,7 @@ import numpy as np
 
 from rlgrad.app import statistics as stats
 from rlgrad.app.report import CONFIDENCE, Group, GroupStatistics, report
+from rlgrad.errors import BadInputError
 
 
 def write_report(
@@ -40,7 +41,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("report figures need matplotlib: pip install 'rlgrad[plots]'") from None
+        raise BadInputError("report figures need matplotlib: pip install 'rlgrad[plots]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

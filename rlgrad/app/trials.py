@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlgrad.app.registry import module
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 from rlgrad.support.runs import TrainingError
 
@@ -159,7 +160,7 @@ def require_ray():
     try:
         import ray
     except ImportError:
-        raise ValueError("this command runs on Ray: pip install 'rlgrad[ray]'") from None
+        raise BadInputError("this command runs on Ray: pip install 'rlgrad[ray]'") from None
     return ray
 
 
@@ -180,9 +181,9 @@ class TrialPool:
         num_cpus: int | None = None,
     ):
         if cpus_per_trial <= 0:
-            raise ValueError(f"--cpus-per-trial must be > 0; got {cpus_per_trial}")
+            raise BadInputError(f"--cpus-per-trial must be > 0; got {cpus_per_trial}")
         if max_concurrent is not None and max_concurrent < 1:
-            raise ValueError(f"--max-concurrent must be >= 1; got {max_concurrent}")
+            raise BadInputError(f"--max-concurrent must be >= 1; got {max_concurrent}")
         self.ray = require_ray()
         address = address or os.environ.get("RAY_ADDRESS")
         options = {"logging_level": logging.ERROR, "log_to_driver": False}

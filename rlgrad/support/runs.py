@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from rlgrad import NonFiniteError
+from rlgrad.errors import BadInputError
 from rlgrad.support import checkpoints, configs
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.evaluation import evaluate
@@ -121,7 +122,7 @@ class Run:
             self._restore(Path(checkpoint) if checkpoint else self.checkpoint_dir / "latest.pt")
         else:
             if (self.dir / "metrics.csv").exists():
-                raise ValueError(
+                raise BadInputError(
                     f"run directory {str(self.dir)!r} already holds a run; resume it with "
                     f"`rlgrad train --resume {self.dir}` or choose another --run-dir"
                 )
@@ -289,7 +290,7 @@ class Run:
 
     def _restore(self, path: Path) -> None:
         if not path.exists():
-            raise ValueError(f"no checkpoint to resume from at {str(path)!r}")
+            raise BadInputError(f"no checkpoint to resume from at {str(path)!r}")
         # via the CPU: load_state_dict then copies every tensor to wherever its module lives
         state = torch.load(path, weights_only=False, map_location="cpu")
         for name, module in self.modules.items():
