@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from rlgrad.app.commands.common import require_extra
+from rlgrad.errors import BadInputError
 
 
 def add_examples(commands) -> None:
@@ -26,8 +26,7 @@ def run_examples(args: argparse.Namespace) -> int:
 
     chosen = [e for e in EXAMPLES if args.section is None or e.section.startswith(args.section)]
     if not chosen:
-        print(f"rlgrad examples: no section matches {args.section!r}", file=sys.stderr)
-        return 2
+        raise BadInputError(f"no section matches {args.section!r}")
     print(render(chosen))
     return 0
 
