@@ -32,6 +32,7 @@ from rlgrad.distributions import (
     kl_k3,
     squashed_gaussian_log_prob,
 )
+from rlgrad.errors import BadInputError
 from rlgrad.grpo import grpo_token_loss, gspo_loss, masked_mean, sequence_log_ratios
 from rlgrad.grpo_variants import overlong_penalty
 from rlgrad.policy import (
@@ -78,6 +79,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
+    "BadInputError",
     "CGResult",
     "LineSearchResult",
     "NonFiniteError",

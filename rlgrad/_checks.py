@@ -13,12 +13,14 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
+from rlgrad.errors import BadInputError
 
-class NonFiniteError(ValueError):
+
+class NonFiniteError(BadInputError):
     """A formula got NaN or inf where it needs finite numbers.
 
-    A ValueError like every other input error, with its own class so that a trainer can tell a
-    diverging run (this) from a bug or a bad argument (any other ValueError).
+    A BadInputError (so a ValueError) like every other input error, with its own class so that a
+    trainer can tell a diverging run (this) from a bad argument (any other BadInputError).
     """
 
 
@@ -73,7 +75,7 @@ def finite(fn: str, name: str, x: Tensor) -> Tensor:
 def non_empty(fn: str, name: str, x: Tensor) -> Tensor:
     """Refuse an empty batch: the mean a loss takes over it would be a silent NaN."""
     if x.numel() == 0:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must hold at least one sample; got an empty batch of shape "
             f"{tuple(x.shape)}"
         )
@@ -82,7 +84,7 @@ def non_empty(fn: str, name: str, x: Tensor) -> Tensor:
 
 def same_shape(fn: str, name: str, x: Tensor, ref_name: str, ref: Tensor) -> None:
     if x.shape != ref.shape:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must have the shape of '{ref_name}' {tuple(ref.shape)}; "
             f"got {tuple(x.shape)}"
         )
@@ -96,7 +98,7 @@ def same_kind(fn: str, name: str, x: Tensor, ref_name: str, ref: Tensor) -> None
             f"(convert with .to({ref_name}.dtype))"
         )
     if x.device != ref.device:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must be on the device of '{ref_name}' ({ref.device}); got {x.device}"
         )
 
@@ -120,7 +122,7 @@ def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
     _dense(fn, name, x)
     same_shape(fn, name, x, ref_name, ref)
     if x.device != ref.device:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must be on the device of '{ref_name}' ({ref.device}); got {x.device}"
         )
     if x.dtype == torch.bool:
@@ -130,7 +132,7 @@ def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
     not_binary = (x != 0) & (x != 1)
     if bool(not_binary.any()):
         where = _location(not_binary)
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must hold only 0/1 (or bool) flags; got {x[where].item()} "
             f"at index {where}"
         )
@@ -160,7 +162,7 @@ def unit_interval(fn: str, name: str, value: object) -> float:
         return value
     value = number(fn, name, value)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{fn}(): '{name}' must lie in [0, 1]; got {value}")
+        raise BadInputError(f"{fn}(): '{name}' must lie in [0, 1]; got {value}")
     return value
 
 
@@ -172,7 +174,7 @@ def discounts(fn: str, name: str, value: object, ref_name: str, ref: Tensor) -> 
     outside = (value < 0) | (value > 1)
     if bool(outside.any()):
         where = _location(outside)
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must lie in [0, 1]; got {value[where].item()} at index {where}"
         )
     return value
@@ -182,14 +184,14 @@ def positive(fn: str, name: str, value: object) -> float:
     """A number > 0, such as a clip range ε or a learning rate."""
     value = number(fn, name, value)
     if value <= 0.0:
-        raise ValueError(f"{fn}(): '{name}' must be > 0; got {value}")
+        raise BadInputError(f"{fn}(): '{name}' must be > 0; got {value}")
     return value
 
 
 def non_negative(fn: str, name: str, value: object) -> float:
     value = number(fn, name, value)
     if value < 0.0:
-        raise ValueError(f"{fn}(): '{name}' must be >= 0; got {value}")
+        raise BadInputError(f"{fn}(): '{name}' must be >= 0; got {value}")
     return value
 
 
@@ -198,13 +200,13 @@ def count(fn: str, name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{fn}(): '{name}' must be an integer; got {type(value).__name__}")
     if value < 0:
-        raise ValueError(f"{fn}(): '{name}' must be >= 0; got {value}")
+        raise BadInputError(f"{fn}(): '{name}' must be >= 0; got {value}")
     return int(value)
 
 
 def rank_at_least(fn: str, name: str, x: Tensor, rank: int, layout: str) -> None:
     if x.dim() < rank:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must have at least {rank} dimension(s) {layout}; "
             f"got shape {tuple(x.shape)}"
         )

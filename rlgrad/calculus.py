@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 ScalarFunction = Callable[[Tensor], Tensor]
 
@@ -22,7 +23,9 @@ def _scalar(fn: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{fn}(): 'f' must return a torch.Tensor; got {type(value).__name__}")
     if value.numel() != 1:
-        raise ValueError(f"{fn}(): 'f' must return a scalar tensor; got shape {tuple(value.shape)}")
+        raise BadInputError(
+            f"{fn}(): 'f' must return a scalar tensor; got shape {tuple(value.shape)}"
+        )
     return value.reshape(())
 
 
@@ -140,7 +143,7 @@ def taylor(f: ScalarFunction, x: Tensor, h: Tensor, order: int = 2) -> Tensor:
     x = _point("taylor", "x", x)
     h = _checks.floats("taylor", "h", h, "x", x)
     if order not in (1, 2):
-        raise ValueError(f"taylor(): 'order' must be 1 or 2; got {order!r}")
+        raise BadInputError(f"taylor(): 'order' must be 1 or 2; got {order!r}")
     with torch.no_grad():
         value = _scalar("taylor", f(x.detach()))
     step = h.reshape(-1)

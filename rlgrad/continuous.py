@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 
 def _critic_target_inputs(
@@ -33,12 +34,12 @@ def _critic_target_inputs(
     next_q_targets = _checks.floats(fn, "next_q_targets", next_q_targets)
     _checks.same_kind(fn, "next_q_targets", next_q_targets, "rewards", rewards)
     if next_q_targets.dim() != rewards.dim() + 1 or next_q_targets.shape[:-1] != rewards.shape:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'next_q_targets' must have shape {(*rewards.shape, 'K')} (the shape of "
             f"'rewards' plus a critic axis); got {tuple(next_q_targets.shape)}"
         )
     if next_q_targets.shape[-1] == 0:
-        raise ValueError(f"{fn}(): 'next_q_targets' must hold at least one critic; got K = 0")
+        raise BadInputError(f"{fn}(): 'next_q_targets' must hold at least one critic; got K = 0")
     terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
     gamma = _checks.discounts(fn, "gamma", gamma, "rewards", rewards)
     return rewards, next_q_targets, terminated, gamma
@@ -128,7 +129,7 @@ def _per_dimension(fn: str, name: str, value: object, actions: Tensor) -> float 
     value = _checks.floats(fn, name, value)
     _checks.same_kind(fn, name, value, "actions", actions)
     if value.shape != actions.shape[-1:]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must be a number or have shape [D] = {tuple(actions.shape[-1:])}; "
             f"got {tuple(value.shape)}"
         )
@@ -173,9 +174,9 @@ def smoothed_target_actions(
     high = _per_dimension(fn, "high", high, actions)
     for name, value in (("noise_std", noise_std), ("noise_clip", noise_clip)):
         if bool(torch.as_tensor(value < 0).any()):
-            raise ValueError(f"{fn}(): '{name}' must be >= 0; got {value}")
+            raise BadInputError(f"{fn}(): '{name}' must be >= 0; got {value}")
     if bool(torch.as_tensor(low > high).any()):
-        raise ValueError(f"{fn}(): 'low' must not exceed 'high'; got low={low}, high={high}")
+        raise BadInputError(f"{fn}(): 'low' must not exceed 'high'; got low={low}, high={high}")
     actions = actions.detach()
     noise = torch.randn(
         actions.shape, generator=generator, dtype=actions.dtype, device=actions.device
@@ -262,7 +263,7 @@ def temperature_loss(log_alpha: Tensor, log_probs: Tensor, target_entropy: float
     fn = "temperature_loss"
     log_alpha = _checks.floats(fn, "log_alpha", log_alpha)
     if log_alpha.dim() != 0:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'log_alpha' must be a 0-dim tensor; got shape {tuple(log_alpha.shape)}"
         )
     log_probs = _checks.non_empty(fn, "log_probs", _checks.floats(fn, "log_probs", log_probs))

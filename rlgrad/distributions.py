@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 
 def categorical_entropy(logits: Tensor) -> Tensor:
@@ -32,7 +33,7 @@ def categorical_entropy(logits: Tensor) -> Tensor:
     logits = _checks.tensor(fn, "logits", logits)
     _checks.rank_at_least(fn, "logits", logits, 1, "[*B, A]")
     if logits.shape[-1] == 0:
-        raise ValueError(f"{fn}(): 'logits' must have at least one action; got A = 0")
+        raise BadInputError(f"{fn}(): 'logits' must have at least one action; got A = 0")
     if _checks.all_finite(logits):  # the common case: nothing is masked, nothing to check
         log_probs = torch.log_softmax(logits, dim=-1)
         return -(log_probs.exp() * log_probs).sum(dim=-1)
@@ -92,7 +93,7 @@ def categorical_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
     _checks.rank_at_least(fn, "logits", logits, 1, "[*B, A]")
     actions = _checks.tensor(fn, "actions", actions, floating=False)
     if actions.shape != logits.shape[:-1]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'actions' must have the shape of 'logits' without its last dimension "
             f"{tuple(logits.shape[:-1])}; got {tuple(actions.shape)}"
         )
@@ -123,7 +124,7 @@ def gaussian_log_prob(actions: Tensor, means: Tensor, log_stds: Tensor) -> Tenso
     actions = _checks.floats(fn, "actions", actions, "means", means)
     log_stds = _checks.floats(fn, "log_stds", log_stds)
     if log_stds.shape[-1:] != means.shape[-1:]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'log_stds' must end with the action dimension D = {means.shape[-1]}; "
             f"got shape {tuple(log_stds.shape)}"
         )
@@ -171,7 +172,7 @@ def entropy_loss(mean_entropy: Tensor, ent_coef: float) -> Tensor:
     fn = "entropy_loss"
     mean_entropy = _checks.floats(fn, "mean_entropy", mean_entropy)
     if mean_entropy.dim() != 0:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'mean_entropy' must be a 0-dim tensor (an average); got shape "
             f"{tuple(mean_entropy.shape)}"
         )
@@ -221,12 +222,12 @@ def squashed_gaussian_log_prob(
         action_scale = _checks.floats(fn, "action_scale", action_scale)
         _checks.same_kind(fn, "action_scale", action_scale, "means", means)
         if action_scale.shape not in ((), means.shape[-1:]):
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'action_scale' must be a number or have shape [D] = "
                 f"{tuple(means.shape[-1:])}; got {tuple(action_scale.shape)}"
             )
         if bool((action_scale <= 0).any()):
-            raise ValueError(f"{fn}(): 'action_scale' must be > 0; got {action_scale.tolist()}")
+            raise BadInputError(f"{fn}(): 'action_scale' must be > 0; got {action_scale.tolist()}")
         log_scale = action_scale.log().expand(means.shape[-1:]).sum()
     else:
         log_scale = means.shape[-1] * math.log(_checks.positive(fn, "action_scale", action_scale))
@@ -246,7 +247,7 @@ def _masks_only(fn: str, name: str, logits: Tensor) -> None:
             f"at index {where}"
         )
     if bool(torch.isneginf(logits).all(dim=-1).any()):
-        raise ValueError(f"{fn}(): every row of '{name}' needs at least one finite entry")
+        raise BadInputError(f"{fn}(): every row of '{name}' needs at least one finite entry")
 
 
 def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
@@ -279,7 +280,7 @@ def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     logits_p = _checks.tensor(fn, "logits_p", logits_p)
     _checks.rank_at_least(fn, "logits_p", logits_p, 1, "[*B, A]")
     if logits_p.shape[-1] == 0:
-        raise ValueError(f"{fn}(): 'logits_p' must have at least one action; got A = 0")
+        raise BadInputError(f"{fn}(): 'logits_p' must have at least one action; got A = 0")
     logits_q = _checks.tensor(fn, "logits_q", logits_q)
     _checks.same_shape(fn, "logits_q", logits_q, "logits_p", logits_p)
     _checks.same_kind(fn, "logits_q", logits_q, "logits_p", logits_p)
@@ -293,7 +294,7 @@ def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     infinite = torch.isneginf(logits_q) & ~masked
     if bool(infinite.any()):
         where = tuple(int(i) for i in infinite.nonzero()[0].tolist())
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'logits_q' must not mask (-inf) an action that p gives probability > 0, "
             f"where the KL is infinite; got -inf at index {where}"
         )
@@ -308,7 +309,7 @@ def _gaussian_log_stds(fn: str, name: str, log_stds: object, means: Tensor) -> T
     log_stds = _checks.floats(fn, name, log_stds)
     _checks.same_kind(fn, name, log_stds, "means_p", means)
     if log_stds.shape not in (means.shape[-1:], means.shape):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must have shape [D] = {tuple(means.shape[-1:])} or the shape of "
             f"'means_p' {tuple(means.shape)}; got {tuple(log_stds.shape)}"
         )

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from rlgrad import _checks
 from rlgrad.distributions import kl_k3
+from rlgrad.errors import BadInputError
 from rlgrad.policy import ppo_objective
 
 
@@ -249,7 +250,7 @@ def _token_tensors(
     log_probs = _checks.floats(fn, "log_probs", log_probs)
     _checks.rank_at_least(fn, "log_probs", log_probs, 2, "[B, L]")
     if log_probs.dim() != 2:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'log_probs' must have shape [B, L]; got {tuple(log_probs.shape)}"
         )
     old_log_probs = _checks.floats(fn, "old_log_probs", old_log_probs, "log_probs", log_probs)
@@ -264,7 +265,7 @@ def _advantages(fn: str, advantages: Tensor, log_probs: Tensor, per_token: bool)
         advantages = advantages[:, None]
     elif not per_token or advantages.shape != log_probs.shape:
         also = f" or {tuple(log_probs.shape)} (one per token)" if per_token else ""
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'advantages' must have shape {tuple(log_probs.shape[:1])} (one per "
             f"completion){also}; got {tuple(advantages.shape)}"
         )
@@ -283,7 +284,7 @@ def _loss_options(
 ) -> tuple[float, float | None, int]:
     """The checked clip ranges and L_max (the padded length L unless given)."""
     if aggregation not in AGGREGATIONS:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'aggregation' must be one of {', '.join(AGGREGATIONS)}; got {aggregation!r}"
         )
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
@@ -291,11 +292,11 @@ def _loss_options(
         clip_eps_high = _checks.positive(fn, "clip_eps_high", clip_eps_high)
     beta = _checks.non_negative(fn, "beta", beta)
     if beta > 0 and ref_log_probs is None:
-        raise ValueError(f"{fn}(): 'ref_log_probs' is needed when beta = {beta} > 0")
+        raise BadInputError(f"{fn}(): 'ref_log_probs' is needed when beta = {beta} > 0")
     if max_length is None:
         max_length = log_probs.shape[1]
     elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
-        raise ValueError(f"{fn}(): 'max_length' must be a positive integer; got {max_length!r}")
+        raise BadInputError(f"{fn}(): 'max_length' must be a positive integer; got {max_length!r}")
     return clip_eps, clip_eps_high, max_length
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 
 def overlong_penalty(
@@ -60,15 +61,15 @@ def overlong_penalty(
     negative = lengths < 0
     if bool(negative.any()):
         where = tuple(int(i) for i in negative.nonzero()[0].tolist())
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'lengths' must be >= 0; got {lengths[where].item()} at index {where}"
         )
     max_length = _checks.count(fn, "max_length", max_length)
     overlong_buffer = _checks.count(fn, "overlong_buffer", overlong_buffer)
     if max_length < 1:
-        raise ValueError(f"{fn}(): 'max_length' must be >= 1; got {max_length}")
+        raise BadInputError(f"{fn}(): 'max_length' must be >= 1; got {max_length}")
     if not 1 <= overlong_buffer <= max_length:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'overlong_buffer' must lie in [1, max_length = {max_length}]; "
             f"got {overlong_buffer}"
         )

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks, _kernels
+from rlgrad.errors import BadInputError
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -245,7 +246,7 @@ def n_step_returns(
     fn = "n_step_returns"
     rewards = _rewards(fn, rewards)
     if rewards.shape[0] == 0:
-        raise ValueError(f"{fn}(): 'rewards' must hold at least one step; got shape (0, ...)")
+        raise BadInputError(f"{fn}(): 'rewards' must hold at least one step; got shape (0, ...)")
     terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
     truncated = _checks.flags(fn, "truncated", truncated, "rewards", rewards)
     gamma = _checks.unit_interval(fn, "gamma", gamma)
@@ -357,7 +358,7 @@ def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     advantages = _checks.floats(fn, "advantages", advantages)
     eps = _checks.non_negative(fn, "eps", eps)
     if advantages.numel() < 2:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'advantages' needs at least 2 elements for a standard deviation; "
             f"got shape {tuple(advantages.shape)}"
         )
@@ -397,7 +398,7 @@ def group_advantages(
     group_size = rewards.shape[-1]
     if group_size == 0 or (unbiased and group_size < 2):
         need = 2 if unbiased else 1
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): the group (last axis of 'rewards') must hold at least {need} reward(s)"
             f"{' with unbiased=True' if unbiased else ''}; got shape {tuple(rewards.shape)}"
         )

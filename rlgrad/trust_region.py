@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 Params = Tensor | Sequence[Tensor]
 
@@ -51,12 +52,12 @@ def _parameter_list(fn: str, params: object, needs_grad: bool = True) -> list[Te
     else:
         found = list(params)
     if not found:
-        raise ValueError(f"{fn}(): 'params' must hold at least one tensor; got none")
+        raise BadInputError(f"{fn}(): 'params' must hold at least one tensor; got none")
     for i, p in enumerate(found):
         name = "params" if isinstance(params, Tensor) else f"params[{i}]"
         _checks.tensor(fn, name, p)
         if needs_grad and not p.requires_grad:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{name}' must require grad (the tensor the function reads, e.g. a "
                 f"model parameter or x.requires_grad_()); got requires_grad=False"
             )
@@ -69,7 +70,7 @@ def _flat_vector(fn: str, name: str, vector: object, params: list[Tensor]) -> Te
     vector = _checks.tensor(fn, name, vector)
     size = sum(p.numel() for p in params)
     if vector.shape != (size,):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must be flat, shape [N] = ({size},) with N the total number of "
             f"parameter entries; got {tuple(vector.shape)}"
         )
@@ -101,13 +102,13 @@ def _curvature_operator(
                 f"{fn}(): '{f_name}' must return a torch.Tensor; got {type(value).__name__}"
             )
         if value.numel() != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{f_name}' must return a scalar tensor; got shape {tuple(value.shape)}"
             )
         if not value.requires_grad:
             # No graph at all: a detached output and a constant look the same from here, and
             # neither has a Hessian autograd can take; the zeros returned before hid the bug.
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{f_name}' must return a tensor with an autograd graph to 'params'; "
                 f"got one with requires_grad=False (detached, computed under torch.no_grad(), "
                 f"or reading no tensor that requires grad)"
@@ -155,7 +156,7 @@ def _curvature_operator(
             vector.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64
         ).to(vector)
         if not bool(times_hessian(probe).any()):
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{f_name}' has a zero Hessian along v and along a random probe, so it "
                 f"is not the Fisher matrix: detach the old distribution (KL(π_θ ‖ π_θ) with both "
                 f"sides differentiable is 0 for every θ, and so is its Hessian; only with π_old "
@@ -366,10 +367,10 @@ def conjugate_gradient(
     fn = "conjugate_gradient"
     b = _checks.floats(fn, "b", b)
     if b.dim() != 1:
-        raise ValueError(f"{fn}(): 'b' must be a flat vector [n]; got shape {tuple(b.shape)}")
+        raise BadInputError(f"{fn}(): 'b' must be a flat vector [n]; got shape {tuple(b.shape)}")
     iterations = _checks.count(fn, "iterations", iterations)
     if iterations < 1:
-        raise ValueError(f"{fn}(): 'iterations' must be >= 1; got {iterations}")
+        raise BadInputError(f"{fn}(): 'iterations' must be >= 1; got {iterations}")
     damping = _checks.non_negative(fn, "damping", damping)
     tolerance = _checks.non_negative(fn, "tolerance", tolerance)
 
@@ -380,7 +381,7 @@ def conjugate_gradient(
                 f"{fn}(): 'matvec' must return a torch.Tensor; got {type(product).__name__}"
             )
         if product.shape != b.shape:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'matvec' must return the shape of 'b' {tuple(b.shape)}; "
                 f"got {tuple(product.shape)}"
             )
@@ -399,7 +400,7 @@ def conjugate_gradient(
         product = damped(direction)
         curvature = direction @ product  # pᵀ(A + λI)p
         if float(curvature) <= 0.0:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): the matrix must be positive definite, but pᵀ(A + λI)p = "
                 f"{float(curvature):.6g} along a search direction (add damping?)"
             )
@@ -456,7 +457,7 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     fn = "trust_region_step"
     direction = _checks.floats(fn, "direction", direction)
     if direction.dim() != 1:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'direction' must be a flat vector [N]; got shape {tuple(direction.shape)}"
         )
     direction_hvp = _checks.floats(fn, "direction_hvp", direction_hvp, "direction", direction)
@@ -467,14 +468,14 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     hvp_length = float(torch.linalg.vector_norm(direction_hvp.detach(), dtype=torch.float64))
     floor = torch.finfo(direction.dtype).eps * length * max(length, hvp_length)
     if not float(curvature) > floor:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'direction' and 'direction_hvp' must have a clearly positive curvature, "
             f"sᵀHs > ε·‖s‖·max(‖s‖, ‖Hs‖) = {floor:.6g} (ε = machine epsilon of "
             f"{direction.dtype}); got sᵀHs = {float(curvature):.6g}"
         )
     step = torch.sqrt(2.0 * max_kl / curvature) * direction
     if not _checks.all_finite(step):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): the step √(2δ / sᵀHs)·s overflows {direction.dtype}, with max_kl = "
             f"{max_kl:.6g}, sᵀHs = {float(curvature):.6g} and ‖s‖ = {length:.6g}"
         )
@@ -561,7 +562,7 @@ def backtracking_line_search(
     max_kl = _checks.positive(fn, "max_kl", max_kl)
     backtrack_ratio = _checks.number(fn, "backtrack_ratio", backtrack_ratio)
     if not 0.0 < backtrack_ratio < 1.0:
-        raise ValueError(f"{fn}(): 'backtrack_ratio' must lie in (0, 1); got {backtrack_ratio}")
+        raise BadInputError(f"{fn}(): 'backtrack_ratio' must lie in (0, 1); got {backtrack_ratio}")
     max_backtracks = _checks.count(fn, "max_backtracks", max_backtracks)
     for k in range(max_backtracks + 1):
         candidate = step * backtrack_ratio**k
@@ -677,7 +678,7 @@ def ratio_taylor(
                 f"{getattr(result, 'dtype', type(result).__name__)}"
             )
         if result.dim() != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'log_prob_fn' must return log-probabilities [B]; got shape "
                 f"{tuple(result.shape)}"
             )

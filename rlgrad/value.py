@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 
 def value_loss(
@@ -41,7 +42,7 @@ def value_loss(
     values = _checks.non_empty(fn, "values", _checks.floats(fn, "values", values))
     returns = _checks.floats(fn, "returns", returns, "values", values).detach()
     if (old_values is None) != (clip_eps is None):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'old_values' and 'clip_eps' go together for the clipped loss; "
             f"got old_values={'a tensor' if old_values is not None else None}, "
             f"clip_eps={clip_eps!r}"
@@ -92,12 +93,12 @@ def dqn_targets(
     next_q_target = _checks.floats(fn, "next_q_target", next_q_target)
     _checks.same_kind(fn, "next_q_target", next_q_target, "rewards", rewards)
     if next_q_target.dim() != rewards.dim() + 1 or next_q_target.shape[:-1] != rewards.shape:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'next_q_target' must have shape {(*rewards.shape, 'A')} (the shape of "
             f"'rewards' plus an action axis); got {tuple(next_q_target.shape)}"
         )
     if next_q_target.shape[-1] == 0:
-        raise ValueError(f"{fn}(): 'next_q_target' must have at least one action; got A = 0")
+        raise BadInputError(f"{fn}(): 'next_q_target' must have at least one action; got A = 0")
     terminated = _checks.flags(fn, "terminated", terminated, "rewards", rewards)
     gamma = _checks.discounts(fn, "gamma", gamma, "rewards", rewards)
     next_q_target = next_q_target.detach()
@@ -152,7 +153,7 @@ def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "ms
     if actions.dtype == torch.bool or actions.is_complex() or actions.is_floating_point():
         raise TypeError(f"{fn}(): 'actions' must be an integer tensor; got dtype {actions.dtype}")
     if actions.shape != q_values.shape[:-1]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'actions' must have shape {tuple(q_values.shape[:-1])} ('q_values' without "
             f"its action axis); got {tuple(actions.shape)}"
         )
@@ -160,13 +161,13 @@ def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "ms
     out_of_range = (actions < 0) | (actions >= num_actions)
     if bool(out_of_range.any()):
         bad = actions[out_of_range][0].item()
-        raise ValueError(f"{fn}(): 'actions' must lie in [0, {num_actions}); got {bad}")
+        raise BadInputError(f"{fn}(): 'actions' must lie in [0, {num_actions}); got {bad}")
     targets = _checks.tensor(fn, "targets", targets)
     _checks.same_shape(fn, "targets", targets, "actions", actions)
     _checks.same_kind(fn, "targets", targets, "q_values", q_values)
     _checks.finite(fn, "targets", targets)
     if kind not in _DQN_LOSSES:
-        raise ValueError(f"{fn}(): 'kind' must be one of {sorted(_DQN_LOSSES)}; got {kind!r}")
+        raise BadInputError(f"{fn}(): 'kind' must be one of {sorted(_DQN_LOSSES)}; got {kind!r}")
     _checks.non_empty(fn, "targets", targets)
     taken = q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
     return _DQN_LOSSES[kind](taken - targets.detach()).mean()
@@ -210,18 +211,18 @@ def semi_gradient_td_update(
     fn = "semi_gradient_td_update"
     weights = _checks.floats(fn, "weights", weights)
     if weights.dim() != 1:
-        raise ValueError(f"{fn}(): 'weights' must have shape [D]; got {tuple(weights.shape)}")
+        raise BadInputError(f"{fn}(): 'weights' must have shape [D]; got {tuple(weights.shape)}")
     features = _checks.floats(fn, "features", features)
     _checks.same_kind(fn, "features", features, "weights", weights)
     if features.dim() < 1 or features.shape[-1] != weights.shape[0]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'features' must have shape [*B, {weights.shape[0]}] (D from 'weights'); "
             f"got {tuple(features.shape)}"
         )
     next_features = _checks.floats(fn, "next_features", next_features, "features", features)
     rewards = _checks.tensor(fn, "rewards", rewards)
     if rewards.shape != features.shape[:-1]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'rewards' must have shape {tuple(features.shape[:-1])} ('features' without "
             f"D); got {tuple(rewards.shape)}"
         )
@@ -295,14 +296,14 @@ def polyak_update(targets, sources, tau: float) -> None:
     fn = "polyak_update"
     tau = _checks.unit_interval(fn, "tau", tau)
     if tau == 0.0:
-        raise ValueError(f"{fn}(): 'tau' must be in (0, 1]; got 0 (the target would never move)")
+        raise BadInputError(f"{fn}(): 'tau' must be in (0, 1]; got 0 (the target would never move)")
     targets, sources = list(targets), list(sources)
     if len(targets) != len(sources):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'targets' and 'sources' must pair up; got {len(targets)} and {len(sources)}"
         )
     if not targets:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'targets' must hold at least one tensor; got none (an exhausted generator, "
             f"such as a .parameters() iterator used twice?)"
         )

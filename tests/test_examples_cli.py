@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from rlgrad.app.cli import main
+from rlgrad.app.cli import build_parser, main
+from rlgrad.app.registry import ALGORITHMS
 from rlgrad.tour.examples import EXAMPLES, SECTIONS, format_value, render
 
 
@@ -118,3 +119,33 @@ def test_bad_command_line_input_gives_one_line_and_exit_2(argv, fragment, capsys
     err = capsys.readouterr().err
     assert fragment in err and err.startswith(f"rlgrad {argv[0]}: ")
     assert len(err.strip().splitlines()) == 1
+
+
+COMMANDS = [
+    "examples",
+    "study",
+    "tour",
+    "train",
+    "eval",
+    "plot",
+    "taylor",
+    "sweep",
+    "report",
+    "tune",
+    "presets",
+    "grpo-demo",
+]
+
+
+def test_every_command_and_algorithm_has_its_help(capsys):
+    # each command module adds its own parser: all of them are listed, in this order, and each
+    # (and each algorithm of `train`) answers --help
+    listing = build_parser().format_help()
+    places = [listing.index(f"\n    {name}") for name in COMMANDS]
+    assert places == sorted(places)
+    for argv in [[name] for name in COMMANDS] + [["train", a] for a in ALGORITHMS]:
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--help"])
+        text = capsys.readouterr().out
+        assert stopped.value.code == 0 and text.startswith(f"usage: rlgrad {' '.join(argv)}")
+        assert len(text.splitlines()) > 3, argv

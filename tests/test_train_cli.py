@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import rows_without_timing
 
+import rlgrad
+from rlgrad import BadInputError
+from rlgrad.app import presets
 from rlgrad.app.cli import main
+from rlgrad.app.commands.common import new_run_start
 from rlgrad.app.presets import all_presets, preset_config
 
 QUICK = [
@@ -120,6 +126,86 @@ def test_bad_input_is_one_line_that_says_what_to_do(argv, message, tmp_path, cap
     assert code == 2
     assert message in err
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback_and_only_refused_input_is_one_line(monkeypatch, capsys):
+    # A ValueError from inside NumPy (here: a reshape that cannot work) is a bug, not bad input:
+    # main() must let it through instead of printing "rlgrad presets: ..." and exiting 2.
+    import numpy as np
+
+    def broken():
+        return np.reshape(np.arange(3), (2, 2))
+
+    monkeypatch.setattr(presets, "all_presets", broken)
+    with pytest.raises(ValueError, match="cannot reshape") as raised:
+        main(["presets"])
+    assert type(raised.value) is ValueError  # not a BadInputError
+    assert "rlgrad presets:" not in capsys.readouterr().err
+    # the same bug from the console script: a traceback and exit status 1, not 2
+    script = (
+        "import numpy as np\n"
+        "from rlgrad.app import presets\n"
+        "from rlgrad.app.cli import main\n"
+        "presets.all_presets = lambda: np.reshape(np.arange(3), (2, 2))\n"
+        "raise SystemExit(main(['presets']))\n"
+    )
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert crashed.returncode == 1
+    assert "Traceback" in crashed.stderr and "cannot reshape" in crashed.stderr
+    # while a config field rlgrad refuses is a BadInputError: one line, exit 2
+    monkeypatch.undo()
+    with pytest.raises(BadInputError, match="config field 'lr'"):
+        presets.build_config("ppo", "CartPole-v1", {}, {"lr": "fast"})
+    assert main(["train", "ppo", "--config.lr", "fast"]) == 2
+    assert capsys.readouterr().err.strip().startswith("rlgrad train: config field 'lr'")
+
+
+def value_errors_built(source: str) -> list[int]:
+    """Lines of ``source`` that construct a plain ``ValueError(...)``."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "ValueError"
+    ]
+
+
+def test_every_error_rlgrad_raises_on_purpose_is_a_bad_input_error():
+    # main() reports only BadInputError as bad input, so a plain ValueError raised on purpose
+    # anywhere in rlgrad would reach a user of the command line as a traceback
+    assert value_errors_built(
+        "try:\n    int('x')\nexcept ValueError:\n    raise ValueError('a')"
+    ) == [4]
+    package = Path(rlgrad.__file__).parent
+    plain = [
+        f"{path.relative_to(package.parent)}:{line}"
+        for path in sorted(package.rglob("*.py"))
+        for line in value_errors_built(path.read_text())
+    ]
+    assert not plain, "raise BadInputError (rlgrad.errors), not ValueError:\n" + "\n".join(plain)
+
+
+def test_train_sweep_and_tune_start_from_the_same_fields(tmp_path):
+    # the preset rule, written once: --no-preset -> trainer defaults, --preset FILE -> the file
+    # (its algorithm and, unless --env, its environment), else the shipped preset
+    file = presets.write_preset_file(tmp_path / "p.json", "dqn", "Acrobot-v1", {"lr": 0.01})
+    assert new_run_start("train", "ppo", None, None, False) == ("ppo", "CartPole-v1", "shipped")
+    assert new_run_start("sweep", "sac", None, None, True) == ("sac", "Pendulum-v1", "none")
+    assert new_run_start("tune", None, None, str(file), False) == ("dqn", "Acrobot-v1", str(file))
+    assert new_run_start("tune", "dqn", "CartPole-v1", str(file), False)[1] == "CartPole-v1"
+    for algorithm, preset_file, no_preset, message in [
+        ("ppo", str(file), True, "give --preset FILE or --no-preset, not both"),
+        ("ppo", str(file), False, "is a dqn preset, not ppo"),
+        (None, None, False, "name an algorithm (rlgrad sweep ppo"),
+    ]:
+        with pytest.raises(BadInputError, match=message.replace("(", r"\(")):
+            new_run_start("sweep", algorithm, None, preset_file, no_preset)
+    # and each command reports a conflict before it starts anything
+    for command in (["sweep", "ppo"], ["tune", "ppo"]):
+        out = tmp_path / command[0]
+        code = main([*command, "--preset", str(file), "--out", str(out), "--no-progress"])
+        assert code == 2 and not out.exists()
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlgrad.app.registry import module, saved_config
+from rlgrad.errors import BadInputError
 from rlgrad.support.configs import PolicyConfig
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
 from rlgrad.support.runs import checkpoint_path
@@ -52,7 +53,7 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Age
     algorithm, config = saved_config(run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     if not path.exists():
-        raise ValueError(
+        raise BadInputError(
             f"load_agent(): no checkpoint at {str(path)!r}; has the run saved one yet? "
             "(best.pt is written at the run's first evaluation)"
         )

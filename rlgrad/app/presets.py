@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from rlgrad.app.registry import module
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 from rlgrad.support.runs import read_config
 
@@ -62,17 +63,17 @@ def read_preset_file(path: str | Path) -> tuple[str, str | None, dict]:
     if path.is_dir():
         saved = read_config(path)
         if saved is None:
-            raise ValueError(f"preset {str(path)!r} is a folder but not a run directory")
+            raise BadInputError(f"preset {str(path)!r} is a folder but not a run directory")
     elif not path.is_file():
-        raise ValueError(f"preset file {str(path)!r} does not exist")
+        raise BadInputError(f"preset file {str(path)!r} does not exist")
     else:
         try:
             saved = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"preset file {str(path)!r} is not JSON ({error})") from None
+            raise BadInputError(f"preset file {str(path)!r} is not JSON ({error})") from None
     fields = saved.get("fields", saved.get("config")) if isinstance(saved, dict) else None
     if not isinstance(fields, dict) or not isinstance(saved.get("algorithm"), str):
-        raise ValueError(
+        raise BadInputError(
             f"preset file {str(path)!r} needs an 'algorithm' and a 'fields' object "
             "(as `rlgrad tune` writes), or is a run's config.json"
         )
@@ -92,7 +93,7 @@ def base_fields(algorithm: str, env_id: str, source: str) -> dict:
         return {}
     file_algorithm, _, fields = read_preset_file(source)
     if file_algorithm != algorithm:
-        raise ValueError(
+        raise BadInputError(
             f"preset file {source!r} is for {file_algorithm}, not {algorithm}; "
             f"use `rlgrad ... {file_algorithm}` or another file"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 from rlgrad.support.runs import read_config
 
@@ -18,7 +19,9 @@ ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
 def module(algorithm: str):
     """The trainer module of ``algorithm``, or a ValueError listing the known ones."""
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise BadInputError(
+            f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+        )
     return importlib.import_module(f"rlgrad.trainers.{algorithm}")
 
 
@@ -26,7 +29,7 @@ def saved_config(run_dir: str | Path):
     """The algorithm name and the Config a run directory was started with."""
     saved = read_config(run_dir)
     if saved is None:
-        raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+        raise BadInputError(f"{str(run_dir)!r} is not a run directory (no config.json)")
     trainer = module(saved["algorithm"])
     return saved["algorithm"], configs.from_dict(trainer.Config, saved["config"])
 

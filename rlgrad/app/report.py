@@ -35,6 +35,7 @@ import numpy as np
 from rlgrad.app import statistics as stats
 from rlgrad.app.sweep import INDEX, Sweep
 from rlgrad.app.trials import DONE, FAILED
+from rlgrad.errors import BadInputError
 from rlgrad.support.runs import RunFiles, read_run
 
 CONFIDENCE = 0.95
@@ -144,10 +145,12 @@ def read_runs(paths: list[str | Path]) -> list[RunResult]:
         elif path.is_dir():
             found = sorted(p.parent for p in path.glob("*/config.json"))
             if not found:
-                raise ValueError(f"{str(path)!r} holds no sweep ({INDEX}) and no run directories")
+                raise BadInputError(
+                    f"{str(path)!r} holds no sweep ({INDEX}) and no run directories"
+                )
             runs += [_read_run(p, path.name, None) for p in found]
         else:
-            raise ValueError(f"{str(path)!r} is not a sweep or run directory")
+            raise BadInputError(f"{str(path)!r} is not a sweep or run directory")
     return runs
 
 

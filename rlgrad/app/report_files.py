@@ -19,6 +19,7 @@ import numpy as np
 
 from rlgrad.app import statistics as stats
 from rlgrad.app.report import CONFIDENCE, Group, GroupStatistics, report
+from rlgrad.errors import BadInputError
 from rlgrad.support.plots import CARRIED_NOTE, carried_forward
 
 
@@ -43,7 +44,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("report figures need matplotlib: pip install 'rlgrad[plots]'") from None
+        raise BadInputError("report figures need matplotlib: pip install 'rlgrad[plots]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

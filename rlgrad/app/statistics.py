@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlgrad.errors import BadInputError
+
 Statistic = Callable[..., np.ndarray]
 
 
@@ -34,9 +36,9 @@ def _scores(name: str, x: object) -> np.ndarray:
     """``x`` as a float array with at least one run and no NaN, or a ValueError naming it."""
     array = np.asarray(x, dtype=np.float64)
     if array.ndim == 0 or array.shape[0] == 0:
-        raise ValueError(f"{name}: needs at least one run; got shape {array.shape}")
+        raise BadInputError(f"{name}: needs at least one run; got shape {array.shape}")
     if np.isnan(array).any():
-        raise ValueError(f"{name}: scores must not be NaN; got {array.ravel()[:8]}...")
+        raise BadInputError(f"{name}: scores must not be NaN; got {array.ravel()[:8]}...")
     return array
 
 
@@ -107,15 +109,17 @@ def stratified_bootstrap(
     nearest resample below and above, so runs at ``inf`` never turn into NaN by interpolation).
     """
     if not tasks:
-        raise ValueError("stratified_bootstrap: needs at least one task; got none")
+        raise BadInputError("stratified_bootstrap: needs at least one task; got none")
     if not 0 < confidence < 1:
-        raise ValueError(f"stratified_bootstrap: confidence must be in (0, 1); got {confidence}")
+        raise BadInputError(f"stratified_bootstrap: confidence must be in (0, 1); got {confidence}")
     if reps < 1:
-        raise ValueError(f"stratified_bootstrap: reps must be >= 1; got {reps}")
+        raise BadInputError(f"stratified_bootstrap: reps must be >= 1; got {reps}")
     arrays = [_scores(f"stratified_bootstrap task {i}", t) for i, t in enumerate(tasks)]
     rest = {a.shape[1:] for a in arrays}
     if len(rest) > 1:
-        raise ValueError(f"stratified_bootstrap: tasks must agree past the runs axis; got {rest}")
+        raise BadInputError(
+            f"stratified_bootstrap: tasks must agree past the runs axis; got {rest}"
+        )
     rng = np.random.default_rng(seed)
     resamples = np.concatenate(  # [reps, pooled runs, *rest]
         [a[rng.integers(0, len(a), size=(reps, len(a)))] for a in arrays], axis=1
@@ -151,7 +155,7 @@ def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray])
 
 def _improvement(x, y, axes) -> np.ndarray:
     if len(x) != len(y) or not x:
-        raise ValueError(
+        raise BadInputError(
             f"probability_of_improvement: X and Y need the same tasks; got {len(x)} and {len(y)}"
         )
     per_task = []
@@ -212,7 +216,7 @@ def wilson_interval(successes: int, runs: int, confidence: float = 0.95) -> Inte
         (0.764, 0.991)
     """
     if runs <= 0 or not 0 <= successes <= runs:
-        raise ValueError(
+        raise BadInputError(
             f"wilson_interval: need 0 <= successes <= runs and runs > 0; got {successes}/{runs}"
         )
     z = _normal_quantile(0.5 + confidence / 2)

@@ -35,6 +35,7 @@ from rlgrad.app.trials import (
     Trial,
     TrialPool,
 )
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 from rlgrad.support.runs import RunFiles, read_run
 
@@ -54,11 +55,11 @@ def parse_seeds(text: str) -> list[int]:
             first, _, last = part.strip().partition("-")
             seeds.update(range(int(first), int(last or first) + 1))
     except ValueError:
-        raise ValueError(
+        raise BadInputError(
             f"--seeds must look like 0-9 or 0,3,7 or 0-4,10-14; got {text!r}"
         ) from None
     if not seeds:
-        raise ValueError(f"--seeds names no seed: {text!r}")
+        raise BadInputError(f"--seeds names no seed: {text!r}")
     return sorted(seeds)
 
 
@@ -87,7 +88,7 @@ def parse_grid(settings: list[str]) -> dict[str, list[str]]:
         name, equals, values = setting.partition("=")
         name = name.strip().removeprefix("config.")
         if not equals or not name or not split_values(values):
-            raise ValueError(f"--set takes config.FIELD=V1,V2,...; got {setting!r}")
+            raise BadInputError(f"--set takes config.FIELD=V1,V2,...; got {setting!r}")
         grid[name] = split_values(values)
     return grid
 
@@ -135,10 +136,10 @@ class Sweep:
         directory = Path(directory)
         path = directory / INDEX
         if not path.exists():
-            raise ValueError(f"{str(directory)!r} is not a sweep directory (no {INDEX})")
+            raise BadInputError(f"{str(directory)!r} is not a sweep directory (no {INDEX})")
         saved = json.loads(path.read_text())
         if saved.get("format") != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a {FORMAT} index")
+            raise BadInputError(f"{str(path)!r} is not a {FORMAT} index")
         trials = saved.pop("trials")
         return cls(directory, saved, trials)
 
@@ -176,7 +177,7 @@ def create(
 
     directory = Path(directory)
     if (directory / INDEX).exists():
-        raise ValueError(
+        raise BadInputError(
             f"{str(directory)!r} already holds a sweep; continue it with "
             f"`rlgrad sweep --resume {directory}` or choose another --out"
         )
@@ -184,7 +185,7 @@ def create(
         try:
             gymnasium.spec(env)
         except gymnasium.error.Error as error:
-            raise ValueError(f"--env: unknown environment {env!r} ({error})") from None
+            raise BadInputError(f"--env: unknown environment {env!r} ({error})") from None
     config_specs = grid_configs(grid)
     base_fields = {env: presets.base_fields(algorithm, env, base) for env in envs}
     spec = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlgrad.errors import BadInputError
 from rlgrad.support.runs import read_rows
 from rlgrad.support.taylor import COLUMNS
 
@@ -22,17 +23,17 @@ def logged_diagnostics(run_dir: str | Path) -> dict[str, list[float]]:
     """
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.csv").exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory (no metrics.csv)")
+        raise BadInputError(f"{str(run_dir)!r} is not a run directory (no metrics.csv)")
     rows = read_rows(run_dir)
     missing = [name for name in COLUMNS if not rows or name not in rows[0]]
     if missing:
-        raise ValueError(
+        raise BadInputError(
             f"{str(run_dir)!r} has no Taylor diagnostics in its metrics.csv: train with "
             "--config.taylor_every N (ppo or trpo) to log them every N updates"
         )
     logged = [row for row in rows if all(row[name] is not None for name in COLUMNS)]
     if not logged:
-        raise ValueError(
+        raise BadInputError(
             f"{str(run_dir)!r} has Taylor columns but no update has filled them yet; train on"
         )
     return {name: [float(row[name]) for row in logged] for name in ("step", *COLUMNS)}

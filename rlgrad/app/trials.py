@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlgrad.app.registry import module
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs, runs
 from rlgrad.support.runs import TrainingError, checkpoint_path
 
@@ -157,7 +158,7 @@ def require_ray():
     try:
         import ray
     except ImportError:
-        raise ValueError("this command runs on Ray: pip install 'rlgrad[ray]'") from None
+        raise BadInputError("this command runs on Ray: pip install 'rlgrad[ray]'") from None
     return ray
 
 
@@ -178,9 +179,9 @@ class TrialPool:
         num_cpus: int | None = None,
     ):
         if cpus_per_trial <= 0:
-            raise ValueError(f"--cpus-per-trial must be > 0; got {cpus_per_trial}")
+            raise BadInputError(f"--cpus-per-trial must be > 0; got {cpus_per_trial}")
         if max_concurrent is not None and max_concurrent < 1:
-            raise ValueError(f"--max-concurrent must be >= 1; got {max_concurrent}")
+            raise BadInputError(f"--max-concurrent must be >= 1; got {max_concurrent}")
         self.ray = require_ray()
         address = address or os.environ.get("RAY_ADDRESS")
         options = {"logging_level": logging.ERROR, "log_to_driver": False}

@@ -61,6 +61,7 @@ from pathlib import Path
 from rlgrad.app import presets
 from rlgrad.app.report import random_score
 from rlgrad.app.trials import DONE, FAILED, Outcome, Trial, TrialPool
+from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 from rlgrad.support.runs import RunFiles, default_threshold, read_rows, read_run, solved_at
 
@@ -107,7 +108,7 @@ def search_spaces() -> dict[str, dict]:
 def search_space(algorithm: str) -> dict:
     spaces = search_spaces()
     if algorithm not in spaces:
-        raise ValueError(f"no search space for {algorithm}; known: {', '.join(spaces)}")
+        raise BadInputError(f"no search space for {algorithm}; known: {', '.join(spaces)}")
     return spaces[algorithm]
 
 
@@ -129,7 +130,7 @@ def suggest(trial, space: dict, base: dict) -> dict:
             choices = [str(tuple(c)) if isinstance(c, list) else c for c in spec["choices"]]
             fields[name] = trial.suggest_categorical(name, choices)
         else:
-            raise ValueError(f"search space field '{name}': unknown distribution {spec}")
+            raise BadInputError(f"search space field '{name}': unknown distribution {spec}")
     for name, spec in space.items():
         if "fraction_of" in spec:
             fraction = trial.suggest_categorical(f"{name}_fraction", spec["choices"])
@@ -209,7 +210,7 @@ class Tuner:
         if self.threshold is None:
             self.threshold = default_threshold(env)
         if self.threshold is None:
-            raise ValueError(f"{env} has no reward threshold; set --set config.eval_threshold")
+            raise BadInputError(f"{env} has no reward threshold; set --set config.eval_threshold")
         self.low = random_score(env)
         self.out.mkdir(parents=True, exist_ok=True)
         self.storage = storage or f"sqlite:///{(self.out / 'study.db').resolve()}"

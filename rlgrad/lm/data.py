@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from rlgrad.errors import BadInputError
+
 # the keyword arguments the trainer passes itself: a dataset column of one of these names would
 # be passed twice
 RESERVED_COLUMNS = ("prompts", "completions", "completion_ids", "trainer_state")
@@ -78,11 +80,11 @@ def check_prompts(rows: list[dict], name: str) -> bool:
     string); raise when a row has none, a prompt is of neither form, the two forms are mixed, or
     a column is named like one of the reward functions' own arguments."""
     if not rows:
-        raise ValueError(f"GRPOTrainer: {name} must hold at least one row; got none")
+        raise BadInputError(f"GRPOTrainer: {name} must hold at least one row; got none")
     forms = set()
     for index, row in enumerate(rows):
         if "prompt" not in row:
-            raise ValueError(
+            raise BadInputError(
                 f"GRPOTrainer: {name}[{index}] must have a 'prompt' column; got columns "
                 f"{sorted(row)}"
             )
@@ -95,13 +97,13 @@ def check_prompts(rows: list[dict], name: str) -> bool:
             )
         forms.add(not isinstance(prompt, str))
     if len(forms) > 1:
-        raise ValueError(
+        raise BadInputError(
             f"GRPOTrainer: {name} must hold prompts of one form; got plain strings and chat "
             "messages both"
         )
     reserved = sorted(set(rows[0]) & set(RESERVED_COLUMNS))
     if reserved:
-        raise ValueError(
+        raise BadInputError(
             f"GRPOTrainer: {name}'s column {reserved[0]!r} would reach the reward functions twice "
             f"(the trainer passes an argument of that name); rename it"
         )
@@ -112,7 +114,7 @@ def require_chat_template(tokenizer, name: str, which: str = "the tokenizer") ->
     """Raise unless ``tokenizer`` (``which``) has a chat template to render the chat-message
     prompts of the data set ``name``."""
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
+        raise BadInputError(
             f"GRPOTrainer: {name} holds chat-message prompts but {which} has no chat template "
             "(its chat_template is None); set its chat_template to a Jinja template string, "
             "use a chat model's tokenizer, or give plain-string prompts"
@@ -181,7 +183,7 @@ def reward_inputs(
     (['1+2=', '1+2='], {'answer': ['3', '3']})
     """
     if not rows or len(completions) % len(rows):
-        raise ValueError(
+        raise BadInputError(
             f"reward_inputs(): the completions ({len(completions)}) must be a whole number of "
             f"groups for the {len(rows)} rows"
         )
@@ -215,7 +217,7 @@ def check_rewards(functions: list, tokenizers: Sequence | None, field: str) -> l
     tokenizers_field = field.replace("funcs", "processing_classes")
     tokenizers = [None] * len(functions) if tokenizers is None else list(tokenizers)
     if len(tokenizers) != len(functions):
-        raise ValueError(
+        raise BadInputError(
             f"GRPOTrainer: {tokenizers_field} must have one entry per reward in {field} "
             f"({len(functions)}); got {len(tokenizers)}"
         )
@@ -236,26 +238,26 @@ def check_rewards(functions: list, tokenizers: Sequence | None, field: str) -> l
             tokenizers[index] = None  # as in TRL, a function's entry is unused
             continue
         if tokenizer is None:
-            raise ValueError(
+            raise BadInputError(
                 f"{where} is a model and needs its tokenizer at {tokenizers_field}[{index}]; "
                 "got None"
             )
         config = getattr(function, "config", None)
         labels = getattr(config, "num_labels", 1)
         if labels != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"{where} must score with one logit (config.num_labels = 1, as "
                 f"AutoModelForSequenceClassification.from_pretrained(..., num_labels=1) "
                 f"makes it); got {labels} (wrap a classifier in a function to pick a class)"
             )
         if tokenizer.pad_token_id is None:
-            raise ValueError(
+            raise BadInputError(
                 f"GRPOTrainer: {tokenizers_field}[{index}] must have a pad token (set "
                 "tokenizer.pad_token, e.g. to its eos_token); got none"
             )
         model_pad = getattr(config, "pad_token_id", tokenizer.pad_token_id)
         if model_pad != tokenizer.pad_token_id:  # the model finds each text's end by it
-            raise ValueError(
+            raise BadInputError(
                 f"{where}.config.pad_token_id must be its tokenizer's pad_token_id "
                 f"({tokenizer.pad_token_id}); got {model_pad}"
             )
@@ -328,7 +330,7 @@ def score(function, tokenizer, name: str, inputs: RewardInputs) -> list[float]:
     else:
         values = call_reward_function(function, inputs)
     if len(values) != len(inputs.completions):
-        raise ValueError(
+        raise BadInputError(
             f"reward function {name!r} returned {len(values)} rewards for "
             f"{len(inputs.completions)} completions"
         )

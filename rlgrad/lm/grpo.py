@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from rlgrad.distributions import categorical_entropy, kl_k3
+from rlgrad.errors import BadInputError
 from rlgrad.grpo import (
     AGGREGATIONS,
     grpo_token_loss,
@@ -182,7 +183,7 @@ class GRPOConfig:
 def check(config: GRPOConfig, world_size: int = 1) -> None:
     def require(condition: bool, message: str) -> None:
         if not condition:
-            raise ValueError(message)
+            raise BadInputError(message)
 
     for name in (
         "max_steps",
@@ -256,16 +257,18 @@ def check_logging(config: GRPOConfig) -> None:
     for name in ("eval_do_sample", "log_completions"):
         value = getattr(config, name)
         if not isinstance(value, bool):
-            raise ValueError(f"GRPOConfig.{name} must be True or False; got {value!r}")
+            raise BadInputError(f"GRPOConfig.{name} must be True or False; got {value!r}")
     if not (type(config.eval_steps) is int and config.eval_steps >= 0):
-        raise ValueError(
+        raise BadInputError(
             f"GRPOConfig.eval_steps must be an integer >= 0; got {config.eval_steps!r}"
         )
     every = config.log_completions_steps
     if not (type(every) is int and every > 0):
-        raise ValueError(f"GRPOConfig.log_completions_steps must be an integer > 0; got {every!r}")
+        raise BadInputError(
+            f"GRPOConfig.log_completions_steps must be an integer > 0; got {every!r}"
+        )
     if config.report_to not in REPORT_TO:
-        raise ValueError(
+        raise BadInputError(
             f"GRPOConfig.report_to must be one of {', '.join(REPORT_TO)}; got {config.report_to!r}"
         )
     for name, on in (
@@ -273,7 +276,7 @@ def check_logging(config: GRPOConfig) -> None:
         ("report_to", config.report_to != "none"),
     ):
         if on and config.output_dir is None:
-            raise ValueError(
+            raise BadInputError(
                 f"GRPOConfig.{name} writes to output_dir, which must be set; got output_dir=None"
             )
 
@@ -405,7 +408,7 @@ def load_trainable_state(model, state: dict[str, Tensor]) -> None:
     names = set(trainable_state(model))
     if set(state) != names:
         different = sorted(set(state) ^ names)[:3]
-        raise ValueError(
+        raise BadInputError(
             f"the checkpoint's trainable parameters are not this model's (e.g. {different})"
         )
     model.load_state_dict(state, strict=False)
@@ -456,7 +459,7 @@ def weights_for(weights: Sequence[float] | None, count: int, field: str) -> Tens
     """The reward weights as a ``[count]`` tensor (none: all 1)."""
     weights = [1.0] * count if weights is None else list(weights)
     if len(weights) != count:
-        raise ValueError(
+        raise BadInputError(
             f"GRPOTrainer: {field} must have one weight per reward function ({count}); "
             f"got {len(weights)}"
         )
@@ -519,7 +522,7 @@ class GRPOTrainer:
         check(self.config, self.world_size)
         self.model, self.tokenizer = model, tokenizer
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-            raise ValueError("the tokenizer needs an eos_token_id and a pad_token_id")
+            raise BadInputError("the tokenizer needs an eos_token_id and a pad_token_id")
         self.dataset = self._rows(train_dataset, "train_dataset")
         self.reward_funcs = as_list(reward_funcs)
         self.reward_weights = weights_for(reward_weights, len(self.reward_funcs), "reward_weights")
@@ -530,7 +533,7 @@ class GRPOTrainer:
         if eval_dataset is not None:
             self.eval_dataset = self._rows(eval_dataset, "eval_dataset")
         elif self.config.eval_steps:
-            raise ValueError(
+            raise BadInputError(
                 f"GRPOTrainer: GRPOConfig.eval_steps = {self.config.eval_steps} needs an "
                 "eval_dataset; got none"
             )
@@ -585,7 +588,7 @@ class GRPOTrainer:
                 if value is not None
             ]
             if given:
-                raise ValueError(
+                raise BadInputError(
                     f"GRPOTrainer: {given[0]} applies to eval_reward_funcs, which must then be "
                     "given; got eval_reward_funcs=None"
                 )
@@ -1031,7 +1034,7 @@ class GRPOTrainer:
         seeded with the config's seed at every evaluation: the training's random numbers stay as
         they were. Processes split the prompts; every process returns the same metrics."""
         if self.eval_dataset is None:
-            raise ValueError("GRPOTrainer.evaluate(): there is no eval_dataset to evaluate on")
+            raise BadInputError("GRPOTrainer.evaluate(): there is no eval_dataset to evaluate on")
         config = self.config
         group = config.num_generations if config.eval_do_sample else 1
         # as many completions per generate call as a training step's per process

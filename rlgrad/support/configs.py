@@ -18,6 +18,8 @@ import types
 import typing
 from pathlib import Path
 
+from rlgrad.errors import BadInputError
+
 
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}`` for a dataclass and its bases, read from the source."""
@@ -45,7 +47,7 @@ def _parse_bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false; got {text!r}")
+    raise BadInputError(f"expected true or false; got {text!r}")
 
 
 def _parse(text: str, kind: object) -> object:
@@ -72,11 +74,11 @@ def field_types(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def unknown_field(cls: type, name: str, algorithm: str) -> ValueError:
+def unknown_field(cls: type, name: str, algorithm: str) -> BadInputError:
     names = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return ValueError(
+    return BadInputError(
         f"{algorithm} has no config field '{name}'; {hint}"
         f"`rlgrad train {algorithm} --help` lists them all"
     )
@@ -92,7 +94,7 @@ def with_overrides(config, overrides: dict[str, object], algorithm: str):
             try:
                 value = _parse(value, kinds[name])
             except ValueError as error:
-                raise ValueError(f"config field '{name}': {error}") from None
+                raise BadInputError(f"config field '{name}': {error}") from None
         elif isinstance(value, list):  # JSON (presets) has no tuples
             value = tuple(value)
         changes[name] = value
@@ -122,7 +124,7 @@ def save(config, algorithm: str, path: Path) -> None:
 
 def require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise BadInputError(message)
 
 
 def positive(config, *names: str) -> None:

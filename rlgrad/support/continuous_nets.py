@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from rlgrad.distributions import squashed_gaussian_log_prob
+from rlgrad.errors import BadInputError
 from rlgrad.support.envs import Spaces
 from rlgrad.support.nets import ACTIVATIONS, mlp
 
@@ -25,12 +26,12 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # σ in [2e-9, 7.4]: SB3's and the SAC au
 def check_continuous(spaces: Spaces, algorithm: str) -> None:
     """Refuse an environment the continuous-control trainers cannot act in, in one line."""
     if spaces.discrete:
-        raise ValueError(
+        raise BadInputError(
             f"{algorithm} needs a Box (continuous) action space; this environment has "
             f"{spaces.num_actions} discrete actions: use dqn, ppo, a2c, reinforce or grpo for it"
         )
     if not (np.isfinite(spaces.action_low).all() and np.isfinite(spaces.action_high).all()):
-        raise ValueError(
+        raise BadInputError(
             f"{algorithm} squashes actions into the action box, which must be bounded; got "
             f"low={spaces.action_low.tolist()}, high={spaces.action_high.tolist()}"
         )
@@ -128,7 +129,7 @@ class CriticEnsemble(nn.Module):
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(
+            raise BadInputError(
                 f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
             )
         self.num_critics = num_critics

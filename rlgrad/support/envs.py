@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlgrad.errors import BadInputError
+
 _NORMALIZED_CLIP = 10.0
 # what a VectorEnv must carry through a checkpoint besides its environments and statistics
 _COUNTERS = (
@@ -158,14 +160,14 @@ def make_gym_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as error:
-        raise ValueError(
+        raise BadInputError(
             f"unknown environment {env_id!r} ({error}); list the registered ones with "
             "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
         ) from None
     if vectorization == "auto":
         vectorization = "vector_entry_point" if spec.vector_entry_point else "sync"
     if vectorization not in ("vector_entry_point", "sync", "async"):
-        raise ValueError(
+        raise BadInputError(
             f"'vectorization' must be 'auto', 'vector_entry_point', 'sync' or 'async'; "
             f"got {vectorization!r}"
         )
@@ -176,11 +178,11 @@ def make_gym_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
     except gym.error.DependencyNotInstalled as error:
         extra = next((e for e in ("mujoco", "box2d") if e in str(spec.entry_point).lower()), None)
         hint = f"pip install 'rlgrad[{extra}]'" if extra else str(error)
-        raise ValueError(f"environment {env_id!r} needs a missing dependency: {hint}") from None
+        raise BadInputError(f"environment {env_id!r} needs a missing dependency: {hint}") from None
     mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if mode != AutoresetMode.NEXT_STEP:
         env.close()
-        raise ValueError(
+        raise BadInputError(
             f"environment {env_id!r} uses autoreset mode {mode}; rlgrad needs NEXT_STEP"
         )
     return env
@@ -192,7 +194,7 @@ def spaces_of(env, env_id: str) -> Spaces:
 
     observation_space, action_space = env.single_observation_space, env.single_action_space
     if not isinstance(observation_space, gym.spaces.Box):
-        raise ValueError(
+        raise BadInputError(
             f"environment {env_id!r} has {observation_space} observations; rlgrad's trainers "
             "need a Box observation space (wrap it, e.g. with FlattenObservation)"
         )
@@ -201,7 +203,7 @@ def spaces_of(env, env_id: str) -> Spaces:
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         low, high = action_space.low.astype(np.float32), action_space.high.astype(np.float32)
         return Spaces(observation_space.shape, False, 0, action_space.shape, low, high)
-    raise ValueError(
+    raise BadInputError(
         f"environment {env_id!r} has a {action_space} action space; rlgrad's trainers handle "
         "Discrete and 1-D Box action spaces"
     )

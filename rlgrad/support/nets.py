@@ -24,6 +24,7 @@ from rlgrad.distributions import (
     gaussian_kl,
     gaussian_log_prob,
 )
+from rlgrad.errors import BadInputError
 from rlgrad.support.envs import Spaces
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -64,7 +65,7 @@ class ActorCritic(nn.Module):
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(
+            raise BadInputError(
                 f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
             )
         self.spaces = spaces
@@ -150,12 +151,12 @@ class QNetwork(nn.Module):
     ):
         super().__init__()
         if not spaces.discrete:
-            raise ValueError(
+            raise BadInputError(
                 f"DQN needs a Discrete action space; this environment's actions are continuous "
                 f"(shape {spaces.action_shape}): use sac, td3, ppo or a2c for it"
             )
         if activation not in ACTIVATIONS:
-            raise ValueError(
+            raise BadInputError(
                 f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
             )
         self.spaces, self.dueling = spaces, dueling

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlgrad.errors import BadInputError
 from rlgrad.returns import n_step_returns
 from rlgrad.support.envs import Spaces, Step
 
@@ -57,7 +58,7 @@ class ReplayBuffer:
         self.device = torch.device(device)  # where the storage lives and minibatches are drawn
         self.slots = capacity // num_envs  # per environment
         if self.slots < 2:
-            raise ValueError(
+            raise BadInputError(
                 f"config field 'buffer_size' = {capacity} leaves {self.slots} slot(s) per "
                 f"environment for num_envs = {num_envs}; it needs at least 2 · num_envs"
             )
@@ -108,7 +109,7 @@ class ReplayBuffer:
         """``batch_size`` usable transitions drawn uniformly (with replacement), with their
         n-step returns."""
         if self.usable_count == 0:
-            raise ValueError("the replay buffer holds no usable transition yet")
+            raise BadInputError("the replay buffer holds no usable transition yet")
         slots = self._draw(batch_size, generator)
         if n_step == 1:  # a one-step window is the transition itself: r, γ, term, s_{t+1}
             returns, terminated = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlgrad.errors import BadInputError
 from rlgrad.returns import gae
 from rlgrad.support.envs import Spaces, VectorEnv
 
@@ -66,7 +67,7 @@ class Rollout:
                     return t + 1
         self.observations[self.num_steps] = torch.as_tensor(env.observations)
         if episodes:
-            raise ValueError(
+            raise BadInputError(
                 f"an episode ran longer than {self.num_steps} steps without ending; raise "
                 "config field 'max_episode_steps'"
             )

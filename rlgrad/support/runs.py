@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from rlgrad import NonFiniteError
+from rlgrad.errors import BadInputError
 from rlgrad.support import checkpoints, configs
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.evaluation import evaluate
@@ -295,7 +296,7 @@ class Run:
             self._restore(Path(checkpoint) if checkpoint else self.checkpoint_dir / "latest.pt")
         else:
             if (self.dir / "metrics.csv").exists():
-                raise ValueError(
+                raise BadInputError(
                     f"run directory {str(self.dir)!r} already holds a run; resume it with "
                     f"`rlgrad train --resume {self.dir}` or choose another --run-dir"
                 )
@@ -489,7 +490,7 @@ class Run:
 
     def _restore(self, path: Path) -> None:
         if not path.exists():
-            raise ValueError(f"no checkpoint to resume from at {str(path)!r}")
+            raise BadInputError(f"no checkpoint to resume from at {str(path)!r}")
         # via the CPU: load_state_dict then copies every tensor to wherever its module lives
         state = torch.load(path, weights_only=False, map_location="cpu")
         saved = state["modules"]
@@ -500,7 +501,7 @@ class Run:
             saved = {**saved, "counters": {"gradient_steps": int(last or 0)}}
         missing = [name for name in self.modules if name not in saved]
         if missing:
-            raise ValueError(
+            raise BadInputError(
                 f"checkpoint {str(path)!r} holds no {', '.join(map(repr, missing))}: it was "
                 f"written by another trainer than {self.algorithm!r}"
             )

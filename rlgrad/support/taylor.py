@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 from rlgrad.policy import clip_fraction
 from rlgrad.returns import normalize_advantages
 from rlgrad.trust_region import (
@@ -143,13 +144,13 @@ def _prepare(
     current = policy_vector(agent)
     old_vector = _checks.tensor(fn, "old_vector", old_vector)
     if old_vector.shape != current.shape:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'old_vector' must be the policy's flat parameters (policy_vector()), "
             f"shape {tuple(current.shape)}; got {tuple(old_vector.shape)}"
         )
     old_log_probs = _checks.floats(fn, "old_log_probs", old_log_probs)
     if old_log_probs.dim() != 1:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'old_log_probs' must be [B]; got shape {tuple(old_log_probs.shape)}"
         )
     _checks.non_empty(fn, "old_log_probs", old_log_probs)
@@ -157,12 +158,12 @@ def _prepare(
     for name, x in (("observations", observations), ("actions", actions)):
         x = _checks.tensor(fn, name, x, floating=name == "observations")
         if x.dim() == 0 or x.shape[0] != len(old_log_probs):
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): '{name}' must hold B = {len(old_log_probs)} samples along dimension "
                 f"0, as 'old_log_probs'; got shape {tuple(x.shape)}"
             )
     if _checks.count(fn, "probe_size", probe_size) < 1:
-        raise ValueError(f"{fn}(): 'probe_size' must be >= 1; got {probe_size}")
+        raise BadInputError(f"{fn}(): 'probe_size' must be >= 1; got {probe_size}")
     if normalize and len(advantages) > 1:
         advantages = normalize_advantages(advantages)
     old_vector = old_vector.detach()
@@ -342,7 +343,7 @@ def step_slice(
     fn = "step_slice"
     scales = _checks.floats(fn, "scales", scales)
     if scales.dim() != 1:
-        raise ValueError(f"{fn}(): 'scales' must be [S]; got shape {tuple(scales.shape)}")
+        raise BadInputError(f"{fn}(): 'scales' must be [S]; got shape {tuple(scales.shape)}")
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
     tensors = (observations, actions, old_log_probs, advantages)
     line, batch = _prepare(fn, agent, old_vector, tensors, probe_size, normalize)

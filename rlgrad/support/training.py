@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from rlgrad.errors import BadInputError
 from rlgrad.support.configs import PolicyConfig, RunConfig, resolve_device
 from rlgrad.support.envs import Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
@@ -35,14 +36,14 @@ def set_matmul_precision(precision: str) -> None:
     256-wide layers of SAC and TD3 3-4× faster; every run sets it, so one run's choice never
     leaks into the next one in the same process."""
     if precision not in MATMUL_PRECISIONS:
-        raise ValueError(
+        raise BadInputError(
             f"config field 'matmul_precision' must be one of {', '.join(MATMUL_PRECISIONS)}; "
             f"got {precision!r}"
         )
     backend = getattr(torch.backends.mkldnn, "matmul", None)
     if backend is None or not hasattr(backend, "fp32_precision"):
         if precision == "bfloat16":
-            raise ValueError(
+            raise BadInputError(
                 "config field 'matmul_precision' = 'bfloat16' needs a PyTorch with "
                 "torch.backends.mkldnn.matmul.fp32_precision (2.9 or later)"
             )
@@ -133,7 +134,7 @@ class Means:
     def add(self, **values: torch.Tensor | float) -> None:
         for name, value in values.items():
             if name not in self.counts:
-                raise ValueError(
+                raise BadInputError(
                     f"Means.add(): unknown metric {name!r}; declared: {', '.join(self.counts)}"
                 )
             value = torch.as_tensor(value, dtype=torch.float64)

@@ -36,6 +36,7 @@ from torch import Tensor
 
 import rlgrad
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 from rlgrad.tabular.exact import (
     checked_mdp,
     checked_table,
@@ -144,7 +145,7 @@ def episode_gradients(logits: Tensor, episodes: Episodes, weights: Tensor) -> Te
     weights = _checks.floats(fn, "weights", weights)
     num_weightings, horizon, num_episodes = weights.shape
     if episodes.states.shape != (horizon, num_episodes):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'weights' must have shape [K, H, N] with [H, N] = "
             f"{tuple(episodes.states.shape)}; got {tuple(weights.shape)}"
         )
@@ -263,7 +264,9 @@ def study(
     logits = checked_table(fn, "logits", mdp, logits).detach()
     num_episodes = _checks.count(fn, "num_episodes", num_episodes)
     if num_episodes < 2:
-        raise ValueError(f"{fn}(): 'num_episodes' must be >= 2 for a variance; got {num_episodes}")
+        raise BadInputError(
+            f"{fn}(): 'num_episodes' must be >= 2 for a variance; got {num_episodes}"
+        )
     lams = tuple(_checks.unit_interval(fn, "lams", lam) for lam in lams)
     critic_noise = _checks.non_negative(fn, "critic_noise", critic_noise)
     horizon = default_horizon(mdp.gamma) if horizon is None else horizon

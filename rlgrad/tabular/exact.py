@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 from rlgrad.tabular.mdp import TabularMDP, check_probabilities
 
 
@@ -37,7 +38,9 @@ def checked_table(fn: str, name: str, mdp: TabularMDP, x: object) -> Tensor:
     x = _checks.tensor(fn, name, x)
     shape = (mdp.num_states, mdp.num_actions)
     if x.shape != shape:
-        raise ValueError(f"{fn}(): '{name}' must have shape [S, A] = {shape}; got {tuple(x.shape)}")
+        raise BadInputError(
+            f"{fn}(): '{name}' must have shape [S, A] = {shape}; got {tuple(x.shape)}"
+        )
     _checks.same_kind(fn, name, x, "mdp.transitions", mdp.transitions)
     return _checks.finite(fn, name, x)
 
@@ -51,7 +54,7 @@ def _policy_table(fn: str, mdp: TabularMDP, probs: object) -> Tensor:
 def _state_values(fn: str, name: str, mdp: TabularMDP, values: object) -> Tensor:
     values = _checks.tensor(fn, name, values)
     if values.shape != (mdp.num_states,):
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must have shape [S] = ({mdp.num_states},); got {tuple(values.shape)}"
         )
     _checks.same_kind(fn, name, values, "mdp.transitions", mdp.transitions)
@@ -85,7 +88,7 @@ def policy(logits: Tensor) -> Tensor:
     """
     logits = _checks.floats("policy", "logits", logits)
     if logits.dim() != 2 or logits.shape[1] == 0:
-        raise ValueError(
+        raise BadInputError(
             f"policy(): 'logits' must have shape [S, A] with A >= 1; got {tuple(logits.shape)}"
         )
     return torch.softmax(logits, dim=-1)
@@ -323,4 +326,4 @@ def optimal_policy(mdp: TabularMDP, max_iterations: int = 1000) -> Tensor:
         if not bool(improve.any()):
             return eye[actions]
         actions = torch.where(improve, greedy, actions)
-    raise ValueError(f"{fn}(): policy iteration did not settle in {max_iterations} iterations")
+    raise BadInputError(f"{fn}(): policy iteration did not settle in {max_iterations} iterations")

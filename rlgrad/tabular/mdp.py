@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 
 
 def check_probabilities(fn: str, name: str, x: Tensor, axis_name: str) -> None:
@@ -26,7 +27,7 @@ def check_probabilities(fn: str, name: str, x: Tensor, axis_name: str) -> None:
     outside = (x < 0) | (x > 1)
     if bool(outside.any()):
         where = tuple(int(i) for i in outside.nonzero()[0].tolist())
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must hold probabilities in [0, 1]; got {x[where].item():.6g} "
             f"at index {where}"
         )
@@ -35,7 +36,7 @@ def check_probabilities(fn: str, name: str, x: Tensor, axis_name: str) -> None:
     off = (sums - 1).abs() > tolerance
     if bool(off.any()):
         where = tuple(int(i) for i in off.nonzero()[0].tolist())
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): '{name}' must sum to 1 over {axis_name}; got {sums[where].item():.12g} "
             f"at index {where}"
         )
@@ -77,18 +78,18 @@ class TabularMDP:
         fn = "TabularMDP"
         transitions = _checks.floats(fn, "transitions", self.transitions)
         if transitions.dim() != 3 or transitions.shape[0] != transitions.shape[2]:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'transitions' must have shape [S, A, S]; got {tuple(transitions.shape)}"
             )
         num_states, num_actions = transitions.shape[0], transitions.shape[1]
         if num_states == 0 or num_actions == 0:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'transitions' needs at least one state and one action; "
                 f"got shape {tuple(transitions.shape)}"
             )
         rewards = _checks.tensor(fn, "rewards", self.rewards)
         if rewards.shape != (num_states, num_actions):
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'rewards' must have shape [S, A] = {(num_states, num_actions)}; "
                 f"got {tuple(rewards.shape)}"
             )
@@ -96,7 +97,7 @@ class TabularMDP:
         _checks.finite(fn, "rewards", rewards)
         initial = _checks.tensor(fn, "initial", self.initial)
         if initial.shape != (num_states,):
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'initial' must have shape [S] = ({num_states},); "
                 f"got {tuple(initial.shape)}"
             )
@@ -106,7 +107,7 @@ class TabularMDP:
         check_probabilities(fn, "initial", initial, "states")
         gamma = _checks.unit_interval(fn, "gamma", self.gamma)
         if gamma >= 1.0:
-            raise ValueError(
+            raise BadInputError(
                 f"{fn}(): 'gamma' must be < 1 for an infinite-horizon MDP (values would be "
                 f"infinite); got {gamma}"
             )
@@ -117,7 +118,7 @@ class TabularMDP:
         ):
             names = tuple(getattr(self, attr)) or tuple(f"{prefix}{i}" for i in range(size))
             if len(names) != size:
-                raise ValueError(f"{fn}(): '{attr}' must hold {size} names; got {len(names)}")
+                raise BadInputError(f"{fn}(): '{attr}' must hold {size} names; got {len(names)}")
             object.__setattr__(self, attr, names)
 
     @property

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 from rlgrad.tabular.exact import checked_mdp, checked_table, policy
 from rlgrad.tabular.mdp import TabularMDP
 
@@ -55,7 +56,7 @@ def default_horizon(gamma: float, tolerance: float = 1e-4) -> int:
     gamma = _checks.unit_interval(fn, "gamma", gamma)
     tolerance = _checks.positive(fn, "tolerance", tolerance)
     if gamma >= 1.0:
-        raise ValueError(f"{fn}(): 'gamma' must be < 1; got {gamma}")
+        raise BadInputError(f"{fn}(): 'gamma' must be < 1; got {gamma}")
     if gamma == 0.0 or tolerance >= 1.0:
         return 1
     return max(1, math.ceil(math.log(tolerance) / math.log(gamma)))
@@ -102,7 +103,7 @@ def sample_episodes(
     num_episodes = _checks.count(fn, "num_episodes", num_episodes)
     horizon = _checks.count(fn, "horizon", horizon)
     if num_episodes < 1 or horizon < 1:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'num_episodes' and 'horizon' must be >= 1; got {num_episodes}, {horizon}"
         )
     generator = torch.Generator().manual_seed(0) if generator is None else generator

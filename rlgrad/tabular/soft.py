@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 from rlgrad.tabular.exact import checked_mdp, checked_table, policy, state_visitation
 from rlgrad.tabular.mdp import TabularMDP, check_probabilities
 
@@ -128,7 +129,7 @@ def soft_optimal_policy(
     mdp = checked_mdp(fn, mdp)
     alpha = _checks.number(fn, "alpha", alpha)
     if alpha <= 0:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'alpha' must be > 0 (for α = 0, the unregularized optimum, use "
             f"rlgrad.tabular.optimal_policy); got {alpha}"
         )
@@ -145,7 +146,7 @@ def soft_optimal_policy(
         if bound <= tolerance * max(1.0, float(values.abs().max())):
             q_values = mdp.rewards + mdp.gamma * mdp.transitions @ values
             return torch.softmax(q_values / alpha, dim=-1), q_values
-    raise ValueError(
+    raise BadInputError(
         f"{fn}(): soft value iteration did not converge in {max_iterations} iterations (error "
         f"bound {bound:.3g} > tolerance {tolerance:g}); raise 'max_iterations' or 'tolerance'"
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from rlgrad import _checks
+from rlgrad.errors import BadInputError
 from rlgrad.tabular.mdp import TabularMDP
 
 LEFT, RIGHT = 0, 1
@@ -96,7 +97,7 @@ def chain(
     fn = "chain"
     length = _checks.count(fn, "length", length)
     if length < 2:
-        raise ValueError(f"{fn}(): 'length' must be >= 2; got {length}")
+        raise BadInputError(f"{fn}(): 'length' must be >= 2; got {length}")
     slip = _checks.unit_interval(fn, "slip", slip)
     retreat_reward = _checks.non_negative(fn, "retreat_reward", retreat_reward)
     back, forward = 0, 1
@@ -187,12 +188,12 @@ def make_logits(mdp: TabularMDP, spec: str = "zeros", seed: int = 0) -> torch.Te
     try:
         numbers = [float(x) for x in spec.split(",")]
     except ValueError:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'spec' must be 'zeros', 'random' or {shape[0] * shape[1]} comma-separated "
             f"numbers; got {spec!r}"
         ) from None
     if len(numbers) != shape[0] * shape[1]:
-        raise ValueError(
+        raise BadInputError(
             f"{fn}(): 'spec' must list S·A = {shape[0] * shape[1]} numbers for {mdp.name}; "
             f"got {len(numbers)}"
         )

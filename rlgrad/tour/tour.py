@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 import rlgrad
+from rlgrad.errors import BadInputError
 from rlgrad.tabular import estimators, exact, sampling, soft, zoo
 from rlgrad.tour.examples import f64, format_value, parabola
 
@@ -249,7 +250,7 @@ def _last_ppo_update(env, seed, updates, lr, clip_eps):
         from rlgrad.support.rollout import Rollout
         from rlgrad.trainers import ppo
     except ImportError as error:
-        raise ValueError(
+        raise BadInputError(
             f"the taylor step trains PPO on {env} and needs gymnasium: pip install "
             f"'rlgrad[gym]' ({error})"
         ) from None
