@@ -130,7 +130,7 @@ def greedy_accuracy(model, tokenizer) -> float:
 
 
 def demo_config(**changes):
-    from rlgrad.lm.grpo import GRPOConfig
+    from rlgrad.lm.config import GRPOConfig
 
     fields = dict(
         max_steps=1200,
