@@ -906,3 +906,78 @@ def test_bad_evaluation_and_logging_settings_name_the_field(changes, message):
     with pytest.raises(ValueError) as error:
         trainer(**changes)
     assert message in str(error.value)
+
+
+# ----- the run directory: the format every rlgrad trainer writes -----
+
+
+def read_csv(path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_run_writes_the_run_directory_that_rlgrad_report_and_plot_read(tmp_path):
+    from rlgrad.app.report import group_runs, group_statistics, read_runs
+    from rlgrad.lm import run_files
+    from rlgrad.support import runs
+
+    assert run_files.BASE_COLUMNS == runs.BASE_COLUMNS
+    histories = {}
+    for seed in (0, 1):
+        grpo = trainer(
+            seed=seed,
+            arguments={"eval_dataset": demo.dataset()[:6]},
+            eval_steps=2,
+            output_dir=str(tmp_path / f"seed{seed}"),
+            task="addition",
+        )
+        histories[seed] = grpo.train()
+    run_dir, history = tmp_path / "seed0", histories[0]
+    rows = read_csv(run_dir / "metrics.csv")
+    assert list(rows[0])[: len(runs.BASE_COLUMNS)] == list(runs.BASE_COLUMNS)
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4]
+    for row, step in zip(rows, history, strict=True):
+        assert float(row["episode_return_mean"]) == step["reward"]  # the mean training reward
+        assert float(row["episode_length_mean"]) == step["completions/mean_length"]
+        assert float(row["loss"]) == step["loss"]
+        assert row["eval_return_mean"] == str(step.get("eval_reward_mean", ""))
+    assert [row["eval_return_mean"] == "" for row in rows] == [True, False, True, False]
+    train_s = np.cumsum([step["step_time"] for step in history])
+    assert [float(row["train_s"]) for row in rows] == pytest.approx(train_s, abs=1e-4)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["algorithm"] == "grpo-lm" and saved["config"]["env"] == "addition"
+    assert saved["config"]["seed"] == 0 and "output_dir" not in saved["config"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    evaluations = [history[1]["eval_reward_mean"], history[3]["eval_reward_mean"]]
+    assert summary["final_eval_return_mean"] == evaluations[1]
+    assert summary["best_eval_return_mean"] == max(evaluations)
+    assert summary["steps"] == 4 and summary["interrupted"] is False
+    # two seeds of one config are one group in rlgrad report, its curve the evaluations
+    (group,) = group_runs(read_runs([tmp_path]))
+    assert group.algorithm == "grpo-lm" and group.env == "addition" and len(group.finished) == 2
+    finals = sorted(histories[seed][3]["eval_reward_mean"] for seed in (0, 1))
+    assert sorted(group.final_returns().tolist()) == pytest.approx(finals)
+    statistics = group_statistics(group, reps=50)
+    assert statistics.returns["mean"].point == pytest.approx(np.mean(finals))
+    for run in group.finished:
+        assert run.curve[0].tolist() == [2.0, 4.0]
+
+
+def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
+    whole = trainer(max_steps=4, save_steps=2, output_dir=str(tmp_path / "whole"))
+    whole.train()
+    # a first try that stopped after step 3, its last checkpoint at step 2
+    trainer(max_steps=3, save_steps=2, output_dir=str(tmp_path / "resumed")).train()
+    resumed = trainer(max_steps=4, output_dir=str(tmp_path / "resumed"))
+    resumed.train(resume_from_checkpoint=tmp_path / "resumed" / "checkpoint-2")
+    timing = ("wall_s", "train_s", "sps", "step_time")
+
+    def untimed(name):
+        return [
+            {k: v for k, v in row.items() if k not in timing}
+            for row in read_csv(tmp_path / name / "metrics.csv")
+        ]
+
+    assert untimed("resumed") == untimed("whole")  # step 3 of the first try is gone

@@ -89,7 +89,12 @@ class GRPOConfig:
     save_steps: int = 0
     """Write a checkpoint every this many steps (0: only at the end, when output_dir is set)."""
     output_dir: str | None = None
-    """Where checkpoints and metrics.jsonl go (none: nothing is written)."""
+    """The run directory: config.json, metrics.csv and summary.json as every rlgrad trainer
+    writes them (rlgrad plot and rlgrad report read them), metrics.jsonl, checkpoints (none:
+    nothing is written)."""
+    task: str = "lm"
+    """A name for what is learned (the data set and its rewards), written as the run's env in
+    config.json and summary.json: rlgrad report groups runs by it."""
     gradient_accumulation_steps: int = 1
     """Split each process's batch into this many micro-batches, one forward and backward pass
     each; the update equals the one-batch update (a divisor of prompts · G per process)."""
@@ -117,7 +122,7 @@ class GRPOConfig:
     """With log_completions, write the training completions of every this many steps."""
     report_to: str = "none"
     """'tensorboard': also write each step's metrics, and the logged completions as text, as
-    TensorBoard events in output_dir (needs tensorboard); 'none': metrics.jsonl only."""
+    TensorBoard events in output_dir (needs tensorboard); 'none': no events."""
 
 
 def check(config: GRPOConfig, world_size: int = 1) -> None:
@@ -138,6 +143,10 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
     )
     # learning_rate 0 is allowed: a control run that samples and scores but never moves
     configs.non_negative(config, "learning_rate", "beta", "overlong_penalty_factor")
+    require(
+        isinstance(config.task, str) and config.task != "",
+        f"GRPOConfig.task must be a non-empty string; got {config.task!r}",
+    )
     require(0 < config.top_p <= 1, f"GRPOConfig.top_p must be in (0, 1]; got {config.top_p!r}")
     require(
         config.num_generations >= 2,

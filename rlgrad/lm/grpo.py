@@ -58,7 +58,7 @@ from torch import Tensor
 from rlgrad.distributions import kl_k3
 from rlgrad.grpo import grpo_token_loss, gspo_loss, masked_mean, sequence_log_ratios
 from rlgrad.grpo_variants import overlong_penalty
-from rlgrad.lm import data, distributed, outputs, sampling
+from rlgrad.lm import data, distributed, outputs, run_files, sampling
 from rlgrad.lm.config import LOSS_TYPES, GRPOConfig, check
 from rlgrad.lm.model import (
     Batch,
@@ -244,6 +244,10 @@ class GRPOTrainer:
             progress = outputs.progress_bar(config.max_steps, self.step)
         if writes and config.report_to == "tensorboard":
             self.tensorboard = outputs.open_tensorboard(config.output_dir, self.step)
+        metrics_file = None  # the run directory's metrics.csv, as every rlgrad trainer writes
+        if writes and config.output_dir is not None:
+            run_files.write_config(config.output_dir, config)
+            metrics_file = run_files.MetricsFile(config.output_dir, self.history)
         try:
             while self.step < config.max_steps:
                 started = time.perf_counter()
@@ -267,6 +271,8 @@ class GRPOTrainer:
                 self.history.append(row)
                 if writes:
                     outputs.write_row(row, config.output_dir, self.tensorboard, progress)
+                if metrics_file is not None:
+                    metrics_file.append(row)
                 if config.save_steps and self.step % config.save_steps == 0:
                     self.save_checkpoint()
                 # every callback sees every step, even after one asked to stop
@@ -280,6 +286,8 @@ class GRPOTrainer:
             progress.close()
         if config.output_dir is not None:
             self.save_checkpoint()
+        if metrics_file is not None:
+            run_files.write_summary(config.output_dir, config, metrics_file.rows)
         return self.history
 
     # ----- 1. sampling and 2. rewards and advantages -----

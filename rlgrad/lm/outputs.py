@@ -1,7 +1,11 @@
 """What a GRPO run writes (step 4): the metric rows, TensorBoard events, the completion log, a
 progress bar, and checkpoints, all under ``GRPOConfig.output_dir`` and on rank 0 only.
 
-    output_dir/metrics.jsonl           one JSON row per step, as ``train()`` returns them
+    output_dir/config.json, metrics.csv, summary.json
+                                       the run directory every rlgrad trainer writes
+                                       (:mod:`rlgrad.lm.run_files`)
+    output_dir/metrics.jsonl           one JSON row per step, as ``train()`` returns them (the
+                                       format of earlier releases; metrics.csv holds the same)
     output_dir/completions.jsonl       with log_completions: prompts, completions, rewards
     output_dir/events.out.tfevents.*   with report_to='tensorboard': the rows' scalars and the
                                        completions as Markdown tables
