@@ -261,6 +261,8 @@ def test_under_torchrun_the_trainer_joins_the_group_and_ranks_stay_in_step(tmp_p
         ({"loss_type": "sum"}, "loss_type must be one of"),
         ({"scale_rewards": "z"}, "scale_rewards must be one of group, batch, none"),
         ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+        ({"task": ""}, "GRPOConfig.task must be a non-empty string; got ''"),
+        ({"temperature": None}, "config field 'temperature' must be > 0; got None"),
     ],
 )
 def test_bad_configs_name_the_field(changes, message):
