@@ -973,7 +973,14 @@ def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
     # a first try that stopped after step 3, its last checkpoint at step 2
     trainer(max_steps=3, save_steps=2, output_dir=str(tmp_path / "resumed")).train()
     resumed = trainer(max_steps=4, output_dir=str(tmp_path / "resumed"))
-    resumed.train(resume_from_checkpoint=tmp_path / "resumed" / "checkpoint-2")
+    finished = []  # whether summary.json was there during the resumed run
+    resumed.train(
+        resume_from_checkpoint=tmp_path / "resumed" / "checkpoint-2",
+        callbacks=[lambda _, row: finished.append((tmp_path / "resumed/summary.json").exists())],
+    )
+    assert finished == [False, False]
+    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert summary["steps"] == 4
     timing = ("wall_s", "train_s", "sps", "step_time")
 
     def untimed(name):

@@ -81,6 +81,8 @@ class MetricsFile:
     def __init__(self, output_dir: str | Path, history: list[dict]):
         self.path = Path(output_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # a summary from an earlier train() in this directory would mark the run finished
+        (self.path.parent / "summary.json").unlink(missing_ok=True)
         self.rows: list[dict] = []
         for row in history:
             self.rows.append(metric_row(row, self.rows[-1] if self.rows else None))
