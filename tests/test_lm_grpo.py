@@ -19,17 +19,11 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 from rlgrad.grpo import grpo_token_loss, gspo_loss  # noqa: E402
-from rlgrad.lm import data, demo  # noqa: E402
-from rlgrad.lm.grpo import (  # noqa: E402
-    Batch,
-    GRPOConfig,
-    GRPOTrainer,
-    Sampled,
-    check,
-    concatenate,
-    take_groups,
-)
+from rlgrad.lm import GRPOConfig, GRPOTrainer, data, demo, outputs  # noqa: E402
+from rlgrad.lm.config import check  # noqa: E402
 from rlgrad.lm.lengths import completion_lengths, length_groups  # noqa: E402
+from rlgrad.lm.model import Batch  # noqa: E402
+from rlgrad.lm.sampling import Sampled, concatenate, take_groups  # noqa: E402
 from rlgrad.returns import group_advantages  # noqa: E402
 
 QUICK = dict(
@@ -55,8 +49,10 @@ def trainer(reward_funcs=None, seed: int = 0, arguments: dict | None = None, **c
 def test_the_completion_mask_runs_through_the_first_eos():
     grpo = trainer(max_completion_length=6)
     grpo.tokenizer.padding_side = "right"  # the caller's setting, which generation must not keep
-    _, _, _, completion_ids, mask, truncated = grpo._generate(["1+2=", "3+4="] * 4)
+    generation = grpo._generate(["1+2=", "3+4="] * 4)
     assert grpo.tokenizer.padding_side == "right"
+    completion_ids, mask = generation.completion_ids, generation.completion_mask
+    truncated = generation.truncated
     eos = grpo.tokenizer.eos_token_id
     for ids, row, cut in zip(
         completion_ids.tolist(), mask.tolist(), truncated.tolist(), strict=True
@@ -229,7 +225,7 @@ def test_two_processes_make_the_update_of_one_process_on_the_whole_batch(tmp_pat
 TORCHRUN_SCRIPT = """
 import sys, torch
 from rlgrad.lm import demo
-from rlgrad.lm.grpo import GRPOConfig, GRPOTrainer
+from rlgrad.lm import GRPOConfig, GRPOTrainer
 tokenizer = demo.build_tokenizer()
 model = demo.build_model(tokenizer, 0)
 config = GRPOConfig(max_steps=2, prompts_per_step=4, num_generations=4, max_completion_length=3,
@@ -265,6 +261,8 @@ def test_under_torchrun_the_trainer_joins_the_group_and_ranks_stay_in_step(tmp_p
         ({"loss_type": "sum"}, "loss_type must be one of"),
         ({"scale_rewards": "z"}, "scale_rewards must be one of group, batch, none"),
         ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+        ({"task": ""}, "GRPOConfig.task must be a non-empty string; got ''"),
+        ({"temperature": None}, "config field 'temperature' must be > 0; got None"),
     ],
 )
 def test_bad_configs_name_the_field(changes, message):
@@ -365,16 +363,16 @@ def test_concatenate_pads_prompts_on_the_left_and_completions_on_the_right():
     def part(prompt_length, length, token):
         ids = torch.full((4, prompt_length + length), token)
         return Sampled(
-            [{"prompt": str(token)}],
-            ids,
-            torch.ones_like(ids),
-            prompt_length,
-            ids[:, prompt_length:],
-            torch.ones(4, length),
-            torch.zeros(4, dtype=torch.bool),
-            torch.zeros(4, 1),
-            torch.zeros(4),
-            torch.full((4,), float(token)),
+            rows=[{"prompt": str(token)}],
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            prompt_length=prompt_length,
+            completion_ids=ids[:, prompt_length:],
+            completion_mask=torch.ones(4, length),
+            truncated=torch.zeros(4, dtype=torch.bool),
+            per_function=torch.zeros(4, 1),
+            penalties=torch.zeros(4),
+            rewards=torch.full((4,), float(token)),
         )
 
     joined = concatenate([part(2, 1, 7), part(3, 2, 8)], pad_token_id=0)
@@ -421,8 +419,32 @@ def test_the_overlong_penalty_lowers_the_rewards_of_long_completions():
     assert batch.completion_mask[sampled.truncated].sum() == 0
 
 
-def test_a_short_run_with_every_variant_on_updates_the_model_and_logs_the_counts():
-    grpo = trainer(
+def hand_overlong_penalty(length: int) -> float:
+    # max_completion_length = 3, overlong_buffer = 2, factor 1: no penalty through 1 token,
+    # then −1/2 a token: −0.5 at 2 tokens, −1 at 3
+    return -min(max((length - 1) / 2, 0.0), 1.0)
+
+
+def test_a_short_run_with_every_variant_on_drops_flat_groups_and_penalizes_long_completions():
+    # four prompts, four a step: each round is the whole data set, so each holds the two
+    # informative prompts, scored 0, 10, 20, 30 by position, and the two flat ones, scored
+    # 1 − penalty(length) so that, once the trainer adds the overlong penalty, their rewards are
+    # all 1: dropped. Every step then takes two rounds and drops 2 + 2 groups.
+    informative, flat = {"1+1=", "2+2="}, {"3+3=", "4+4="}
+    calls: list[list[tuple[str, int, float]]] = []
+
+    def reward(prompts, completions, completion_ids, **columns):
+        lengths = [len(ids) for ids in completion_ids]  # tokens through EOS
+        scores = [
+            10.0 * (i % 4) if p in informative else 1.0 - hand_overlong_penalty(n)
+            for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))
+        ]
+        calls.append(list(zip(prompts, lengths, scores, strict=True)))
+        return scores
+
+    grpo = variant_trainer(
+        sorted(informative | flat),
+        reward,
         importance_sampling_level="sequence",
         dynamic_sampling=True,
         overlong_buffer=2,
@@ -430,22 +452,46 @@ def test_a_short_run_with_every_variant_on_updates_the_model_and_logs_the_counts
         max_steps=2,
     )
     before = {k: v.clone() for k, v in grpo.model.state_dict().items()}
+    advantage_inputs, batches = [], []
+    advantages, update = grpo._advantages, grpo.update
+    grpo._advantages = lambda rewards: advantage_inputs.append(rewards) or advantages(rewards)
+    grpo.update = lambda batch: batches.append(batch) or update(batch)
     history = grpo.train()
-    for key in ("loss", "groups_dropped", "sampling_rounds", "rewards/overlong_penalty/mean"):
-        assert all(math.isfinite(row[key]) for row in history), key
-    assert all(row["sampling_rounds"] >= 1 for row in history)
-    assert any(not torch.equal(before[n], p.detach()) for n, p in grpo.model.named_parameters())
+
+    assert len(calls) == 4  # two rounds a step
+    flat_lengths = {n for call in calls for p, n, _ in call if p in flat}
+    assert len(flat_lengths) > 1  # without the penalty the flat groups' rewards would differ
+    for step, row in enumerate(history):
+        rounds = calls[2 * step : 2 * step + 2]
+        assert row["sampling_rounds"] == 2 and row["groups_dropped"] == 4
+        kept = [(p, n, score) for call in rounds for p, n, score in call if p in informative]
+        batch = batches[step]
+        assert sorted(prompts_of(grpo, batch)) == sorted(p for p, _, _ in kept[::4])
+        # the reward that reaches the advantages: the function's score plus the penalty
+        penalties = torch.tensor([hand_overlong_penalty(n) for _, n, _ in kept])
+        expected = torch.tensor([score for _, _, score in kept]) + penalties
+        torch.testing.assert_close(advantage_inputs[step], expected)
+        assert (penalties < 0).any()
+        torch.testing.assert_close(
+            batch.advantages, group_advantages(expected.view(-1, 4)).flatten()
+        )
+        assert row["rewards/overlong_penalty/mean"] == pytest.approx(penalties.mean().item())
+        assert row["reward"] == pytest.approx(expected.mean().item())
+        assert row["frac_reward_zero_std"] == 0.0 and math.isfinite(row["loss"])
+    # GSPO's two gradient steps on the kept groups moved every parameter
+    unchanged = [n for n, p in grpo.model.named_parameters() if torch.equal(before[n], p.detach())]
+    assert not unchanged, unchanged
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
         ({"importance_sampling_level": "seq"}, "importance_sampling_level must be one of token"),
-        ({"max_sampling_rounds": 0}, "max_sampling_rounds must be > 0"),
+        ({"max_sampling_rounds": 0}, "field 'max_sampling_rounds' must be > 0; got 0"),
         ({"overlong_buffer": 0}, "overlong_buffer must be none or an integer in [1, max_comp"),
         ({"overlong_buffer": 2.0}, "max_completion_length = 3]; got 2.0"),
         ({"overlong_buffer": 4}, "max_completion_length = 3]; got 4"),
-        ({"overlong_penalty_factor": -1.0}, "overlong_penalty_factor must be >= 0"),
+        ({"overlong_penalty_factor": -1.0}, "field 'overlong_penalty_factor' must be >= 0"),
     ],
 )
 def test_bad_variant_configs_name_the_field(changes, message):
@@ -647,7 +693,10 @@ def test_bf16_autocast_runs_and_stays_near_float32():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be > 0; got 0"),
+        (
+            {"gradient_accumulation_steps": 0},
+            "field 'gradient_accumulation_steps' must be > 0; got 0",
+        ),
         (
             {"gradient_accumulation_steps": 3},
             "must be an integer that divides the completions per process and step (16); got 3",
@@ -724,7 +773,7 @@ def recorder(split: str, calls: list):
     return reward
 
 
-def test_log_completions_writes_the_prompts_completions_and_rewards(tmp_path):
+def test_log_completions_writes_the_prompts_completions_and_rewards(tmp_path, monkeypatch):
     # training completions every 2nd step, with both rewards and the advantages; evaluation
     # (greedy: one completion per prompt) at steps 2 and 4 with its own reward, weighted 2
     train_calls, eval_calls = [], []
@@ -744,7 +793,7 @@ def test_log_completions_writes_the_prompts_completions_and_rewards(tmp_path):
         report_to="tensorboard",
     )
     writer = FakeTensorBoard()
-    grpo._open_tensorboard = lambda: writer
+    monkeypatch.setattr(outputs, "open_tensorboard", lambda output_dir, step: writer)
     history = grpo.train()
     with open(tmp_path / "completions.jsonl") as handle:
         lines = [json.loads(line) for line in handle]
@@ -859,3 +908,85 @@ def test_bad_evaluation_and_logging_settings_name_the_field(changes, message):
     with pytest.raises(ValueError) as error:
         trainer(**changes)
     assert message in str(error.value)
+
+
+# ----- the run directory: the format every rlgrad trainer writes -----
+
+
+def read_csv(path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_run_writes_the_run_directory_that_rlgrad_report_and_plot_read(tmp_path):
+    from rlgrad.app.report import group_runs, group_statistics, read_runs
+    from rlgrad.lm import run_files
+    from rlgrad.support import runs
+
+    assert run_files.BASE_COLUMNS == runs.BASE_COLUMNS
+    histories = {}
+    for seed in (0, 1):
+        grpo = trainer(
+            seed=seed,
+            arguments={"eval_dataset": demo.dataset()[:6]},
+            eval_steps=2,
+            output_dir=str(tmp_path / f"seed{seed}"),
+            task="addition",
+        )
+        histories[seed] = grpo.train()
+    run_dir, history = tmp_path / "seed0", histories[0]
+    rows = read_csv(run_dir / "metrics.csv")
+    assert list(rows[0])[: len(runs.BASE_COLUMNS)] == list(runs.BASE_COLUMNS)
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4]
+    for row, step in zip(rows, history, strict=True):
+        assert float(row["episode_return_mean"]) == step["reward"]  # the mean training reward
+        assert float(row["episode_length_mean"]) == step["completions/mean_length"]
+        assert float(row["loss"]) == step["loss"]
+        assert row["eval_return_mean"] == str(step.get("eval_reward_mean", ""))
+    assert [row["eval_return_mean"] == "" for row in rows] == [True, False, True, False]
+    train_s = np.cumsum([step["step_time"] for step in history])
+    assert [float(row["train_s"]) for row in rows] == pytest.approx(train_s, abs=1e-4)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["algorithm"] == "grpo-lm" and saved["config"]["env"] == "addition"
+    assert saved["config"]["seed"] == 0 and "output_dir" not in saved["config"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    evaluations = [history[1]["eval_reward_mean"], history[3]["eval_reward_mean"]]
+    assert summary["final_eval_return_mean"] == evaluations[1]
+    assert summary["best_eval_return_mean"] == max(evaluations)
+    assert summary["steps"] == 4 and summary["interrupted"] is False
+    # two seeds of one config are one group in rlgrad report, its curve the evaluations
+    (group,) = group_runs(read_runs([tmp_path]))
+    assert group.algorithm == "grpo-lm" and group.env == "addition" and len(group.finished) == 2
+    finals = sorted(histories[seed][3]["eval_reward_mean"] for seed in (0, 1))
+    assert sorted(group.final_returns().tolist()) == pytest.approx(finals)
+    statistics = group_statistics(group, reps=50)
+    assert statistics.returns["mean"].point == pytest.approx(np.mean(finals))
+    for run in group.finished:
+        assert run.curve[0].tolist() == [2.0, 4.0]
+
+
+def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
+    whole = trainer(max_steps=4, save_steps=2, output_dir=str(tmp_path / "whole"))
+    whole.train()
+    # a first try that stopped after step 3, its last checkpoint at step 2
+    trainer(max_steps=3, save_steps=2, output_dir=str(tmp_path / "resumed")).train()
+    resumed = trainer(max_steps=4, output_dir=str(tmp_path / "resumed"))
+    finished = []  # whether summary.json was there during the resumed run
+    resumed.train(
+        resume_from_checkpoint=tmp_path / "resumed" / "checkpoint-2",
+        callbacks=[lambda _, row: finished.append((tmp_path / "resumed/summary.json").exists())],
+    )
+    assert finished == [False, False]
+    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert summary["steps"] == 4
+    timing = ("wall_s", "train_s", "sps", "step_time")
+
+    def untimed(name):
+        return [
+            {k: v for k, v in row.items() if k not in timing}
+            for row in read_csv(tmp_path / name / "metrics.csv")
+        ]
+
+    assert untimed("resumed") == untimed("whole")  # step 3 of the first try is gone

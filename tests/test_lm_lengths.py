@@ -24,32 +24,52 @@ def brute_force_positions(lengths: list[int], groups: list[list[int]], prompt: i
     return sum(len(g) * (prompt + max(1, max(lengths[i] for i in g))) for g in groups)
 
 
-@given(
-    st.lists(st.integers(0, 64), min_size=1, max_size=40),
-    st.integers(1, 16),
-    st.integers(1, 6),
-)
-def test_groups_hold_every_row_once_sorted_by_length_and_pay_off(lengths, prompt, max_groups):
+@st.composite
+def long_tails(draw):
+    """(lengths, prompt length, max_groups) where a split always pays: at least as many short
+    completions (0-4 tokens) as long ones (40-64), four rows or more, shuffled, after a prompt of
+    1-8 tokens. Two groups, the shorter half of the rows and the rest, already compute at least
+    ⌊n/2⌋/n · (40 − 4)/(8 + 40) ≥ 2/5 · 3/4 = 0.3 ≥ MIN_SAVING fewer positions than one pass."""
+    long = draw(st.lists(st.integers(40, 64), min_size=1, max_size=12))
+    short = draw(st.lists(st.integers(0, 4), min_size=max(2, len(long)), max_size=28))
+    lengths = draw(st.permutations(short + long))
+    return lengths, draw(st.integers(1, 8)), draw(st.integers(2, 6))
+
+
+@given(long_tails())
+def test_a_long_tail_is_split_sorted_by_length_into_the_fewest_groups_that_pay_off(case):
+    lengths, prompt, max_groups = case
     groups = [g.tolist() for g in length_groups(torch.tensor(lengths), prompt, max_groups)]
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    assert 1 <= len(groups) <= max_groups
-    one_pass = len(lengths) * (prompt + max(1, max(lengths)))
-    computed = brute_force_positions(lengths, groups, prompt)
-    if len(groups) == 1:
-        assert groups[0] == list(range(len(lengths)))  # one pass keeps the rows' order
-        return
-    # a split: sorted by length across groups, and worth its extra passes
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))  # each row once
+    assert 2 <= len(groups) <= max_groups
+    # sorted by length across the groups, and worth the extra passes
     ordered = [lengths[i] for g in groups for i in g]
     assert ordered == sorted(ordered)
+    one_pass = len(lengths) * (prompt + max(lengths))
+    computed = brute_force_positions(lengths, groups, prompt)
     assert computed <= (1 - MIN_SAVING) * one_pass
     # the fewest groups within NEAR_BEST of the best equal-run split that pays off
     sorted_lengths = sorted(lengths)
     costs = [positions_computed(sorted_lengths, k, prompt) for k in range(1, max_groups + 1)]
-    best = min(costs[: len(lengths)])
+    best = min(costs[: len(lengths)])  # more groups than rows: the same runs
     assert computed == costs[len(groups) - 1]
     assert computed <= (1 + NEAR_BEST) * best
     for cost in costs[1 : len(groups) - 1]:  # fewer groups: too little saved, or far from best
         assert cost > (1 - MIN_SAVING) * one_pass or cost > (1 + NEAR_BEST) * best
+
+
+@given(
+    st.integers(8, 64).flatmap(
+        lambda low: st.lists(st.integers(low, low + low // 4), min_size=1, max_size=40)
+    ),
+    st.integers(0, 16),
+    st.integers(1, 6),
+)
+def test_near_equal_lengths_stay_one_pass_in_the_rows_order(lengths, prompt, max_groups):
+    # lengths within [m, m + m/4]: any split saves at most (m/4)/(prompt + m + m/4) ≤ 1/5 of
+    # the positions, less than MIN_SAVING, so one pass over the rows as they are is kept
+    groups = [g.tolist() for g in length_groups(torch.tensor(lengths), prompt, max_groups)]
+    assert groups == [list(range(len(lengths)))]
 
 
 def test_positions_computed_counts_each_run_up_to_its_longest():

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.is_gradient_checkpointing. is d
 
 from test_lm_grpo import QUICK, fixed_batch, gradients, without_time  # noqa: E402
 
-from rlgrad.lm import demo  # noqa: E402
-from rlgrad.lm.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
+from rlgrad.lm import GRPOConfig, GRPOTrainer, demo  # noqa: E402
 
 # GPT-2's attention and MLP input projections are Conv1D layers: weights stored (in, out)
 LORA = dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)

@@ -4,7 +4,8 @@
 model or tokenizer is built or called).
 """
 
+from rlgrad.lm.config import GRPOConfig
 from rlgrad.lm.data import TrainerState
-from rlgrad.lm.grpo import GRPOConfig, GRPOTrainer
+from rlgrad.lm.grpo import GRPOTrainer
 
 __all__ = ["GRPOConfig", "GRPOTrainer", "TrainerState"]

@@ -130,7 +130,7 @@ def greedy_accuracy(model, tokenizer) -> float:
 
 
 def demo_config(**changes):
-    from rlgrad.lm.grpo import GRPOConfig
+    from rlgrad.lm.config import GRPOConfig
 
     fields = dict(
         max_steps=1200,
@@ -146,6 +146,7 @@ def demo_config(**changes):
         # accuracy through 1500 steps; with 0.2, seeds 0-4 reached 0.85 in 275-1025 steps
         beta=0.2,
         logging_steps=0,
+        task="addition",
     )
     fields.update(changes)
     return GRPOConfig(**fields)
@@ -154,6 +155,7 @@ def demo_config(**changes):
 # LoRA on every linear layer of the tiny GPT-2 (attention, its projection, the MLP); GPT-2 stores
 # its Conv1D weights transposed, hence fan_in_fan_out
 LORA = dict(r=8, lora_alpha=16, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)
+EVAL_STEPS = 50  # run() evaluates greedily on every prompt this often
 LORA_STEPS = 2000  # GRPO steps of the LoRA demo (the full fine-tuning demo takes 1,200)
 
 
@@ -196,9 +198,19 @@ def run(
     model, tokenizer = warmed_up_model(seed, warm_up_steps)
     warm_s = time.perf_counter() - started
     before = greedy_accuracy(model, tokenizer)
+    # greedy on every prompt every EVAL_STEPS steps: the eval_return_mean curve of the run
+    # directory, which rlgrad report draws for several seeds (random streams of its own: the
+    # training's numbers are those of a run without it)
+    changes = {"eval_steps": EVAL_STEPS, **changes}
     config = demo_config(seed=seed, logging_steps=1 if progress else 0, **changes)
     trainer = GRPOTrainer(
-        model, tokenizer, [correct, format_reward], dataset(), config, peft_config=peft_config
+        model,
+        tokenizer,
+        [correct, format_reward],
+        dataset(),
+        config,
+        peft_config=peft_config,
+        eval_dataset=dataset(),
     )
     started = time.perf_counter()
     history = trainer.train()

@@ -1,14 +1,21 @@
-"""GRPO for Hugging Face causal language models, read top to bottom.
+"""GRPO for Hugging Face causal language models: the trainer, read top to bottom.
 
-One training step: 1. take ``prompts_per_step`` prompts and sample ``num_generations`` (G)
-completions of each with ``model.generate`` (KV cache, temperature, top-p); the completion mask
-runs up to and including the first EOS; 2. score every completion with the reward functions
-(TRL's convention ``f(prompts, completions, **columns) -> list[float | None]``), weight and sum
-them, and turn each group's rewards into advantages (r_i − μ)/(σ + ε) with
-:func:`rlgrad.returns.group_advantages`, with no critic; 3. ``num_iterations`` (μ) gradient steps
-on :func:`rlgrad.grpo.grpo_token_loss` with the log-probabilities stored at sampling time, the
-k3 KL to a frozen in-memory copy of the starting model (β), clip ranges ε_low/ε_high, gradient
-clipping and AdamW with linear warm-up; 4. log, checkpoint.
+One training step (:meth:`GRPOTrainer.train`): 1. take ``prompts_per_step`` prompts and sample
+``num_generations`` (G) completions of each with ``model.generate`` (KV cache, temperature,
+top-p); the completion mask runs up to and including the first EOS; 2. score every completion
+with the reward functions (TRL's convention ``f(prompts, completions, **columns) ->
+list[float | None]``), weight and sum them, and turn each group's rewards into advantages
+(r_i − μ)/(σ + ε) with :func:`rlgrad.returns.group_advantages`, with no critic; 3.
+``num_iterations`` (μ) gradient steps on :func:`rlgrad.grpo.grpo_token_loss` with the
+log-probabilities stored at sampling time, the k3 KL to a frozen in-memory copy of the starting
+model (β), clip ranges ε_low/ε_high, gradient clipping and AdamW with linear warm-up; 4. log,
+checkpoint.
+
+The pieces live by concern: the config and its checks in :mod:`rlgrad.lm.config`; generation,
+reward scoring and sampling rounds in :mod:`rlgrad.lm.sampling`; the batch, log-probabilities,
+optimizer and adapters in :mod:`rlgrad.lm.model`; torchrun's data parallelism in
+:mod:`rlgrad.lm.distributed`; metrics, TensorBoard, the completion log and checkpoints in
+:mod:`rlgrad.lm.outputs`; prompts, reward calls and completion records in :mod:`rlgrad.lm.data`.
 
 Memory: with a ``peft_config`` (PEFT's ``LoraConfig``, say) only the adapters train, and the
 reference for the KL is the same model with its adapters switched off, not a second copy;
@@ -33,457 +40,48 @@ a one-logit sequence-classification model with its tokenizer. Every ``eval_steps
 trainer generates for ``eval_dataset`` (greedy, or sampled with ``eval_do_sample``) on random
 streams of its own and logs ``eval_reward_mean``; ``log_completions`` appends the prompts,
 completions and rewards to ``output_dir/completions.jsonl`` (and to TensorBoard as text).
-
-The field names follow TRL's ``GRPOConfig`` where they mean the same thing.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import inspect
-import itertools
-import json
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from rlgrad.distributions import categorical_entropy, kl_k3
+from rlgrad.distributions import kl_k3
 from rlgrad.errors import BadInputError
-from rlgrad.grpo import (
-    AGGREGATIONS,
-    grpo_token_loss,
-    gspo_loss,
-    masked_mean,
-    sequence_log_ratios,
-)
+from rlgrad.grpo import grpo_token_loss, gspo_loss, masked_mean, sequence_log_ratios
 from rlgrad.grpo_variants import overlong_penalty
-from rlgrad.lm import data
-from rlgrad.lm.lengths import completion_lengths, length_groups
+from rlgrad.lm import data, distributed, outputs, run_files, sampling
+from rlgrad.lm.config import LOSS_TYPES, GRPOConfig, check
+from rlgrad.lm.model import (
+    Batch,
+    Forward,
+    enable_gradient_checkpointing,
+    eval_mode_that_checkpoints,
+    load_trainable_state,
+    make_optimizer,
+    micro_batch_weights,
+    micro_batches,
+    takes_position_ids,
+    token_log_probs,
+    trainable_state,
+    with_adapters,
+)
+from rlgrad.lm.sampling import RewardFunction, Sampled
 from rlgrad.policy import clipped_fractions
 from rlgrad.returns import equal_reward_groups, group_advantages
 from rlgrad.support import checkpoints
 
-# TRL's loss_type names, mapped onto rlgrad's aggregations (bnpo and dapo both average tokens)
-LOSS_TYPES = {
-    **{name: name for name in AGGREGATIONS},
-    "grpo": "seq_mean",
-    "bnpo": "token_mean",
-    "dapo": "token_mean",
-    "dr_grpo": "const_norm",
-}
-REWARD_SCALINGS = ("group", "batch", "none")
-IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
-REPORT_TO = ("none", "tensorboard")
-
-
-@dataclasses.dataclass(frozen=True)
-class GRPOConfig:
-    """GRPO's hyperparameters for a causal language model."""
-
-    max_steps: int = 100
-    """Training steps (each: sample, score, then num_iterations gradient steps)."""
-    prompts_per_step: int = 8
-    """Prompts per step, over all processes (a multiple of the number of processes)."""
-    num_generations: int = 8
-    """Completions sampled per prompt (G, the group)."""
-    max_completion_length: int = 16
-    """New tokens per completion at most; a completion without EOS by then is truncated."""
-    temperature: float = 1.0
-    """Sampling temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling: keep the smallest set of tokens with this much probability."""
-    num_iterations: int = 1
-    """μ: gradient steps on each sampled batch (ratios against the sampling-time policy)."""
-    learning_rate: float = 1e-5
-    """AdamW learning rate after warm-up."""
-    warmup_steps: int = 0
-    """Gradient steps of linear learning-rate warm-up from 0."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float | None = 1.0
-    """Clip the global gradient norm to this (none: no clipping)."""
-    beta: float = 0.0
-    """Coefficient of the k3 KL penalty to the frozen starting model (0: no reference kept)."""
-    epsilon: float = 0.2
-    """Lower clip range ε_low of the ratio (the upper one too unless epsilon_high)."""
-    epsilon_high: float | None = None
-    """Upper clip range ε_high (DAPO's clip-higher), or none for epsilon."""
-    scale_rewards: str = "group"
-    """'group': (r − μ_group)/(σ_group + ε) (the seeds' GRPO); 'batch': the group mean is
-    subtracted and the batch σ divides; 'none': r − μ_group (Dr. GRPO)."""
-    std_unbiased: bool = False
-    """Sample σ (as TRL, verl, OpenRLHF) instead of the seeds' population σ."""
-    loss_type: str = "token_mean"
-    """token_mean (DAPO), seq_mean (original GRPO) or const_norm (Dr. GRPO; divides by
-    max_completion_length); TRL's names grpo, bnpo, dapo and dr_grpo are accepted too."""
-    mask_truncated_completions: bool = False
-    """Leave completions that hit max_completion_length without EOS out of the loss."""
-    importance_sampling_level: str = "token"
-    """'token': a clipped ratio per token (GRPO); 'sequence': one per completion, the geometric
-    mean of its token ratios (GSPO). GSPO's paper clips it with epsilon=3e-4, epsilon_high=4e-4
-    and averages per completion (loss_type seq_mean)."""
-    dynamic_sampling: bool = False
-    """DAPO's dynamic sampling: drop the groups whose rewards are all equal (their advantages are
-    0) and sample more prompts until prompts_per_step groups carry signal (one process only)."""
-    max_sampling_rounds: int = 10
-    """With dynamic_sampling, sampling rounds per step at most; at the cap the step trains on the
-    groups found so far, or, when none carried signal, on the last round as sampled."""
-    overlong_buffer: int | None = None
-    """DAPO's soft overlong penalty: the reward falls linearly over the last this many tokens
-    before max_completion_length, to −overlong_penalty_factor at the limit (none: off)."""
-    overlong_penalty_factor: float = 1.0
-    """The overlong penalty at max_completion_length."""
-    seed: int = 0
-    """Seeds prompt order, sampling and dropout."""
-    logging_steps: int = 1
-    """Print a log line every this many steps (0: never); every step is kept in the history."""
-    save_steps: int = 0
-    """Write a checkpoint every this many steps (0: only at the end, when output_dir is set)."""
-    output_dir: str | None = None
-    """Where checkpoints and metrics.jsonl go (none: nothing is written)."""
-    gradient_accumulation_steps: int = 1
-    """Split each process's batch into this many micro-batches, one forward and backward pass
-    each; the update equals the one-batch update (a divisor of prompts · G per process)."""
-    gradient_checkpointing: bool = False
-    """Recompute each layer's activations in the backward pass instead of keeping them: less
-    memory, about one more forward pass of time."""
-    length_groups: int = 4
-    """Run each forward pass of the loss and the stored log-probabilities in up to this many
-    groups of completions of similar length, each cut after its longest completion, when that
-    computes at least a quarter fewer token positions than one padded pass: the same
-    log-probabilities without the padding (rlgrad.lm.lengths; 1: always one padded pass)."""
-    bf16: bool = False
-    """Run the model's forward passes for the loss and the stored log-probabilities under
-    bfloat16 autocast (CPU and CUDA); sampling stays in the model's own precision."""
-    eval_steps: int = 0
-    """Evaluate on eval_dataset every this many steps, its metrics (eval_reward_mean, ...) in
-    that step's row (0: never during training; trainer.evaluate() still runs one)."""
-    eval_do_sample: bool = False
-    """Evaluation generates one greedy completion per prompt (False) or num_generations sampled
-    ones with temperature and top_p (True), from the same seed at every evaluation."""
-    log_completions: bool = False
-    """Append the prompts, completions and rewards of the logged steps and of every evaluation to
-    output_dir/completions.jsonl (and to TensorBoard as a text table with report_to)."""
-    log_completions_steps: int = 1
-    """With log_completions, write the training completions of every this many steps."""
-    report_to: str = "none"
-    """'tensorboard': also write each step's metrics, and the logged completions as text, as
-    TensorBoard events in output_dir (needs tensorboard); 'none': metrics.jsonl only."""
-
-
-def check(config: GRPOConfig, world_size: int = 1) -> None:
-    def require(condition: bool, message: str) -> None:
-        if not condition:
-            raise BadInputError(message)
-
-    for name in (
-        "max_steps",
-        "prompts_per_step",
-        "num_generations",
-        "max_completion_length",
-        "num_iterations",
-        "temperature",
-        "max_sampling_rounds",
-        "gradient_accumulation_steps",
-        "length_groups",
-    ):
-        value = getattr(config, name)
-        require(value > 0, f"GRPOConfig.{name} must be > 0; got {value!r}")
-    require(  # 0 is allowed: a control run that samples and scores but never moves
-        config.learning_rate >= 0,
-        f"GRPOConfig.learning_rate must be >= 0; got {config.learning_rate!r}",
-    )
-    require(0 < config.top_p <= 1, f"GRPOConfig.top_p must be in (0, 1]; got {config.top_p!r}")
-    require(config.beta >= 0, f"GRPOConfig.beta must be >= 0; got {config.beta!r}")
-    require(
-        config.num_generations >= 2,
-        f"GRPOConfig.num_generations must be at least 2 (a group compares completions); "
-        f"got {config.num_generations}",
-    )
-    require(
-        config.loss_type in LOSS_TYPES,
-        f"GRPOConfig.loss_type must be one of {', '.join(LOSS_TYPES)}; got {config.loss_type!r}",
-    )
-    require(
-        config.scale_rewards in REWARD_SCALINGS,
-        f"GRPOConfig.scale_rewards must be one of {', '.join(REWARD_SCALINGS)}; "
-        f"got {config.scale_rewards!r}",
-    )
-    require(
-        config.importance_sampling_level in IMPORTANCE_SAMPLING_LEVELS,
-        f"GRPOConfig.importance_sampling_level must be one of "
-        f"{', '.join(IMPORTANCE_SAMPLING_LEVELS)}; got {config.importance_sampling_level!r}",
-    )
-    require(
-        not (config.dynamic_sampling and world_size > 1),
-        f"GRPOConfig.dynamic_sampling runs in one process only; got {world_size} processes",
-    )
-    buffer = config.overlong_buffer
-    require(
-        buffer is None or (type(buffer) is int and 1 <= buffer <= config.max_completion_length),
-        f"GRPOConfig.overlong_buffer must be none or an integer in [1, max_completion_length = "
-        f"{config.max_completion_length}]; got {buffer!r}",
-    )
-    require(
-        config.overlong_penalty_factor >= 0,
-        f"GRPOConfig.overlong_penalty_factor must be >= 0; got {config.overlong_penalty_factor!r}",
-    )
-    require(
-        config.prompts_per_step % world_size == 0,
-        f"GRPOConfig.prompts_per_step = {config.prompts_per_step} must be a multiple of the "
-        f"number of processes ({world_size})",
-    )
-    completions = config.prompts_per_step // world_size * config.num_generations
-    steps = config.gradient_accumulation_steps
-    require(
-        type(steps) is int and completions % steps == 0,
-        f"GRPOConfig.gradient_accumulation_steps must be an integer that divides the completions "
-        f"per process and step ({completions}); got {steps!r}",
-    )
-    check_logging(config)
-
-
-def check_logging(config: GRPOConfig) -> None:
-    """Raise a ValueError naming the first evaluation or logging field that is out of range."""
-    for name in ("eval_do_sample", "log_completions"):
-        value = getattr(config, name)
-        if not isinstance(value, bool):
-            raise BadInputError(f"GRPOConfig.{name} must be True or False; got {value!r}")
-    if not (type(config.eval_steps) is int and config.eval_steps >= 0):
-        raise BadInputError(
-            f"GRPOConfig.eval_steps must be an integer >= 0; got {config.eval_steps!r}"
-        )
-    every = config.log_completions_steps
-    if not (type(every) is int and every > 0):
-        raise BadInputError(
-            f"GRPOConfig.log_completions_steps must be an integer > 0; got {every!r}"
-        )
-    if config.report_to not in REPORT_TO:
-        raise BadInputError(
-            f"GRPOConfig.report_to must be one of {', '.join(REPORT_TO)}; got {config.report_to!r}"
-        )
-    for name, on in (
-        ("log_completions", config.log_completions),
-        ("report_to", config.report_to != "none"),
-    ):
-        if on and config.output_dir is None:
-            raise BadInputError(
-                f"GRPOConfig.{name} writes to output_dir, which must be set; got output_dir=None"
-            )
-
-
-RewardFunction = Callable[..., Sequence[float | None]]
-
-
-@dataclasses.dataclass
-class Batch:
-    """One step's sampled completions, ``[B, L]`` with B = prompts · G (this process's share)."""
-
-    input_ids: Tensor  # prompt + completion tokens
-    attention_mask: Tensor
-    prompt_length: int
-    completion_ids: Tensor  # [B, L]
-    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
-    advantages: Tensor  # [B]
-    old_log_probs: Tensor | None = None  # [B, L], when num_iterations > 1
-    ref_log_probs: Tensor | None = None  # [B, L], when beta > 0
-    completion_log: list[dict] | None = None  # log_completions' records, on the steps it logs
-
-
-def micro_batches(batch: Batch, count: int) -> list[Batch]:
-    """``batch`` as ``count`` micro-batches of consecutive completions (sizes differ by one at
-    most when ``count`` does not divide B; none is empty)."""
-    size = len(batch.advantages)
-    bounds = [size * i // count for i in range(count + 1)]
-    fields = [
-        f.name for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), Tensor)
-    ]
-    return [
-        dataclasses.replace(batch, **{name: getattr(batch, name)[start:stop] for name in fields})
-        for start, stop in itertools.pairwise(bounds)
-        if stop > start
-    ]
-
-
-@dataclasses.dataclass
-class Sampled:
-    """One sampling round: G completions of each prompt and their rewards, B = prompts · G."""
-
-    rows: list[dict]  # the prompts' dataset rows, one per group
-    input_ids: Tensor  # [B, P + L]: the prompt, left-padded to P, then the completion
-    attention_mask: Tensor  # [B, P + L]
-    prompt_length: int  # P
-    completion_ids: Tensor  # [B, L]
-    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
-    truncated: Tensor  # [B] bool: no EOS within max_completion_length
-    per_function: Tensor  # [B, F] each reward function's scores (None → NaN)
-    penalties: Tensor  # [B] the overlong penalty (0 when off)
-    rewards: Tensor  # [B] the weighted sum of the scores, plus the penalty
-
-
-def take_groups(sampled: Sampled, keep: Tensor) -> Sampled:
-    """The groups where ``keep`` (``[prompts]`` bool) is True, each with its G completions."""
-    completions = keep.repeat_interleave(len(sampled.rewards) // len(sampled.rows))  # [B]
-    on_device = completions.to(sampled.input_ids.device)
-    return Sampled(
-        [row for row, kept in zip(sampled.rows, keep.tolist(), strict=True) if kept],
-        sampled.input_ids[on_device],
-        sampled.attention_mask[on_device],
-        sampled.prompt_length,
-        sampled.completion_ids[on_device],
-        sampled.completion_mask[on_device],
-        sampled.truncated[on_device],
-        sampled.per_function[completions],
-        sampled.penalties[completions],
-        sampled.rewards[completions],
-    )
-
-
-def concatenate(parts: list[Sampled], pad_token_id: int) -> Sampled:
-    """Several rounds as one batch: prompts left-padded to the longest P (generation pads them
-    on the left), completions right-padded with masked padding to the longest L."""
-    prompt_length = max(part.prompt_length for part in parts)
-    length = max(part.completion_ids.shape[1] for part in parts)
-
-    def padded(part: Sampled, x: Tensor, value: float, prompt: bool = True) -> Tensor:
-        left = prompt_length - part.prompt_length if prompt else 0
-        return torch.nn.functional.pad(
-            x, (left, length - part.completion_ids.shape[1]), value=value
-        )
-
-    return Sampled(
-        [row for part in parts for row in part.rows],
-        torch.cat([padded(part, part.input_ids, pad_token_id) for part in parts]),
-        torch.cat([padded(part, part.attention_mask, 0) for part in parts]),
-        prompt_length,
-        torch.cat([padded(part, part.completion_ids, pad_token_id, False) for part in parts]),
-        torch.cat([padded(part, part.completion_mask, 0.0, False) for part in parts]),
-        torch.cat([part.truncated for part in parts]),
-        torch.cat([part.per_function for part in parts]),
-        torch.cat([part.penalties for part in parts]),
-        torch.cat([part.rewards for part in parts]),
-    )
-
-
-def make_optimizer(model, config: GRPOConfig):
-    """AdamW and its schedule: the learning rate rises linearly over ``warmup_steps``
-    (lr·(k + 1)/warmup at step k), then stays constant."""
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    warmup = config.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-    )
-    return optimizer, schedule
-
-
-def with_adapters(model, peft_config):
-    """``model`` wrapped with PEFT's adapters (``peft.get_peft_model``): only they train."""
-    try:
-        import peft
-    except ImportError:
-        raise ImportError("peft_config needs PEFT: pip install 'rlgrad[peft]'") from None
-    return peft.get_peft_model(model, peft_config)
-
-
-def trainable_state(model) -> dict[str, Tensor]:
-    """The parameters that train, by name: with adapters, all that a checkpoint must hold to
-    resume (the base weights never change)."""
-    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def load_trainable_state(model, state: dict[str, Tensor]) -> None:
-    """Put back what :func:`trainable_state` saved; a state of other parameters is refused."""
-    names = set(trainable_state(model))
-    if set(state) != names:
-        different = sorted(set(state) ^ names)[:3]
-        raise BadInputError(
-            f"the checkpoint's trainable parameters are not this model's (e.g. {different})"
-        )
-    model.load_state_dict(state, strict=False)
-
-
-def enable_gradient_checkpointing(model) -> None:
-    """Recompute each layer's activations in the backward pass instead of keeping them, with
-    torch's non-reentrant checkpoint (it needs no gradient at the input, which frozen embeddings
-    in front of adapters would not give)."""
-    options = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
-
-
-def eval_mode_that_checkpoints(model) -> None:
-    """Eval mode (no dropout: the ratio must compare the same function of θ), except for the
-    modules that hold Hugging Face's ``gradient_checkpointing`` flag: they checkpoint their
-    layers only in training mode, so that mode is set on them alone; their dropout layers and
-    attention stay in eval mode. Without gradient checkpointing this is ``model.eval()``."""
-    model.eval()
-    for module in model.modules():
-        if getattr(module, "gradient_checkpointing", False) is True:
-            module.training = True
-
-
-@contextmanager
-def separate_random_streams(seed: int):
-    """Run the block on torch's (CPU and every CUDA device's), NumPy's and Python's global random
-    streams seeded with ``seed``, and put the streams as they were back afterwards: what runs
-    inside (an evaluation) leaves the training's random numbers exactly as they would have been,
-    and runs the same at every call (common random numbers across evaluations)."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    numpy_state, python_state = np.random.get_state(), random.getstate()
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            random.seed(seed)
-            yield
-    finally:
-        np.random.set_state(numpy_state)
-        random.setstate(python_state)
-
-
-def weights_for(weights: Sequence[float] | None, count: int, field: str) -> Tensor:
-    """The reward weights as a ``[count]`` tensor (none: all 1)."""
-    weights = [1.0] * count if weights is None else list(weights)
-    if len(weights) != count:
-        raise BadInputError(
-            f"GRPOTrainer: {field} must have one weight per reward function ({count}); "
-            f"got {len(weights)}"
-        )
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def as_list(rewards) -> list:
-    """One reward or a sequence of them, as a list."""
-    if isinstance(rewards, Sequence) and not isinstance(rewards, str):
-        return list(rewards)
-    return [rewards]
-
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group that ``torchrun`` describes in the
-    environment when nobody has yet, as TRL users expect from a launcher."""
-    if not torch.distributed.is_available():
-        return 0, 1
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
-    if launched and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+# the names this module has always offered; new code imports them from their own modules
+__all__ = ["Batch", "GRPOConfig", "GRPOTrainer", "check", "make_optimizer"]
 
 
 class GRPOTrainer:
@@ -518,14 +116,16 @@ class GRPOTrainer:
         eval_reward_processing_classes: Sequence | None = None,
     ):
         self.config = config or GRPOConfig()
-        self.rank, self.world_size = _distributed()
+        self.rank, self.world_size = distributed.join_process_group()
         check(self.config, self.world_size)
         self.model, self.tokenizer = model, tokenizer
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
             raise BadInputError("the tokenizer needs an eos_token_id and a pad_token_id")
         self.dataset = self._rows(train_dataset, "train_dataset")
-        self.reward_funcs = as_list(reward_funcs)
-        self.reward_weights = weights_for(reward_weights, len(self.reward_funcs), "reward_weights")
+        self.reward_funcs = sampling.as_list(reward_funcs)
+        self.reward_weights = sampling.weights_for(
+            reward_weights, len(self.reward_funcs), "reward_weights"
+        )
         self.reward_processing_classes = data.check_rewards(
             self.reward_funcs, reward_processing_classes, "reward_funcs"
         )
@@ -548,9 +148,12 @@ class GRPOTrainer:
         self.uses_adapters = peft_config is not None
         # generate() numbers positions from the attention mask, so that left padding does not
         # shift a prompt; the loss's forward passes must do the same, where the model takes them
-        # (a model the caller wrapped in PEFT already is asked through its base model)
-        base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.takes_position_ids = "position_ids" in inspect.signature(base_model.forward).parameters
+        self.forward = Forward(
+            temperature=self.config.temperature,
+            max_groups=self.config.length_groups,
+            bf16=self.config.bf16,
+            takes_position_ids=takes_position_ids(model),
+        )
         self.ref_model = None
         if self.config.beta > 0 and not self.uses_adapters:
             self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
@@ -596,8 +199,8 @@ class GRPOTrainer:
             self.eval_reward_weights = self.reward_weights
             self.eval_reward_processing_classes = self.reward_processing_classes
         else:
-            self.eval_reward_funcs = as_list(functions)
-            self.eval_reward_weights = weights_for(
+            self.eval_reward_funcs = sampling.as_list(functions)
+            self.eval_reward_weights = sampling.weights_for(
                 weights, len(self.eval_reward_funcs), "eval_reward_weights"
             )
             self.eval_reward_processing_classes = data.check_rewards(
@@ -620,7 +223,121 @@ class GRPOTrainer:
                     which = f"{field}_processing_classes[{index}]"
                     data.require_chat_template(tokenizer, name, which)
 
-    # ----- 1. sampling -----
+    # ----- the loop -----
+
+    def train(
+        self,
+        resume_from_checkpoint: str | Path | None = None,
+        callbacks: Sequence[Callable[[GRPOTrainer, dict], bool | None]] = (),
+    ) -> list[dict]:
+        """Run max_steps GRPO steps (from a checkpoint when given); return the metric rows.
+
+        Each callback is called as ``callback(trainer, row)`` after every step (an evaluation,
+        a custom log, early stopping); training stops after the step where one returns True.
+        Every eval_steps steps the row holds the evaluation's metrics too (see :meth:`evaluate`).
+        """
+        if resume_from_checkpoint is not None:
+            self.load_checkpoint(resume_from_checkpoint)
+        config = self.config
+        writes = self.rank == 0  # rank 0 alone writes files, TensorBoard and the progress bar
+        progress = None
+        if writes and config.logging_steps:
+            progress = outputs.progress_bar(config.max_steps, self.step)
+        if writes and config.report_to == "tensorboard":
+            self.tensorboard = outputs.open_tensorboard(config.output_dir, self.step)
+        metrics_file = None  # the run directory's metrics.csv, as every rlgrad trainer writes
+        if writes and config.output_dir is not None:
+            run_files.write_config(config.output_dir, config)
+            metrics_file = run_files.MetricsFile(config.output_dir, self.history)
+        try:
+            while self.step < config.max_steps:
+                started = time.perf_counter()
+                batch, info = self.sample()  # 1. sample and 2. score
+                metrics = self.update(batch)  # 3. update
+                self.step += 1
+                # 4. log, evaluate, checkpoint
+                row = {
+                    "step": self.step,
+                    **info,
+                    **metrics,
+                    "learning_rate": self.scheduler.get_last_lr()[0],
+                    "step_time": time.perf_counter() - started,
+                }
+                if batch.completion_log is not None:
+                    self._write_completions(batch.completion_log)
+                if config.eval_steps and self.step % config.eval_steps == 0:
+                    started = time.perf_counter()
+                    row.update(self.evaluate())
+                    row["eval_time"] = time.perf_counter() - started
+                self.history.append(row)
+                if writes:
+                    outputs.write_row(row, config.output_dir, self.tensorboard, progress)
+                if metrics_file is not None:
+                    metrics_file.append(row)
+                if config.save_steps and self.step % config.save_steps == 0:
+                    self.save_checkpoint()
+                # every callback sees every step, even after one asked to stop
+                if any([bool(callback(self, row)) for callback in callbacks]):
+                    break
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
+        if progress is not None:
+            progress.close()
+        if config.output_dir is not None:
+            self.save_checkpoint()
+        if metrics_file is not None:
+            run_files.write_summary(config.output_dir, config, metrics_file.rows)
+        return self.history
+
+    # ----- 1. sampling and 2. rewards and advantages -----
+
+    def sample(self) -> tuple[Batch, dict]:
+        """Steps 1 and 2: completions, rewards and advantages for this process's prompts."""
+        config = self.config
+        sampled = self._sample_round(self._next_prompts())
+        dropped, rounds = 0, 1
+        if config.dynamic_sampling:
+            sampled, dropped, rounds = self._dynamic_sampling(sampled)
+        rewards, truncated = sampled.rewards, sampled.truncated
+        completion_mask = sampled.completion_mask
+        advantages = self._advantages(rewards).to(self.device)
+        lengths = completion_mask.sum(dim=1)  # tokens through EOS, before any masking
+        if config.mask_truncated_completions:
+            completion_mask = completion_mask * (~truncated).float()[:, None]
+        batch = Batch(
+            input_ids=sampled.input_ids,
+            attention_mask=sampled.attention_mask,
+            prompt_length=sampled.prompt_length,
+            completion_ids=sampled.completion_ids,
+            completion_mask=completion_mask,
+            advantages=advantages,
+        )
+        if config.num_iterations > 1:
+            batch.old_log_probs = self._stored_log_probs(batch)
+        if config.beta > 0:
+            batch.ref_log_probs = self._stored_log_probs(batch, reference=True)
+        groups = rewards.view(-1, config.num_generations)  # [prompts, G]
+        info = {
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.std(correction=0).item(),
+            "frac_reward_zero_std": equal_reward_groups(groups).float().mean().item(),
+            "completions/mean_length": lengths.float().mean().item(),
+            "completions/min_length": lengths.min().item(),
+            "completions/max_length": lengths.max().item(),
+            "completions/clipped_ratio": truncated.float().mean().item(),
+            "groups_dropped": dropped,
+            "sampling_rounds": rounds,
+        }
+        if config.overlong_buffer is not None:
+            info["rewards/overlong_penalty/mean"] = sampled.penalties.mean().item()
+        for name, column in zip(self._reward_names(), sampled.per_function.T, strict=True):
+            info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
+            info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
+        if self._logs_completions(self.step + 1):
+            batch.completion_log = self._completion_log(sampled, advantages)
+        return batch, info
 
     def _next_prompts(self) -> list[dict]:
         """This process's share of the next prompts_per_step rows, reshuffled each epoch."""
@@ -634,50 +351,27 @@ class GRPOTrainer:
         share = self.config.prompts_per_step // self.world_size
         return rows[self.rank * share : (self.rank + 1) * share]
 
-    @torch.no_grad()
     def _generate(
         self,
         prompts: list[str],
         num_generations: int | None = None,
         greedy: bool = False,
         add_special_tokens: bool = True,
-    ):
-        """num_generations (none: G) completions per prompt text, sampled with temperature and
-        top_p or greedy; their tokens and the mask through the first EOS. A chat template writes
-        its own special tokens: its texts are encoded with add_special_tokens=False."""
-        config, tokenizer = self.config, self.tokenizer
-        group = config.num_generations if num_generations is None else num_generations
-        # generation continues right after the prompt, so pad on the left; the caller's
-        # tokenizer keeps its own setting
-        with data.padding_on(tokenizer, "left"):
-            encoded = tokenizer(
-                prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
-            ).to(self.device)
-        input_ids = encoded.input_ids.repeat_interleave(group, dim=0)
-        attention = encoded.attention_mask.repeat_interleave(group, dim=0)
-        sampling = {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
-        self.model.eval()
-        sequences = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention,
-            do_sample=not greedy,
-            **({} if greedy else sampling),
+    ) -> sampling.Generation:
+        """num_generations (none: G) completions per prompt text, sampled with the config's
+        temperature and top_p, or greedy (see :func:`rlgrad.lm.sampling.generate`)."""
+        config = self.config
+        return sampling.generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            group=config.num_generations if num_generations is None else num_generations,
             max_new_tokens=config.max_completion_length,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            use_cache=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            greedy=greedy,
+            add_special_tokens=add_special_tokens,
         )
-        prompt_length = input_ids.shape[1]
-        completion_ids = sequences[:, prompt_length:]
-        is_eos = completion_ids == tokenizer.eos_token_id
-        has_eos = is_eos.any(dim=1)
-        first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1])
-        positions = torch.arange(completion_ids.shape[1], device=self.device)[None, :]
-        completion_mask = (positions <= first_eos[:, None]).float()
-        full_mask = torch.cat([attention, completion_mask.long()], dim=1)
-        return sequences, full_mask, prompt_length, completion_ids, completion_mask, ~has_eos
-
-    # ----- 2. rewards and advantages -----
 
     def _prompt_texts(self, rows: list[dict]) -> list[str]:
         """The text the policy continues for each row (chat messages rendered)."""
@@ -694,36 +388,29 @@ class GRPOTrainer:
         completion_ids: list[list[int]],
         evaluation: bool = False,
     ) -> Tensor:
-        """``[B, F]`` rewards of each function, B = len(completions), G consecutive completions
-        per row (None → NaN, as TRL: left out of the sum); the evaluation's rewards with
-        ``evaluation``. The trainer state is the training's before this step's update, or, in
-        evaluation, after the latest one."""
+        """``[B, F]`` rewards of each function (see :func:`rlgrad.lm.sampling.reward_scores`);
+        the evaluation's rewards with ``evaluation``. The trainer state is the training's before
+        this step's update, or, in evaluation, after the latest one."""
         if evaluation:
             functions, tokenizers = self.eval_reward_funcs, self.eval_reward_processing_classes
             state = data.TrainerState(self.step, self.prompts_drawn / len(self.dataset))
         else:
             functions, tokenizers = self.reward_funcs, self.reward_processing_classes
             state = data.TrainerState(self.step, self.epoch)
-        inputs = data.reward_inputs(rows, completions, completion_ids, state)
-        scores = [
-            data.score(function, tokenizer, data.reward_name(function, index), inputs)
-            for index, (function, tokenizer) in enumerate(zip(functions, tokenizers, strict=True))
-        ]
-        shape = (len(functions), len(completions))  # [F, B], also when F = 0
-        return torch.tensor(scores, dtype=torch.float32).reshape(shape).T
+        return sampling.reward_scores(
+            functions, tokenizers, rows, completions, completion_ids, state
+        )
 
     def _sample_round(self, rows: list[dict]) -> Sampled:
         """G completions of each prompt in ``rows``, scored: the weighted sum of the reward
         functions plus, when overlong_buffer is set, the overlong penalty of each length."""
         config = self.config
         chat = data.is_conversational(rows[0]["prompt"])
-        sequences, attention, prompt_length, completion_ids, completion_mask, truncated = (
-            self._generate(self._prompt_texts(rows), add_special_tokens=not chat)
-        )
-        texts = self._completion_texts(completion_ids)
-        ids = data.unpadded_ids(completion_ids, completion_mask)
-        per_function = self._rewards(rows, texts, ids)
-        lengths = completion_mask.sum(dim=1).cpu()  # tokens through EOS
+        generation = self._generate(self._prompt_texts(rows), add_special_tokens=not chat)
+        texts = self._completion_texts(generation.completion_ids)
+        ids = data.unpadded_ids(generation.completion_ids, generation.completion_mask)
+        per_function = self._rewards(rows, texts, ids)  # [B, F]
+        lengths = generation.completion_mask.sum(dim=1).cpu()  # [B] tokens through EOS
         penalties = torch.zeros_like(lengths)
         if config.overlong_buffer is not None:
             penalties = overlong_penalty(
@@ -732,18 +419,18 @@ class GRPOTrainer:
                 config.overlong_buffer,
                 config.overlong_penalty_factor,
             )
-        rewards = torch.nansum(per_function * self.reward_weights, dim=1) + penalties
+        rewards = torch.nansum(per_function * self.reward_weights, dim=1) + penalties  # [B]
         return Sampled(
-            rows,
-            sequences,
-            attention,
-            prompt_length,
-            completion_ids,
-            completion_mask,
-            truncated,
-            per_function,
-            penalties,
-            rewards,
+            rows=rows,
+            input_ids=generation.input_ids,
+            attention_mask=generation.attention_mask,
+            prompt_length=generation.prompt_length,
+            completion_ids=generation.completion_ids,
+            completion_mask=generation.completion_mask,
+            truncated=generation.truncated,
+            per_function=per_function,
+            penalties=penalties,
+            rewards=rewards,
         )
 
     def _dynamic_sampling(self, sampled: Sampled) -> tuple[Sampled, int, int]:
@@ -755,7 +442,7 @@ class GRPOTrainer:
         wanted, kept, found, dropped, rounds = len(sampled.rows), [], 0, 0, 1
         while True:
             informative = ~equal_reward_groups(sampled.rewards.view(-1, config.num_generations))
-            kept.append(take_groups(sampled, informative))
+            kept.append(sampling.take_groups(sampled, informative))
             found += int(informative.sum())
             dropped += int((~informative).sum())
             if found >= wanted or rounds == config.max_sampling_rounds:
@@ -764,123 +451,47 @@ class GRPOTrainer:
             rounds += 1
         if found == 0:  # no group carried signal within the cap: train on the last round as is
             return sampled, dropped - len(sampled.rows), rounds
-        batch = concatenate(kept, self.tokenizer.pad_token_id)
-        return take_groups(batch, torch.arange(found) < wanted), dropped, rounds
+        batch = sampling.concatenate(kept, self.tokenizer.pad_token_id)
+        return sampling.take_groups(batch, torch.arange(found) < wanted), dropped, rounds
 
     def _advantages(self, rewards: Tensor) -> Tensor:
         """``[B]`` advantages from the weighted rewards ``[B]``, group by group."""
         config = self.config
-        groups = rewards.view(-1, config.num_generations)
+        groups = rewards.view(-1, config.num_generations)  # [prompts, G]
         unbiased = config.std_unbiased
         if config.scale_rewards == "group":
             return group_advantages(groups, unbiased=unbiased).flatten()
         centered = group_advantages(groups, scale=False).flatten()
         if config.scale_rewards == "none":
             return centered
-        everything = self._gather(rewards)
+        everything = distributed.gather(rewards, self.world_size)
         return centered / (everything.std(correction=1 if unbiased else 0) + 1e-8)
 
-    def _gather(self, x: Tensor) -> Tensor:
-        if self.world_size == 1:
-            return x
-        parts = [torch.empty_like(x) for _ in range(self.world_size)]
-        torch.distributed.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
+    def _completion_log(self, sampled: Sampled, advantages: Tensor) -> list[dict]:
+        """The completion records of the step being sampled, one per completion."""
+        group = self.config.num_generations
+        prompts = [text for text in self._prompt_texts(sampled.rows) for _ in range(group)]
+        return data.completion_records(
+            self.step + 1,
+            "train",
+            prompts,
+            self._completion_texts(sampled.completion_ids),
+            self._reward_names(),
+            sampled.per_function,
+            sampled.rewards,
+            advantages.cpu(),
+        )
+
+    def _reward_names(self, evaluation: bool = False) -> list[str]:
+        functions = self.eval_reward_funcs if evaluation else self.reward_funcs
+        return [data.reward_name(function, index) for index, function in enumerate(functions)]
+
+    def _logs_completions(self, step: int) -> bool:
+        """Whether the training completions of ``step`` go to the completion log."""
+        config = self.config
+        return config.log_completions and step % config.log_completions_steps == 0
 
     # ----- 3. the update -----
-
-    def _token_log_probs(self, model, batch: Batch, with_entropy: bool = False):
-        """log π(o_t | q, o_<t) of the completion tokens, ``[B, L]`` (and their entropies), by
-        groups of similar completion length (rlgrad.lm.lengths): 0 past each group's longest."""
-        lengths = completion_lengths(batch.completion_mask)
-        groups = length_groups(lengths, batch.prompt_length, self.config.length_groups)
-        pieces = [
-            self._group_log_probs(
-                model, batch, rows, max(1, int(lengths[rows].max())), with_entropy
-            )
-            for rows in groups
-        ]
-        if len(pieces) == 1:
-            return pieces[0]
-        order = torch.cat(groups)
-        back = torch.empty_like(order)  # the row of each completion in the groups' order
-        back[order] = torch.arange(len(order), device=order.device)
-        taken = torch.cat([piece[0] for piece in pieces])[back]
-        if not with_entropy:
-            return taken, None
-        return taken, torch.cat([piece[1] for piece in pieces])[back]
-
-    def _group_log_probs(self, model, batch: Batch, rows: Tensor, length: int, with_entropy: bool):
-        """The rows' ``[R, L]`` log-probs (and entropies) from one pass cut after ``length``
-        completion tokens (causal attention: nothing before the cut changes), 0 after it."""
-        every_row = len(rows) == len(batch.completion_ids)  # one group: all rows, in order
-
-        def select(tensor: Tensor) -> Tensor:
-            return tensor if every_row else tensor.index_select(0, rows)
-
-        end = batch.prompt_length + length
-        attention_mask = select(batch.attention_mask[:, :end])
-        positions = {}
-        if self.takes_position_ids:  # as generate() numbers them (padding: 1, never attended)
-            position_ids = attention_mask.long().cumsum(-1) - 1
-            positions["position_ids"] = position_ids.masked_fill(attention_mask == 0, 1)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
-            logits = model(
-                input_ids=select(batch.input_ids[:, :end]),
-                attention_mask=attention_mask,
-                use_cache=False,
-                **positions,
-            ).logits
-        logits = logits[:, batch.prompt_length - 1 : -1].float() / self.config.temperature
-        log_probs = torch.log_softmax(logits, dim=-1)
-        completion_ids = select(batch.completion_ids[:, :length])
-        taken = log_probs.gather(-1, completion_ids[..., None]).squeeze(-1)
-        cut = batch.completion_ids.shape[1] - length  # columns after the cut
-        taken = torch.nn.functional.pad(taken, (0, cut))
-        if not with_entropy:
-            return taken, None
-        return taken, torch.nn.functional.pad(categorical_entropy(logits.detach()), (0, cut))
-
-    @torch.no_grad()
-    def _stored_log_probs(self, batch: Batch, reference: bool = False) -> Tensor:
-        """``[B, L]`` log-probs kept with the batch: the policy's as sampled, or the reference's
-        (the starting model's copy, or with adapters the same model with them switched off),
-        micro-batch by micro-batch as the update computes them."""
-        model = self.ref_model if reference and not self.uses_adapters else self.model
-        switch = self.model.disable_adapter if reference and self.uses_adapters else nullcontext
-        with switch():
-            parts = micro_batches(batch, self.config.gradient_accumulation_steps)
-            return torch.cat([self._token_log_probs(model, part)[0] for part in parts])
-
-    def _loss_share(self, batch: Batch) -> float:
-        """This process's share of the aggregation's denominator, times the number of
-        processes: averaged gradients then equal those of the whole batch's loss."""
-        if self.world_size == 1:
-            return 1.0
-        if self.aggregation == "token_mean":
-            local = batch.completion_mask.sum()
-            total = local.clone()
-            torch.distributed.all_reduce(total)
-            return float(local / total.clamp(min=1.0)) * self.world_size
-        return 1.0  # seq_mean and const_norm: every process holds the same number of sequences
-
-    def _micro_batch_weights(self, parts: list[Batch]) -> list[float]:
-        """Each micro-batch's share of the aggregation's denominator (token_mean: its tokens;
-        seq_mean and const_norm: its completions): the micro-batches' losses, each its own
-        aggregate, weighted by these sum to the whole batch's loss."""
-        if self.aggregation == "token_mean":
-            counts = torch.stack([part.completion_mask.sum() for part in parts])
-        else:
-            counts = torch.tensor([float(len(part.advantages)) for part in parts])
-        return (counts / counts.sum().clamp(min=1.0)).tolist()
-
-    def _average_gradients(self) -> None:
-        if self.world_size == 1:
-            return
-        for parameter in self.model.parameters():
-            if parameter.grad is not None:
-                torch.distributed.all_reduce(parameter.grad)
-                parameter.grad /= self.world_size
 
     def update(self, batch: Batch) -> dict:
         """num_iterations gradient steps on GRPO's loss for one sampled batch; the metrics.
@@ -890,9 +501,9 @@ class GRPOTrainer:
         config = self.config
         eval_mode_that_checkpoints(self.model)  # no dropout: the ratio compares one function
         metrics: dict[str, list[float]] = {}
-        share = self._loss_share(batch)
+        share = distributed.loss_share(batch.completion_mask, self.aggregation, self.world_size)
         parts = micro_batches(batch, config.gradient_accumulation_steps)
-        weights = self._micro_batch_weights(parts)
+        weights = micro_batch_weights(parts, self.aggregation)
         sequence_level = config.importance_sampling_level == "sequence"
         loss_function = gspo_loss if sequence_level else grpo_token_loss
         for _ in range(config.num_iterations):
@@ -919,7 +530,7 @@ class GRPOTrainer:
                 entropies.append(entropy)
             log_probs, entropy = torch.cat(all_log_probs), torch.cat(entropies)  # [B, L]
             old = batch.old_log_probs if batch.old_log_probs is not None else log_probs
-            self._average_gradients()
+            distributed.average_gradients(self.model, self.world_size)
             limit = config.max_grad_norm if config.max_grad_norm is not None else math.inf
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
             if not (math.isfinite(norm) and math.isfinite(loss_value)):
@@ -952,77 +563,21 @@ class GRPOTrainer:
                     metrics.setdefault("kl", []).append(masked_mean(kl, mask).item())
         return {name: float(np.mean(values)) for name, values in metrics.items()}
 
-    # ----- the loop -----
+    def _token_log_probs(self, model, batch: Batch, with_entropy: bool = False):
+        """``[B, L]`` log-probs of the completion tokens under ``model`` (and their entropies):
+        :func:`rlgrad.lm.model.token_log_probs` with this run's forward settings."""
+        return token_log_probs(model, batch, self.forward, with_entropy)
 
-    def sample(self) -> tuple[Batch, dict]:
-        """Steps 1 and 2: completions, rewards and advantages for this process's prompts."""
-        config = self.config
-        sampled = self._sample_round(self._next_prompts())
-        dropped, rounds = 0, 1
-        if config.dynamic_sampling:
-            sampled, dropped, rounds = self._dynamic_sampling(sampled)
-        rewards, truncated = sampled.rewards, sampled.truncated
-        completion_mask = sampled.completion_mask
-        advantages = self._advantages(rewards).to(self.device)
-        lengths = completion_mask.sum(dim=1)  # tokens through EOS, before any masking
-        if config.mask_truncated_completions:
-            completion_mask = completion_mask * (~truncated).float()[:, None]
-        batch = Batch(
-            sampled.input_ids,
-            sampled.attention_mask,
-            sampled.prompt_length,
-            sampled.completion_ids,
-            completion_mask,
-            advantages,
-        )
-        if config.num_iterations > 1:
-            batch.old_log_probs = self._stored_log_probs(batch)
-        if config.beta > 0:
-            batch.ref_log_probs = self._stored_log_probs(batch, reference=True)
-        groups = rewards.view(-1, config.num_generations)
-        info = {
-            "reward": rewards.mean().item(),
-            "reward_std": rewards.std(correction=0).item(),
-            "frac_reward_zero_std": equal_reward_groups(groups).float().mean().item(),
-            "completions/mean_length": lengths.float().mean().item(),
-            "completions/min_length": lengths.min().item(),
-            "completions/max_length": lengths.max().item(),
-            "completions/clipped_ratio": truncated.float().mean().item(),
-            "groups_dropped": dropped,
-            "sampling_rounds": rounds,
-        }
-        if config.overlong_buffer is not None:
-            info["rewards/overlong_penalty/mean"] = sampled.penalties.mean().item()
-        for name, column in zip(self._reward_names(), sampled.per_function.T, strict=True):
-            info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
-            info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
-        if self._logs_completions(self.step + 1):
-            batch.completion_log = self._completion_log(sampled, advantages)
-        return batch, info
-
-    def _completion_log(self, sampled: Sampled, advantages: Tensor) -> list[dict]:
-        """The completion records of the step being sampled, one per completion."""
-        group = self.config.num_generations
-        prompts = [text for text in self._prompt_texts(sampled.rows) for _ in range(group)]
-        return data.completion_records(
-            self.step + 1,
-            "train",
-            prompts,
-            self._completion_texts(sampled.completion_ids),
-            self._reward_names(),
-            sampled.per_function,
-            sampled.rewards,
-            advantages.cpu(),
-        )
-
-    def _reward_names(self, evaluation: bool = False) -> list[str]:
-        functions = self.eval_reward_funcs if evaluation else self.reward_funcs
-        return [data.reward_name(function, index) for index, function in enumerate(functions)]
-
-    def _logs_completions(self, step: int) -> bool:
-        """Whether the training completions of ``step`` go to the completion log."""
-        config = self.config
-        return config.log_completions and step % config.log_completions_steps == 0
+    @torch.no_grad()
+    def _stored_log_probs(self, batch: Batch, reference: bool = False) -> Tensor:
+        """``[B, L]`` log-probs kept with the batch: the policy's as sampled, or the reference's
+        (the starting model's copy, or with adapters the same model with them switched off),
+        micro-batch by micro-batch as the update computes them."""
+        model = self.ref_model if reference and not self.uses_adapters else self.model
+        switch = self.model.disable_adapter if reference and self.uses_adapters else nullcontext
+        with switch():
+            parts = micro_batches(batch, self.config.gradient_accumulation_steps)
+            return torch.cat([self._token_log_probs(model, part)[0] for part in parts])
 
     # ----- evaluation -----
 
@@ -1042,29 +597,29 @@ class GRPOTrainer:
         size = max(1, per_call // group)
         rows = self.eval_dataset[self.rank :: self.world_size]
         records, lengths = [], []
-        with separate_random_streams(config.seed + self.rank):
+        with sampling.separate_random_streams(config.seed + self.rank):
             for start in range(0, len(rows), size):
                 more, tokens = self._evaluate_rows(rows[start : start + size], group)
                 records.extend(more)
                 lengths.extend(tokens)
-        records, lengths = self._from_every_process(records), self._from_every_process(lengths)
-        if config.log_completions:
-            self._write_completions(records)
+        records = distributed.gather_lists(records, self.world_size)
+        lengths = distributed.gather_lists(lengths, self.world_size)
+        if config.log_completions and self.rank == 0:
+            outputs.write_completions(records, config.output_dir, self.tensorboard)
         return self._evaluation_metrics(records, lengths)
 
     def _evaluate_rows(self, rows: list[dict], group: int) -> tuple[list[dict], list[int]]:
         """Completion records of ``group`` completions of each row, and their lengths in tokens
         (through EOS)."""
-        config = self.config
         prompts = self._prompt_texts(rows)
         chat = data.is_conversational(rows[0]["prompt"])
-        _, _, _, completion_ids, completion_mask, _ = self._generate(
-            prompts, group, greedy=not config.eval_do_sample, add_special_tokens=not chat
+        generation = self._generate(
+            prompts, group, greedy=not self.config.eval_do_sample, add_special_tokens=not chat
         )
-        texts = self._completion_texts(completion_ids)
-        ids = data.unpadded_ids(completion_ids, completion_mask)
-        per_function = self._rewards(rows, texts, ids, evaluation=True)
-        rewards = torch.nansum(per_function * self.eval_reward_weights, dim=1)
+        texts = self._completion_texts(generation.completion_ids)
+        ids = data.unpadded_ids(generation.completion_ids, generation.completion_mask)
+        per_function = self._rewards(rows, texts, ids, evaluation=True)  # [B, F]
+        rewards = torch.nansum(per_function * self.eval_reward_weights, dim=1)  # [B]
         records = data.completion_records(
             self.step,
             "eval",
@@ -1090,118 +645,13 @@ class GRPOTrainer:
         metrics["eval_completions/mean_length"] = float(np.mean(lengths))
         return metrics
 
-    def _from_every_process(self, items: list) -> list:
-        """The lists ``items`` of every process joined, in rank order (on every process)."""
-        if self.world_size == 1:
-            return items
-        parts = [None] * self.world_size
-        torch.distributed.all_gather_object(parts, items)
-        return [item for part in parts for item in part]
-
-    def train(
-        self,
-        resume_from_checkpoint: str | Path | None = None,
-        callbacks: Sequence[Callable[[GRPOTrainer, dict], bool | None]] = (),
-    ) -> list[dict]:
-        """Run max_steps GRPO steps (from a checkpoint when given); return the metric rows.
-
-        Each callback is called as ``callback(trainer, row)`` after every step (an evaluation,
-        a custom log, early stopping); training stops after the step where one returns True.
-        Every eval_steps steps the row holds the evaluation's metrics too (see :meth:`evaluate`).
-        """
-        if resume_from_checkpoint is not None:
-            self.load_checkpoint(resume_from_checkpoint)
-        config = self.config
-        progress = self._progress_bar()
-        self.tensorboard = self._open_tensorboard()
-        try:
-            while self.step < config.max_steps:
-                started = time.perf_counter()
-                batch, info = self.sample()
-                metrics = self.update(batch)
-                self.step += 1
-                row = {
-                    "step": self.step,
-                    **info,
-                    **metrics,
-                    "learning_rate": self.scheduler.get_last_lr()[0],
-                    "step_time": time.perf_counter() - started,
-                }
-                if batch.completion_log is not None:
-                    self._write_completions(self._from_every_process(batch.completion_log))
-                if config.eval_steps and self.step % config.eval_steps == 0:
-                    started = time.perf_counter()
-                    row.update(self.evaluate())
-                    row["eval_time"] = time.perf_counter() - started
-                self.history.append(row)
-                self._log(row, progress)
-                if config.save_steps and self.step % config.save_steps == 0:
-                    self.save_checkpoint()
-                # every callback sees every step, even after one asked to stop
-                if any([bool(callback(self, row)) for callback in callbacks]):
-                    break
-        finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-                self.tensorboard = None
-        if progress is not None:
-            progress.close()
-        if config.output_dir is not None:
-            self.save_checkpoint()
-        return self.history
-
     # ----- 4. logs and checkpoints -----
 
-    def _progress_bar(self):
-        if self.rank != 0 or not self.config.logging_steps:
-            return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.config.max_steps, initial=self.step, desc="grpo", unit="step")
-
-    def _open_tensorboard(self):
-        """A TensorBoard writer on output_dir with report_to='tensorboard' (rank 0), else None;
-        events after the current step, left by a run that stopped later, are dropped."""
-        if self.config.report_to != "tensorboard" or self.rank != 0:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ImportError(
-                "GRPOConfig.report_to='tensorboard' needs TensorBoard: "
-                "pip install 'rlgrad[tensorboard]'"
-            ) from None
-        return SummaryWriter(self.config.output_dir, purge_step=self.step or None)
-
-    def _log(self, row: dict, progress) -> None:
-        if self.rank != 0:
-            return
-        if self.config.output_dir is not None:
-            directory = Path(self.config.output_dir)
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(directory / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(row) + "\n")
-        if self.tensorboard is not None:
-            for name, value in row.items():
-                if name != "step" and isinstance(value, (int, float)):
-                    self.tensorboard.add_scalar(name, value, row["step"])
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(
-                reward=f"{row['reward']:.3f}", kl=f"{row.get('kl', 0):.3f}", refresh=False
-            )
-
     def _write_completions(self, records: list[dict]) -> None:
-        """Append the completion records (every process's) to output_dir/completions.jsonl and,
-        with report_to, to TensorBoard as a text table (tagged completions/train or /eval)."""
-        if self.rank != 0 or not records:
-            return
-        data.append_records(Path(self.config.output_dir) / "completions.jsonl", records)
-        if self.tensorboard is not None:
-            split, step = records[0]["split"], records[0]["step"]
-            self.tensorboard.add_text(f"completions/{split}", data.markdown_table(records), step)
+        """The training completion records of every process, written by rank 0."""
+        records = distributed.gather_lists(records, self.world_size)
+        if self.rank == 0:
+            outputs.write_completions(records, self.config.output_dir, self.tensorboard)
 
     def save_checkpoint(self) -> Path | None:
         """``output_dir/checkpoint-STEP``: the model (``save_pretrained``; with adapters, the
@@ -1209,11 +659,6 @@ class GRPOTrainer:
         weights, optimizer, schedule, prompt order, RNG states)."""
         if self.config.output_dir is None or self.rank != 0:
             return None
-        path = Path(self.config.output_dir) / f"checkpoint-{self.step}"
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
-        if hasattr(self.tokenizer, "save_pretrained"):
-            self.tokenizer.save_pretrained(path)
         state = {
             "step": self.step,
             "model": trainable_state(self.model) if self.uses_adapters else self.model.state_dict(),
@@ -1226,11 +671,13 @@ class GRPOTrainer:
             "history": self.history,
             **checkpoints.random_states(self.generator),
         }
-        checkpoints.save(state, path / "trainer_state.pt")
-        return path
+        return outputs.write_checkpoint(
+            self.config.output_dir, self.step, self.model, self.tokenizer, state
+        )
 
     def load_checkpoint(self, path: str | Path) -> None:
-        state = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+        """Continue from what :meth:`save_checkpoint` wrote in ``path``."""
+        state = outputs.read_checkpoint(path)
         if self.uses_adapters:  # the base weights are the ones given to the trainer, unchanged
             load_trainable_state(self.model, state["model"])
         else:

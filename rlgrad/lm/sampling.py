@@ -1,0 +1,221 @@
+"""GRPO's steps 1 and 2 for a causal LM: sample G completions of each prompt, score them.
+
+* :func:`generate` continues left-padded prompts with ``model.generate`` (KV cache, temperature,
+  top-p, or greedy) and returns a :class:`Generation`: the tokens, and the completion mask, which
+  runs up to and including the first EOS.
+* :func:`reward_scores` calls every reward function (or reward model) on the decoded completions:
+  ``[B, F]``, None → NaN.
+* :class:`Sampled` is one sampling round, scored; :func:`take_groups` keeps some of its groups
+  and :func:`concatenate` joins rounds (DAPO's dynamic sampling uses both).
+* :func:`separate_random_streams` runs an evaluation on random streams of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlgrad.errors import BadInputError
+from rlgrad.lm import data
+
+RewardFunction = Callable[..., Sequence[float | None]]
+
+
+@dataclasses.dataclass
+class Generation:
+    """What :func:`generate` returns, B = prompts · group completions, P prompt tokens (left
+    padded), L new tokens (right padded)."""
+
+    input_ids: Tensor  # [B, P + L]: the prompt, then the completion
+    attention_mask: Tensor  # [B, P + L] long: the prompt's, then the completion mask
+    prompt_length: int  # P
+    completion_ids: Tensor  # [B, L]
+    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
+    truncated: Tensor  # [B] bool: no EOS within the L tokens
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    group: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    add_special_tokens: bool = True,
+) -> Generation:
+    """``group`` completions of each prompt text, sampled with temperature and top_p (top-k off)
+    or greedy, at most ``max_new_tokens`` each. A chat template writes its own special tokens:
+    its texts are encoded with ``add_special_tokens=False``."""
+    device = next(model.parameters()).device
+    # generation continues right after the prompt, so pad on the left; the caller's tokenizer
+    # keeps its own setting
+    with data.padding_on(tokenizer, "left"):
+        encoded = tokenizer(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+        ).to(device)
+    input_ids = encoded.input_ids.repeat_interleave(group, dim=0)  # [B, P]
+    attention = encoded.attention_mask.repeat_interleave(group, dim=0)  # [B, P]
+    sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0}
+    model.eval()
+    sequences = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention,
+        do_sample=not greedy,
+        **({} if greedy else sampling),
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )
+    prompt_length = input_ids.shape[1]
+    completion_ids = sequences[:, prompt_length:]  # [B, L]
+    is_eos = completion_ids == tokenizer.eos_token_id
+    has_eos = is_eos.any(dim=1)
+    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1])  # [B]
+    positions = torch.arange(completion_ids.shape[1], device=device)[None, :]  # [1, L]
+    completion_mask = (positions <= first_eos[:, None]).float()
+    return Generation(
+        input_ids=sequences,
+        attention_mask=torch.cat([attention, completion_mask.long()], dim=1),
+        prompt_length=prompt_length,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        truncated=~has_eos,
+    )
+
+
+# ----- rewards -----
+
+
+def as_list(rewards) -> list:
+    """One reward or a sequence of them, as a list."""
+    if isinstance(rewards, Sequence) and not isinstance(rewards, str):
+        return list(rewards)
+    return [rewards]
+
+
+def weights_for(weights: Sequence[float] | None, count: int, field: str) -> Tensor:
+    """The reward weights as a ``[count]`` tensor (none: all 1)."""
+    weights = [1.0] * count if weights is None else list(weights)
+    if len(weights) != count:
+        raise BadInputError(
+            f"GRPOTrainer: {field} must have one weight per reward function ({count}); "
+            f"got {len(weights)}"
+        )
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def reward_scores(
+    functions: list,
+    tokenizers: list,
+    rows: list[dict],
+    completions: list[str],
+    completion_ids: list[list[int]],
+    state: data.TrainerState,
+) -> Tensor:
+    """``[B, F]`` scores of each of the F reward functions (or reward models, with their
+    tokenizers), B = len(completions), G consecutive completions per row; None → NaN, which the
+    weighted sum leaves out, as TRL does."""
+    inputs = data.reward_inputs(rows, completions, completion_ids, state)
+    scores = [
+        data.score(function, tokenizer, data.reward_name(function, index), inputs)
+        for index, (function, tokenizer) in enumerate(zip(functions, tokenizers, strict=True))
+    ]
+    shape = (len(functions), len(completions))  # [F, B], also when F = 0
+    return torch.tensor(scores, dtype=torch.float32).reshape(shape).T
+
+
+# ----- one sampling round, scored -----
+
+
+@dataclasses.dataclass
+class Sampled:
+    """One sampling round: G completions of each prompt and their rewards, B = prompts · G."""
+
+    rows: list[dict]  # the prompts' dataset rows, one per group
+    input_ids: Tensor  # [B, P + L]: the prompt, left-padded to P, then the completion
+    attention_mask: Tensor  # [B, P + L]
+    prompt_length: int  # P
+    completion_ids: Tensor  # [B, L]
+    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
+    truncated: Tensor  # [B] bool: no EOS within max_completion_length
+    per_function: Tensor  # [B, F] each reward function's scores (None → NaN)
+    penalties: Tensor  # [B] the overlong penalty (0 when off)
+    rewards: Tensor  # [B] the weighted sum of the scores, plus the penalty
+
+
+def take_groups(sampled: Sampled, keep: Tensor) -> Sampled:
+    """The groups where ``keep`` (``[prompts]`` bool) is True, each with its G completions."""
+    completions = keep.repeat_interleave(len(sampled.rewards) // len(sampled.rows))  # [B]
+    on_device = completions.to(sampled.input_ids.device)
+    return Sampled(
+        rows=[row for row, kept in zip(sampled.rows, keep.tolist(), strict=True) if kept],
+        input_ids=sampled.input_ids[on_device],
+        attention_mask=sampled.attention_mask[on_device],
+        prompt_length=sampled.prompt_length,
+        completion_ids=sampled.completion_ids[on_device],
+        completion_mask=sampled.completion_mask[on_device],
+        truncated=sampled.truncated[on_device],
+        per_function=sampled.per_function[completions],
+        penalties=sampled.penalties[completions],
+        rewards=sampled.rewards[completions],
+    )
+
+
+def concatenate(parts: list[Sampled], pad_token_id: int) -> Sampled:
+    """Several rounds as one batch: prompts left-padded to the longest P (generation pads them
+    on the left), completions right-padded with masked padding to the longest L."""
+    prompt_length = max(part.prompt_length for part in parts)
+    length = max(part.completion_ids.shape[1] for part in parts)
+
+    def padded(part: Sampled, x: Tensor, value: float, prompt: bool = True) -> Tensor:
+        left = prompt_length - part.prompt_length if prompt else 0
+        return torch.nn.functional.pad(
+            x, (left, length - part.completion_ids.shape[1]), value=value
+        )
+
+    return Sampled(
+        rows=[row for part in parts for row in part.rows],
+        input_ids=torch.cat([padded(part, part.input_ids, pad_token_id) for part in parts]),
+        attention_mask=torch.cat([padded(part, part.attention_mask, 0) for part in parts]),
+        prompt_length=prompt_length,
+        completion_ids=torch.cat(
+            [padded(part, part.completion_ids, pad_token_id, False) for part in parts]
+        ),
+        completion_mask=torch.cat(
+            [padded(part, part.completion_mask, 0.0, False) for part in parts]
+        ),
+        truncated=torch.cat([part.truncated for part in parts]),
+        per_function=torch.cat([part.per_function for part in parts]),
+        penalties=torch.cat([part.penalties for part in parts]),
+        rewards=torch.cat([part.rewards for part in parts]),
+    )
+
+
+@contextmanager
+def separate_random_streams(seed: int):
+    """Run the block on torch's (CPU and every CUDA device's), NumPy's and Python's global random
+    streams seeded with ``seed``, and put the streams as they were back afterwards: what runs
+    inside (an evaluation) leaves the training's random numbers exactly as they would have been,
+    and runs the same at every call (common random numbers across evaluations)."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
