@@ -922,10 +922,8 @@ def read_csv(path) -> list[dict]:
 
 def test_a_run_writes_the_run_directory_that_rlgrad_report_and_plot_read(tmp_path):
     from rlgrad.app.report import group_runs, group_statistics, read_runs
-    from rlgrad.lm import run_files
     from rlgrad.support import runs
 
-    assert run_files.BASE_COLUMNS == runs.BASE_COLUMNS
     histories = {}
     for seed in (0, 1):
         grpo = trainer(

@@ -112,7 +112,7 @@ def test_help_lists_every_config_field_with_its_docstring(capsys):
         (["train", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["eval", "/nonexistent/run"], "is not a run directory"),
         (["grpo-demo", "--steps", "0"], "--steps must be a positive number"),
-        (["grpo-demo", "--lr", "-1"], "learning_rate must be >= 0"),
+        (["grpo-demo", "--lr", "-1"], "config field 'learning_rate' must be >= 0; got -1.0"),
     ],
 )
 def test_bad_input_is_one_line_that_says_what_to_do(argv, message, tmp_path, capsys):

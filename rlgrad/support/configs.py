@@ -12,11 +12,9 @@ import dataclasses
 import difflib
 import inspect
 import itertools
-import json
 import textwrap
 import types
 import typing
-from pathlib import Path
 
 from rlgrad.errors import BadInputError
 
@@ -112,11 +110,6 @@ def from_dict(cls: type, values: dict):
             raise unknown_field(cls, name, cls.__module__.rsplit(".", 1)[-1])
     fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**fixed)
-
-
-def save(config, algorithm: str, path: Path) -> None:
-    text = json.dumps({"algorithm": algorithm, "config": to_dict(config)}, indent=2)
-    path.write_text(text + "\n")
 
 
 # ----- validation helpers: one line that names the field, what it must be and what it got -----

@@ -245,6 +245,87 @@ def read_run(run_dir: str | Path) -> RunFiles:
     )
 
 
+# ----- the writer: Run writes through these, and so does the LM trainer (rlgrad.lm) -----
+
+
+def write_config(run_dir: str | Path, algorithm: str, fields: dict) -> None:
+    """config.json: ``{"algorithm": algorithm, "config": fields}`` (what :func:`read_config`
+    reads)."""
+    text = json.dumps({"algorithm": algorithm, "config": fields}, indent=2)
+    (Path(run_dir) / CONFIG_FILE).write_text(text + "\n")
+
+
+class MetricsFile:
+    """metrics.csv: ``BASE_COLUMNS`` first, then every other column in the order it first
+    appears. A row is appended to the file; a row that brings a new column rewrites it. A value
+    that was not measured (``None``) is an empty cell, which :func:`read_rows` reads as ``None``.
+
+    ``rows`` (a resumed run's, up to its checkpoint) are written at once, replacing any rows a
+    file held past them.
+    """
+
+    def __init__(self, run_dir: str | Path, rows: list[dict] | None = None):
+        self.path = Path(run_dir) / METRICS_FILE
+        self.rows: list[dict] = [] if rows is None else rows
+        self.columns = list(BASE_COLUMNS)
+        self._rewrite()
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        if any(name not in self.columns for name in row):
+            self._rewrite()
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, self.columns).writerow(row)
+
+    def _rewrite(self) -> None:
+        for row in self.rows:
+            self.columns += [name for name in row if name not in self.columns]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def summarize(
+    rows: list[dict],
+    *,
+    algorithm: str,
+    env: str,
+    seed: int,
+    threshold: float | None,
+    train_s: float,
+    wall_s: float,
+    interrupted: bool,
+) -> dict:
+    """summary.json's fields from a run's rows: final and best evaluation, and when the run
+    solved (:func:`solved_at`)."""
+    evals = evaluations(rows)
+    solved = solved_at(rows, threshold)
+    best = max(evals, key=lambda r: r["eval_return_mean"]) if evals else None
+    return {
+        "algorithm": algorithm,
+        "env": env,
+        "seed": seed,
+        "steps": rows[-1]["step"] if rows else 0,
+        "train_s": round(train_s, 3),
+        "wall_s": round(wall_s, 3),
+        "final_eval_return_mean": evals[-1]["eval_return_mean"] if evals else None,
+        "best_eval_return_mean": best["eval_return_mean"] if best else None,
+        "best_eval_step": best["step"] if best else None,
+        "threshold": threshold,
+        "solved_step": solved["step"] if solved else None,
+        "solved_train_s": solved["train_s"] if solved else None,
+        "solved_wall_s": solved["wall_s"] if solved else None,
+        "interrupted": interrupted,
+    }
+
+
+def write_summary(run_dir: str | Path, summary: dict) -> None:
+    """summary.json (what :func:`read_summary` reads)."""
+    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def default_threshold(env_id: str) -> float | None:
     import gymnasium as gym
 
@@ -283,8 +364,7 @@ class Run:
         )
         self.steps = self.updates = 0
         self.train_s = self.wall_offset = 0.0
-        self.rows: list[dict] = []
-        self.columns: list[str] | None = None
+        rows: list[dict] = []
         # the agent of the best evaluation so far, as checkpoints/best.pt holds it; latest.pt
         # carries it too, so that a resume writes best.pt from the same trajectory
         self.best: dict | None = None
@@ -293,17 +373,19 @@ class Run:
         self.interrupted = False
         self.checkpoint_dir = self.dir / "checkpoints"
         if resume:
-            self._restore(Path(checkpoint) if checkpoint else self.checkpoint_dir / "latest.pt")
+            rows = self._restore(
+                Path(checkpoint) if checkpoint else self.checkpoint_dir / "latest.pt"
+            )
         else:
-            if (self.dir / "metrics.csv").exists():
+            if (self.dir / METRICS_FILE).exists():
                 raise BadInputError(
                     f"run directory {str(self.dir)!r} already holds a run; resume it with "
                     f"`rlgrad train --resume {self.dir}` or choose another --run-dir"
                 )
             self.dir.mkdir(parents=True, exist_ok=True)
-            configs.save(config, algorithm, self.dir / "config.json")
+            write_config(self.dir, algorithm, configs.to_dict(config))
         self.started = time.perf_counter()
-        self._rewrite_metrics()
+        self.metrics = MetricsFile(self.dir, rows)  # a resume drops the rows past its checkpoint
         self.tensorboard = self._open_tensorboard()
         self.bar = self._open_progress_bar() if progress else None
         self._previous_handler = self._catch_ctrl_c()
@@ -390,13 +472,7 @@ class Run:
         )
 
     def _append(self, row: dict) -> None:
-        self.rows.append(row)
-        if self.columns is None:
-            self.columns = list(BASE_COLUMNS) + [k for k in row if k not in BASE_COLUMNS]
-            self._rewrite_metrics()
-        else:
-            with open(self.dir / "metrics.csv", "a", newline="") as handle:
-                csv.DictWriter(handle, self.columns).writerow(row)
+        self.metrics.append(row)
         if self.tensorboard is not None:
             for name, value in row.items():
                 if name not in ("step", "update") and value is not None:
@@ -410,16 +486,6 @@ class Run:
             if evals:
                 shown["eval"] = f"{evals[-1]['eval_return_mean']:.1f}"
             self.bar.set_postfix(shown, refresh=False)
-
-    def _rewrite_metrics(self) -> None:
-        if self.columns is None and self.rows:
-            self.columns = list(BASE_COLUMNS) + [k for k in self.rows[0] if k not in BASE_COLUMNS]
-        if self.columns is None:
-            return
-        with open(self.dir / "metrics.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
 
     # ----- failures -----
 
@@ -450,7 +516,6 @@ class Run:
             "train_s": self.train_s,
             "wall_s": self.wall_s,
             "rows": self.rows,
-            "columns": self.columns,
             "modules": {name: module.state_dict() for name, module in self.modules.items()},
             "env": self.env.state(),
             "env_stats": self.env.stats_state(),
@@ -488,7 +553,14 @@ class Run:
         checkpoints.save(self.best, path)
         return path
 
-    def _restore(self, path: Path) -> None:
+    @property
+    def rows(self) -> list[dict]:
+        """The metric rows so far, as metrics.csv holds them."""
+        return self.metrics.rows
+
+    def _restore(self, path: Path) -> list[dict]:
+        """Load the checkpoint at ``path`` into the modules, environments and clocks; return
+        its metric rows."""
         if not path.exists():
             raise BadInputError(f"no checkpoint to resume from at {str(path)!r}")
         # via the CPU: load_state_dict then copies every tensor to wherever its module lives
@@ -526,16 +598,16 @@ class Run:
         self.steps, self.updates = state["steps"], state["updates"]
         self.train_s, self.wall_offset = state["train_s"], state["wall_s"]
         # checkpoints written before missing values were None held "" for them
-        self.rows = [{k: None if v == "" else v for k, v in row.items()} for row in state["rows"]]
-        self.columns = state["columns"]
+        rows = [{k: None if v == "" else v for k, v in row.items()} for row in state["rows"]]
         self.best = state.get("best")
-        evals = [row["eval_return_mean"] for row in evaluations(self.rows)]
+        evals = [row["eval_return_mean"] for row in evaluations(rows)]
         self.best_return = max(evals) if evals else None
         if self.best is not None:
             # a best.pt written after this checkpoint belongs to a trajectory that is undone now
             self._write_best()
         elif (self.checkpoint_dir / "best.pt").exists() and not evals:
             (self.checkpoint_dir / "best.pt").unlink()
+        return rows
 
     # ----- Ctrl-C -----
 
@@ -577,25 +649,16 @@ class Run:
         )
 
     def summary(self) -> dict:
-        evals = evaluations(self.rows)
-        solved = solved_at(self.rows, self.threshold)
-        best = max(evals, key=lambda r: r["eval_return_mean"]) if evals else None
-        return {
-            "algorithm": self.algorithm,
-            "env": self.config.env,
-            "seed": self.config.seed,
-            "steps": self.steps,
-            "train_s": round(self.train_s, 3),
-            "wall_s": round(self.wall_s, 3),
-            "final_eval_return_mean": evals[-1]["eval_return_mean"] if evals else None,
-            "best_eval_return_mean": best["eval_return_mean"] if best else None,
-            "best_eval_step": best["step"] if best else None,
-            "threshold": self.threshold,
-            "solved_step": solved["step"] if solved else None,
-            "solved_train_s": solved["train_s"] if solved else None,
-            "solved_wall_s": solved["wall_s"] if solved else None,
-            "interrupted": self.interrupted,
-        }
+        return summarize(
+            self.rows,
+            algorithm=self.algorithm,
+            env=self.config.env,
+            seed=self.config.seed,
+            threshold=self.threshold,
+            train_s=self.train_s,
+            wall_s=self.wall_s,
+            interrupted=self.interrupted,
+        )
 
     def close(self) -> None:
         if self._previous_handler is not None:
@@ -613,7 +676,7 @@ class Run:
             self.save_checkpoint()
         self.close()
         summary = self.summary()
-        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_summary(self.dir, summary)
         try:
             from rlgrad.support.plots import learning_curve
 
