@@ -375,6 +375,8 @@ def rlgrad_worker(
         config, source = trainer.Config(env=env_id, **fields), "defaults (no presets module)"
     else:
         config, source = preset_config(algorithm, env_id, **fields), "preset_config"
+    from rlgrad.support.runs import evaluations
+
     with tempfile.TemporaryDirectory(prefix="vs_sb3_") as tmp:
         history = trainer.train(config, run_dir=Path(tmp) / "run")
     evals = [
@@ -383,8 +385,7 @@ def rlgrad_worker(
             "train_s": float(r["train_s"]),
             "mean": float(r["eval_return_mean"]),
         }
-        for r in history.rows
-        if r.get("eval_return_mean") not in (None, "")
+        for r in evaluations(history.rows)
     ]
     last = history.rows[-1]
     return {
