@@ -375,7 +375,7 @@ def rlgrad_worker(
         config, source = trainer.Config(env=env_id, **fields), "defaults (no presets module)"
     else:
         config, source = preset_config(algorithm, env_id, **fields), "preset_config"
-    from rlgrad.support.runs import evaluations
+    from rlgrad.support.run_format import evaluations
 
     with tempfile.TemporaryDirectory(prefix="vs_sb3_") as tmp:
         history = trainer.train(config, run_dir=Path(tmp) / "run")

@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from rlgrad.support import configs
-from rlgrad.support.runs import TIMING_COLUMNS, read_rows
+from rlgrad.support.run_format import TIMING_COLUMNS, read_rows
 
 # Derandomized so a failing property fails the same way on every run and machine; no deadline
 # because 2-core CI machines stall unpredictably.

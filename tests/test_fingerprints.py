@@ -30,7 +30,7 @@ import pytest
 import torch
 from conftest import without_timing
 
-from rlgrad.support.runs import TIMING_COLUMNS
+from rlgrad.support.run_format import TIMING_COLUMNS
 from rlgrad.trainers import a2c, dqn, grpo, ppo, reinforce, sac, td3, trpo
 
 CART = {"env": "CartPole-v1", "eval_episodes": 2, "checkpoint_every": 0}

@@ -922,7 +922,7 @@ def read_csv(path) -> list[dict]:
 
 def test_a_run_writes_the_run_directory_that_rlgrad_report_and_plot_read(tmp_path):
     from rlgrad.app.report import group_runs, group_statistics, read_runs
-    from rlgrad.support import runs
+    from rlgrad.support import run_format
 
     histories = {}
     for seed in (0, 1):
@@ -936,7 +936,7 @@ def test_a_run_writes_the_run_directory_that_rlgrad_report_and_plot_read(tmp_pat
         histories[seed] = grpo.train()
     run_dir, history = tmp_path / "seed0", histories[0]
     rows = read_csv(run_dir / "metrics.csv")
-    assert list(rows[0])[: len(runs.BASE_COLUMNS)] == list(runs.BASE_COLUMNS)
+    assert list(rows[0])[: len(run_format.BASE_COLUMNS)] == list(run_format.BASE_COLUMNS)
     assert [int(row["step"]) for row in rows] == [1, 2, 3, 4]
     for row, step in zip(rows, history, strict=True):
         assert float(row["episode_return_mean"]) == step["reward"]  # the mean training reward

@@ -15,12 +15,7 @@ from rlgrad.app.presets import read_preset_file
 from rlgrad.app.registry import resume
 from rlgrad.support import runs
 from rlgrad.support.evaluation import evaluate
-from rlgrad.support.runs import (
-    read_rows,
-    read_run,
-    solved_at,
-    solved_to_the_end,
-)
+from rlgrad.support.run_format import read_rows, read_run, solved_at, solved_to_the_end
 from rlgrad.trainers import ppo, reinforce
 
 TINY_PPO = {

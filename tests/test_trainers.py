@@ -20,7 +20,8 @@ from rlgrad.support import configs
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.evaluation import evaluate
 from rlgrad.support.rollout import Rollout
-from rlgrad.support.runs import TrainingError, solved_at
+from rlgrad.support.run_format import solved_at
+from rlgrad.support.runs import TrainingError
 from rlgrad.trainers import a2c, ppo, reinforce
 
 toy_envs.register()

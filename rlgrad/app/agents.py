@@ -11,7 +11,7 @@ from rlgrad.app.registry import module, saved_config
 from rlgrad.errors import BadInputError
 from rlgrad.support.configs import PolicyConfig
 from rlgrad.support.envs import RunningMeanStd, make_gym_vector_env, spaces_of
-from rlgrad.support.runs import checkpoint_path
+from rlgrad.support.run_format import checkpoint_path
 
 
 class Agent:

@@ -23,7 +23,7 @@ from pathlib import Path
 from rlgrad.app.registry import module
 from rlgrad.errors import BadInputError
 from rlgrad.support import configs
-from rlgrad.support.runs import read_config
+from rlgrad.support.run_format import read_config
 
 SHIPPED, DEFAULTS = "shipped", "none"
 
@@ -58,7 +58,8 @@ def build_config(algorithm: str, env_id: str, base: dict, overrides: dict):
 
 def read_preset_file(path: str | Path) -> tuple[str, str | None, dict]:
     """``(algorithm, env or None, fields)`` of a preset file, or of a run directory (or its
-    ``config.json``), read as every tool reads one (:func:`rlgrad.support.runs.read_config`)."""
+    ``config.json``), read as every tool reads one
+    (:func:`rlgrad.support.run_format.read_config`)."""
     path = Path(path)
     if path.is_dir():
         saved = read_config(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rlgrad.errors import BadInputError
 from rlgrad.support import configs
-from rlgrad.support.runs import read_config
+from rlgrad.support.run_format import read_config
 
 ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
 

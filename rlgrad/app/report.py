@@ -3,7 +3,7 @@
 Runs are grouped by (algorithm, environment, config): runs whose configs differ only in the seed
 form one group, even across sweep directories. For each group the report gives
 
-* reliability: the success rate (solved as :func:`rlgrad.support.runs.solved_at` defines it:
+* reliability: the success rate (solved as :func:`rlgrad.support.run_format.solved_at` defines it:
   ``SOLVED_AFTER`` consecutive evaluations at the threshold) with its Wilson 95% interval;
 * speed: environment steps and training seconds to solve, as IQMs with stratified-bootstrap 95%
   intervals, where a run that never solved counts as +inf (so the IQM itself becomes inf once
@@ -18,7 +18,7 @@ form one group, even across sweep directories. For each group the report gives
 and draws the IQM learning curves with their 95% bands, performance profiles and interval
 estimates. A run that failed (the NaN guard) counts as unsolved, with its last evaluation as its
 score; a run that has not finished is left out and counted. Every run directory is read through
-:func:`rlgrad.support.runs.read_run`.
+:func:`rlgrad.support.run_format.read_run`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from rlgrad.app import statistics as stats
 from rlgrad.app.sweep import INDEX, Sweep
 from rlgrad.app.trials import DONE, FAILED
 from rlgrad.errors import BadInputError
-from rlgrad.support.runs import RunFiles, read_run
+from rlgrad.support.run_format import RunFiles, read_run
 
 CONFIDENCE = 0.95
 IGNORED_FIELDS = ("seed",)  # configs that differ only in these are one group

@@ -37,7 +37,7 @@ from rlgrad.app.trials import (
 )
 from rlgrad.errors import BadInputError
 from rlgrad.support import configs
-from rlgrad.support.runs import RunFiles, read_run
+from rlgrad.support.run_format import RunFiles, read_run
 
 INDEX = "sweep.json"
 FORMAT = "rlgrad-sweep/1"

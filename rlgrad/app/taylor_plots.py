@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlgrad.errors import BadInputError
-from rlgrad.support.runs import read_rows
+from rlgrad.support.run_format import read_rows
 from rlgrad.support.taylor import COLUMNS
 
 

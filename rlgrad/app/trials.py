@@ -37,8 +37,9 @@ from pathlib import Path
 
 from rlgrad.app.registry import module
 from rlgrad.errors import BadInputError
-from rlgrad.support import configs, runs
-from rlgrad.support.runs import TrainingError, checkpoint_path
+from rlgrad.support import configs, run_format
+from rlgrad.support.run_format import checkpoint_path
+from rlgrad.support.runs import TrainingError
 
 DONE, FAILED, INTERRUPTED, PENDING, RUNNING = "done", "failed", "interrupted", "pending", "running"
 
@@ -79,7 +80,7 @@ def run_trial(trial: Trial) -> Outcome:
     run_dir = Path(trial.run_dir)
     checkpoint = checkpoint_path(run_dir, "latest")
     pid = os.getpid()
-    if runs.finished(run_dir):
+    if run_format.finished(run_dir):
         # finished before the driver could record it
         return Outcome(DONE, None, None, pid, started, time.time())
     resumed_from = None
@@ -100,7 +101,7 @@ def run_trial(trial: Trial) -> Outcome:
         return Outcome(FAILED, reason, resumed_from, pid, started, time.time())
     except KeyboardInterrupt:  # the stop request came before the run could catch it itself
         pass
-    state = DONE if runs.finished(run_dir) else INTERRUPTED
+    state = DONE if run_format.finished(run_dir) else INTERRUPTED
     return Outcome(state, None, resumed_from, pid, started, time.time())
 
 

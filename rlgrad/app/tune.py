@@ -10,7 +10,7 @@ its own Ray task, through the same machinery as ``rlgrad sweep``. The objective,
     objective = n_solved + 1 / (1 + T̄ / 60 s),
 
 where n_solved is how many of the K seeds solved within the budget (``SOLVED_AFTER``
-consecutive evaluations at the threshold, :func:`rlgrad.support.runs.solved_at`, the rule of
+consecutive evaluations at the threshold, :func:`rlgrad.support.run_format.solved_at`, the rule of
 every tool) and T̄ the mean training seconds to solve over the seeds that solved (the second term
 is 0 when none did). The second term lies in [0, 1), so reliability comes first: one more solved
 seed beats any speed-up, and among configs that solve equally often the faster wins. Tuning runs
@@ -37,7 +37,7 @@ one with the best validation objective is chosen.
 Validation asks more than tuning: a preset that solves and then collapses is not robust. The
 validation runs train for their **whole budget** (no ``stop_when_solved``), and a validation seed
 counts as solved only if it solved *and its last evaluation, at the end of the budget, is still at
-or above the threshold* (:func:`rlgrad.support.runs.solved_to_the_end`; no tolerance: 474.6 on
+or above the threshold* (:func:`rlgrad.support.run_format.solved_to_the_end`; no tolerance: 474.6 on
 CartPole's 475 is a collapse). Its time is still the training seconds to the solve. The
 validation objective is the formula above over the validation seeds with that rule; the tuning
 seeds, which stopped once solved and so cannot show a collapse, are reported beside it but not
@@ -63,7 +63,7 @@ from rlgrad.app.report import random_score
 from rlgrad.app.trials import DONE, FAILED, Outcome, Trial, TrialPool
 from rlgrad.errors import BadInputError
 from rlgrad.support import configs
-from rlgrad.support.runs import RunFiles, default_threshold, read_rows, read_run, solved_at
+from rlgrad.support.run_format import RunFiles, default_threshold, read_rows, read_run, solved_at
 
 TIME_SCALE_S = 60.0
 SLOWER = 2.0  # a trial this many times slower than the best, at equal reliability, stops

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from rlgrad.support import runs
+from rlgrad.support import run_format
 
 ALGORITHM = "grpo-lm"
 
@@ -38,7 +38,7 @@ def write_config(output_dir: str | Path, config) -> None:
     fields["env"] = config.task
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    runs.write_config(directory, ALGORITHM, fields)
+    run_format.write_config(directory, ALGORITHM, fields)
 
 
 def metric_row(row: dict, previous: dict | None) -> dict:
@@ -58,11 +58,11 @@ def metric_row(row: dict, previous: dict | None) -> dict:
         "episode_length_mean": row["completions/mean_length"],
         "eval_return_mean": row.get("eval_reward_mean"),
         "eval_return_std": row.get("eval_reward_std"),
-        **{name: value for name, value in row.items() if name not in runs.BASE_COLUMNS},
+        **{name: value for name, value in row.items() if name not in run_format.BASE_COLUMNS},
     }
 
 
-class MetricsFile(runs.MetricsFile):
+class MetricsFile(run_format.MetricsFile):
     """output_dir/metrics.csv from ``train()``'s rows: the run's rows so far (a resumed run's
     history, which ends at its checkpoint), then a row per step."""
 
@@ -70,7 +70,7 @@ class MetricsFile(runs.MetricsFile):
         directory = Path(output_dir)
         directory.mkdir(parents=True, exist_ok=True)
         # a summary from an earlier train() in this directory would mark the run finished
-        (directory / runs.SUMMARY_FILE).unlink(missing_ok=True)
+        (directory / run_format.SUMMARY_FILE).unlink(missing_ok=True)
         rows: list[dict] = []
         for row in history:
             rows.append(metric_row(row, rows[-1] if rows else None))
@@ -83,7 +83,7 @@ class MetricsFile(runs.MetricsFile):
 def write_summary(output_dir: str | Path, config, rows: list[dict]) -> dict:
     """summary.json from the run's rows in metrics.csv's columns: an LM run has no threshold,
     so it is never solved."""
-    summary = runs.summarize(
+    summary = run_format.summarize(
         rows,
         algorithm=ALGORITHM,
         env=config.task,
@@ -93,5 +93,5 @@ def write_summary(output_dir: str | Path, config, rows: list[dict]) -> dict:
         wall_s=rows[-1]["wall_s"] if rows else 0.0,
         interrupted=False,
     )
-    runs.write_summary(output_dir, summary)
+    run_format.write_summary(output_dir, summary)
     return summary

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgrad.support.runs import curve as column_curve
-from rlgrad.support.runs import read_config, read_rows
+from rlgrad.support.run_format import curve as column_curve
+from rlgrad.support.run_format import read_config, read_rows
 
 CARRIED_NOTE = "dashed: runs that ended carry their last evaluation forward"
 

@@ -108,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def summary_text(history) -> str:
     """What ``rlgrad train`` prints at the end of a run, from the run's ``summary.json``."""
-    from rlgrad.support.runs import SOLVED_AFTER
+    from rlgrad.support.run_format import SOLVED_AFTER
 
     s = history.summary
     lines = [f"{s['algorithm']} on {s['env']} (seed {s['seed']}): {s['steps']:,} steps"]
