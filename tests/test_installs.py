@@ -72,3 +72,27 @@ def test_a_cartpole_ppo_run_checkpoints_and_resumes_without_mujoco(without_mujoc
     resumed = ppo.train(longer, tmp_path / "run", resume=True)
     assert [row["step"] for row in resumed.rows] == [128, 256, 384, 512]
     assert "gymnasium.envs.mujoco" not in sys.modules
+
+
+class _NoGymnasium(importlib.abc.MetaPathFinder):
+    """Fails every import of gymnasium, as on a core install (`pip install rlgrad`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "gymnasium" or name.startswith("gymnasium."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def test_the_tour_on_a_core_install_skips_its_training_step_in_one_line(monkeypatch, capsys):
+    from rlgrad.tour.tour import run_tour
+
+    for name in list(sys.modules):
+        if name == "gymnasium" or name.startswith("gymnasium."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_NoGymnasium(), *sys.meta_path])
+    # the old code reached `import gymnasium` inside make_gym_vector_env: a traceback
+    assert run_tour(step="taylor-trust") == 2  # nothing was shown
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "1. taylor-trust-region: Taylor and the trust region (skipped: it trains PPO on "
+        "CartPole-v1: pip install 'rlgrad[gym]')"
+    ]
