@@ -1,5 +1,8 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Both create .venv when it is missing and install rlgrad into it (editable, with test extras).
+# `make test` also checks the installs a user makes (tests/installs/check.sh: core, [gym], [ray],
+# [lm], each in a fresh venv from a wheel of the checkout); `make test-fast` is the edit-test
+# loop: the suite without its slow tests and without the installs.
 #
 # PyTorch is installed first, from TORCH_SPEC. The default pins the CPU build that these machines
 # carry; elsewhere override it, e.g.
@@ -12,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rlgrad-installed
 
-.PHONY: demo test lint bench bench-sb3 bench-trl clean
+.PHONY: demo test test-fast test-installs lint bench bench-sb3 bench-trl clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +32,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check rlgrad tests benchmarks
 	$(BIN)/ruff format --check rlgrad tests benchmarks
 
+# --durations: the slowest tests in every run, so that a test that grew slow is seen
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+	$(MAKE) test-installs
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" --durations=10
+
+test-installs:
+	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" tests/installs/check.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/gae.py

@@ -12,6 +12,7 @@ so that trainers leave it out of their losses.
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 from rlgrad.errors import BadInputError
 
 _NORMALIZED_CLIP = 10.0
+_MUJOCO_ENV_MODULE = "gymnasium.envs.mujoco.mujoco_env"  # defines MujocoEnv
 # what a VectorEnv must carry through a checkpoint besides its environments and statistics
 _COUNTERS = (
     "observations",
@@ -49,12 +51,14 @@ def _pickles_whole(env) -> bool:
 def _mujoco_environments(env) -> list | None:
     """The unwrapped MuJoCo environments of a sync vector environment, or None when it holds
     any other kind (or MuJoCo is not installed)."""
-    try:
-        from gymnasium.envs.mujoco import MujocoEnv
-    except ImportError:  # no mujoco: then none of the environments is a MuJoCo one
+    # Never import gymnasium's MuJoCo module here: without MuJoCo that raises
+    # DependencyNotInstalled (not an ImportError) from a CartPole run's checkpoint. A MuJoCo
+    # environment exists only once its module was imported, so when it is absent none is one.
+    module = sys.modules.get(_MUJOCO_ENV_MODULE)
+    if module is None:
         return None
     found = [e.unwrapped for e in _sub_environments(env)]
-    return found if all(isinstance(e, MujocoEnv) for e in found) else None
+    return found if all(isinstance(e, module.MujocoEnv) for e in found) else None
 
 
 def _physics_states(environments: list) -> list[dict]:
