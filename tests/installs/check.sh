@@ -167,13 +167,13 @@ lane_lm() {
         step lm "grpo-demo --lora names [peft]" needs peft rlgrad grpo-demo --lora --steps 1 &&
         step lm "train names [gym]" needs gym rlgrad train ppo --env CartPole-v1 &&
         step lm "grpo-demo 3 steps" rlgrad grpo-demo --steps 3 --output-dir demo --no-progress &&
-        step lm "grpo-demo logged 3 steps" python -c "
-import csv, json, pathlib, sys
-run = pathlib.Path('demo')
-csv_file, jsonl = run / 'metrics.csv', run / 'metrics.jsonl'
-n = len(list(csv.DictReader(csv_file.open()))) if csv_file.exists() else len(
-    [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()])
-sys.exit(0 if n == 3 and (run / 'checkpoint-3').is_dir() else f'{n} rows, {list(run.iterdir())}')"
+        step lm "grpo-demo wrote a run directory of 3 steps" python -c "
+import pathlib, sys
+from rlgrad.support.run_format import read_run
+run = read_run('demo')
+steps = [row['step'] for row in run.rows]
+ok = steps == [1, 2, 3] and run.finished and pathlib.Path('demo/checkpoint-3').is_dir()
+sys.exit(0 if ok else f'steps {steps}, finished {run.finished}')"
 }
 
 export -f needs absent rows resumed nonempty ray_sweep  # for the `bash -c` of step
