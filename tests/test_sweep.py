@@ -321,7 +321,9 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
         timeout=300,
     )
     assert code.returncode == 1, code.stderr  # 1: some trials failed
-    assert "failed CartPole-v1/c1/seed0: ValueError: config field 'minibatch_size'" in code.stdout
+    assert (
+        "failed CartPole-v1/c1/seed0: BadInputError: config field 'minibatch_size'" in code.stdout
+    )
     final = _index(directory)
     for key, mtime in finished_before.items():
         assert (directory / final[key]["run_dir"] / "summary.json").stat().st_mtime_ns == mtime
