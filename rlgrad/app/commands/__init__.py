@@ -7,6 +7,7 @@ A module's ``add_NAME(commands)`` adds the command to the ``rlgrad`` subparsers 
 module             commands
 =================  ==========================================
 ``teaching``       ``examples``, ``tour``
+``course``         ``course``
 ``study``          ``study``
 ``train``          ``train``, ``eval``, ``presets``
 ``plots``          ``plot``, ``taylor``
@@ -20,6 +21,7 @@ module             commands
 
 from __future__ import annotations
 
+from rlgrad.app.commands.course import add_course
 from rlgrad.app.commands.grpo_demo import add_grpo_demo
 from rlgrad.app.commands.plots import add_plot, add_taylor
 from rlgrad.app.commands.report import add_report
@@ -34,6 +36,7 @@ ADDERS = (
     add_examples,
     add_study,
     add_tour,
+    add_course,
     add_train,
     add_eval,
     add_plot,
