@@ -1,7 +1,7 @@
-"""The calculus toolbox of seed E.3.1: gradients, Hessians, Taylor expansions and the update loop.
+"""The calculus toolbox of course page E.3.1: gradients, Hessians, Taylor expansions, updates.
 
 These functions take a Python callable ``f`` mapping a tensor to a scalar tensor and evaluate
-derivatives at a point, so the numbers of the seeds' worked examples can be recomputed exactly:
+derivatives at a point, so the numbers of the course's worked examples can be recomputed exactly:
 the derivative of J(θ) = −(θ − 0.8)² + 1, the chain rule on L = (3θ − 6)², the Taylor expansion
 of x², and gradient ascent θ ← θ + α∇J(θ).
 """
@@ -47,7 +47,7 @@ def gradient(f: ScalarFunction, x: Tensor) -> Tensor:
         TypeError: ``x`` is not a floating tensor or ``f`` returns no tensor.
         ValueError: ``x`` holds NaN/inf or ``f`` returns a non-scalar.
 
-    Example (seed E.3.1: J(θ) = −(θ − 0.8)² + 1 has J'(0.2) = 1.2):
+    Example (course page E.3.1: J(θ) = −(θ − 0.8)² + 1 has J'(0.2) = 1.2):
         >>> gradient(lambda t: -(t - 0.8) ** 2 + 1, torch.tensor(0.2, dtype=torch.float64))
         tensor(1.2000, dtype=torch.float64)
     """
@@ -76,7 +76,7 @@ def numerical_gradient(f: ScalarFunction, x: Tensor, eps: float = 1e-6) -> Tenso
     Returns:
         ``[*S]`` float64.
 
-    Example (seed exercise: f(x) = x³ + 2x − 5 has f'(2) = 14):
+    Example (course exercise: f(x) = x³ + 2x − 5 has f'(2) = 14):
         >>> g = numerical_gradient(lambda t: t**3 + 2 * t - 5, torch.tensor(2.0))
         >>> round(g.item(), 6)
         14.0
@@ -135,7 +135,7 @@ def taylor(f: ScalarFunction, x: Tensor, h: Tensor, order: int = 2) -> Tensor:
     Returns:
         A 0-dim tensor.
 
-    Example (seed E.3.4: x² at x = 3, h = 0.1 gives 9.6 to first order, 9.61 to second):
+    Example (course page E.3.4: x² at x = 3, h = 0.1 gives 9.6 to first order, 9.61 to second):
         >>> x, h = torch.tensor(3.0, dtype=torch.float64), torch.tensor(0.1, dtype=torch.float64)
         >>> [round(taylor(lambda t: t**2, x, h, order=k).item(), 10) for k in (1, 2)]
         [9.6, 9.61]
@@ -181,7 +181,7 @@ def gradient_ascent(f: ScalarFunction, x0: Tensor, lr: float, steps: int) -> Ten
     Returns:
         ``[K + 1, *S]``, starting with ``x0``.
 
-    Example (seed E.3.1: J(θ) = −(θ − 0.8)² + 1 from 0.2 at α = 0.1 gives 0.32, then 0.416):
+    Example (course page E.3.1: J(θ) = −(θ − 0.8)² + 1 from 0.2 at α = 0.1 gives 0.32, then 0.416):
         >>> theta0 = torch.tensor(0.2, dtype=torch.float64)
         >>> gradient_ascent(lambda t: -(t - 0.8) ** 2 + 1, theta0, lr=0.1, steps=2)
         tensor([0.2000, 0.3200, 0.4160], dtype=torch.float64)

@@ -1,7 +1,7 @@
 """Off-policy continuous control (SAC and TD3): critic targets, target smoothing, actor and
 temperature losses.
 
-SAC (Haarnoja et al. 2018) maximizes the return plus α times the policy's entropy, the seeds'
+SAC (Haarnoja et al. 2018) maximizes the return plus α times the policy's entropy, the course's
 max-entropy objective E[Σ_t γ^t (r_t + αH(π(·|s_t)))]; TD3 (Fujimoto et al. 2018) is its
 deterministic cousin. Both keep K critics (usually two) and bootstrap from the smallest of
 their target copies, which counters the upward bias a max over noisy estimates has.

@@ -1,4 +1,4 @@
-"""Policy distributions: log-probabilities, entropies (seed exercises) and GRPO's KL penalty."""
+"""Policy distributions: log-probabilities, entropies (course exercises), GRPO's KL penalty."""
 
 from __future__ import annotations
 

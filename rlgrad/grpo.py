@@ -1,4 +1,4 @@
-"""GRPO's token-level loss for language models (seed E.3.4 and the variants in use today).
+"""GRPO's token-level loss for language models (course page E.3.4 and the variants in use today).
 
 A batch holds B completions of up to L tokens, ``[B, L]``, with a mask that is 1 on the tokens
 the policy generated (up to and including EOS) and 0 on padding. Every completion carries its

@@ -1,4 +1,4 @@
-"""Policy losses (seeds E.3.2–E.3.6): the policy gradient and PPO's clipped surrogate.
+"""Policy losses (course pages E.3.2–E.3.6): the policy gradient and PPO's clipped surrogate.
 
 Losses are minimized, so each is the negative of the objective it ascends. Advantages and old
 log-probabilities are data, not functions of the current parameters: every loss here detaches
@@ -63,8 +63,8 @@ def ppo_objective(
     Returns:
         ``[*B]``.
 
-    Example (seed E.3.6 exercise: π_old = 0.4, π = 0.6, Â = 3, ε = 0.2 → r = 1.5; r·Â = 4.5 and
-    the clipped value is 1.2·3 = 3.6):
+    Example (course page E.3.6, exercise: π_old = 0.4, π = 0.6, Â = 3, ε = 0.2 → r = 1.5;
+    r·Â = 4.5 and the clipped value is 1.2·3 = 3.6):
         >>> ppo_objective(torch.tensor([0.6 / 0.4]), torch.tensor([3.0]), clip_eps=0.2)
         tensor([3.6000])
     """

@@ -1,4 +1,4 @@
-"""Returns and advantages (seeds E.3.2, E.3.4, E.3.5): TD errors, reward-to-go, GAE, GRPO.
+"""Returns and advantages (course pages E.3.2, E.3.4, E.3.5): TD errors, reward-to-go, GAE, GRPO.
 
 Trajectory tensors are time-major ``[T, *B]`` (a single stream ``[T]`` works). For step t,
 ``rewards[t]``, ``terminated[t]`` and ``truncated[t]`` are the outcome of (s_t, a_t);
@@ -129,7 +129,7 @@ def td_errors(
         TypeError / ValueError: on a non-tensor, a mismatched shape, dtype or device, a NaN or
         inf, a flag other than 0/1, or γ outside [0, 1].
 
-    Example (seed E.3.6 exercise: V(s_t) = 5, R = 2, V(s_{t+1}) = 6, γ = 0.9 → δ = 2.4):
+    Example (course page E.3.6, exercise: V(s_t) = 5, R = 2, V(s_{t+1}) = 6, γ = 0.9 → δ = 2.4):
         >>> t = torch.tensor
         >>> td_errors(t([2.0]), t([5.0]), t([6.0]), t([False]), gamma=0.9)
         tensor([2.4000])
@@ -370,7 +370,7 @@ def group_advantages(
 ) -> Tensor:
     """GRPO group-relative advantages (Shao et al. 2024), Â_i = (r_i − μ) / (σ + ε).
 
-        μ = (1/G) Σ_i r_i,    σ = sqrt((1/G) Σ_i (r_i − μ)²)    (the seeds' population σ)
+        μ = (1/G) Σ_i r_i,    σ = sqrt((1/G) Σ_i (r_i − μ)²)    (the course's population σ)
 
     The group is the last dimension: ``rewards[p, i]`` scores answer i to prompt p. With
     ``unbiased=True`` σ is the sample standard deviation (divide by G − 1), as TRL, verl and
@@ -387,7 +387,7 @@ def group_advantages(
     Returns:
         ``[*P, G]``; each group has mean 0 and, when ``scale``, std ≈ 1.
 
-    Example (seed E.3.4: r = [2, 4, 6, 8] has μ = 5, σ = √5, so Â₄ = 3/√5 ≈ 1.34):
+    Example (course page E.3.4: r = [2, 4, 6, 8] has μ = 5, σ = √5, so Â₄ = 3/√5 ≈ 1.34):
         >>> group_advantages(torch.tensor([[2.0, 4.0, 6.0, 8.0]]))
         tensor([[-1.3416, -0.4472,  0.4472,  1.3416]])
     """

@@ -1,9 +1,10 @@
 """Second-order pieces of a trust-region update (TRPO): curvature times a vector, no matrix.
 
-Seed E.3.4 explains why a step must stay small: past a certain size the first-order Taylor term
-stops describing the objective and the curvature term ½ ΔθᵀHΔθ takes over. TRPO (Schulman et al.
-2015) turns that into a rule: maximize the linear surrogate gᵀΔθ subject to the quadratic model
-of the KL, ½ ΔθᵀFΔθ ≤ δ, whose solution is Δθ = √(2δ / sᵀFs)·s with s = F⁻¹g. The pieces:
+Course page E.3.4 explains why a step must stay small: past a certain size the first-order
+Taylor term stops describing the objective and the curvature term ½ ΔθᵀHΔθ takes over. TRPO
+(Schulman et al. 2015) turns that into a rule: maximize the linear surrogate gᵀΔθ subject to
+the quadratic model of the KL, ½ ΔθᵀFΔθ ≤ δ, whose solution is Δθ = √(2δ / sᵀFs)·s with
+s = F⁻¹g. The pieces:
 
 | Symbol   | Meaning                                   | Function                       |
 |----------|-------------------------------------------|--------------------------------|
@@ -616,7 +617,7 @@ def ratio_taylor(
     log_prob_fn: Callable[[Tensor | list[Tensor]], Tensor], params: Params, step: Tensor
 ) -> RatioTaylor:
     """The first- and second-order Taylor models of each probability ratio around θ, where r = 1
-    (seed E.3.4: r(θ) ≈ 1 + ∇rᵀΔ + ½ ΔᵀHΔ):
+    (course page E.3.4: r(θ) ≈ 1 + ∇rᵀΔ + ½ ΔᵀHΔ):
 
         r_i(θ + Δ) = π_{θ+Δ}(a_i|s_i) / π_θ(a_i|s_i) = exp(ℓ_i(θ + Δ) − ℓ_i(θ))
         first_i    = 1 + ∇r_iᵀΔ                = 1 + ℓ_i′

@@ -1,4 +1,4 @@
-"""Value losses (seeds E.3.2, E.3.5 and the TD exercises): critic regression, DQN, linear TD.
+"""Value losses (course pages E.3.2, E.3.5 and the TD exercises): critic regression, DQN, linear TD.
 
 Targets are constants for the step that fits them (bootstrapped TD targets would otherwise chase
 themselves), so every loss here detaches its targets and says so.
@@ -128,7 +128,7 @@ _DQN_LOSSES = {"mse": _squared, "huber": _huber}
 def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "mse") -> Tensor:
     """DQN's loss on the taken actions, L = mean(ℓ(Q_θ(s, a) − y)), with y detached.
 
-    ``kind="mse"``: ℓ(x) = ½x² (the seeds' loss, so ∇L = (Q − y)∇Q, the TD error times ∇Q).
+    ``kind="mse"``: ℓ(x) = ½x² (the course's loss, so ∇L = (Q − y)∇Q, the TD error times ∇Q).
     ``kind="huber"``: ℓ(x) = ½x² for |x| ≤ 1 and |x| − ½ beyond (δ = 1), whose gradient is the
     TD error clipped to [−1, 1] (Mnih et al. 2015).
 

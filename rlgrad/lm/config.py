@@ -58,10 +58,10 @@ class GRPOConfig:
     epsilon_high: float | None = None
     """Upper clip range ε_high (DAPO's clip-higher), or none for epsilon."""
     scale_rewards: str = "group"
-    """'group': (r − μ_group)/(σ_group + ε) (the seeds' GRPO); 'batch': the group mean is
+    """'group': (r − μ_group)/(σ_group + ε) (the course's GRPO); 'batch': the group mean is
     subtracted and the batch σ divides; 'none': r − μ_group (Dr. GRPO)."""
     std_unbiased: bool = False
-    """Sample σ (as TRL, verl, OpenRLHF) instead of the seeds' population σ."""
+    """Sample σ (as TRL, verl, OpenRLHF) instead of the course's population σ."""
     loss_type: str = "token_mean"
     """token_mean (DAPO), seq_mean (original GRPO) or const_norm (Dr. GRPO; divides by
     max_completion_length); TRL's names grpo, bnpo, dapo and dr_grpo are accepted too."""

@@ -1,8 +1,9 @@
 """Taylor diagnostics of a policy update: did the step stay where its models hold?
 
-Seed E.3.4: "when parameter updates are too large, first-order approximations are no longer
-reliable". Given the policy before an update (θ_old, a flat copy of its parameters from
-:func:`snapshot`) and the agent after it (θ_new = θ_old + Δθ), on the update's batch:
+Course page E.3.4: a large step can leave the region where the first-order model of the
+objective is trustworthy. Given the policy before an update (θ_old, a flat copy of its
+parameters from :func:`snapshot`) and the agent after it (θ_new = θ_old + Δθ), on the
+update's batch:
 
 | Quantity               | Model around θ_old               | Actual                       |
 |------------------------|----------------------------------|------------------------------|

@@ -1,7 +1,7 @@
 """Exact policy evaluation and the policy gradient theorem on a :class:`TabularMDP`.
 
 The policy is a softmax over logits θ ``[S, A]``, π(a|s) = exp θ[s, a] / Σ_b exp θ[s, b]. On a
-finite MDP every quantity of the seeds' policy-gradient page is a small linear solve:
+finite MDP every quantity of the course's policy-gradient page is a small linear solve:
 
 | Symbol   | Meaning                                     | Formula as coded                      |
 |----------|---------------------------------------------|---------------------------------------|
@@ -259,7 +259,7 @@ def expected_gae_gradient(
     average to A(s, a) at l = 0 and to 0 afterwards, and the e terms telescope to the expression
     above. −V̂(s) is a state baseline and drops out, so the bias is
     Σ_s d(s) Σ_a ∇π(a|s) γ(1 − λ) P(·|s, a)ᵀ(I − γλP_π)⁻¹ e: zero for an exact critic (any λ)
-    and for λ = 1 (any critic), linear in the critic error otherwise. This is the seeds' "critic
+    and for λ = 1 (any critic), linear in the critic error otherwise. This is the course's "critic
     error propagates into the actor" as a formula.
 
     Args:

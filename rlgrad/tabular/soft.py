@@ -192,7 +192,7 @@ def soft_policy_gradient(mdp: TabularMDP, logits: Tensor, alpha: float) -> Tenso
     Derivation: V(s) = Σ_a π(a|s)Q(s, a) + αH(s) and Q(s, a) = r(s, a) + γ P(·|s, a)ᵀV, so
     ∇V(s) = Σ_a ∇π(a|s) Q(s, a) + α∇H(s) + γ Σ_a π(a|s) P(·|s, a)ᵀ∇V. Unrolling the last term
     visits every s with weight d^π(s), as in the ordinary theorem, with the extra α∇H(s). By the
-    seeds' exercise ∂H/∂π(a) = −(log π(a) + 1), so α∇H(s) = −α Σ_a ∇π(a|s)(log π(a|s) + 1); the +1
+    course's exercise ∂H/∂π(a) = −(log π(a) + 1), so α∇H(s) = −α Σ_a ∇π(a|s)(log π(a|s) + 1); the +1
     part is −α∇Σ_a π(a|s) = 0, leaving −α Σ_a ∇π(a|s) log π(a|s). For the softmax
     ∂π(a|s)/∂θ[s, b] = π(a|s)(1[a = b] − π(b|s)), and Σ_a π(a|s)[Q − α log π](s, a) = V(s), which
     gives the second line: the soft advantage Q − α log π − V weighted by d(s)π(b|s).

@@ -1,6 +1,6 @@
-"""Small MDPs whose every quantity can be computed exactly: the seeds' two-state example and more.
+"""Small MDPs whose every quantity can be computed exactly: the course's two-state example and more.
 
-- :func:`two_state`: the running example of the seeds. The policy's parameter sets the
+- :func:`two_state`: the running example of course module E.3. The policy's parameter sets the
   probability of choosing *right*.
 - :func:`chain`: a corridor where the greedy (highest immediate reward) action is a trap.
 - :func:`random_mdp`: a random MDP from a seed, so results don't hinge on one hand-made toy.
@@ -20,7 +20,7 @@ LEFT, RIGHT = 0, 1
 
 
 def two_state(gamma: float = 0.9, slip: float = 0.1) -> TabularMDP:
-    """The seeds' two-state running example: states *left*/*right*, actions *left*/*right*.
+    """The course's two-state running example: states *left*/*right*, actions *left*/*right*.
 
     An action moves the agent to the state it names, except that with probability ``slip`` it
     lands in the other one. Rewards:
@@ -35,8 +35,8 @@ def two_state(gamma: float = 0.9, slip: float = 0.1) -> TabularMDP:
     both states (V*(left) ≈ 8.1, V*(right) ≈ 9.1) while a greedy one stays left.
 
     The policy is a softmax over logits θ ``[2, 2]``: π(right | s) = σ(θ[s, right] − θ[s, left]),
-    so raising θ[s, right] raises the probability of choosing right, as in the seeds' one-parameter
-    picture. θ = 0 is the uniform policy.
+    so raising θ[s, right] raises the probability of choosing right, as in the course's
+    one-parameter picture. θ = 0 is the uniform policy.
 
     Args:
         gamma: the discount γ ∈ [0, 1).

@@ -1,1 +1,1 @@
-"""Teaching material built on the formula layer: the seeds' worked examples, recomputed."""
+"""Teaching material built on the formula layer: the course's worked examples, recomputed."""

@@ -1,8 +1,8 @@
-"""Every worked example and exercise answer of the seeds, recomputed by rlgrad's functions.
+"""Every worked example and exercise answer of course module E.3, recomputed by rlgrad's functions.
 
 Each :class:`Example` keeps its inputs as data and computes its results only through the public
 API, so changing an input changes what is printed (the tests do exactly that). ``rlgrad
-examples`` prints them grouped by seed section.
+examples`` prints them grouped by course page.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ EXAMPLES: list[Example] = [
         "rlgrad.gradient",
         {"point": (1.0, 2.0)},
         _partials(lambda p: 3 * p[0] ** 2 * p[1] + p[0] * p[1] ** 3),
-        note="the seed's answer for ∂f/∂y, 3 + 6 = 9, drops a factor: 3xy² = 12 at (1, 2), "
+        note="the course page's answer for ∂f/∂y, 3 + 6 = 9, drops a factor: 3xy² = 12 at (1, 2), "
         "so ∂f/∂y = 15",
     ),
     Example(
@@ -383,7 +383,7 @@ EXAMPLES: list[Example] = [
         "rlgrad.gradient",
         {"probs": (0.2, 0.5, 0.3), "action": 0},
         _entropy_slope,
-        note="the seed prints ≈ 2.609, which is −log π(a) + 1; the formula it states, "
+        note="the course page prints ≈ 2.609, which is −log π(a) + 1; the formula it states, "
         "−(log 0.2 + 1), is 0.609",
     ),
     Example(
@@ -478,7 +478,7 @@ def format_value(value: object) -> str:
 
 
 def render(examples: list[Example] | None = None, width: int = 88) -> str:
-    """The examples as text, grouped by seed section, every result computed now."""
+    """The examples as text, grouped by course page, every result computed now."""
     examples = EXAMPLES if examples is None else examples
     lines: list[str] = []
     for section, heading in SECTIONS.items():

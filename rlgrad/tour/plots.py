@@ -208,7 +208,7 @@ def trust_region(results: dict, path: Path) -> Path:
 
 
 def grpo(results: dict, path: Path) -> Path:
-    """GRPO advantages of each answer in the seeds' reward groups."""
+    """GRPO advantages of each answer in the course's reward groups."""
     plt = _pyplot()
     groups = results["_advantages"]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)

@@ -1,4 +1,4 @@
-"""``rlgrad tour``: a guided walk through rlgrad, in the order of the seeds.
+"""``rlgrad tour``: a guided walk through rlgrad, in the order of course module E.3.
 
 calculus → policy gradients → TD/DQN → GAE → PPO → Taylor and the trust region → GRPO →
 entropy and SAC. Each :class:`Step` keeps its inputs as data and computes every number it prints
@@ -381,7 +381,7 @@ def _sac_target_error(mdp, alpha, q_star):
 
 def _entropy(probs, gamma, slip, alphas):
     probs = f64(probs)
-    slopes = -(probs.log() + 1)  # the seeds' answer, ∂H/∂π(a) = −(log π(a) + 1)
+    slopes = -(probs.log() + 1)  # the course's answer, ∂H/∂π(a) = −(log π(a) + 1)
     autograd = rlgrad.gradient(lambda p: -(p * p.log()).sum(), probs)
     through_logits = rlgrad.gradient(rlgrad.categorical_entropy, probs.log())
     projected = probs * (slopes - probs @ slopes)
@@ -512,9 +512,10 @@ STEPS: list[Step] = [
     Step(
         "taylor-trust-region",
         "Taylor and the trust region",
-        "Seed E.3.4: a step can be trusted while its Taylor models hold. A few PPO updates on "
-        "CartPole, then the last update's direction as the line θ_old + tΔθ (t = 1 is the "
-        "update itself). For small t the surrogate follows its first-order model t·gᵀΔθ and "
+        "Course page E.3.4: a step can be trusted while its Taylor models hold. A few PPO "
+        "updates on CartPole, then the last update's direction as the line θ_old + tΔθ "
+        "(t = 1 is the update itself). For small t the surrogate follows its first-order "
+        "model t·gᵀΔθ and "
         "the KL its quadratic model ½t²ΔθᵀFΔθ (Fisher-vector products); as t grows they part, "
         "the curvature term ½t²ΔθᵀHΔθ takes over, and more and more ratios leave PPO's clip "
         "range, where the clipped objective stops pulling. The per-update rows are the run's "
@@ -543,9 +544,10 @@ STEPS: list[Step] = [
     Step(
         "entropy-sac",
         "Entropy and SAC: the temperature α trades return for entropy",
-        "The seeds' exercise: ∂H/∂π(a) = −(log π(a) + 1), 0.609 for π(a) = 0.2 (the seed's code "
-        "prints 2.609, which is −log π(a) + 1). Through the logits the +1 drops out, since the "
-        "probabilities must keep summing to 1. SAC maximizes the return plus αH at every step; "
+        "The course's exercise: ∂H/∂π(a) = −(log π(a) + 1), 0.609 for π(a) = 0.2 (the course "
+        "page's code prints 2.609, which is −log π(a) + 1). Through the logits the +1 drops "
+        "out, since the probabilities must keep summing to 1. SAC maximizes the return plus "
+        "αH at every step; "
         "on two_state the soft-optimal policy π* ∝ exp(Q*/α) moves from always right (α → 0, "
         "J*) towards uniform (entropy log 2 per step) as α grows, giving up return. For "
         "moderate α it even leans left in the left state: staying pays 0.5 now, while entropy "

@@ -4,7 +4,7 @@ Each iteration: 1. collect a short rollout (T = 5 steps) from N environments; 2.
 advantages (λ = 1 gives the n-step return minus V); 3. one gradient step on the policy-gradient
 loss, the value loss and the entropy bonus; 4. log, evaluate and checkpoint.
 
-The value loss is ½(V − G)² (the seeds' convention), so ``vf_coef`` = 0.5 here weighs the critic
+The value loss is ½(V − G)² (the course's convention), so ``vf_coef`` = 0.5 here weighs the critic
 like ``vf_coef`` = 0.25 in SB3, whose A2C uses (V − G)² without the ½.
 
     >>> from rlgrad.trainers import a2c

@@ -60,7 +60,7 @@ class Config(configs.OffPolicyConfig):
     exploration_fraction: float = 0.5
     """Fraction of total_steps over which ε falls linearly from epsilon_start to epsilon_end."""
     loss: str = "mse"
-    """TD loss: 'mse' is ½(Q − y)² (the seeds' loss), 'huber' is Huber with δ = 1 (SB3's)."""
+    """TD loss: 'mse' is ½(Q − y)² (the course's loss), 'huber' is Huber with δ = 1 (SB3's)."""
     double: bool = False
     """Double DQN: the online network picks argmax_a' Q_θ(s', a'), the target network values it."""
     dueling: bool = False

@@ -1,7 +1,7 @@
 """Trust Region Policy Optimization (Schulman et al. 2015), read top to bottom.
 
 Each iteration: 1. collect T steps from N environments; 2. compute GAE(λ) advantages; 3. the
-policy step, the seeds' E.3.4 made exact: maximize the surrogate L(θ) = mean(r Â) subject to
+policy step, course page E.3.4 made exact: maximize the surrogate L(θ) = mean(r Â) subject to
 mean KL(π_old ‖ π_θ) ≤ δ, with the KL modelled to second order by the Fisher matrix F:
 
     g = ∇L(θ_old),   solve F s = g by conjugate gradient (F·v by double backward, never F),

@@ -1,4 +1,4 @@
-"""``rlgrad examples`` and ``rlgrad tour``: the seed pages' numbers, recomputed by rlgrad."""
+"""``rlgrad examples`` and ``rlgrad tour``: the course's numbers, recomputed by rlgrad."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from rlgrad.errors import BadInputError
 def add_examples(commands) -> None:
     examples = commands.add_parser(
         "examples",
-        help="recompute every worked example of the seed pages with rlgrad's functions",
-        description="Every worked example and exercise answer of the seeds (E.3.1-E.3.6), "
-        "recomputed by rlgrad's functions and grouped by section.",
+        help="recompute every worked example of course module E.3 with rlgrad's functions",
+        description="Every worked example and exercise answer of the course module E.3 (calculus "
+        "and optimization for RL, pages E.3.1-E.3.6), recomputed by rlgrad's functions and "
+        "grouped by course page.",
     )
     examples.add_argument(
         "--section", help="only sections starting with this, e.g. E.3.4", default=None
