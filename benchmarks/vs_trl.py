@@ -21,7 +21,7 @@ per-group reward scaling, gradient clipping at 1, and the very same optimizer ob
 schedule (AdamW, lr 2e-3, no weight decay, 5 warm-up steps then constant), handed to TRL through
 ``optimizers=``. TRL runs in float32 without gradient checkpointing (its defaults, bf16 autocast
 and checkpointing, only slow a model this small on a CPU). One difference stays: rlgrad divides
-group advantages by the population σ (the seeds' convention), TRL by the sample σ, so TRL's
+group advantages by the population σ (the course's convention), TRL by the sample σ, so TRL's
 advantages are √(15/16) ≈ 0.97 of rlgrad's at G = 16, a difference Adam mostly absorbs.
 
 The clock counts training only: every ``eval_every`` steps a callback measures greedy accuracy on

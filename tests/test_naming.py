@@ -2,8 +2,9 @@
 so nothing a user reads may call it "the seeds" or "the seed pages".
 
 Scanned: every parser's ``--help`` text of the ``rlgrad`` command line, every string literal in
-``rlgrad/**/*.py`` (docstrings, help and description strings, config-field docstrings that become
-``--help``, the text the tour and ``rlgrad examples`` print) and README.md and BENCHMARKS.md.
+``rlgrad/**/*.py`` and ``benchmarks/*.py`` (docstrings, help and description strings,
+config-field docstrings that become ``--help``, the text the tour and ``rlgrad examples``
+print) and README.md and BENCHMARKS.md.
 
 "Seed" meaning a random seed is everywhere in RL and stays: the patterns below match only the
 phrasings that name the course (``seed page``, ``seed E.3.4``, ``the seeds'``, ...), and
@@ -113,7 +114,7 @@ def test_examples_help_names_the_course():
     assert "course module E.3" in " ".join(texts["rlgrad examples"].split())
 
 
-PY_FILES = sorted((ROOT / "rlgrad").rglob("*.py"))
+PY_FILES = sorted((ROOT / "rlgrad").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", PY_FILES, ids=lambda p: str(p.relative_to(ROOT)))
