@@ -1,8 +1,9 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Both create .venv when it is missing and install rlgrad into it (editable, with test extras).
-# `make test` also builds this documentation site (`make docs`, strict) and checks the installs a user makes (tests/installs/check.sh: core, [gym], [ray],
-# [lm], each in a fresh venv from a wheel of the checkout); `make test-fast` is the edit-test
-# loop: the suite without its slow tests and without the installs.
+# `make test` also builds this documentation site (`make docs`, strict) and checks the installs
+# a user makes (tests/installs/check.sh: core, [gym], [ray], [lm], each in a fresh venv from a
+# wheel of the checkout); `make test-fast` is the edit-test loop: the suite without its slow tests
+# and without the installs.
 #
 # PyTorch is installed first, from TORCH_SPEC. The default pins the CPU build that these machines
 # carry; elsewhere override it, e.g.

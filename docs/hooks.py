@@ -75,7 +75,5 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if BENCHMARKS_MARKER in markdown:
         root = Path(config["config_file_path"]).parent
-        markdown = markdown.replace(
-            BENCHMARKS_MARKER, benchmarks(root, Path(config["docs_dir"]))
-        )
+        markdown = markdown.replace(BENCHMARKS_MARKER, benchmarks(root, Path(config["docs_dir"])))
     return markdown
