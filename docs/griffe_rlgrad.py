@@ -1,11 +1,17 @@
 """A griffe extension that lets rlgrad's docstrings render as Markdown.
 
-rlgrad's docstrings are Google-style sections (Args, Returns, Raises) around reST-flavoured prose:
-``:func:`name``` roles, ``::`` before literal blocks, and doctests under headings such as
-``Example (γ = 0.5, λ = 1):`` that no docstring parser knows. Before mkdocstrings parses a
-docstring, this extension rewrites those three things into Markdown: a role becomes a code span,
-``::`` a colon, and each doctest that is not already in an ``Example:``/``Examples:`` section a
-fenced ``pycon`` block. The source files are left as they are.
+rlgrad's docstrings are Google-style sections (Args, Returns, Raises) around reST-flavoured
+prose. Before mkdocstrings parses a docstring, this extension rewrites what Markdown or the
+Google parser would misread; the source files are left as they are:
+
+- ``:func:`name``` and the other roles become code spans, ```text <url>`_`` a Markdown link, and
+  a ``::`` that opens a literal block a colon;
+- every doctest becomes a fenced ``pycon`` block (a heading such as ``Example (γ = 0.5):`` is
+  no section griffe knows, and it reads ``Example:`` as an admonition: either way Markdown would
+  show the ``>>>`` lines as nested quotes);
+- math such as ``[Q − α log π](s, a)`` is kept from reading as a link;
+- a Raises section written as a sentence becomes a paragraph, and wrapped Raises items are
+  indented; ``low, high: ...`` in Args becomes one item per parameter.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from griffe import Extension, Object
 
 ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc):`~?([^`]+)`")
 REST_LINK = re.compile(r"`([^`<]+?)\s*<(https?://[^>]+)>`_")
-NATIVE_EXAMPLE_HEADINGS = ("Example:", "Examples:")
 # an item of a Raises section: "ValueError: ...", "TypeError / ValueError: ...", "NonFiniteError: "
 RAISES_ITEM = re.compile(r"^[A-Z]\w*(\s*(/|,|or)\s*[A-Z]\w*)*:(\s|$)")
 
@@ -132,13 +137,9 @@ def markdown_docstring(text: str) -> str:
         end = i
         while end < len(lines) and lines[end].strip() and _indent(lines[end]) >= indent:
             end += 1
-        previous = next((each.strip() for each in reversed(out) if each.strip()), "")
-        if previous in NATIVE_EXAMPLE_HEADINGS:
-            out.extend(lines[i:end])  # griffe's own Examples section renders these
-        else:
-            if out and out[-1].strip():
-                out.append("")
-            out += ["```pycon", *(each[indent:] for each in lines[i:end]), "```", ""]
+        if out and out[-1].strip():
+            out.append("")
+        out += ["```pycon", *(each[indent:] for each in lines[i:end]), "```", ""]
         i = end
     return "\n".join(out)
 
