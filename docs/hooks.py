@@ -17,7 +17,7 @@ from pathlib import Path
 CLI_MARKER = "<!-- rlgrad-cli-reference -->"
 BENCHMARKS_MARKER = "<!-- include BENCHMARKS.md -->"
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
-HELP_WIDTH = 100
+HELP_WIDTH = 88  # fits the page's code blocks without a scroll bar
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
