@@ -232,3 +232,18 @@ def test_bad_ports_and_sites_are_one_line_errors(tmp_path):
         run_docs("--port", "70000")
     with pytest.raises(BadInputError, match="--site: expected a built site"):
         run_docs("--site", str(tmp_path))
+
+
+def test_a_taken_port_is_an_error_and_a_taken_default_port_is_replaced(tmp_path, monkeypatch):
+    import socket
+
+    (tmp_path / "index.html").write_text("<title>x</title>")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BadInputError, match=f"--port: cannot serve on 127.0.0.1:{port}"):
+            run_docs("--port", str(port), "--site", str(tmp_path))
+        monkeypatch.setattr(docs_command, "DEFAULT_PORT", port)
+        with docs_command.make_server("127.0.0.1", None, tmp_path) as server:
+            assert server.server_address[1] not in (port, 0)

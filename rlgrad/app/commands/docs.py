@@ -32,7 +32,7 @@ def checkout_root() -> Path:
 def add_docs(commands) -> None:
     docs = commands.add_parser(
         "docs",
-        help="serve this documentation site on localhost (offline)",
+        help="serve rlgrad's documentation site on localhost (offline)",
         description="Serves the documentation site on localhost, offline. In a checkout it "
         "builds the site first when site/ is missing (or with --build); that needs pip install "
         "'rlgrad[docs]'.",
