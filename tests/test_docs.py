@@ -247,3 +247,16 @@ def test_a_taken_port_is_an_error_and_a_taken_default_port_is_replaced(tmp_path,
         monkeypatch.setattr(docs_command, "DEFAULT_PORT", port)
         with docs_command.make_server("127.0.0.1", None, tmp_path) as server:
             assert server.server_address[1] not in (port, 0)
+
+
+@pytest.mark.parametrize("page", ["index.md", "formulas.md", "tabular.md"])
+def test_the_python_examples_of_a_page_run(page):
+    # the pages whose examples are self-contained (the trainer and LM pages need a run or a model)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.DOTALL)
+    assert blocks
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, f"docs/{page}", "exec"), namespace)
+    if page == "tabular.md":  # the values the page states
+        assert namespace["V"].tolist() == pytest.approx([3.625, 3.875])
+        assert float(namespace["d"].sum()) == pytest.approx(1 / (1 - namespace["mdp"].gamma))
