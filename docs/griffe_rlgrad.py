@@ -9,7 +9,9 @@ Google parser would misread; the source files are left as they are:
 - every doctest becomes a fenced ``pycon`` block (a heading such as ``Example (γ = 0.5):`` is
   no section griffe knows, and it reads ``Example:`` as an admonition: either way Markdown would
   show the ``>>>`` lines as nested quotes);
-- math such as ``[Q − α log π](s, a)`` is kept from reading as a link;
+- math such as ``[Q − α log π](s, a)`` is kept from reading as a link, the star of ``Q*(s, a)``
+  from reading as an emphasis (it becomes ∗), and the bar of ``π(a|s)`` in a table row from
+  splitting the cell;
 - a Raises section written as a sentence becomes a paragraph, and wrapped Raises items are
   indented; ``low, high: ...`` in Args becomes one item per parameter.
 """
@@ -74,12 +76,51 @@ def raises_sections(lines: list[str]) -> list[str]:
 CODE_SPAN = re.compile(r"(``.*?``|`[^`\n]*`)")
 
 
+EMPHASIS = re.compile(r"(?<![\w*])\*[^\s*][^*]*?(?<=[^\s*])\*(?![\w*])")
+# the star of Q*, V*(s), π*_α: written after a symbol, never the start of an emphasis
+MATH_STAR = re.compile(r"(?<=[\w)\]′])\*(?!\*)")
+
+
+def _stars(text: str) -> str:
+    """Math stars as ∗ (U+2217), which Markdown leaves alone; ``*word*`` stays an emphasis."""
+    parts = EMPHASIS.split(text)
+    kept = EMPHASIS.findall(text)
+    out = [MATH_STAR.sub("∗", parts[0])]
+    for emphasis, rest in zip(kept, parts[1:], strict=True):
+        out += [emphasis, MATH_STAR.sub("∗", rest)]
+    return "".join(out)
+
+
 def not_links(line: str) -> str:
-    """Math such as ``[Q − α log π](s, a)`` kept from reading as a Markdown link."""
+    """Math such as ``[Q − α log π](s, a)`` or ``Q*(s, a)/V*(s)`` kept from reading as a
+    Markdown link or an emphasis."""
     parts = CODE_SPAN.split(line)
     for i in range(0, len(parts), 2):  # the even parts are outside code spans
-        parts[i] = re.sub(r"\]\((?!https?://)", r"]\\(", parts[i])
+        parts[i] = _stars(re.sub(r"\]\((?!https?://)", r"]\\(", parts[i]))
     return "".join(parts)
+
+
+TABLE_RULE = re.compile(r"^\s*\|[-:| ]+\|\s*$")
+
+
+def table_pipes(lines: list[str]) -> list[str]:
+    """In a column-aligned Markdown table, a ``|`` that is no column border (π(a|s)) escaped."""
+    out = list(lines)
+    for i in range(1, len(lines)):
+        if not TABLE_RULE.match(lines[i]) or not lines[i - 1].lstrip().startswith("|"):
+            continue
+        borders = {j for j, char in enumerate(lines[i]) if char == "|"}
+        end = i + 1
+        while end < len(lines) and lines[end].lstrip().startswith("|"):
+            end += 1
+        for k in (i - 1, *range(i + 1, end)):
+            row = lines[k]
+            if not borders <= {j for j, char in enumerate(row) if char == "|"}:
+                continue  # not aligned: leave the row as written
+            out[k] = "".join(
+                "\\|" if char == "|" and j not in borders else char for j, char in enumerate(row)
+            )
+    return out
 
 
 GROUPED_ARGS = re.compile(r"^(\s*)(\w+(?:,\s*\w+)+):(.*)$")
@@ -115,7 +156,7 @@ def markdown_docstring(text: str) -> str:
     """The docstring ``text`` with reST roles, ``::`` and free-standing doctests made Markdown."""
     text = ROLE.sub(lambda m: f"`{m.group(1)}`", text)
     text = REST_LINK.sub(lambda m: f"[{m.group(1)}]({m.group(2)})", text)
-    lines = grouped_args(raises_sections(text.split("\n")))
+    lines = table_pipes(grouped_args(raises_sections(text.split("\n"))))
     out: list[str] = []
     fenced = False
     i = 0
