@@ -76,6 +76,11 @@ def test_the_api_reference_renders_docstrings_not_their_source_markup(site):
     assert '<span class="gp">&gt;&gt;&gt; </span><span class="n">gae</span>' in page
     # reST roles became code spans
     assert ":func:" not in html(site, "api/trust_region.html")
+    # rlgrad.tabular.soft's table: π(a|s) stays in its cell, V*(s) is no emphasis
+    soft = html(site, "api/tabular.html")
+    assert "<td>H_π[s] = −Σ_a π(a|s) log π(a|s)  (0 log 0 = 0)</td>" in soft
+    assert "<td>V∗(s) = α log Σ_a exp(Q∗(s, a)/α)</td>" in soft
+    assert "<em>(s)" not in soft
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
