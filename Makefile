@@ -1,8 +1,9 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Both create .venv when it is missing and install rlgrad into it (editable, with test extras).
-# `make test` also checks the installs a user makes (tests/installs/check.sh: core, [gym], [ray],
-# [lm], each in a fresh venv from a wheel of the checkout); `make test-fast` is the edit-test
-# loop: the suite without its slow tests and without the installs.
+# `make test` also builds this documentation site (`make docs`, strict) and checks the installs
+# a user makes (tests/installs/check.sh: core, [gym], [ray], [lm], each in a fresh venv from a
+# wheel of the checkout); `make test-fast` is the edit-test loop: the suite without its slow tests
+# and without the installs.
 #
 # PyTorch is installed first, from TORCH_SPEC. The default pins the CPU build that these machines
 # carry; elsewhere override it, e.g.
@@ -15,7 +16,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rlgrad-installed
 
-.PHONY: demo test test-fast test-installs lint bench bench-sb3 bench-trl clean
+.PHONY: demo test test-fast test-installs lint docs bench bench-sb3 bench-trl clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +33,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check rlgrad tests benchmarks
 	$(BIN)/ruff format --check rlgrad tests benchmarks
 
+# The documentation site into site/ (`rlgrad docs` serves it). --strict: a broken link, a missing
+# reference or a docstring the parser cannot read fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 # --durations: the slowest tests in every run, so that a test that grew slow is seen
-test: $(STAMP) lint
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest --durations=15
 	$(MAKE) test-installs
 
@@ -57,4 +63,4 @@ bench-trl: $(STAMP)
 	$(BIN)/python benchmarks/vs_trl.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build site *.egg-info

@@ -8,6 +8,7 @@ module             commands
 =================  ==========================================
 ``teaching``       ``examples``, ``tour``
 ``course``         ``course``
+``docs``           ``docs``
 ``study``          ``study``
 ``train``          ``train``, ``eval``, ``presets``
 ``plots``          ``plot``, ``taylor``
@@ -22,6 +23,7 @@ module             commands
 from __future__ import annotations
 
 from rlgrad.app.commands.course import add_course
+from rlgrad.app.commands.docs import add_docs
 from rlgrad.app.commands.grpo_demo import add_grpo_demo
 from rlgrad.app.commands.plots import add_plot, add_taylor
 from rlgrad.app.commands.report import add_report
@@ -37,6 +39,7 @@ ADDERS = (
     add_study,
     add_tour,
     add_course,
+    add_docs,
     add_train,
     add_eval,
     add_plot,
