@@ -28,6 +28,7 @@ def _():
 
     def num(element_id, value, digits=6):
         """A number the tests read: plain digits inside a span with an id."""
+        value = value.detach() if hasattr(value, "detach") else value
         return f'<span id="{element_id}">{float(value):.{digits}f}</span>'
 
     return (
