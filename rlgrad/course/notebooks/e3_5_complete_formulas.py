@@ -512,7 +512,9 @@ def _(mo):
 
 @app.cell
 def _(mo):
-    ppo_eps = mo.ui.slider(start=0.05, stop=0.5, step=0.05, value=0.2, label="ε", show_value=True)
+    ppo_eps = mo.ui.slider(
+        start=0.05, stop=0.5, step=0.05, value=0.2, label="clip ε", show_value=True
+    )
     ppo_advantage = mo.ui.slider(
         start=-2.0, stop=2.0, step=0.25, value=1.0, label="advantage Â", show_value=True
     )
