@@ -9,6 +9,8 @@ app = marimo.App(
 
 @app.cell
 def _():
+    import math
+
     import marimo as mo
     import matplotlib.pyplot as plt
     import torch
@@ -26,6 +28,22 @@ def _():
         """The course's worked example with this title, recomputed by rlgrad."""
         return next(each for each in EXAMPLES if each.title == title)
 
+    def read_rewards(text, default):
+        """The comma-separated rewards a learner typed, and a note on what could not be used."""
+        pieces = [piece.strip() for piece in text.split(",") if piece.strip()]
+        values = [read_number(piece) for piece in pieces]
+        usable = [value is not None and math.isfinite(value) for value in values]
+        rewards = [value for value, ok in zip(values, usable, strict=True) if ok]
+        skipped = [piece for piece, ok in zip(pieces, usable, strict=True) if not ok]
+        note = ""
+        if skipped:
+            note = f"Skipped what is not a finite number: {', '.join(map(repr, skipped))}. "
+        if len(rewards) < 2:
+            shown = ", ".join(f"{value:g}" for value in default)
+            note += f"A group needs at least two rewards; showing the course's [{shown}]."
+            rewards = list(default)
+        return rewards, note.strip()
+
     def num(element_id, value, digits=6):
         """A number the tests read: plain digits inside a span with an id."""
         value = value.detach() if hasattr(value, "detach") else value
@@ -38,7 +56,7 @@ def _():
         mo,
         num,
         plt,
-        read_number,
+        read_rewards,
         rlgrad,
         sampling,
         torch,
@@ -613,20 +631,8 @@ def _(mo):
 
 
 @app.cell
-def _(read_number, rewards_text):
-    _pieces = [piece for piece in rewards_text.value.split(",") if piece.strip()]
-    _read = [read_number(piece) for piece in _pieces]
-    typed_rewards = [value for value in _read if value is not None]
-    _unreadable = [
-        piece.strip() for piece, value in zip(_pieces, _read, strict=True) if value is None
-    ]
-    if _unreadable:
-        rewards_problem = f"Skipped what is not a number: {', '.join(map(repr, _unreadable))}."
-    else:
-        rewards_problem = ""
-    if len(typed_rewards) < 2:
-        rewards_problem += " A group needs at least two rewards; using the course's [2, 4, 6, 8]."
-        typed_rewards = [2.0, 4.0, 6.0, 8.0]
+def _(read_rewards, rewards_text):
+    typed_rewards, rewards_problem = read_rewards(rewards_text.value, (2.0, 4.0, 6.0, 8.0))
     return rewards_problem, typed_rewards
 
 

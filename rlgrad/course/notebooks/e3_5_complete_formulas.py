@@ -9,6 +9,8 @@ app = marimo.App(
 
 @app.cell
 def _():
+    import math
+
     import marimo as mo
     import matplotlib.pyplot as plt
     import torch
@@ -25,12 +27,28 @@ def _():
         """The course's worked example with this title, recomputed by rlgrad."""
         return next(each for each in EXAMPLES if each.title == title)
 
+    def read_rewards(text, default):
+        """The comma-separated rewards a learner typed, and a note on what could not be used."""
+        pieces = [piece.strip() for piece in text.split(",") if piece.strip()]
+        values = [read_number(piece) for piece in pieces]
+        usable = [value is not None and math.isfinite(value) for value in values]
+        rewards = [value for value, ok in zip(values, usable, strict=True) if ok]
+        skipped = [piece for piece, ok in zip(pieces, usable, strict=True) if not ok]
+        note = ""
+        if skipped:
+            note = f"Skipped what is not a finite number: {', '.join(map(repr, skipped))}. "
+        if len(rewards) < 2:
+            shown = ", ".join(f"{value:g}" for value in default)
+            note += f"A group needs at least two rewards; showing the course's [{shown}]."
+            rewards = list(default)
+        return rewards, note.strip()
+
     def num(element_id, value, digits=6):
         """A number the tests read: plain digits inside a span with an id."""
         value = value.detach() if hasattr(value, "detach") else value
         return f'<span id="{element_id}">{float(value):.{digits}f}</span>'
 
-    return example, f64, mo, num, plt, read_number, rlgrad, torch
+    return example, f64, mo, num, plt, read_rewards, rlgrad, torch
 
 
 @app.cell
@@ -614,16 +632,8 @@ def _(mo):
 
 
 @app.cell
-def _(example, f64, grpo_eps, grpo_text, mo, num, plt, read_number, rlgrad):
-    _pieces = [piece for piece in grpo_text.value.split(",") if piece.strip()]
-    grpo_rewards = [value for value in map(read_number, _pieces) if value is not None]
-    _note = ""
-    if len(grpo_rewards) < 2 or len(grpo_rewards) < len(_pieces):
-        _note = (
-            "Only numbers separated by commas can be read, and a group needs two of them; "
-            "showing the course's [2, 4, 10]."
-        )
-        grpo_rewards = [2.0, 4.0, 10.0]
+def _(example, f64, grpo_eps, grpo_text, mo, num, plt, read_rewards, rlgrad):
+    grpo_rewards, _note = read_rewards(grpo_text.value, (2.0, 4.0, 10.0))
     _stats = example("GRPO on three answers").results(rewards=tuple(grpo_rewards))
     grpo_mean, grpo_std = _stats["μ"], _stats["σ"]
     grpo_advantages = rlgrad.group_advantages(f64([grpo_rewards]), eps=grpo_eps.value)[0]
