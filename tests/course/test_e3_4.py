@@ -108,6 +108,16 @@ def test_grpo_numbers_of_the_course(defs):
     assert round(advantages[-1], 2) == 1.34
 
 
+def test_typed_rewards_are_read_or_skipped_with_a_note(defs):
+    read = defs["read_rewards"]
+    assert read("1, 2.5, 3/4", (2.0, 4.0)) == ([1.0, 2.5, 0.75], "")
+    rewards, note = read("1, abc, 1e400, 3", (2.0, 4.0))
+    assert rewards == [1.0, 3.0]
+    assert "'abc'" in note and "'1e400'" in note
+    rewards, note = read("7", (2.0, 4.0))
+    assert rewards == [2.0, 4.0] and "at least two" in note
+
+
 def test_moving_h_and_typing_rewards(open_chapter):
     page = open_chapter("e3-4", "e3-4-title")
     assert page.number("taylor-first") == pytest.approx(9.6)

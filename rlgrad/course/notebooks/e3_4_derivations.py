@@ -100,7 +100,7 @@ def _(mo):
     For a softmax over logits $z$ the right-hand side is especially simple:
     $\nabla_z \log\pi(a) = e_a - \pi$ (a one-hot vector minus the probabilities). Below, rlgrad's
     autograd (`rlgrad.gradient`) differentiates both sides for a three-action softmax with logits
-    $z = (0.5, -1.0, 0.2)$, the course's example; pick the action.
+    $z = (0.5, -1.0, 0.2)$; pick the action.
     """)
     return
 
@@ -182,14 +182,15 @@ def _(mo):
 
     ### Exact against sampled on the two-state MDP
 
-    The course's running example has two states, *left* and *right*, and two actions. Staying
+    The course's two-state running example, as `rlgrad.tabular.two_state` models it, has two
+    states, *left* and *right*, and two actions. Staying
     left pays 0.5 now; going right pays nothing at first but 1 per step after, and with
     probability 0.1 an action lands in the other state ($\gamma = 0.9$, start in *left*). The
     policy is a softmax over logits $\theta[s, a]$; here $\theta = 0$, the uniform policy.
 
     `rlgrad.tabular.policy_gradient` computes $\nabla J$ exactly from the MDP's tables. The
-    REINFORCE estimate samples episodes of the policy (88 steps each, so that $\gamma^{88} <
-    10^{-4}$ of the return is cut off), weights each $\nabla\log\pi(a_t\mid s_t)$ by
+    REINFORCE estimate samples episodes of the policy (88 steps each: anything later would weigh
+    less than $\gamma^{88} < 10^{-4}$), weights each $\nabla\log\pi(a_t\mid s_t)$ by
     $\gamma^t G_t$ and averages over $N$ episodes. (The $\gamma^t$ is what makes the average
     unbiased for the *discounted* objective: a visit at step $t$ counts $\gamma^t$ in $J$.)
     Each row of $\nabla J$ sums to zero, so one number per state says everything: the slope of

@@ -273,7 +273,8 @@ def _(mo):
     $\nabla_\theta L = (Q_\theta(s_t,a_t) - y_t)\,\nabla_\theta Q_\theta(s_t,a_t)$, and the
     error with the opposite sign is the TD error $\delta_t = y_t - Q_\theta(s_t,a_t)$.
     Below, `rlgrad.dqn_targets`, `rlgrad.dqn_loss` and `rlgrad.td_errors` compute these, and
-    autograd gives $\partial L/\partial Q$; the defaults are the course's reference example.
+    autograd gives $\partial L/\partial Q$. The defaults are the DQN example that
+    `rlgrad examples` prints.
     """)
     return
 
