@@ -35,7 +35,7 @@ def read_number(text: str) -> float | None:
             return None if value is None or value < 0 else sign * math.sqrt(value)
     try:
         return sign * float(Fraction(body))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):  # OverflowError: 1e400
         return None
 
 

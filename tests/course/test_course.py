@@ -55,6 +55,7 @@ def test_home_runs_as_a_script():
         ("-√4", -2.0),
         ("abc", None),
         ("1/0", None),
+        ("1e400", None),
         ("", None),
     ],
 )
