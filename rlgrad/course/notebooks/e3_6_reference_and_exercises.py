@@ -94,7 +94,7 @@ def _(example, rlgrad, tabular, torch):
             torch.tensor([1.0], dtype=f64),
         ),
         "taylor": example("E.3.4", "Taylor expansion").results()["order 2"],
-        "clip": example("Practice", "PPO's flat region").results()["J"],
+        "clip": example("Practice", "PPO's flat region").results()["J"].detach(),
         "grpo": example("E.3.4", "GRPO group normalization").results()["Â"][-1],
     }
     return f64, ref, sampled_policy_gradient
@@ -102,7 +102,7 @@ def _(example, rlgrad, tabular, torch):
 
 @app.cell
 def _(mo, ref, shown):
-    def value(key):
+    def _value(key):
         return f'<span id="ref-{key}">{shown(ref[key])}</span>'
 
     _rows = [
@@ -110,21 +110,21 @@ def _(mo, ref, shown):
             "Gradient ascent",
             r"$\theta \leftarrow \theta + \alpha \nabla J(\theta)$",
             "climbs the expected return",
-            rf"$J=-(\theta-0.8)^2+1$, $\theta_0=0.2$, $\alpha=0.1$: $\theta_1=$ {value('ascent')}",
+            rf"$J=-(\theta-0.8)^2+1$, $\theta_0=0.2$, $\alpha=0.1$: $\theta_1=$ {_value('ascent')}",
             "`rlgrad.gradient_ascent`",
         ),
         (
             "Gradient descent",
             r"$\theta \leftarrow \theta - \alpha \nabla L(\theta)$",
             "shrinks a value error or a model's loss",
-            rf"$L=(3\theta-6)^2$, $\theta_0=1$, $\alpha=0.01$: $\theta_1=$ {value('descent')}",
+            rf"$L=(3\theta-6)^2$, $\theta_0=1$, $\alpha=0.01$: $\theta_1=$ {_value('descent')}",
             "`rlgrad.gradient_descent`",
         ),
         (
             "Chain rule",
             r"$\dfrac{dL}{d\theta}=\dfrac{dL}{dy}\dfrac{dy}{d\theta}$",
             "what backpropagation does, layer after layer",
-            rf"$y=3\theta$, $L=(y-6)^2$ at $\theta=1$: $\frac{{dL}}{{d\theta}}=$ {value('chain')}",
+            rf"$y=3\theta$, $L=(y-6)^2$ at $\theta=1$: $\frac{{dL}}{{d\theta}}=$ {_value('chain')}",
             "`rlgrad.gradient`",
         ),
         (
@@ -132,7 +132,7 @@ def _(mo, ref, shown):
             r"$\nabla J \approx G_t \nabla \log \pi_\theta(a_t \mid s_t)$",
             "a good return makes the action taken more likely",
             rf"softmax logits $z=(0.3,-0.2)$, $a_t=0$, $G_t=2$: $\partial/\partial z_0=$ "
-            f"{value('pg-sample')}",
+            f"{_value('pg-sample')}",
             "`rlgrad.policy_gradient_loss`, `rlgrad.categorical_log_prob`",
         ),
         (
@@ -141,7 +141,7 @@ def _(mo, ref, shown):
             r"\,Q^\pi(s,a)$",
             "how a change of the parameters changes the expected return, exactly",
             r"two-state MDP, uniform policy: $\partial J/\partial\theta[\text{right},"
-            rf"\text{{right}}]=$ {value('pg-theorem')}",
+            rf"\text{{right}}]=$ {_value('pg-theorem')}",
             "`rlgrad.tabular.policy_gradient`",
         ),
         (
@@ -149,43 +149,43 @@ def _(mo, ref, shown):
             r"$\nabla_\theta \pi=\pi\,\nabla_\theta \log \pi$",
             "turns the gradient of a probability into an average we can sample",
             rf"logits $(0.5,-1,0.2)$, $a=0$: $\partial\pi/\partial z_0=$ "
-            rf"{value('log-derivative-left')}, $\pi\,\partial\log\pi/\partial z_0=$ "
-            f"{value('log-derivative-right')}",
+            rf"{_value('log-derivative-left')}, $\pi\,\partial\log\pi/\partial z_0=$ "
+            f"{_value('log-derivative-right')}",
             "`rlgrad.gradient`",
         ),
         (
             "Advantage-weighted update",
             r"$\nabla J \approx \hat A_t \nabla \log \pi_\theta(a_t \mid s_t)$",
             "pushes up actions that beat the average, pushes down the others",
-            rf"same sample with $\hat A_t=-0.5$: $\partial/\partial z_0=$ {value('advantage')}",
+            rf"same sample with $\hat A_t=-0.5$: $\partial/\partial z_0=$ {_value('advantage')}",
             "`rlgrad.policy_gradient_loss`",
         ),
         (
             "PPO probability ratio",
             r"$r_t=\dfrac{\pi_\theta(a_t \mid s_t)}{\pi_{old}(a_t \mid s_t)}$",
             "how far the new policy has moved from the one that collected the data",
-            rf"$\pi_{{old}}=0.5$, $\pi_\theta=0.65$: $r_t=$ {value('ratio')}",
+            rf"$\pi_{{old}}=0.5$, $\pi_\theta=0.65$: $r_t=$ {_value('ratio')}",
             r"`rlgrad.surrogate_objective` (mean $r_t\hat A_t$, here $\hat A_t=1$)",
         ),
         (
             "Second-order Taylor expansion",
             r"$f(\theta+\Delta)\approx f(\theta)+\nabla f^\top\Delta+\frac12\Delta^\top H\Delta$",
             "curvature, and why a step is trusted only in a small region",
-            rf"$f=x^2$ at $x=3$, $\Delta=0.1$: {value('taylor')} (exactly $3.1^2$)",
+            rf"$f=x^2$ at $x=3$, $\Delta=0.1$: {_value('taylor')} (exactly $3.1^2$)",
             "`rlgrad.taylor`",
         ),
         (
             "PPO clipped term",
             r"$\min(r_t\hat A_t,\ \mathrm{clip}(r_t,1-\epsilon,1+\epsilon)\hat A_t)$",
             "stops rewarding a policy that has already moved far enough",
-            rf"$r_t=1.3$, $\hat A_t=1$, $\epsilon=0.2$: {value('clip')}",
+            rf"$r_t=1.3$, $\hat A_t=1$, $\epsilon=0.2$: {_value('clip')}",
             "`rlgrad.ppo_objective`",
         ),
         (
             "GRPO group advantage",
             r"$\hat A_i=\dfrac{r_i-\mu}{\sigma}$",
             "replaces the critic by a comparison inside a group of answers",
-            rf"rewards $(2,4,6,8)$: $\hat A_4=$ {value('grpo')}",
+            rf"rewards $(2,4,6,8)$: $\hat A_4=$ {_value('grpo')}",
             "`rlgrad.group_advantages`",
         ),
     ]
