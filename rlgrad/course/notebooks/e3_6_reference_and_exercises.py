@@ -31,8 +31,9 @@ def _(mo):
     earlier page that introduced it is the better place to start.
 
     Every number on this page is computed when the page runs, by the rlgrad function named next to
-    it. Nothing is typed in by hand, so the table, the sliders and the exercise checker all agree
-    with what `rlgrad examples` prints in a terminal.
+    it; none is typed in by hand. The exercises are checked against the very computations that
+    `rlgrad examples --section E.3.6` prints in a terminal, so the page and the terminal cannot
+    disagree.
     """)
     return
 
