@@ -147,7 +147,18 @@ class Chapter:
     def screenshot(self) -> None:
         if SCREENSHOTS:
             Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            # marimo scrolls inside its #App element, so full_page alone stops at the viewport:
+            # make the viewport as tall as the notebook for the shot, then put it back
+            size = self.page.viewport_size
+            height = self.page.evaluate(
+                "(() => { const app = document.querySelector('#App');"
+                " if (!app) return 0; app.scrollTo(0, 0); return app.scrollHeight; })()"
+            )
+            self.page.set_viewport_size({"width": size["width"], "height": max(height, 900)})
+            self.page.mouse.move(0, 0)  # no hover highlight where the last click was
+            self.page.wait_for_timeout(1000)  # let plots and formulas lay out at the new size
             self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{self.slug}.png"), full_page=True)
+            self.page.set_viewport_size(size)
 
 
 @pytest.fixture

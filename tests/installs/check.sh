@@ -7,15 +7,17 @@
 #   gym    pip install 'rlgrad[gym]'   train, eval, plot and resume a short PPO and DQN run
 #   ray    pip install 'rlgrad[ray]'   a 2-trial sweep and its report
 #   lm     pip install 'rlgrad[lm]'    a few `grpo-demo` steps
+#   course pip install 'rlgrad[course]'  `rlgrad course` answers for its home page and a
+#                                      chapter; every chapter runs as a script
 #
 # and in each, every command that needs an extra it lacks must say so in one line naming it.
 #
 # Speed: PyTorch is installed once (TORCH_SPEC first, as the Makefile does, so that pip does not
 # pull a CUDA build) into a base venv that holds nothing else; each install starts from a
-# hard-linked copy of it (`cp -al`: seconds, not a minute of unpacking per venv) and the four
+# hard-linked copy of it (`cp -al`: seconds, not a minute of unpacking per venv) and they all
 # run concurrently. pip's cache stays on. Everything goes in with --no-compile: byte-compiling all
 # of a package is most of pip's CPU time (torch: 23 s of 28 s), and a command compiles only the
-# modules it imports. Usage: tests/installs/check.sh [core gym ray lm]
+# modules it imports. Usage: tests/installs/check.sh [core gym ray lm course]
 # Environment: PYTHON (python3), TORCH_SPEC (torch==2.13.0), KEEP=1 keeps the work folder.
 set -uo pipefail
 
@@ -23,7 +25,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 LANES=("$@")
-[ ${#LANES[@]} -gt 0 ] || LANES=(core gym ray lm)
+[ ${#LANES[@]} -gt 0 ] || LANES=(core gym ray lm course)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rlgrad-installs.XXXXXX")
 STARTED=$SECONDS
 export MPLBACKEND=Agg RAY_USAGE_STATS_ENABLED=0
@@ -57,14 +59,15 @@ step() {
     fi
 }
 
-# needs EXTRA CMD...: CMD fails with one line of output that names `rlgrad[EXTRA]`
+# needs EXTRA CMD...: CMD fails with the CLI's exit 2 for bad input and one line of output that
+# names `rlgrad[EXTRA]`
 needs() {
     local extra=$1 out code
     shift
     out=$("$@" 2>&1)
     code=$?
     printf '%s\n' "$out"
-    [ "$code" != 0 ] || { echo "expected a failure naming rlgrad[$extra]; it exited 0"; return 1; }
+    [ "$code" = 2 ] || { echo "expected exit 2 naming rlgrad[$extra]; it exited $code"; return 1; }
     [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || { echo "expected one line"; return 1; }
     grep -qF "pip install 'rlgrad[$extra]'" <<<"$out" || { echo "no rlgrad[$extra]"; return 1; }
 }
@@ -114,7 +117,7 @@ train_eval_plot_resume() {
 }
 
 lane_core() {
-    step core "no optional package" absent gymnasium matplotlib ray optuna transformers &&
+    step core "no optional package" absent gymnasium matplotlib ray optuna transformers marimo &&
         step core "import rlgrad" python -c "import rlgrad, rlgrad.app.cli" &&
         step core "rlgrad examples" rlgrad examples &&
         step core "rlgrad tour" rlgrad tour &&
@@ -122,7 +125,8 @@ lane_core() {
         step core "eval names [gym]" needs gym rlgrad eval some-run &&
         step core "plot names [plots]" needs plots rlgrad plot some-run &&
         step core "sweep names [ray]" needs ray rlgrad sweep ppo --seeds 0-1 &&
-        step core "grpo-demo names [lm]" needs lm rlgrad grpo-demo --steps 1
+        step core "grpo-demo names [lm]" needs lm rlgrad grpo-demo --steps 1 &&
+        step core "course names [course]" needs course rlgrad course
 }
 
 lane_gym() {
@@ -176,7 +180,65 @@ ok = steps == [1, 2, 3] and run.finished and pathlib.Path('demo/checkpoint-3').i
 sys.exit(0 if ok else f'steps {steps}, finished {run.finished}')"
 }
 
-export -f needs absent rows resumed nonempty ray_sweep  # for the `bash -c` of step
+# serve_course: `rlgrad course --port 0` prints its address; GET of the home page and of one
+# chapter must answer 200 within 60 s each; then the server is stopped (the one started here)
+serve_course() {
+    rlgrad course --port 0 >server.out 2>server.err &
+    local pid=$! address="" code
+    # shellcheck disable=SC2064  # the pid is known now
+    trap "kill $pid 2>/dev/null" EXIT
+    for _ in $(seq 600); do
+        address=$(grep -oE 'http://[^ ]+/' server.out | head -n 1)
+        if [ -n "$address" ] || ! kill -0 "$pid" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    cat server.out
+    if [ -z "$address" ]; then
+        echo "rlgrad course printed no address (it stopped, or took over 60 s); its stderr:"
+        cat server.err
+        return 1
+    fi
+    python - "$address" <<'PY'
+import sys, time, urllib.error, urllib.request
+for url in (sys.argv[1], sys.argv[1] + "e3-1/"):
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                print(url, answer.status)
+                if answer.status == 200:
+                    break
+        except (OSError, urllib.error.HTTPError) as error:
+            print(url, error)
+        if time.monotonic() > deadline:
+            sys.exit(f"{url}: no 200 in 60 s")
+        time.sleep(0.5)
+PY
+    code=$?
+    kill "$pid"
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    trap - EXIT
+    [ $code = 0 ] || { echo "its stderr:"; cat server.err; }
+    return $code
+}
+
+lane_course() {
+    step course "no gymnasium, Ray, transformers" absent gymnasium ray transformers &&
+        step course "rlgrad course --list" rlgrad course --list &&
+        step course "rlgrad course serves the home page and a chapter" serve_course &&
+        step course "every chapter runs as a script" python -c "
+import subprocess, sys
+from rlgrad.course import CHAPTERS
+for chapter in CHAPTERS:
+    done = subprocess.run([sys.executable, str(chapter.path)], capture_output=True, text=True)
+    print(chapter.section, 'exit', done.returncode)
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])"
+}
+
+export -f needs absent rows resumed nonempty ray_sweep serve_course  # for the `bash -c` of step
 
 extras_of() { case $1 in core) echo "" ;; *) echo "[$1]" ;; esac; }
 
