@@ -22,13 +22,19 @@ def _():
     def f64(value):
         return torch.as_tensor(value, dtype=torch.float64)
 
+    def on_chart(path, limit=3.0):
+        """The path for plotting, cut after its first point further than ``limit`` from 0.8: a
+        diverging path leaves the chart once instead of scribbling over it."""
+        far = ((path - 0.8).abs() > limit).nonzero()
+        return path if len(far) == 0 else path[: int(far[0]) + 1]
+
     def show(value, places=4):
         """A number as the page prints it: fixed places, a plain minus, no '-0'."""
         value = float(value)
         text = f"{value:.{places}f}" if abs(value) < 1e6 else f"{value:.3e}"
         return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
 
-    return f64, mo, np, plt, rlgrad, show, torch
+    return f64, mo, np, on_chart, plt, rlgrad, show, torch
 
 
 @app.cell
@@ -216,7 +222,7 @@ def _(mo):
 
 
 @app.cell
-def _(ascent_lr, f64, mo, objective, plt, rlgrad, show):
+def _(ascent_lr, f64, mo, objective, on_chart, plt, rlgrad, show):
     ascent_steps = 20
     ascent_trajectory = rlgrad.gradient_ascent(
         objective, f64(0.2), lr=ascent_lr.value, steps=ascent_steps
@@ -233,7 +239,9 @@ def _(ascent_lr, f64, mo, objective, plt, rlgrad, show):
         _verdict = "**converges** quickly to 0.8"
     _fig, _ax = plt.subplots(figsize=(5.5, 2.8))
     _ax.axhline(0.8, color="gray", lw=0.8, ls=":")
-    _ax.plot(range(ascent_steps + 1), ascent_trajectory, "o-", ms=3, color="tab:blue")
+    _shown = on_chart(ascent_trajectory)
+    _ax.plot(range(len(_shown)), _shown, "o-", ms=3, color="tab:blue")
+    _ax.set_xlim(-0.5, ascent_steps + 0.5)
     _ax.set_ylim(-0.6, 2.2)
     _ax.set_xlabel("step k")
     _ax.set_ylabel("θ_k")
@@ -576,7 +584,7 @@ def _(f64, np, rlgrad, torch):
 
 
 @app.cell
-def _(UPDATES, mo, plt, run_plain, run_ppo, run_torch, show, stabilise_lr):
+def _(UPDATES, mo, on_chart, plt, run_plain, run_ppo, run_torch, show, stabilise_lr):
     _lr = stabilise_lr.value
     stabilise_paths = {
         "plain": run_plain(_lr),
@@ -591,7 +599,10 @@ def _(UPDATES, mo, plt, run_plain, run_ppo, run_torch, show, stabilise_lr):
     _fig, _ax = plt.subplots(figsize=(6, 3.2))
     _ax.axhline(0.8, color="gray", lw=0.8, ls=":")
     for _name, _path in stabilise_paths.items():
-        _ax.plot(range(UPDATES + 1), _path, "o-", ms=2.5, label=_name)
+        _shown = on_chart(_path)
+        _off = "" if len(_shown) == len(_path) else f" (off the chart after {len(_shown) - 1})"
+        _ax.plot(range(len(_shown)), _shown, "o-", ms=2.5, label=_name + _off)
+    _ax.set_xlim(-0.5, UPDATES + 0.5)
     _ax.set_ylim(-0.5, 2.0)
     _ax.set_xlabel("update")
     _ax.set_ylabel("θ")
