@@ -579,7 +579,7 @@ def _(answer_field, mo):
     **Exercise 5 (drill: partial derivatives).** For $f(x, y) = 3x^2y + xy^3$, find
     $\partial f/\partial x$ and $\partial f/\partial y$ and evaluate both at $(1, 2)$.
     """),
-            mo.hstack([exercise_5x, exercise_5y], justify="start", gap=2),
+            mo.hstack([exercise_5x, exercise_5y], widths="equal", gap=2),
         ]
     )
     return exercise_5x, exercise_5y
@@ -597,7 +597,7 @@ def _(exercise_5x, exercise_5y, f64, mo, rlgrad, show, verdict):
                     verdict(exercise_5x, polynomial_gradient[0], 2, "ex5x"),
                     verdict(exercise_5y, polynomial_gradient[1], 2, "ex5y"),
                 ],
-                justify="start",
+                widths="equal",
                 gap=2,
             ),
             mo.accordion(
@@ -632,7 +632,7 @@ def _(answer_field, mo):
     $J = \min\bigl(rA,\ \operatorname{clip}(r, 1-\epsilon, 1+\epsilon)A\bigr)$. With $A = 1$,
     $r = 1.3$ and $\epsilon = 0.2$: what is $J$, and what is $\partial J/\partial r$?
     """),
-            mo.hstack([exercise_6j, exercise_6g], justify="start", gap=2),
+            mo.hstack([exercise_6j, exercise_6g], widths="equal", gap=2),
         ]
     )
     return exercise_6g, exercise_6j
@@ -655,7 +655,7 @@ def _(exercise_6g, exercise_6j, f64, mo, rlgrad, show, verdict):
                     verdict(exercise_6j, ppo_value, 2, "ex6j"),
                     verdict(exercise_6g, ppo_slope, 2, "ex6g"),
                 ],
-                justify="start",
+                widths="equal",
                 gap=2,
             ),
             mo.accordion(
