@@ -256,6 +256,8 @@ def _(ascent_lr, f64, mo, objective, on_chart, plt, rlgrad, show):
                     _fig,
                     mo.md(
                         f"""
+    With $\\alpha =$ <span id="ascent-lr">{ascent_lr.value:g}</span>:
+
     $\\theta_1 =$ <span id="ascent-theta-1">{show(ascent_trajectory[1])}</span>
 
     $\\theta_{{{ascent_steps}}} =$ <span id="ascent-final">{show(ascent_trajectory[-1])}</span>
@@ -621,6 +623,8 @@ def _(UPDATES, mo, on_chart, plt, run_plain, run_ppo, run_torch, show, stabilise
                     _fig,
                     mo.md(
                         f"""
+    With $\\alpha =$ <span id="stabilise-lr">{_lr:g}</span>:
+
     | method | θ after {UPDATES} updates |
     |:--|:--|
     {_rows}

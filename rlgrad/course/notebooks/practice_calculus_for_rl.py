@@ -106,7 +106,7 @@ def _(f64, mo, plt, rlgrad, show, softplus_x, torch):
                     _fig,
                     mo.md(
                         f"""
-    At $x = {softplus_x.value:g}$:
+    At $x =$ <span id="softplus-x">{softplus_x.value:g}</span>:
 
     slope of the softplus, autograd:
     <span id="softplus-slope">{show(softplus_slope, 6)}</span>
@@ -729,38 +729,62 @@ def _(f64, mo, plt, ppo_at, ppo_ratio, ppo_sign, rlgrad, show, torch):
 
 
 @app.cell
-def _(f64, mo, rlgrad, show, torch):
-    _deltas = (2.0, 0.5, 0.01)
-    _rows = []
-    for _d in _deltas:
-        _square = float(rlgrad.gradient(lambda d: 0.5 * d**2, f64(_d)))
-        _absolute = float(rlgrad.gradient(torch.abs, f64(_d)))
-        _huber = float(
-            rlgrad.gradient(
-                lambda d: torch.nn.functional.huber_loss(d, torch.zeros_like(d)), f64(_d)
-            )
-        )
-        _rows.append(f"    | {_d:g} | {show(_square)} | {show(_absolute)} | {show(_huber)} |")
-    _table = "\n".join(_rows)
-    mo.md(
-        r"""
+def _(answer_field, mo):
+    exercise_7 = answer_field("Exercise 7 answer: the slope of ½δ² at δ = 0.5")
+    mo.vstack(
+        [
+            mo.md(r"""
     **Exercise 7 (think: why square the TD error?).** The TD update minimizes
     $\tfrac12\delta^2$ with $\delta = r + \gamma V(s') - V(s)$. Why the square and not
-    $|\delta|$?
+    $|\delta|$? To check one piece of your reasoning: what is the slope of $\tfrac12\delta^2$
+    with respect to $\delta$ at $\delta = 0.5$?
+    """),
+            exercise_7,
+        ]
+    )
+    return (exercise_7,)
 
+
+@app.cell
+def _(exercise_7, f64, mo, rlgrad, show, torch, verdict):
+    def half_square(delta):
+        return 0.5 * delta**2
+
+    def huber(delta):
+        return torch.nn.functional.huber_loss(delta, torch.zeros_like(delta))
+
+    loss_slopes = {
+        delta: [float(rlgrad.gradient(f, f64(delta))) for f in (half_square, torch.abs, huber)]
+        for delta in (2.0, 0.5, 0.01)
+    }
+    _table = "\n".join(
+        f"    | {delta:g} | " + " | ".join(show(v) for v in slopes) + " |"
+        for delta, slopes in loss_slopes.items()
+    )
+    mo.vstack(
+        [
+            verdict(exercise_7, loss_slopes[0.5][0], 2, "ex7"),
+            mo.accordion(
+                {
+                    "Show the working": mo.md(
+                        r"""
     The square is smooth everywhere, while $|\delta|$ has a kink at 0 where its derivative
     jumps from −1 to 1; the square punishes large errors more than small ones; and its
-    derivative is just $\delta$, so the step shrinks as the error does. The slopes with
+    derivative is $\delta$ itself, so the step shrinks as the error does. The slopes with
     respect to $\delta$, by autograd (Huber is PyTorch's `huber_loss`, quadratic below 1 and
     linear above, which some DQN implementations use to blunt outliers):
 
     | $\delta$ | slope of $\tfrac12\delta^2$ | slope of $\lvert\delta\rvert$ | Huber's slope |
     |:--|:--|:--|:--|
     """
-        + _table
-        + "\n"
+                        + _table
+                        + "\n"
+                    )
+                }
+            ),
+        ]
     )
-    return
+    return (loss_slopes,)
 
 
 @app.cell
@@ -904,6 +928,8 @@ def _(
             _fig,
             mo.md(
                 f"""
+    With $\\alpha =$ <span id="temperature-alpha">{temperature.value:g}</span>:
+
     | state | π*(left) | π*(right) | entropy of π*(·\\|s) |
     |:--|:--|:--|:--|
     | left | {_row[0][0]} | <span id="soft-right-in-left">{_row[0][1]}</span> | {_row[0][2]} |
