@@ -30,8 +30,8 @@ demo: $(STAMP)
 	$(BIN)/rlgrad train ppo --env CartPole-v1
 
 lint: $(STAMP)
-	$(BIN)/ruff check rlgrad tests benchmarks
-	$(BIN)/ruff format --check rlgrad tests benchmarks
+	$(BIN)/ruff check rlgrad tests benchmarks docs/*.py
+	$(BIN)/ruff format --check rlgrad tests benchmarks docs/*.py
 
 # The documentation site into site/ (`rlgrad docs` serves it). --strict: a broken link, a missing
 # reference or a docstring the parser cannot read fails the build.

@@ -26,7 +26,7 @@ formulas, its worked numbers and its exercises, with the numbers computed live b
 that depends on it is recomputed; type an answer to an exercise and the page checks it.
 
 | page | what it covers |
-|---|---|
+|:---|:---|
 {_rows}
 
 Each page is a plain Python file (a [marimo](https://marimo.io) notebook): `rlgrad course
