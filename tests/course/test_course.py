@@ -87,3 +87,16 @@ def test_without_the_extra_one_line_says_what_to_install(monkeypatch, capsys):
     assert main(["course"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'rlgrad[course]'" in err
+
+
+@pytest.mark.parametrize("each", CHAPTERS, ids=lambda c: c.slug)
+def test_every_chapter_exports_to_a_jupyter_notebook(each, tmp_path):
+    # the docs promise `marimo export ipynb FILE` for learners who prefer Jupyter
+    nbformat = pytest.importorskip("nbformat")
+    target = tmp_path / f"{each.slug}.ipynb"
+    marimo_cli = [sys.executable, "-m", "marimo", "export", "ipynb", str(each.path)]
+    done = subprocess.run([*marimo_cli, "-o", str(target)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    notebook = nbformat.read(target, as_version=4)
+    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    assert len(code) >= 5 and any("rlgrad" in source for source in code)
