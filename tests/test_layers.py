@@ -1,4 +1,5 @@
-"""The layers point one way: app → trainers (and lm, tabular, tour, course) → support → formulas.
+"""The layers point one way: app → trainers (and lm, tabular, tour, course) → support (and envs)
+→ formulas.
 
 Every import of every module counts, those inside function bodies too: a lazy import is still an
 arrow. A module may import its own layer or a lower one, never a higher one.
@@ -14,8 +15,17 @@ from pathlib import Path
 import rlgrad
 
 PACKAGE = Path(rlgrad.__file__).parent
-LAYERS = {"app": 3, "trainers": 2, "lm": 2, "tabular": 2, "tour": 2, "course": 2, "support": 1}
-NAMES = {0: "the formula layer", 1: "support", 2: "trainers/lm/tabular/tour/course", 3: "app"}
+LAYERS = {
+    "app": 3,
+    "trainers": 2,
+    "lm": 2,
+    "tabular": 2,
+    "tour": 2,
+    "course": 2,
+    "support": 1,
+    "envs": 1,
+}
+NAMES = {0: "the formula layer", 1: "support/envs", 2: "trainers/lm/tabular/tour/course", 3: "app"}
 
 
 def layer_of(module: str) -> int:
