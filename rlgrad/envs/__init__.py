@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import torch
 
+from rlgrad.envs.acrobot import Acrobot
 from rlgrad.envs.base import Box, Discrete, TorchVectorEnv
 from rlgrad.envs.cartpole import CartPole
 from rlgrad.errors import BadInputError
 
-ENVIRONMENTS: dict[str, type[TorchVectorEnv]] = {CartPole.id: CartPole}
+ENVIRONMENTS: dict[str, type[TorchVectorEnv]] = {
+    CartPole.id: CartPole,
+    Acrobot.id: Acrobot,
+}
 
 
 def make(
@@ -34,4 +38,4 @@ def make(
     )
 
 
-__all__ = ["ENVIRONMENTS", "Box", "CartPole", "Discrete", "TorchVectorEnv", "make"]
+__all__ = ["ENVIRONMENTS", "Acrobot", "Box", "CartPole", "Discrete", "TorchVectorEnv", "make"]
