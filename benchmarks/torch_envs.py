@@ -25,6 +25,9 @@ rounds time one block of each contender, interleaved (A, B, C, A, B, C, ..., eac
 one contender later) so that drift of the machine's speed hits all alike; the environments run
 on from block to block, through their episodes' ends. Reported: the median steps/s per (task, N,
 contender), its interquartile range, and each torch row's median over the best Gymnasium median.
+The torch environments draw fresh first states for every copy on every step (no step waits for
+the host to ask whether any copy needs one), whereas Gymnasium resets a copy only when its
+episode ends, so its cost per step falls as the task's episodes get longer.
 
 One torch thread by default (``--threads``): the torch environments are elementwise ops on
 ``[N, state]`` tensors, and Gymnasium's copies run on one core.
