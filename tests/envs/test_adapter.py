@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from rlgrad.envs import TorchVectorEnv
@@ -64,21 +65,26 @@ def test_every_example_of_the_page_runs():
         exec(compile(block, str(PAGE), "exec"), {})
 
 
-def test_the_adapter_steps_exactly_as_a_torch_vector_env_through_many_episodes():
-    adapted, reference = PointMassEnv(16, seed=7), PointMassReference(16, seed=7)
+DEVICES = ["cpu"] + ["cuda"] * torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_adapter_steps_exactly_as_a_torch_vector_env_through_many_episodes(device):
+    adapted = PointMassEnv(16, device=device, seed=7)
+    reference = PointMassReference(16, device=device, seed=7)
     torch.testing.assert_close(adapted.reset()[0], reference.reset()[0], rtol=0, atol=0)
     actions = torch.Generator().manual_seed(0)
     # odd copies push with their own bias and leave |x| ≤ 1; even ones only jitter, to the limit
     bias = (torch.linspace(-0.6, 0.6, 16) * (torch.arange(16) % 2))[:, None]
     ends = torch.zeros(2, dtype=torch.long)
     for _ in range(400):
-        action = bias + 0.05 * torch.randn(16, 1, generator=actions)
+        action = (bias + 0.05 * torch.randn(16, 1, generator=actions)).to(device)
         ours, theirs = adapted.step(action), reference.step(action)
         for mine, expected in zip(ours[:4], theirs[:4], strict=True):
             torch.testing.assert_close(mine, expected, rtol=0, atol=0)
         assert ours[1].shape == ours[2].shape == ours[3].shape == (16,)
         assert ours[2].dtype == ours[3].dtype == torch.bool
-        ends += torch.stack((ours[2].sum(), ours[3].sum()))
+        ends += torch.stack((ours[2].sum(), ours[3].sum())).cpu()
     assert ends[0] > 40 and ends[1] > 40, ends  # many terminations and many truncations
 
 

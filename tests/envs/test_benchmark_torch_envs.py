@@ -53,6 +53,14 @@ def test_the_json_holds_every_task_size_and_contender_with_its_repeats(tmp_path,
     assert len(table.strip().splitlines()) == 2 + 2 * len(ENVIRONMENTS)
 
 
+@pytest.mark.skipif(not bench.torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_the_torch_rows_run_on_the_gpu():
+    tiny = ["--sizes", "2", "--steps", "3", "--repeats", "1", "--seconds", "0.001"]
+    result = bench.main(["--tasks", "CartPole-v1", *tiny, "--device", "cuda"])
+    assert result["device"] == "cuda" and len(result["rows"]) == 4
+    assert all(row["median"] > 0 for row in result["rows"])
+
+
 def test_a_block_lasts_about_the_aimed_seconds_within_its_bounds():
     warmup = bench.WARMUP_STEPS
     assert bench.block_steps(0.01 * warmup, seconds=0.5, most=2000) == 50  # 10 ms a step
