@@ -12,9 +12,12 @@ import torch
 
 from rlgrad.envs.base import Box, Discrete, TorchVectorEnv
 from rlgrad.envs.cartpole import CartPole
+from rlgrad.envs.mountain_car import MountainCar, MountainCarContinuous
+from rlgrad.envs.pendulum import Pendulum
 from rlgrad.errors import BadInputError
 
 ENVIRONMENTS: dict[str, type[TorchVectorEnv]] = {CartPole.id: CartPole}
+ENVIRONMENTS |= {env.id: env for env in (MountainCar, MountainCarContinuous, Pendulum)}
 
 
 def make(
@@ -35,3 +38,4 @@ def make(
 
 
 __all__ = ["ENVIRONMENTS", "Box", "CartPole", "Discrete", "TorchVectorEnv", "make"]
+__all__ += ["MountainCar", "MountainCarContinuous", "Pendulum"]
