@@ -13,11 +13,12 @@ import torch
 from rlgrad.envs.acrobot import Acrobot
 from rlgrad.envs.base import Box, Discrete, TorchVectorEnv
 from rlgrad.envs.cartpole import CartPole
+from rlgrad.envs.mountain_car import MountainCar, MountainCarContinuous
+from rlgrad.envs.pendulum import Pendulum
 from rlgrad.errors import BadInputError
 
 ENVIRONMENTS: dict[str, type[TorchVectorEnv]] = {
-    CartPole.id: CartPole,
-    Acrobot.id: Acrobot,
+    env.id: env for env in (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum)
 }
 
 
@@ -38,4 +39,15 @@ def make(
     )
 
 
-__all__ = ["ENVIRONMENTS", "Acrobot", "Box", "CartPole", "Discrete", "TorchVectorEnv", "make"]
+__all__ = [
+    "ENVIRONMENTS",
+    "Acrobot",
+    "Box",
+    "CartPole",
+    "Discrete",
+    "MountainCar",
+    "MountainCarContinuous",
+    "Pendulum",
+    "TorchVectorEnv",
+    "make",
+]

@@ -28,11 +28,19 @@ def state_as_float32(env) -> np.ndarray:
 
 
 class GymTwin:
-    def __init__(self, env_id, num_envs, set_state=set_state_array, observation=state_as_float32):
+    def __init__(
+        self,
+        env_id,
+        num_envs,
+        set_state=set_state_array,
+        observation=state_as_float32,
+        **make_kwargs,
+    ):
+        """``make_kwargs`` go to ``gymnasium.make`` (e.g. Pendulum's ``g``)."""
         self.set_state = set_state
         self.observation = observation
         self.vector = gymnasium.vector.SyncVectorEnv(
-            [lambda: gymnasium.make(env_id)] * num_envs,
+            [lambda: gymnasium.make(env_id, **make_kwargs)] * num_envs,
             autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP,
         )
 
@@ -44,6 +52,10 @@ class GymTwin:
         rows = torch_env.state.detach().cpu().double().numpy()
         for i in np.flatnonzero(which):
             self.set_state(self.vector.envs[i].unwrapped, rows[i])
+
+    def states(self) -> np.ndarray:
+        """Gymnasium's current states, ``[num_envs, state size]`` in float64."""
+        return np.array([np.asarray(env.unwrapped.state, np.float64) for env in self.vector.envs])
 
     def step_like(self, torch_env, actions: torch.Tensor):
         """Step both with the same actions: ``(ours, theirs)``, each (obs, reward, terminated,
