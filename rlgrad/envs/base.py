@@ -133,15 +133,26 @@ class TorchVectorEnv:
         return self.observe(self.state), {}
 
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """Actions as a tensor on the environment's device, shape-checked."""
+        """Actions as a tensor on the environment's device, shape- and dtype-checked.
+
+        Only what the host knows is checked (shape and dtype): a value check, such as a discrete
+        action out of range, would make the device wait for the host on every step.
+        """
         actions = torch.as_tensor(actions, device=self.device)
-        if isinstance(self.action_space, Discrete):
-            expected = (self.num_envs,)
-        else:
-            expected = (self.num_envs, *self.action_space.shape)
+        discrete = isinstance(self.action_space, Discrete)
+        expected = (self.num_envs,) if discrete else (self.num_envs, *self.action_space.shape)
         if tuple(actions.shape) != expected:
             raise BadInputError(
                 f"{self.id}.step: actions must have shape {expected}; got {tuple(actions.shape)}"
+            )
+        integral = not actions.is_floating_point() and not actions.is_complex()
+        if discrete and (not integral or actions.dtype == torch.bool):
+            raise BadInputError(
+                f"{self.id}.step: discrete actions must be an integer tensor; got {actions.dtype}"
+            )
+        if not discrete and not actions.is_floating_point():
+            raise BadInputError(
+                f"{self.id}.step: continuous actions must be a float tensor; got {actions.dtype}"
             )
         return actions
 

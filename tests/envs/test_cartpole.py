@@ -77,6 +77,10 @@ def test_same_seed_same_episodes_and_bad_input_named():
     torch.testing.assert_close(a.reset()[0], b.reset()[0], rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"CartPole-v1.step: actions must have shape \(4,\)"):
         a.step(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(
+        ValueError, match=r"discrete actions must be an integer tensor; got torch\.float"
+    ):
+        a.step(torch.zeros(4))
     with pytest.raises(ValueError, match=r"rlgrad\.envs\.make: env_id must be one of"):
         make("Cartpole-v1")
     with pytest.raises(ValueError, match="num_envs must be an int ≥ 1; got 0"):

@@ -114,3 +114,10 @@ def test_spaces_reset_distribution_seeding_and_bad_input_named():
         env.step(torch.zeros(4000))
     with pytest.raises(BadInputError, match="Pendulum-v1: g must be a finite real number"):
         Pendulum(2, g=float("nan"))
+
+
+def test_integer_torques_are_refused_by_name():
+    env = make("Pendulum-v1", 2, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match=r"Pendulum-v1\.step: continuous actions must be a float"):
+        env.step(torch.zeros(2, 1, dtype=torch.long))
