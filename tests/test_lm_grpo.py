@@ -988,3 +988,13 @@ def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
         ]
 
     assert untimed("resumed") == untimed("whole")  # step 3 of the first try is gone
+
+    # metrics.jsonl too: the first try's step 3 is dropped before the resumed steps 3 and 4
+    def jsonl(name):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return without_time([json.loads(line) for line in lines])
+
+    steps = [row["step"] for row in jsonl("resumed")]
+    assert steps == [1, 2, 3, 4]
+    assert steps == [int(row["step"]) for row in read_csv(tmp_path / "resumed" / "metrics.csv")]
+    assert jsonl("resumed") == jsonl("whole")

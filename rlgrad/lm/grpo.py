@@ -249,6 +249,7 @@ class GRPOTrainer:
         if writes and config.output_dir is not None:
             run_files.write_config(config.output_dir, config)
             metrics_file = run_files.MetricsFile(config.output_dir, self.history)
+            outputs.start_rows(config.output_dir, self.history)
         try:
             while self.step < config.max_steps:
                 started = time.perf_counter()

@@ -45,6 +45,16 @@ def open_tensorboard(output_dir: str, step: int):
     return SummaryWriter(output_dir, purge_step=step or None)
 
 
+def start_rows(output_dir: str, history: list[dict]) -> None:
+    """output_dir/metrics.jsonl as the run's rows so far: a resumed run's history, which ends at
+    its checkpoint, replaces the file, so that rows a run wrote after that checkpoint before it
+    stopped are not there twice (what metrics.csv's writer does too)."""
+    directory = Path(output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "metrics.jsonl", "w") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in history)
+
+
 def write_row(row: dict, output_dir: str | None, tensorboard, progress) -> None:
     """One step's metrics: a line of output_dir/metrics.jsonl, TensorBoard scalars, and the
     progress bar's reward and KL."""
