@@ -672,8 +672,14 @@ class GRPOTrainer:
             "history": self.history,
             **checkpoints.random_states(self.generator),
         }
+        # logging_steps = 0: the trainer prints nothing, nor does save_pretrained's progress bar
         return outputs.write_checkpoint(
-            self.config.output_dir, self.step, self.model, self.tokenizer, state
+            self.config.output_dir,
+            self.step,
+            self.model,
+            self.tokenizer,
+            state,
+            progress_bars=self.config.logging_steps > 0,
         )
 
     def load_checkpoint(self, path: str | Path) -> None:
