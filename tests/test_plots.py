@@ -133,3 +133,19 @@ def test_report_curves_reach_the_longest_run_and_say_so(tmp_path, monkeypatch):
     assert dashed[0] == [200.0, 300.0, 400.0] and dashed[2] == "--"
     assert dashed[1] == pytest.approx([(500 + 30 + 40) / 3, (500 + 500 + 60) / 3, 1080 / 3])
     assert notes == [report_files.CARRIED_NOTE]
+
+
+def test_report_curves_of_lm_runs_are_drawn_against_grpo_steps(tmp_path, monkeypatch):
+    from rlgrad.app import report_files
+    from rlgrad.app.report import group_runs, read_runs
+    from rlgrad.lm import run_files
+
+    for seed in range(2):
+        run = _run_dir(tmp_path / "runs" / f"s{seed}", [(1, 0.1, 0.2), (2, 0.2, 0.4)], "grpo-lm")
+        summary = {"threshold": None, "interrupted": False, "best_eval_return_mean": 0.4}
+        (run / "summary.json").write_text(json.dumps(summary))
+    assert run_files.ALGORITHM == "grpo-lm"
+    labels = _saved_xlabels(monkeypatch)
+    groups = group_runs(read_runs([tmp_path / "runs"]))
+    report_files.learning_curves(report_files._pyplot(), groups, tmp_path / "c.png", reps=20)
+    assert labels == [["GRPO steps"]]
