@@ -965,6 +965,42 @@ def test_a_run_writes_the_run_directory_that_rlgrad_report_and_plot_read(tmp_pat
         assert run.curve[0].tolist() == [2.0, 4.0]
 
 
+def test_grpo_demo_with_no_progress_prints_no_progress_bar(tmp_path, capfd):
+    from transformers.utils import logging
+
+    from rlgrad.app.cli import main
+
+    # the final checkpoint's save_pretrained draws "Writing model shards" unless told not to
+    bars_before = logging.is_progress_bar_enabled()
+    argv = ["grpo-demo", "--steps", "1", "--no-progress", "--output-dir", str(tmp_path)]
+    assert main(argv) == 0
+    out, err = capfd.readouterr()
+    assert (tmp_path / "checkpoint-1" / "model.safetensors").exists()
+    assert "greedy accuracy" in out
+    assert "Writing model shards" not in err and "%|" not in err, err
+    assert logging.is_progress_bar_enabled() == bars_before  # as they were
+
+
+def test_progress_bars_hidden_for_a_save_come_back_as_they_were():
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging
+
+    if not logging.is_progress_bar_enabled() or hub.are_progress_bars_disabled():
+        pytest.skip("progress bars are off here (HF_HUB_DISABLE_PROGRESS_BARS)")
+    with outputs.transformers_progress_bars(shown=False):
+        assert not logging.is_progress_bar_enabled()
+    assert logging.is_progress_bar_enabled() and not hub.are_progress_bars_disabled()
+    # huggingface_hub's off, transformers' on: turning transformers' on again after the block
+    # turns huggingface_hub's on, which must then be off again
+    hub.disable_progress_bars()
+    try:
+        with outputs.transformers_progress_bars(shown=False):
+            assert not logging.is_progress_bar_enabled()
+        assert logging.is_progress_bar_enabled() and hub.are_progress_bars_disabled()
+    finally:
+        hub.enable_progress_bars()
+
+
 def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
     whole = trainer(max_steps=4, save_steps=2, output_dir=str(tmp_path / "whole"))
     whole.train()
@@ -988,3 +1024,13 @@ def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
         ]
 
     assert untimed("resumed") == untimed("whole")  # step 3 of the first try is gone
+
+    # metrics.jsonl too: the first try's step 3 is dropped before the resumed steps 3 and 4
+    def jsonl(name):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return without_time([json.loads(line) for line in lines])
+
+    steps = [row["step"] for row in jsonl("resumed")]
+    assert steps == [1, 2, 3, 4]
+    assert steps == [int(row["step"]) for row in read_csv(tmp_path / "resumed" / "metrics.csv")]
+    assert jsonl("resumed") == jsonl("whole")

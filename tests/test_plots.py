@@ -12,9 +12,10 @@ from rlgrad.support.plots import learning_curve
 pytest.importorskip("matplotlib")
 
 
-def _run_dir(path, rows):
+def _run_dir(path, rows, algorithm="ppo"):
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"algorithm": "ppo", "config": {"env": "E"}}))
+    saved = {"algorithm": algorithm, "config": {"env": "E"}}
+    (path / "config.json").write_text(json.dumps(saved))
     lines = ["step,episode_return_mean,eval_return_mean"] + [",".join(map(str, r)) for r in rows]
     (path / "metrics.csv").write_text("\n".join(lines) + "\n")
     return path
@@ -26,6 +27,34 @@ def test_a_run_stopped_before_its_first_evaluation_draws_without_a_warning(tmp_p
         warnings.simplefilter("error")  # matplotlib warns of a legend with nothing in it
         out = learning_curve([run], tmp_path / "curve.png")
     assert out.stat().st_size > 5_000
+
+
+def _saved_xlabels(monkeypatch):
+    """The x-axis labels of the figures learning_curve saves, in order."""
+    from matplotlib.figure import Figure
+
+    labels = []
+    original = Figure.savefig
+
+    def spy(self, *args, **kwargs):
+        labels.append([axes.get_xlabel() for axes in self.axes])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return labels
+
+
+def test_the_x_axis_names_what_the_runs_steps_count(tmp_path, monkeypatch):
+    from rlgrad.lm import run_files
+
+    # a grpo-demo run's rows are one per GRPO step (rlgrad.lm.run_files), a PPO run's step
+    # column counts environment steps; a plot of both can only say "steps"
+    gym = _run_dir(tmp_path / "gym", [(100, 1.0, 10.0), (200, 2.0, 20.0)])
+    lm = _run_dir(tmp_path / "lm", [(1, 0.1, ""), (2, 0.2, 0.5)], algorithm=run_files.ALGORITHM)
+    labels = _saved_xlabels(monkeypatch)
+    for runs in ([gym], [lm], [gym, lm]):
+        learning_curve(runs, tmp_path / "curve.png")
+    assert labels == [["environment steps"], ["GRPO steps"], ["steps"]]
 
 
 def test_seeds_of_one_config_draw_as_one_mean_line(tmp_path):
@@ -104,3 +133,19 @@ def test_report_curves_reach_the_longest_run_and_say_so(tmp_path, monkeypatch):
     assert dashed[0] == [200.0, 300.0, 400.0] and dashed[2] == "--"
     assert dashed[1] == pytest.approx([(500 + 30 + 40) / 3, (500 + 500 + 60) / 3, 1080 / 3])
     assert notes == [report_files.CARRIED_NOTE]
+
+
+def test_report_curves_of_lm_runs_are_drawn_against_grpo_steps(tmp_path, monkeypatch):
+    from rlgrad.app import report_files
+    from rlgrad.app.report import group_runs, read_runs
+    from rlgrad.lm import run_files
+
+    for seed in range(2):
+        run = _run_dir(tmp_path / "runs" / f"s{seed}", [(1, 0.1, 0.2), (2, 0.2, 0.4)], "grpo-lm")
+        summary = {"threshold": None, "interrupted": False, "best_eval_return_mean": 0.4}
+        (run / "summary.json").write_text(json.dumps(summary))
+    assert run_files.ALGORITHM == "grpo-lm"
+    labels = _saved_xlabels(monkeypatch)
+    groups = group_runs(read_runs([tmp_path / "runs"]))
+    report_files.learning_curves(report_files._pyplot(), groups, tmp_path / "c.png", reps=20)
+    assert labels == [["GRPO steps"]]

@@ -21,6 +21,7 @@ from rlgrad.app import statistics as stats
 from rlgrad.app.report import CONFIDENCE, Group, GroupStatistics, report
 from rlgrad.errors import BadInputError
 from rlgrad.support.plots import CARRIED_NOTE, carried_forward
+from rlgrad.support.run_format import step_unit
 
 
 def write_report(
@@ -86,7 +87,7 @@ def learning_curves(plt, groups: list[Group], path: Path, reps: int) -> Path | N
         if threshold is not None:
             axis.axhline(threshold, color="grey", linestyle=":", linewidth=1)
         axis.set_title(env)
-        axis.set_xlabel("environment steps")
+        axis.set_xlabel(step_unit([g.algorithm for g in groups if g.env == env]))
         axis.set_ylabel("evaluation return (IQM, 95% CI)")
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:

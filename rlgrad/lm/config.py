@@ -85,7 +85,8 @@ class GRPOConfig:
     seed: int = 0
     """Seeds prompt order, sampling and dropout."""
     logging_steps: int = 1
-    """Print a log line every this many steps (0: never); every step is kept in the history."""
+    """Print a log line every this many steps (0: never, and checkpoints are written without
+    transformers' progress bars); every step is kept in the history."""
     save_steps: int = 0
     """Write a checkpoint every this many steps (0: only at the end, when output_dir is set)."""
     output_dir: str | None = None

@@ -249,6 +249,7 @@ class GRPOTrainer:
         if writes and config.output_dir is not None:
             run_files.write_config(config.output_dir, config)
             metrics_file = run_files.MetricsFile(config.output_dir, self.history)
+            outputs.start_rows(config.output_dir, self.history)
         try:
             while self.step < config.max_steps:
                 started = time.perf_counter()
@@ -671,8 +672,14 @@ class GRPOTrainer:
             "history": self.history,
             **checkpoints.random_states(self.generator),
         }
+        # logging_steps = 0: the trainer prints nothing, nor does save_pretrained's progress bar
         return outputs.write_checkpoint(
-            self.config.output_dir, self.step, self.model, self.tokenizer, state
+            self.config.output_dir,
+            self.step,
+            self.model,
+            self.tokenizer,
+            state,
+            progress_bars=self.config.logging_steps > 0,
         )
 
     def load_checkpoint(self, path: str | Path) -> None:

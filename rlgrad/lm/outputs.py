@@ -14,6 +14,7 @@ progress bar, and checkpoints, all under ``GRPOConfig.output_dir`` and on rank 0
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -43,6 +44,16 @@ def open_tensorboard(output_dir: str, step: int):
             "pip install 'rlgrad[tensorboard]'"
         ) from None
     return SummaryWriter(output_dir, purge_step=step or None)
+
+
+def start_rows(output_dir: str, history: list[dict]) -> None:
+    """output_dir/metrics.jsonl as the run's rows so far: a resumed run's history, which ends at
+    its checkpoint, replaces the file, so that rows a run wrote after that checkpoint before it
+    stopped are not there twice (what metrics.csv's writer does too)."""
+    directory = Path(output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "metrics.jsonl", "w") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in history)
 
 
 def write_row(row: dict, output_dir: str | None, tensorboard, progress) -> None:
@@ -78,15 +89,39 @@ def write_completions(records: list[dict], output_dir: str, tensorboard) -> None
 # ----- checkpoints -----
 
 
-def write_checkpoint(output_dir: str, step: int, model, tokenizer, state: dict) -> Path:
+@contextlib.contextmanager
+def transformers_progress_bars(shown: bool):
+    """transformers' progress bars (``save_pretrained``'s "Writing model shards") off inside the
+    block unless ``shown``; after it, on again if they were on before."""
+    from transformers.utils import logging
+
+    if shown or not logging.is_progress_bar_enabled():
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+    hub_bars_off = are_progress_bars_disabled()
+    logging.disable_progress_bar()  # huggingface_hub's too
+    try:
+        yield
+    finally:
+        logging.enable_progress_bar()  # huggingface_hub's too: off again if they were off
+        if hub_bars_off:
+            disable_progress_bars()
+
+
+def write_checkpoint(
+    output_dir: str, step: int, model, tokenizer, state: dict, progress_bars: bool = True
+) -> Path:
     """``output_dir/checkpoint-STEP``: the model (``save_pretrained``; with adapters, the
     adapters only), the tokenizer, and ``state`` (everything needed to resume exactly) in
-    trainer_state.pt."""
+    trainer_state.pt. ``progress_bars=False``: without transformers' progress bars."""
     path = Path(output_dir) / f"checkpoint-{step}"
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    if hasattr(tokenizer, "save_pretrained"):
-        tokenizer.save_pretrained(path)
+    with transformers_progress_bars(progress_bars):
+        model.save_pretrained(path)
+        if hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(path)
     checkpoints.save(state, path / "trainer_state.pt")
     return path
 

@@ -7,14 +7,15 @@ and ``rlgrad report`` read it (one run, or a folder of runs: several seeds give 
 
 The columns are those of :mod:`rlgrad.support.runs` (``BASE_COLUMNS``), read for a language
 model as follows: ``step`` and ``update`` count GRPO steps (one sample-and-update each, not
-environment steps); ``episode_return_mean`` is the step's mean training reward (a completion is
-a one-step episode whose return is its weighted reward, penalty included) and
-``episode_length_mean`` its mean completion length in tokens; ``eval_return_mean`` and
-``eval_return_std`` are ``eval_reward_mean`` and ``eval_reward_std`` on the steps that evaluate
-(``eval_steps``), empty on the others; ``wall_s`` adds up the steps' and evaluations' seconds,
-``train_s`` the steps' alone, and ``sps`` is GRPO steps per training second. ``env`` in
-config.json is ``GRPOConfig.task``; ``output_dir`` is left out of it (a run's directory is not
-part of its config: seeds of one config in different directories form one group in the report).
+environment steps; the axis label of ``rlgrad plot``, ``run_format.STEP_UNITS``);
+``episode_return_mean`` is the step's mean training reward (a completion is a one-step episode
+whose return is its weighted reward, penalty included) and ``episode_length_mean`` its mean
+completion length in tokens; ``eval_return_mean`` and ``eval_return_std`` are
+``eval_reward_mean`` and ``eval_reward_std`` on the steps that evaluate (``eval_steps``), empty
+on the others; ``wall_s`` adds up the steps' and evaluations' seconds, ``train_s`` the steps'
+alone, and ``sps`` is GRPO steps per training second. ``env`` in config.json is
+``GRPOConfig.task``; ``output_dir`` is left out of it (a run's directory is not part of its
+config: seeds of one config in different directories form one group in the report).
 
 The files are written by :mod:`rlgrad.support.runs`' writer, as for every other trainer; this
 module only says what an LM step's row holds.

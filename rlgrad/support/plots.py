@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rlgrad.support.run_format import curve as column_curve
-from rlgrad.support.run_format import read_config, read_rows
+from rlgrad.support.run_format import read_config, read_rows, step_unit
 
 CARRIED_NOTE = "dashed: runs that ended carry their last evaluation forward"
 
@@ -41,7 +41,8 @@ def _label(run_dir: Path) -> str:
 
 
 def learning_curve(run_dirs: list[Path], out: Path, column: str = "eval_return_mean") -> Path:
-    """Plot ``column`` against environment steps; runs of the same algorithm and environment
+    """Plot ``column`` against the runs' steps (environment steps; GRPO steps for LM runs,
+    :func:`rlgrad.support.run_format.step_unit`); runs of the same algorithm and environment
     (several seeds) are drawn as their mean with a band from the lowest to the highest run, up
     to the longest run's last step: runs that ended sooner carry their last value forward,
     drawn dashed from where the first run ended."""
@@ -80,7 +81,7 @@ def learning_curve(run_dirs: list[Path], out: Path, column: str = "eval_return_m
             axes.plot(grid[tail], mean[tail], linestyle="--", color=color)
             carried = True
         axes.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), alpha=0.2, color=color)
-    axes.set_xlabel("environment steps")
+    axes.set_xlabel(step_unit([read_config(d)["algorithm"] for d in run_dirs]))
     axes.set_ylabel(column.replace("_", " "))
     axes.grid(alpha=0.3)
     if axes.get_lines():

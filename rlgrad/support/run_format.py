@@ -39,6 +39,21 @@ SOLVED_AFTER = 3  # consecutive evaluations at or above the threshold
 INTEGER_COLUMNS = ("step", "update")  # every other number in a row is a float
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.json", "metrics.csv", "summary.json"
 CHECKPOINTS = ("latest", "best")  # checkpoints/latest.pt resumes; checkpoints/best.pt evaluates
+# what a row's ``step`` counts: environment steps, but for the LM trainer (rlgrad.lm.run_files)
+# a GRPO step, one sample-and-update of the model
+STEP_UNITS = {"grpo-lm": "GRPO steps"}
+
+
+def step_unit(algorithms: list[str | None]) -> str:
+    """What the ``step`` column of runs of these algorithms counts, for an axis label:
+    ``STEP_UNITS``' name when all the runs share one, else environment steps (or, for a mix of
+    the two, steps).
+
+    >>> step_unit(["ppo", "dqn"]), step_unit(["grpo-lm"]), step_unit(["ppo", "grpo-lm"])
+    ('environment steps', 'GRPO steps', 'steps')
+    """
+    units = {STEP_UNITS.get(algorithm, "environment steps") for algorithm in algorithms}
+    return units.pop() if len(units) == 1 else "steps"
 
 
 def evaluations(rows: list[dict]) -> list[dict]:

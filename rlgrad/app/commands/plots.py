@@ -13,8 +13,9 @@ def add_plot(commands) -> None:
     plot = commands.add_parser(
         "plot",
         help="plot learning curves of one or more runs",
-        description="Plot runs against environment steps; runs of the same algorithm and "
-        "environment (several seeds) are drawn as a mean with a band.",
+        description="Plot runs against their steps (environment steps; GRPO steps for "
+        "grpo-demo runs); runs of the same algorithm and environment (several seeds) are drawn "
+        "as a mean with a band.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("-o", "--output", default="learning_curves.png", help="the PNG to write")
