@@ -372,7 +372,7 @@ def _scaled_std(centered: Tensor, correction: int) -> tuple[Tensor, Tensor, Tens
 
 
 def _over_s(eps: float, s: Tensor) -> Tensor:
-    """ε/s as a true division: Python's ``eps / s`` is eps·(1/s), NaN for ε = 0 and s < 2⁻¹⁰²⁴.
+    """ε/s as a true division: torch takes ``eps / s`` as eps·(1/s), NaN for ε = 0, s < 2⁻¹⁰²⁴.
 
     ε/s is inf where ε > 0 and s < ε·2⁻¹⁰²⁴, which turns advantages that would be subnormal
     (below 2⁻¹⁰²² in size) into 0.
