@@ -336,12 +336,59 @@ def gae(
     return _scan(fn, _kernels.gae_scan, _gae_loop, named, flags, gamma, lam)
 
 
+def _power_of_two_near_max(x: Tensor) -> Tensor:
+    """s = 2^(e − 1) where max|x| = m·2^e, m ∈ [½, 1) (frexp): 1 ≤ max|x|/s < 2 on the last axis.
+
+    x/s is exact (a power of two only shifts the exponent) and less than 2 in size, so the sums
+    and squares of a mean or a σ taken on x/s can neither overflow (1e200² is inf) nor underflow
+    (1e-200² is 0) where the result itself is representable. Only values so much smaller than
+    max|x| that x/s is subnormal lose digits, and a sum with max|x| drops those digits anyway. A
+    group of zeros gets s = ½. ``[*P, 1]``, a constant for autograd: σ = s·σ(x/s) does not depend
+    on s.
+    """
+    largest = x.detach().abs().amax(dim=-1, keepdim=True)
+    return torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent - 1)
+
+
+def _mean(x: Tensor) -> Tensor:
+    """μ = s·mean(x/s) over the last axis (kept): the plain mean without its sum overflowing."""
+    s = _power_of_two_near_max(x)
+    return s * (x / s).mean(dim=-1, keepdim=True)
+
+
+def _scaled_std(centered: Tensor, correction: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(x − μ)/s, σ/s = sqrt(Σ ((x − μ)/s)² / (n − correction)) and s, over the last axis (kept).
+
+    The standard deviation σ of x from x − μ, right for any finite x whose differences are
+    representable: the squares of x − μ need not be, those of (x − μ)/s are (s from
+    :func:`_power_of_two_near_max`). σ/s is returned rather than σ so that (x − μ)/(σ + ε) can be
+    taken as ((x − μ)/s)/(σ/s + ε/s), the same number where σ is a normal float and the right one
+    where it is subnormal (σ of 2⁻¹⁰⁷⁴·[0, 1, −1] rounds to 2⁻¹⁰⁷⁴, σ/s is √(2/3)).
+    """
+    s = _power_of_two_near_max(centered)
+    scaled = centered / s
+    n = centered.shape[-1]
+    return scaled, (scaled.square().sum(dim=-1, keepdim=True) / (n - correction)).sqrt(), s
+
+
+def _over_s(eps: float, s: Tensor) -> Tensor:
+    """ε/s as a true division: torch takes ``eps / s`` as eps·(1/s), NaN for ε = 0, s < 2⁻¹⁰²⁴.
+
+    ε/s is inf where ε > 0 and s < ε·2⁻¹⁰²⁴, which turns advantages that would be subnormal
+    (below 2⁻¹⁰²² in size) into 0.
+    """
+    return torch.div(eps, s)
+
+
 def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     """Batch-normalized advantages, (A − mean(A)) / (std(A) + ε), over all elements.
 
     std is the sample standard deviation (Bessel-corrected), as in Stable-Baselines3 and CleanRL.
     Rescaling keeps the policy step size independent of the reward scale; centring acts as an
-    extra baseline.
+    extra baseline. The mean is taken on A/s and the quotient on (A − mean)/s', for powers of
+    two s near max|A| and s' near max|A − mean| (dividing by them is exact), which gives the
+    same numbers without overflow: right for any finite advantages whose differences are
+    representable, 1e200 and 1e-200 alike.
 
     Args:
         advantages: any shape, at least 2 elements.
@@ -362,7 +409,9 @@ def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
             f"{fn}(): 'advantages' needs at least 2 elements for a standard deviation; "
             f"got shape {tuple(advantages.shape)}"
         )
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+    centered = advantages - _mean(advantages.reshape(-1))  # [1] broadcasts over any shape
+    scaled, std, s = _scaled_std(centered.reshape(-1), correction=1)  # (A − mean)/s, std/s
+    return scaled.view_as(centered) / (std + _over_s(eps, s))
 
 
 def group_advantages(
@@ -371,6 +420,13 @@ def group_advantages(
     """GRPO group-relative advantages (Shao et al. 2024), Â_i = (r_i − μ) / (σ + ε).
 
         μ = (1/G) Σ_i r_i,    σ = sqrt((1/G) Σ_i (r_i − μ)²)    (the course's population σ)
+
+    computed as μ = s·(1/G) Σ_i r_i/s and Â_i = ((r_i − μ)/s')/(σ/s' + ε/s') with
+    σ/s' = sqrt((1/G) Σ_i ((r_i − μ)/s')²), for powers of two s and s' near max|r_i| and
+    max|r_i − μ| (dividing by them is exact): the same numbers, but no sum or square can overflow
+    or underflow, so the advantages are right for any finite rewards whose differences are
+    representable (1e200 and 1e-200 alike; the plain σ of [1e200, 1] is inf, that of
+    [1e-200, 0] is 0).
 
     The group is the last dimension: ``rewards[p, i]`` scores answer i to prompt p. With
     ``unbiased=True`` σ is the sample standard deviation (divide by G − 1), as TRL, verl and
@@ -405,11 +461,11 @@ def group_advantages(
     # (r − μ) is not exactly 0 for equal floats (the mean rounds), and σ + ε would then blow that
     # rounding error up; equal groups are set to 0 explicitly.
     all_equal = (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)  # equal_reward_groups
-    centered = torch.where(all_equal, 0.0, rewards - rewards.mean(dim=-1, keepdim=True))
+    centered = torch.where(all_equal, 0.0, rewards - _mean(rewards))
     if not scale:
         return centered
-    std = rewards.std(dim=-1, correction=1 if unbiased else 0, keepdim=True)
-    return centered / torch.where(all_equal, 1.0, std + eps)
+    scaled, std, s = _scaled_std(centered, correction=1 if unbiased else 0)  # (r − μ)/s, σ/s
+    return scaled / torch.where(all_equal, 1.0, std + _over_s(eps, s))
 
 
 def equal_reward_groups(rewards: Tensor) -> Tensor:

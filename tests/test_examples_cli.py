@@ -1,7 +1,9 @@
 """`rlgrad examples`: every result is computed by the library, so changing an input changes it."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,11 @@ import torch
 from rlgrad.app.cli import build_parser, main
 from rlgrad.app.registry import ALGORITHMS
 from rlgrad.tour.examples import EXAMPLES, SECTIONS, format_value, render
+
+try:
+    import fcntl
+except ImportError:  # Windows: the pipe test below is skipped
+    fcntl = None
 
 
 def test_every_seed_section_has_examples():
@@ -149,3 +156,37 @@ def test_every_command_and_algorithm_has_its_help(capsys):
         text = capsys.readouterr().out
         assert stopped.value.code == 0 and text.startswith(f"usage: rlgrad {' '.join(argv)}")
         assert len(text.splitlines()) > 3, argv
+
+
+@pytest.mark.skipif(
+    fcntl is None or not hasattr(fcntl, "F_SETPIPE_SZ"),
+    reason="shrinking a pipe to one page needs Linux",
+)
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_closes_after_one_line_gets_no_traceback(unbuffered):
+    """`rlgrad examples | head -1`: once the reader has gone, rlgrad exits quietly with 141.
+
+    The pipe is shrunk to one page (4,096 bytes) and the examples are 7 kB, so rlgrad is still
+    blocked writing when the reader closes after its first line: the write is bound to fail with
+    EPIPE (no race). Block-buffered, the 7 kB wait in the buffer for main's final flush;
+    unbuffered (PYTHONUNBUFFERED=1), print itself meets the closed pipe: both paths are covered.
+    """
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": unbuffered}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlgrad.app.cli", "examples"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb", buffering=0) as reader:  # `head -1`: one line, then close
+        first = b""
+        while not first.endswith(b"\n"):
+            first += reader.read(1)
+    _, stderr = process.communicate(timeout=120)
+    assert first == b"\n"  # the examples open with a blank line
+    assert stderr.decode() == ""  # no "Traceback", no "Exception ignored ... BrokenPipeError"
+    assert process.returncode == 141  # 128 + SIGPIPE: stopped by the closed pipe, not an error

@@ -1,5 +1,6 @@
 """TD errors, discounted returns, GAE and group advantages: identities, fast path, batching."""
 
+import decimal
 import math
 
 import pytest
@@ -402,6 +403,112 @@ def test_normalize_advantages_mean_zero_sample_std_one():
     normalized = rlgrad.normalize_advantages(advantages)
     assert normalized.mean().item() == pytest.approx(0.0, abs=1e-6)
     assert normalized.std().item() == pytest.approx(1.0, abs=1e-6)
+
+
+# ----- group and batch normalization at any scale: no overflow in the squares or the sums -----
+
+
+def decimal_advantages(rows, correction, eps):
+    """(r − μ)/(σ + ε) per row in 60-digit decimal arithmetic, which has no overflow or underflow:
+    a reference computed another way than rlgrad's scaled floats."""
+    with decimal.localcontext() as context:
+        context.prec = 60
+        out = []
+        for row in rows:
+            values = [decimal.Decimal(r) for r in row]  # exact: every float is a finite decimal
+            mean = sum(values) / len(values)
+            centered = [v - mean for v in values]
+            std = (sum(c * c for c in centered) / (len(values) - correction)).sqrt()
+            out.append([float(c / (std + decimal.Decimal(eps))) for c in centered])
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-5, 1.0, 1e5, 1e200, 1e300])
+@pytest.mark.parametrize("unbiased", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 1e-8])
+def test_group_advantages_match_a_decimal_reference_at_any_scale(scale, unbiased, eps):
+    # At 1e200 the plain σ squares past 1e308 (inf, so every advantage was 0); at 1e-200 the
+    # squares fall below 1e-308 (σ = 0). The offset makes μ large next to σ as well.
+    rewards = (
+        torch.randn(3, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        + torch.tensor([[0.0], [10.0], [-3.0]], dtype=torch.float64)
+    ) * scale
+    advantages = rlgrad.group_advantages(rewards, eps=eps, unbiased=unbiased)
+    expected = decimal_advantages(rewards.tolist(), 1 if unbiased else 0, eps)
+    torch.testing.assert_close(advantages, expected, rtol=1e-12, atol=0.0)
+    if eps == 0.0 or scale >= 1.0:  # ε is negligible next to σ: the advantages have std ≈ 1
+        assert advantages.abs().max().item() > 0.5
+
+
+@pytest.mark.parametrize(
+    ("rewards", "eps", "expected"),
+    [
+        # The issue's case: μ = 5e199, σ = 5e199 (its plain square, 2.5e399, is inf).
+        ([1e200, 1.0], 1e-8, [1.0, -1.0]),
+        # σ = 5e-201, whose plain square 2.5e-401 is 0: Â = ±5e-201/5e-201.
+        ([1e-200, 0.0], 0.0, [1.0, -1.0]),
+        # Differences 1e307 are representable, the plain sum 4.8e308 (and so μ) is not:
+        # μ = 1.6e308, r − μ = ±1e307 and 0, σ = 1e307·√(2/3), Â = ±√(3/2) = ±1.2247.
+        ([1.7e308, 1.6e308, 1.5e308], 1e-8, [math.sqrt(1.5), 0.0, -math.sqrt(1.5)]),
+        # Subnormals [1, 2, 0]·2⁻¹⁰⁷⁴: μ = 2⁻¹⁰⁷⁴, r − μ = [0, 1, −1]·2⁻¹⁰⁷⁴, σ = √(2/3)·2⁻¹⁰⁷⁴,
+        # which as a float rounds to 2⁻¹⁰⁷⁴: Â must still be ±√(3/2), not ±1.
+        ([5e-324, 1e-323, 0.0], 0.0, [0.0, math.sqrt(1.5), -math.sqrt(1.5)]),
+        # ε = 1e-8 next to σ ≈ 4e-324: Â = (r − μ)/(σ + ε) ≈ ±5e-324/1e-8 ≈ ±5e-316, subnormal
+        # itself; rlgrad takes ε/s = 1e-8·2¹⁰⁷⁴ = inf there and returns 0 (the atol below).
+        ([5e-324, 1e-323, 0.0], 1e-8, [0.0, 5e-324 / 1e-8, -5e-324 / 1e-8]),
+    ],
+)
+def test_group_advantages_at_the_ends_of_the_float64_range(rewards, eps, expected):
+    advantages = rlgrad.group_advantages(torch.tensor([rewards], dtype=torch.float64), eps=eps)
+    # atol: advantages below the smallest normal float, 2⁻¹⁰²², may come out as 0.
+    torch.testing.assert_close(
+        advantages, torch.tensor([expected], dtype=torch.float64), rtol=1e-12, atol=2.0**-1022
+    )
+
+
+@given(
+    group_rewards,
+    st.floats(1e-250, 1e250).filter(lambda c: c > 0),
+    st.booleans(),
+)
+def test_group_advantages_do_not_depend_on_the_reward_scale(rewards, c, unbiased):
+    """Â(c·r) = Â(r) for c > 0 at ε = 0: c cancels between r − μ and σ. c·r rounds to the nearest
+    float, so the two agree to a few ulps of the rewards, not bit for bit."""
+    scaled = rlgrad.group_advantages(rewards * c, eps=0.0, unbiased=unbiased)
+    plain = rlgrad.group_advantages(rewards, eps=0.0, unbiased=unbiased)
+    torch.testing.assert_close(scaled, plain, rtol=1e-9, atol=1e-9)
+
+
+def test_group_advantage_gradients_match_finite_differences_and_rescale():
+    rewards = torch.tensor([[0.3, -1.2, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    weights = torch.tensor([[1.0, -2.0, 0.5, 3.0], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    for unbiased in (False, True):
+        torch.autograd.gradcheck(
+            lambda r: rlgrad.group_advantages(r, unbiased=unbiased),  # noqa: B023
+            (rewards[:1].clone().requires_grad_(),),
+        )
+    # Â(c·r) = Â(r) at ε = 0, so ∂Â(c·r)/∂(c·r) = (1/c)·∂Â/∂r: at c = 1e200 the gradient is
+    # 1e-200 times the one at c = 1 (the plain σ's gradient there is NaN); the equal group's is 0.
+    grads = []
+    for c in (1.0, 1e200):
+        r = (rewards * c).requires_grad_()
+        (rlgrad.group_advantages(r, eps=0.0) * weights).sum().backward()
+        grads.append(r.grad * c)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=0.0)
+    assert bool((grads[0][1] == 0).all()) and bool((grads[0][0] != 0).all())
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200, 1e300])
+def test_normalize_advantages_matches_a_decimal_reference_at_any_scale(scale):
+    advantages = (
+        torch.randn(4, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 2.0
+    ) * scale
+    normalized = rlgrad.normalize_advantages(advantages, eps=0.0)
+    expected = decimal_advantages([advantages.flatten().tolist()], 1, 0.0).view(4, 5)
+    torch.testing.assert_close(normalized, expected, rtol=1e-12, atol=0.0)
+    # The issue's pair: sample σ of [1e200, 1] is (1e200 − 1)/√2, so ±1/√2 (the plain one is inf).
+    pair = rlgrad.normalize_advantages(torch.tensor([1e200, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(pair, torch.tensor([1.0, -1.0], dtype=torch.float64) / math.sqrt(2))
 
 
 # ----- n-step returns (DQN's n-step targets) -----
