@@ -67,17 +67,12 @@ RUNS = {
 # with training.Means (float64 sums instead of float32 ones): in those runs only the averaged
 # columns (losses, entropy, approx_kl, q_mean, grad_norm) moved, by at most 1.5e-7 relative
 # (float32 rounding); every other column, returns and evaluations included, stayed identical.
-# PPO and REINFORCE were re-recorded again when normalize_advantages came to take its mean and std
-# on power-of-two-scaled values (no overflow at 1e200): the std is now a float32 sum of squares
-# where torch.std accumulated in float64, the normalized advantages moved in their last bits, and
-# only policy_loss (a mean near 0, ~1e-5: at most 4e-4 relative) and PPO's approx_kl (1e-5
-# relative) moved; returns and evaluations stayed identical.
 EXPECTED = {
     "a2c": "d559d6659b7d09c9d36c05d5b555e680b0f11cf0de8f3ab1540b1039615d7cf1",
     "dqn": "376ac26093ef6a54f4c489808ca41f3c1fddec569bab63fa841905b8e773aeba",
     "grpo": "b069a8f905e6b6ec68e56476da68845409d7c282ae2ac1bccdf5e4b63c7675f9",
-    "ppo": "ce1f53310c782a06307d96d7c790b8f561ebc08c9874f1c5c3f2b25df19ca7d8",
-    "reinforce": "8ab1babd863f9af2e7f0276827eaed9825926b38b7d1b1d0804c1c5e44a0703a",
+    "ppo": "b1d3e088776c997703aab8968646f29846dedefa1b2a22517de6a79c86e81e5f",
+    "reinforce": "a6a1d161b218650619f0cb569d7eb91c417f82504aba820add9d0aa7c4db7b7c",
     "sac": "43247890eb47b084e9de73fef34dab90aaf4db840cf425b31b1976ffd88c033e",
     "td3": "0b247e3a2216c80c13ab01770117edb550a57632d59993748499951978e75325",
     "trpo": "bac4bea5523518e873ed507d8012f6a5798b347a3457ef30ff6ea2a8cf01f22b",
