@@ -116,6 +116,17 @@ class Chapter:
             time.sleep(0.1)
         raise AssertionError(f"#{element_id} stayed {before!r} for {seconds} s")
 
+    def settled(self, element_id: str, expected: float, tol: float = 5e-5, seconds: float = 30):
+        """The number in ``#element_id`` once it is within ``tol`` of ``expected``, else the last
+        number read, for the caller's assertion to report. Each arrow press reruns the page's
+        cells, so the first change seen may belong to an intermediate slider value."""
+        deadline = time.monotonic() + seconds
+        while True:
+            shown = self.number(element_id)
+            if abs(shown - expected) <= tol or time.monotonic() > deadline:
+                return shown
+            time.sleep(0.1)
+
     def slider(self, label: str):
         """The slider whose label contains ``label``."""
         # marimo keeps a widget's label in its custom element's data-label attribute, and the

@@ -8,7 +8,6 @@ test reads off the page, never copied from the page.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -19,18 +18,6 @@ import rlgrad.tabular
 marimo = pytest.importorskip("marimo")
 
 from rlgrad.course.notebooks import e3_4_derivations  # noqa: E402
-
-
-def settled(page, element_id: str, expected: float, tol: float, seconds: float = 30) -> float:
-    """The number in ``#element_id`` once it equals ``expected`` (each arrow press reruns the
-    page's cells, so a first change may belong to an intermediate slider value); the last
-    number read if it never does, for the assertion to report."""
-    deadline = time.monotonic() + seconds
-    while True:
-        shown = page.number(element_id)
-        if abs(shown - expected) <= tol or time.monotonic() > deadline:
-            return shown
-        time.sleep(0.1)
 
 
 def f64(values):
@@ -133,7 +120,7 @@ def test_moving_h_and_typing_rewards(open_chapter):
     x, step = f64(3.0), f64(h)
     for order, element in ((1, "taylor-first"), (2, "taylor-second")):
         expected = rlgrad.taylor(lambda t: t**2, x, step, order=order).item()
-        assert settled(page, element, expected, 1e-6) == pytest.approx(expected, abs=1e-6)
+        assert page.settled(element, expected, 1e-6) == pytest.approx(expected, abs=1e-6)
     assert page.number("taylor-true") == pytest.approx((3 + h) ** 2, abs=1e-6)
 
     # type a new group of rewards: μ, σ and every Â follow

@@ -9,7 +9,6 @@ formula on the values read off the page's sliders.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -22,18 +21,6 @@ marimo = pytest.importorskip("marimo")
 from rlgrad.course.notebooks import e3_5_complete_formulas  # noqa: E402
 
 STEPS = 6
-
-
-def settled(page, element_id: str, expected: float, tol: float, seconds: float = 30) -> float:
-    """The number in ``#element_id`` once it equals ``expected`` (each arrow press reruns the
-    page's cells, so a first change may belong to an intermediate slider value); the last
-    number read if it never does, for the assertion to report."""
-    deadline = time.monotonic() + seconds
-    while True:
-        shown = page.number(element_id)
-        if abs(shown - expected) <= tol or time.monotonic() > deadline:
-            return shown
-        time.sleep(0.1)
 
 
 def f64(values):
@@ -133,7 +120,7 @@ def test_moving_gamma_lambda_and_eps(open_chapter, defs):
     assert (lam, gamma) == (pytest.approx(0.8), pytest.approx(0.9))
     expected = rlgrad.gae(*inputs, gamma, lam)
     for t in range(STEPS):
-        shown = settled(page, f"gae-adv-{t}", expected[t].item(), 1e-4)
+        shown = page.settled(f"gae-adv-{t}", expected[t].item(), 1e-4)
         assert shown == pytest.approx(expected[t].item(), abs=1e-4)
 
     # γ: ten steps left (0.9 → 0.8); the TD errors and the advantages follow
@@ -146,7 +133,7 @@ def test_moving_gamma_lambda_and_eps(open_chapter, defs):
     deltas = rlgrad.td_errors(rewards, values, next_values, terminated, gamma)
     expected = rlgrad.gae(*inputs, gamma, lam)
     for t in range(STEPS):
-        shown = settled(page, f"gae-delta-{t}", deltas[t].item(), 1e-4)
+        shown = page.settled(f"gae-delta-{t}", deltas[t].item(), 1e-4)
         assert shown == pytest.approx(deltas[t].item(), abs=1e-4)
         assert page.number(f"gae-adv-{t}") == pytest.approx(expected[t].item(), abs=1e-4)
 
@@ -163,7 +150,7 @@ def test_moving_gamma_lambda_and_eps(open_chapter, defs):
     ratios = f64([ratio]).requires_grad_(True)
     objective = rlgrad.ppo_objective(ratios, f64([advantage]), eps)
     (slope,) = torch.autograd.grad(objective.sum(), ratios)
-    shown = settled(page, "ppo-objective", objective.item(), 1e-6)
+    shown = page.settled("ppo-objective", objective.item(), 1e-6)
     assert shown == pytest.approx(objective.item(), abs=1e-6)
     assert page.number("ppo-slope") == pytest.approx(slope.item(), abs=1e-6)
     assert page.text("ppo-flat") == "active"

@@ -4,7 +4,6 @@ computed here, the exercise checker against ``rlgrad examples``, and the sliders
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -131,17 +130,6 @@ def test_page_shows_the_reference_values(open_chapter):
     page.assert_no_errors()
 
 
-def settled(page, element_id: str, expected: float, seconds: float = 30) -> float:
-    """The number in ``#element_id`` once it equals ``expected`` to the 4 decimals shown, or the
-    last number seen (the kernel reruns once per slider step, so a middle value can show first)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        shown = page.number(element_id)
-        if shown == pytest.approx(expected, abs=5e-5) or time.monotonic() > deadline:
-            return shown
-        time.sleep(0.1)
-
-
 def verdict(page, element_id: str, before: str) -> str:
     page.wait_for_change(element_id, before)
     return page.page.locator(f"#{element_id}").get_attribute("data-status")
@@ -189,7 +177,7 @@ def test_worked_answers_show_the_examples_values_and_follow_epsilon(open_chapter
         page.press(slider, key)
         eps = page.slider_value(slider)
         expected = float(rlgrad.ppo_objective(t([0.6 / 0.4]), t([3.0]), clip_eps=eps)[0])
-        shown = settled(page, "ex2-worked-clipped", expected)
+        shown = page.settled("ex2-worked-clipped", expected)
         assert shown == pytest.approx(expected, abs=5e-5), eps
     assert eps == pytest.approx(0.6) and shown == pytest.approx(4.5)  # r = 1.5 < 1.6: no clip
 
@@ -212,12 +200,12 @@ def test_critic_error_slider_moves_the_bias(open_chapter):
     error = page.slider_value(error_slider)
     assert error == pytest.approx(1.5)
     expected = bias(error, lam)
-    assert settled(page, "trap3-bias", expected) == pytest.approx(expected, abs=5e-5)
+    assert page.settled("trap3-bias", expected) == pytest.approx(expected, abs=5e-5)
 
     # λ = 1: the critic is only a baseline and the bias is gone, whatever its error
     page.press(lam_slider, "End")
     assert page.slider_value(lam_slider) == pytest.approx(1.0)
-    shown = settled(page, "trap3-bias", bias(error, 1.0))
+    shown = page.settled("trap3-bias", bias(error, 1.0))
     assert shown == pytest.approx(bias(error, 1.0), abs=5e-5) and abs(shown) < 5e-5
     page.assert_no_errors()
 
@@ -232,9 +220,9 @@ def test_learning_rate_slider_moves_the_steps(open_chapter):
     lr, max_norm = page.slider_value(lr_slider), page.slider_value(norm_slider)
     assert (lr, max_norm) == pytest.approx((0.15, 0.3))
     expected = lr * float(gradient.norm())
-    assert settled(page, "trap1-plain-norm", expected) == pytest.approx(expected, abs=5e-5)
+    assert page.settled("trap1-plain-norm", expected) == pytest.approx(expected, abs=5e-5)
     expected = lr * min(max_norm, float(gradient.norm()))
-    assert settled(page, "trap1-clipped-norm", expected) == pytest.approx(expected, abs=5e-5)
+    assert page.settled("trap1-clipped-norm", expected) == pytest.approx(expected, abs=5e-5)
     page.assert_no_errors()
 
 

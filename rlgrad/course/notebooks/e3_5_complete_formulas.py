@@ -9,44 +9,20 @@ app = marimo.App(
 
 @app.cell
 def _():
-    import math
-
     import marimo as mo
     import matplotlib.pyplot as plt
     import torch
 
     import rlgrad
     import rlgrad.tabular
-    from rlgrad.course.answers import read_number
-    from rlgrad.tour.examples import EXAMPLES
+    from rlgrad.course import page
 
     def f64(values):
         return torch.as_tensor(values, dtype=torch.float64)
 
-    def example(title):
-        """The course's worked example with this title, recomputed by rlgrad."""
-        return next(each for each in EXAMPLES if each.title == title)
-
-    def read_rewards(text, default):
-        """The comma-separated rewards a learner typed, and a note on what could not be used."""
-        pieces = [piece.strip() for piece in text.split(",") if piece.strip()]
-        values = [read_number(piece) for piece in pieces]
-        usable = [value is not None and math.isfinite(value) for value in values]
-        rewards = [value for value, ok in zip(values, usable, strict=True) if ok]
-        skipped = [piece for piece, ok in zip(pieces, usable, strict=True) if not ok]
-        note = ""
-        if skipped:
-            note = f"Skipped what is not a finite number: {', '.join(map(repr, skipped))}. "
-        if len(rewards) < 2:
-            shown = ", ".join(f"{value:g}" for value in default)
-            note += f"A group needs at least two rewards; showing the course's [{shown}]."
-            rewards = list(default)
-        return rewards, note.strip()
-
-    def num(element_id, value, digits=6):
-        """A number the tests read: plain digits inside a span with an id."""
-        value = value.detach() if hasattr(value, "detach") else value
-        return f'<span id="{element_id}">{float(value):.{digits}f}</span>'
+    example = page.worked_example
+    num = page.number_span
+    read_rewards = page.read_rewards
 
     return example, f64, mo, num, plt, read_rewards, rlgrad, torch
 
