@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-
 from rlgrad.course import CHAPTERS, HOME
-
-DEFAULT_PORT = 2718
-
-
-def free_port(host: str, port: int) -> int:
-    """``port`` if nothing listens on it, else one the system picks (``port`` 0 always picks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def build_app():

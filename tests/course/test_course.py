@@ -100,3 +100,15 @@ def test_every_chapter_exports_to_a_jupyter_notebook(each, tmp_path):
     notebook = nbformat.read(target, as_version=4)
     code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
     assert len(code) >= 5 and any("rlgrad" in source for source in code)
+
+
+def test_a_taken_port_is_refused_in_one_line(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["course", "--port", str(port)]) == 2
+    assert f"--port: cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["course", "--port", "70000"]) == 2

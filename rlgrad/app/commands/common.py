@@ -79,3 +79,42 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
         help="trials in flight at once (default: the cluster's CPUs / --cpus-per-trial)",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def add_serving_options(parser: argparse.ArgumentParser, default_port: int, what: str) -> None:
+    """``--host``, ``--port`` and ``--open`` of a command that serves ``what`` on localhost."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port (default: {default_port}, or a free one if it is taken; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--open", action="store_true", help=f"also open {what} in the default web browser"
+    )
+
+
+def serving_port(host: str, requested: int | None, default: int) -> int:
+    """The port to serve on: ``default`` when ``requested`` is None (a free one if ``default`` is
+    taken), a free one the system picks for 0, else ``requested``, refused in one line when it is
+    out of range or taken. The port is probed here and bound by the server just after: another
+    program could take it in between, as with any server that is told a port."""
+    import socket
+
+    if requested is not None and not 0 <= requested <= 65535:
+        raise BadInputError(f"--port: expected 0 to 65535, got {requested}")
+    wanted = default if requested is None else requested
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, wanted))
+        except OSError as error:
+            if requested is not None:
+                raise BadInputError(
+                    f"--port: cannot serve on {host}:{requested} ({error.strerror}); give "
+                    "another port or leave it out"
+                ) from None
+            probe.bind((host, 0))
+        return probe.getsockname()[1]

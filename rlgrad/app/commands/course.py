@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlgrad.app.commands.common import require_extra
+from rlgrad.app.commands.common import add_serving_options, require_extra, serving_port
+
+DEFAULT_PORT = 2718  # marimo's own default
 
 
 def add_course(commands) -> None:
@@ -16,18 +18,7 @@ def add_course(commands) -> None:
         "page (E.3.1, the practice page, E.3.4, E.3.5, E.3.6), every number computed live by "
         "rlgrad's functions. Needs pip install 'rlgrad[course]'.",
     )
-    course.add_argument(
-        "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
-    )
-    course.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help="port (default: 2718, or a free one if 2718 is taken; 0 picks a free one)",
-    )
-    course.add_argument(
-        "--open", action="store_true", help="also open the course in the default web browser"
-    )
+    add_serving_options(course, DEFAULT_PORT, "the course")
     course.add_argument(
         "--list",
         action="store_true",
@@ -44,17 +35,9 @@ def run_course(args: argparse.Namespace) -> int:
             print(f"{each.section:<9} {each.title}\n          {each.path}")
         return 0
     require_extra("marimo", "course", "rlgrad course serves marimo notebooks")
-    from rlgrad.course.server import DEFAULT_PORT, free_port, serve
-    from rlgrad.errors import BadInputError
+    from rlgrad.course.server import serve
 
-    if args.port is None:
-        port = free_port(args.host, DEFAULT_PORT)
-    elif args.port == 0:
-        port = free_port(args.host, 0)
-    else:
-        if free_port(args.host, args.port) != args.port:
-            raise BadInputError(f"--port: {args.port} is in use; give another or leave it out")
-        port = args.port
+    port = serving_port(args.host, args.port, DEFAULT_PORT)
 
     def announce(address: str) -> None:
         print(f"The course module E.3 is at {address}  (Ctrl-C stops it)")

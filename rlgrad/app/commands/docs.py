@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlgrad.app.commands.common import require_extra
+from rlgrad.app.commands.common import add_serving_options, require_extra, serving_port
 from rlgrad.errors import BadInputError
 
 DEFAULT_PORT = 8000
@@ -37,18 +37,7 @@ def add_docs(commands) -> None:
         "builds the site first when site/ is missing (or with --build); that needs pip install "
         "'rlgrad[docs]'.",
     )
-    docs.add_argument(
-        "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
-    )
-    docs.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help=f"port (default: {DEFAULT_PORT}, or a free one if it is taken; 0 picks a free one)",
-    )
-    docs.add_argument(
-        "--open", action="store_true", help="also open the site in the default web browser"
-    )
+    add_serving_options(docs, DEFAULT_PORT, "the site")
     docs.add_argument("--build", action="store_true", help="rebuild the site before serving it")
     docs.add_argument(
         "--site",
@@ -83,33 +72,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def make_server(host: str, port: int | None, site: Path) -> http.server.ThreadingHTTPServer:
-    """A server of ``site`` on ``port``: the default port or a free one when None, the
-    system's choice when 0, and a one-line error when a given port is taken."""
+def make_server(host: str, port: int, site: Path) -> http.server.ThreadingHTTPServer:
+    """A quiet static server of ``site`` on ``host:port``."""
     handler = functools.partial(_QuietHandler, directory=str(site))
-    try:
-        return http.server.ThreadingHTTPServer(
-            (host, DEFAULT_PORT if port is None else port), handler
-        )
-    except OSError as error:
-        if port is None:
-            return http.server.ThreadingHTTPServer((host, 0), handler)
-        raise BadInputError(
-            f"--port: cannot serve on {host}:{port} ({error.strerror}); give "
-            "another port or leave it out"
-        ) from None
+    return http.server.ThreadingHTTPServer((host, port), handler)
 
 
 def run_docs(args: argparse.Namespace) -> int:
-    if args.port is not None and not 0 <= args.port <= 65535:
-        raise BadInputError(f"--port: expected 0 to 65535, got {args.port}")
+    # chosen before a build, so that a bad --port is refused before minutes of mkdocs
+    port = serving_port(args.host, args.port, DEFAULT_PORT)
     if args.site is not None:
         site = Path(args.site)
         if not (site / "index.html").is_file():
             raise BadInputError(f"--site: expected a built site with an index.html; got {site}")
         if args.build:
             raise BadInputError("--build rebuilds the checkout's site/; leave out --site")
-        return serve(args, site)
+        return serve(args, site, port)
     root = checkout_root()
     site = root / "site"
     if not (root / "mkdocs.yml").is_file():
@@ -119,11 +97,11 @@ def run_docs(args: argparse.Namespace) -> int:
         )
     if args.build or not (site / "index.html").is_file():
         build_site(root)
-    return serve(args, site)
+    return serve(args, site, port)
 
 
-def serve(args: argparse.Namespace, site: Path) -> int:
-    server = make_server(args.host, args.port, site)
+def serve(args: argparse.Namespace, site: Path, port: int) -> int:
+    server = make_server(args.host, port, site)
     address = f"http://{args.host}:{server.server_address[1]}/"
     print(f"The rlgrad documentation is at {address}  (Ctrl-C stops it)", flush=True)
     if args.open:
