@@ -85,6 +85,7 @@ class TorchVectorEnv:
         self.dtype = dtype
         self.max_episode_steps = limit
         self.generator = torch.Generator(device=self.device)
+        self._bounds: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # see uniform()
         self._seed(seed)
         self.state = torch.zeros(num_envs, self.state_size, dtype=dtype, device=self.device)
         self.elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
@@ -115,9 +116,17 @@ class TorchVectorEnv:
             raise BadInputError(f"{self.id}: seed must be an int or None; got {seed!r}")
 
     def uniform(self, n: int, low, high) -> torch.Tensor:
-        """``[n, len(low)]`` draws from U(low, high) with the environment's generator."""
-        low = torch.as_tensor(low, dtype=self.dtype, device=self.device)
-        high = torch.as_tensor(high, dtype=self.dtype, device=self.device)
+        """``[n, len(low)]`` draws from U(low, high) with the environment's generator.
+
+        Runs on every step (fresh states for the copies due a reset), so each pair of bounds is
+        made a tensor on the device once, not copied there from the host every step.
+        """
+        key = (tuple(low), tuple(high))
+        if key not in self._bounds:
+            self._bounds[key] = tuple(
+                torch.as_tensor(bound, dtype=self.dtype, device=self.device) for bound in key
+            )
+        low, high = self._bounds[key]
         draws = torch.rand(
             n, low.numel(), generator=self.generator, dtype=self.dtype, device=self.device
         )
