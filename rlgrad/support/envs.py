@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from rlgrad.errors import BadInputError
 
@@ -387,3 +388,58 @@ class VectorEnv:
     def close(self) -> None:
         if self.env is not None:
             self.env.close()
+
+
+@dataclass
+class SeedStep:
+    """One step of every seed's environments as tensors ``[S, N]`` (observations
+    ``[S, N, *obs]``); the fields mean what :class:`Step`'s do."""
+
+    observations: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    valid: torch.Tensor
+
+
+class SeedEnvs:
+    """The training environments of S seeds: seed s's own :class:`VectorEnv` (seeded, normalized
+    and checkpointed as a single-seed run's), stepped together, read and written as tensors with
+    a leading seed axis. A seed that stopped training (``active`` False) is not stepped."""
+
+    def __init__(self, envs: list[VectorEnv]):
+        self.envs = envs
+        self.spaces = envs[0].spaces
+        self.num_seeds, self.num_envs = len(envs), envs[0].num_envs
+
+    @property
+    def observations(self) -> torch.Tensor:
+        """``[S, N, *obs]`` float32: what each seed's policy acts on next."""
+        return torch.as_tensor(np.stack([env.observations for env in self.envs]))
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> SeedStep:
+        """Step the active seeds' environments with ``actions [S, N, ...]``; a seed that is not
+        active gets reward 0, no flags and ``valid`` False."""
+        S, N = self.num_seeds, self.num_envs
+        rewards = np.zeros((S, N), np.float32)
+        terminated, truncated, valid = (np.zeros((S, N), bool) for _ in range(3))
+        for s, env in enumerate(self.envs):
+            if active[s]:
+                step = env.step(actions[s])
+                rewards[s], terminated[s], truncated[s], valid[s] = (
+                    step.rewards,
+                    step.terminated,
+                    step.truncated,
+                    step.valid,
+                )
+        return SeedStep(
+            self.observations,
+            torch.as_tensor(rewards),
+            torch.as_tensor(terminated),
+            torch.as_tensor(truncated),
+            torch.as_tensor(valid),
+        )
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

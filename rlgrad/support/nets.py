@@ -82,23 +82,33 @@ class ActorCritic(nn.Module):
         """V(s), ``[B]``."""
         return self.critic(observations.flatten(1)).squeeze(-1)
 
-    def _head(self, observations: Tensor) -> Tensor:
+    def policy_head(self, observations: Tensor) -> Tensor:
         return self.actor(observations.flatten(1))  # logits [B, A] or means [B, D]
 
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Actions a ~ π(·|s) and their log π(a|s), each ``[B]`` (actions ``[B, D]``)."""
-        head = self._head(observations)
+        head = self.policy_head(observations)
+        return self.act(head, self.draw(head, generator))
+
+    def draw(self, head: Tensor, generator: torch.Generator) -> Tensor:
+        """The random part of :meth:`sample`, from the policy head alone (no parameter): the
+        action index of a categorical policy, the standard normal noise of a Gaussian one. A
+        seed-stacked agent draws this per seed, with each seed's own generator."""
         if self.spaces.discrete:
             probabilities = torch.softmax(head, dim=-1)
-            actions = torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
-            return actions, categorical_log_prob(head, actions)
-        noise = torch.randn(head.shape, generator=generator, dtype=head.dtype)
-        actions = head + noise * self.log_std.exp()
+            return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+        return torch.randn(head.shape, generator=generator, dtype=head.dtype)
+
+    def act(self, head: Tensor, draw: Tensor) -> tuple[Tensor, Tensor]:
+        """The actions a :meth:`draw` makes and their log π(a|s)."""
+        if self.spaces.discrete:
+            return draw, categorical_log_prob(head, draw)
+        actions = head + draw * self.log_std.exp()
         return actions, gaussian_log_prob(actions, head, self.log_std)
 
     def log_prob_and_entropy(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         """log π(a|s) and H(π(·|s)), each ``[B]``, differentiable."""
-        head = self._head(observations)
+        head = self.policy_head(observations)
         if self.spaces.discrete:
             return categorical_log_prob(head, actions), categorical_entropy(head)
         entropy = gaussian_entropy(self.log_std).expand(head.shape[0])
@@ -107,7 +117,7 @@ class ActorCritic(nn.Module):
     def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor | None]:
         """The policy at ``observations`` as its parameters: logits ``[B, A]`` and None, or
         means ``[B, D]`` and log σ ``[D]``; differentiable (detach them to keep an old policy)."""
-        head = self._head(observations)
+        head = self.policy_head(observations)
         return (head, None) if self.spaces.discrete else (head, self.log_std)
 
     def kl_from(self, old: tuple[Tensor, Tensor | None], observations: Tensor) -> Tensor:
@@ -119,7 +129,7 @@ class ActorCritic(nn.Module):
 
     def mode(self, observations: Tensor) -> Tensor:
         """The most likely action: argmax of the logits, or the Gaussian mean."""
-        head = self._head(observations)
+        head = self.policy_head(observations)
         return head.argmax(dim=-1) if self.spaces.discrete else head
 
     def env_actions(self, actions: Tensor) -> np.ndarray:

@@ -96,3 +96,72 @@ class Rollout:
     def flat(self, name: str) -> Tensor:
         """A stored tensor with time and environment merged, ``[T·N, ...]``."""
         return getattr(self, name)[: self.num_steps].flatten(0, 1)
+
+
+class SeedRollout:
+    """T steps of N environments for each of S seeds: tensors ``[T, S, N, ...]``.
+
+    As :class:`Rollout`, row t + 1 of ``observations`` is what step t returned (the true final
+    observation at a termination or truncation), so ``values[1:]`` are GAE's next values. Steps
+    of a seed that is not active are not ``valid``.
+    """
+
+    def __init__(self, num_steps: int, num_seeds: int, num_envs: int, spaces: Spaces):
+        T, S, N = num_steps, num_seeds, num_envs
+        self.num_steps, self.num_seeds, self.num_envs = T, S, N
+        self.observations = torch.zeros((T + 1, S, N, *spaces.observation_shape))
+        action_shape = () if spaces.discrete else spaces.action_shape
+        action_dtype = torch.int64 if spaces.discrete else torch.float32
+        self.actions = torch.zeros((T, S, N, *action_shape), dtype=action_dtype)
+        self.log_probs = torch.zeros(T, S, N)
+        self.rewards = torch.zeros(T, S, N)
+        self.terminated = torch.zeros(T, S, N, dtype=torch.bool)
+        self.truncated = torch.zeros(T, S, N, dtype=torch.bool)
+        self.valid = torch.zeros(T, S, N, dtype=torch.bool)
+
+    def collect(self, envs, agents, generators, active) -> None:
+        """Act with every seed's policy (no gradient) and store T steps. ``agents`` is a
+        :class:`~rlgrad.support.seeded.SeedStack` of agents with ``policy_head``, ``draw``,
+        ``act`` and ``env_actions``; seed s draws from ``generators[s]``; ``active`` ([S] bool,
+        NumPy) says which seeds still train."""
+        template = agents.template
+        for t in range(self.num_steps):
+            observations = envs.observations
+            self.observations[t] = observations
+            with torch.no_grad():
+                heads = agents.call("policy_head", observations)
+                draws = torch.stack(
+                    [template.draw(heads[s], generators[s]) for s in range(self.num_seeds)]
+                )
+                actions, log_probs = agents.call("act", heads, draws)
+            step = envs.step(template.env_actions(actions), active)
+            self.actions[t] = actions
+            self.log_probs[t] = log_probs
+            self.rewards[t] = step.rewards
+            self.terminated[t] = step.terminated
+            self.truncated[t] = step.truncated
+            self.valid[t] = step.valid
+        self.observations[self.num_steps] = envs.observations
+
+    def gae(self, agents, gamma: float, lam: float) -> tuple[Tensor, Tensor, Tensor]:
+        """V(s_t), the GAE(λ) advantages and the λ-returns A_t + V(s_t), each ``[T, S, N]``."""
+        T, S, N = self.num_steps, self.num_seeds, self.num_envs
+        with torch.no_grad():  # seed-major for the stacked agent: [S, (T+1)·N, *obs]
+            per_seed = self.observations.transpose(0, 1).flatten(1, 2)
+            all_values = agents.call("value", per_seed).view(S, T + 1, N).transpose(0, 1)
+        values, next_values = all_values[:-1], all_values[1:]
+        advantages = gae(
+            self.rewards.flatten(1),
+            values.flatten(1),
+            next_values.flatten(1),
+            self.terminated.flatten(1),
+            self.truncated.flatten(1),
+            gamma,
+            lam,
+        ).view(T, S, N)
+        return values, advantages, advantages + values
+
+    def per_seed(self, tensor: Tensor) -> Tensor:
+        """A ``[T, S, N, ...]`` tensor as ``[S, T·N, ...]``: sample ``t·N + i`` of seed s, the
+        order of a single-seed :class:`Rollout`'s ``flat``."""
+        return tensor[: self.num_steps].transpose(0, 1).flatten(1, 2)

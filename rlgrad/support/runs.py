@@ -34,7 +34,7 @@ from rlgrad import NonFiniteError
 from rlgrad.errors import BadInputError
 from rlgrad.support import checkpoints, configs
 from rlgrad.support.envs import VectorEnv
-from rlgrad.support.evaluation import evaluate
+from rlgrad.support.evaluation import evaluate, evaluate_seeds
 from rlgrad.support.run_format import (
     METRICS_FILE,
     MetricsFile,
@@ -84,6 +84,7 @@ class Run:
         resume: bool = False,
         checkpoint: str | Path | None = None,
         progress: bool = False,
+        catch_ctrl_c: bool = True,
     ):
         self.algorithm, self.config = algorithm, config
         self.env, self.modules, self.generator = env, modules, generator
@@ -120,7 +121,7 @@ class Run:
         self.metrics = MetricsFile(self.dir, rows)  # a resume drops the rows past its checkpoint
         self.tensorboard = self._open_tensorboard()
         self.bar = self._open_progress_bar() if progress else None
-        self._previous_handler = self._catch_ctrl_c()
+        self._previous_handler = self._catch_ctrl_c() if catch_ctrl_c else None
         if not resume:
             self.save_checkpoint()  # so that there is always a last good checkpoint
 
@@ -155,8 +156,23 @@ class Run:
 
     # ----- one row per update -----
 
-    def end_iteration(self, steps: int, metrics: dict[str, float | None]) -> None:
-        """Count ``steps``, check ``metrics`` are finite, evaluate and checkpoint when due."""
+    def evaluation_due(self, steps: int) -> bool:
+        """Whether the update that brings the run to ``steps`` ends with an evaluation."""
+        every = self.config.eval_every
+        crossed = every and steps // every > self.steps // every
+        return bool(crossed) or steps >= self.config.total_steps
+
+    def end_iteration(
+        self,
+        steps: int,
+        metrics: dict[str, float | None],
+        eval_returns: np.ndarray | None = None,
+    ) -> None:
+        """Count ``steps``, check ``metrics`` are finite, evaluate and checkpoint when due.
+
+        ``eval_returns``: this update's evaluation when the caller made it (a run over many
+        seeds evaluates them all at once); else the run evaluates itself when due."""
+        due = self.evaluation_due(self.steps + steps)
         previous = self.steps
         self.steps += steps
         self.updates += 1
@@ -178,11 +194,12 @@ class Run:
             # None: not measured in this update (e.g. no gradient step yet); an empty cell
             **{name: None if value is None else float(value) for name, value in metrics.items()},
         }
-        every = self.config.eval_every
-        if (
-            every and self.steps // every > previous // every
-        ) or self.steps >= self.config.total_steps:
-            returns = self.evaluate(self.config.eval_episodes)
+        if due:
+            returns = (
+                eval_returns
+                if eval_returns is not None
+                else self.evaluate(self.config.eval_episodes)
+            )
             row["eval_return_mean"] = float(returns.mean())
             row["eval_return_std"] = float(returns.std())
             # strictly greater: of equal evaluations the first is the best, as in the summary
@@ -232,6 +249,8 @@ class Run:
         )
 
     def check_parameters(self) -> None:
+        if not isinstance(self.agent, torch.nn.Module):
+            return  # one seed of many: SeedRuns checks every seed's parameters at once
         for name, parameter in self.agent.named_parameters():
             if not bool(torch.isfinite(parameter).all()):
                 self.fail(f"parameter '{name}'", "non-finite")
@@ -417,3 +436,179 @@ class Run:
             pass
         self.env.close()
         return History(self.dir, self.rows, summary)
+
+
+class SeedRuns:
+    """The runs of S seeds trained together: one ordinary :class:`Run` (and run directory) per
+    seed, driven as one.
+
+    A seed stops on its own: when its run is done (total_steps, or solved with
+    ``stop_when_solved``) or when it fails (a non-finite loss, gradient or parameter: it is
+    recorded as failed, keeps its last good checkpoint, and the other seeds go on). ``active``
+    says which seeds still train; the batch is done when none does. Evaluations of all seeds
+    happen at once (:func:`~rlgrad.support.evaluation.evaluate_seeds`), as do the clocks, the
+    progress bar and Ctrl-C.
+    """
+
+    def __init__(self, runs: list[Run], agents, envs, *, progress: bool = False):
+        self.runs, self.agents, self.envs = runs, agents, envs
+        self.config = runs[0].config
+        self.failed = np.zeros(len(runs), bool)
+        self.failures: dict[int, str] = {}
+        self.stop_requested = False
+        self.bar = self._open_progress_bar() if progress else None
+        self._previous_handler = self._catch_ctrl_c()
+
+    @property
+    def active(self) -> np.ndarray:
+        """``[S]`` bool: the seeds that still train."""
+        return np.array(
+            [not (failed or run.done) for run, failed in zip(self.runs, self.failed, strict=True)]
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.stop_requested or not self.active.any()
+
+    @property
+    def steps(self) -> int:
+        """The steps of the seeds that still train (they advance together)."""
+        active = self.active
+        return (
+            max(run.steps for run, on in zip(self.runs, active, strict=True) if on)
+            if active.any()
+            else 0
+        )
+
+    def progress_fraction(self) -> float:
+        return min(self.steps / self.config.total_steps, 1.0)
+
+    @contextlib.contextmanager
+    def training(self):
+        """Time the enclosed collection and update as every active seed's training time."""
+        active = self.active
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            for run, on in zip(self.runs, active, strict=True):
+                if on:
+                    run.train_s += elapsed
+
+    def fail(self, seed_index: int, quantity: str, value: object) -> None:
+        """Record that seed ``seed_index`` diverged: its run stops with its last good
+        checkpoint, the others go on."""
+        try:
+            self.runs[seed_index].fail(quantity, value)
+        except TrainingError as error:
+            self.failed[seed_index] = True
+            self.failures[seed_index] = str(error)
+            print(f"rlgrad: seed {self.runs[seed_index].config.seed}: {error}", file=sys.stderr)
+
+    def end_iteration(self, steps: int, metrics: list[dict[str, float | None]]) -> None:
+        """Each active seed's :meth:`Run.end_iteration`, with ``metrics[s]`` its row's metrics;
+        the evaluations that are due are made together."""
+        active = self.active
+        for s in np.flatnonzero(active & self.agents.non_finite_seeds().cpu().numpy()):
+            self.fail(s, "a parameter", "non-finite")
+        active = self.active
+        due = [
+            s
+            for s in np.flatnonzero(active)
+            if self.runs[s].evaluation_due(self.runs[s].steps + steps)
+        ]
+        returns = self.evaluate(due) if due else {}
+        for s in np.flatnonzero(active):
+            try:
+                self.runs[s].end_iteration(steps, metrics[s], returns.get(s))
+            except TrainingError as error:
+                self.failed[s] = True
+                self.failures[s] = str(error)
+                print(f"rlgrad: seed {self.runs[s].config.seed}: {error}", file=sys.stderr)
+        if self.bar is not None:
+            self._update_bar()
+
+    def evaluate(self, seed_indices: list[int]) -> dict[int, np.ndarray]:
+        """The evaluation returns of the given seeds, ``{seed index: [episodes]}``."""
+        template = self.agents.template
+        index = torch.as_tensor(seed_indices)
+
+        def act(observations: torch.Tensor) -> np.ndarray:  # [len(seed_indices), E, *obs]
+            actions = self.agents.call("mode", observations, seeds=index)
+            return template.env_actions(actions.cpu())
+
+        envs = [self.runs[s].env for s in seed_indices]
+        normalize = envs[0].normalize_obs
+        returns = evaluate_seeds(
+            act,
+            self.config.env,
+            self.config.eval_episodes,
+            [self.runs[s].config.seed for s in seed_indices],
+            obs_stats=[env.obs_stats.state_dict() for env in envs] if normalize else None,
+        )
+        return dict(zip(seed_indices, returns, strict=True))
+
+    # ----- progress and Ctrl-C -----
+
+    def _open_progress_bar(self):
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.config.total_steps,
+            unit="step",
+            unit_scale=True,
+            desc=f"{self.runs[0].algorithm} {self.config.env} × {len(self.runs)} seeds",
+            dynamic_ncols=True,
+        )
+
+    def _update_bar(self) -> None:
+        self.bar.update(self.steps - self.bar.n if self.active.any() else 0)
+        solved = sum(solved_at(run.rows, run.threshold) is not None for run in self.runs)
+        self.bar.set_postfix(
+            {
+                "training": int(self.active.sum()),
+                "solved": solved,
+                "failed": int(self.failed.sum()),
+            },
+            refresh=False,
+        )
+
+    def _catch_ctrl_c(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            for run in self.runs:
+                run.stop_requested = run.interrupted = True
+            print(
+                "\nrlgrad: stopping every seed after this update and saving their checkpoints "
+                "(Ctrl-C again to abort at once)",
+                file=sys.stderr,
+            )
+
+        return signal.signal(signal.SIGINT, request_stop)
+
+    def finish(self) -> list[History]:
+        """Finish every seed's run (checkpoint, summary, learning curve); a failed seed's
+        summary says why it stopped. One :class:`History` per seed, in order."""
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+        if self.bar is not None:
+            self.bar.close()
+        if self.stop_requested:  # Ctrl-C: every seed saves where it is
+            for s in np.flatnonzero(~self.failed):
+                self.runs[s].save_checkpoint()
+        histories = []
+        for s, run in enumerate(self.runs):
+            if self.failed[s]:
+                summary = {**run.summary(), "failed": self.failures[s]}
+                write_summary(run.dir, summary)
+                histories.append(History(run.dir, run.rows, summary))
+            else:
+                histories.append(run.finish())
+        return histories

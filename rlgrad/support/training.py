@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from rlgrad.errors import BadInputError
 from rlgrad.support.configs import PolicyConfig, RunConfig, resolve_device
-from rlgrad.support.envs import Spaces, VectorEnv
+from rlgrad.support.envs import SeedEnvs, Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
-from rlgrad.support.runs import Run
+from rlgrad.support.runs import Run, SeedRuns, default_run_dir
+from rlgrad.support.seed_adam import SeedAdam, clip_grad_norms
+from rlgrad.support.seeded import SeedGenerators, SeedSlice, SeedStack, build_seeded
 
 
 def seed_everything(seed: int, threads: int, device: torch.device | None = None) -> torch.Generator:
@@ -84,8 +89,11 @@ def adam(parameters, **options) -> torch.optim.Adam:
 def annealed_lr(optimizer: torch.optim.Optimizer, config, fraction_done: float) -> float:
     """Set and return the learning rate: lr, or lr·(1 − fraction done) with ``anneal_lr``."""
     lr = config.lr * (1.0 - fraction_done) if config.anneal_lr else config.lr
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    if isinstance(optimizer, SeedAdam):
+        optimizer.lr = lr
+    else:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
     return lr
 
 
@@ -212,3 +220,145 @@ def start(
         algorithm, config, run_dir, env=env, modules=modules, generator=generator, **run_options
     )
     return Setup(run, env, agent, optimizer, generator, extras)
+
+
+# ----- many seeds in one process -----
+
+
+class SeedSetup(NamedTuple):
+    """What :func:`start_seeds` builds: S seeds' runs and what they train with, batched."""
+
+    runs: SeedRuns
+    envs: SeedEnvs
+    agents: SeedStack
+    optimizer: SeedAdam
+    generators: SeedGenerators  # seed s's actions and minibatches come from generators[s]
+
+
+def seed_run_dirs(algorithm: str, config, seeds: list[int], run_dir) -> list[Path]:
+    """Where each seed writes: ``run_dir`` itself for one seed, ``run_dir/seed{s}`` for many,
+    and the usual ``runs/ALGO-ENV-seedS-TIME`` without ``run_dir``."""
+    if run_dir is None:
+        return [default_run_dir(algorithm, dataclasses.replace(config, seed=s)) for s in seeds]
+    if len(seeds) == 1:
+        return [Path(run_dir)]
+    return [Path(run_dir) / f"seed{s}" for s in seeds]
+
+
+def start_seeds(
+    algorithm: str,
+    config,
+    seeds: list[int],
+    run_dir,
+    build_agent,
+    make_optimizer,
+    *,
+    device: str = "cpu",
+    resume: bool = False,
+    checkpoint=None,
+    progress: bool = False,
+) -> SeedSetup:
+    """:func:`start` for S seeds at once: seed s gets the environments, initial parameters and
+    random streams a single-seed run of ``config`` with ``seed = s`` gets, and its own ordinary
+    run directory (:func:`seed_run_dirs`); its agent and optimizer are slice s of stacked ones."""
+    if not seeds:
+        raise BadInputError("start_seeds(): 'seeds' must hold at least one seed; got none")
+    if checkpoint is not None and len(seeds) > 1:
+        raise BadInputError("--checkpoint resumes one run; with many seeds, resume their latest")
+    on = resolve_device(device)
+    seed_everything(seeds[0], config.threads)
+    set_matmul_precision("float32")
+    seed_configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
+    envs = SeedEnvs([make_env(seed_config) for seed_config in seed_configs])
+    try:
+        agents = build_seeded(lambda: build_agent(config, envs.spaces), seeds).to(on)
+    except ValueError:
+        envs.close()
+        raise
+    optimizer = make_optimizer(config, agents)
+    generators = SeedGenerators(seeds, on)
+    warm_up_kernels()
+    runs = [
+        Run(
+            algorithm,
+            seed_config,
+            directory,
+            env=env,
+            modules={"agent": SeedSlice(agents, i), "optimizer": SeedSlice(optimizer, i)},
+            generator=generators[i],
+            resume=resume,
+            checkpoint=checkpoint,
+            catch_ctrl_c=False,
+        )
+        for i, (seed_config, directory, env) in enumerate(
+            zip(
+                seed_configs,
+                seed_run_dirs(algorithm, config, seeds, run_dir),
+                envs.envs,
+                strict=True,
+            )
+        )
+    ]
+    return SeedSetup(
+        SeedRuns(runs, agents, envs, progress=progress), envs, agents, optimizer, generators
+    )
+
+
+def seed_gradient_step(
+    runs: SeedRuns,
+    optimizer: SeedAdam,
+    losses: Tensor,
+    max_grad_norm: float | None,
+    updating: Tensor,
+) -> Tensor:
+    """:func:`gradient_step` for S seeds: backpropagate the per-seed ``losses [S]``, clip each
+    seed's global gradient norm, and step the seeds that are ``updating`` ([S] bool). A seed
+    whose loss or gradient norm is not finite fails (its run stops, its parameters unchanged);
+    the others step. Returns the norms before clipping, ``[S]``. One host sync."""
+    optimizer.zero_grad()
+    torch.where(updating, losses, 0.0).sum().backward()
+    norms = clip_grad_norms(optimizer.params, max_grad_norm)
+    healthy = torch.isfinite(losses) & torch.isfinite(norms)
+    broken = updating & ~healthy
+    if bool(broken.any()):
+        for s in broken.nonzero().flatten().tolist():
+            quantity, value = (
+                ("the loss", losses[s].item())
+                if not math.isfinite(losses[s].item())
+                else ("the gradient norm", norms[s].item())
+            )
+            runs.fail(s, quantity, value)
+    optimizer.step(updating & healthy)
+    return norms
+
+
+class SeedMeans:
+    """:class:`Means` for S seeds: each metric is added as a ``[S]`` tensor where ``where``
+    ([S] bool) is True, and averaged per seed; ``means()`` is one dict per seed."""
+
+    def __init__(self, num_seeds: int, *names: str):
+        self.num_seeds = num_seeds
+        self.sums = {name: torch.zeros(num_seeds, dtype=torch.float64) for name in names}
+        self.counts = {name: torch.zeros(num_seeds, dtype=torch.int64) for name in names}
+
+    def add(self, where: Tensor, **values: Tensor) -> None:
+        where = where.cpu()
+        for name, value in values.items():
+            if name not in self.sums:
+                raise BadInputError(
+                    f"SeedMeans.add(): unknown metric {name!r}; declared: {', '.join(self.sums)}"
+                )
+            value = torch.as_tensor(value).detach().to("cpu", torch.float64).expand(self.num_seeds)
+            self.sums[name] += torch.where(where, value, 0.0)
+            self.counts[name] += where
+
+    def means(self) -> list[dict[str, float | None]]:
+        sums = {name: total.tolist() for name, total in self.sums.items()}
+        counts = {name: count.tolist() for name, count in self.counts.items()}
+        return [
+            {
+                name: sums[name][s] / counts[name][s] if counts[name][s] else None
+                for name in self.sums
+            }
+            for s in range(self.num_seeds)
+        ]

@@ -18,13 +18,15 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from torch.func import vmap
 
 from rlgrad.distributions import entropy_loss
+from rlgrad.grpo import masked_mean
 from rlgrad.policy import approx_kl, clip_fraction, ppo_clip_loss
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
-from rlgrad.support.rollout import Rollout
-from rlgrad.support.runs import History
+from rlgrad.support.rollout import SeedRollout
+from rlgrad.support.runs import History, TrainingError
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "ppo"
@@ -84,111 +86,176 @@ def build_agent(config: Config, spaces):
     return training.make_actor_critic(config, spaces)
 
 
-def make_optimizer(config: Config, agent) -> torch.optim.Optimizer:
-    return training.adam(agent.parameters(), lr=config.lr, eps=1e-5)
+def make_optimizer(config: Config, agents) -> training.SeedAdam:
+    return training.SeedAdam(agents.parameters(), lr=config.lr, eps=1e-5)
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
     """Train PPO; return the metric history (also written to ``run_dir``).
 
     ``run_options``: ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint
-    (or ``checkpoint=PATH``); ``progress=True`` shows a progress bar.
+    (or ``checkpoint=PATH``); ``progress=True`` shows a progress bar. A diverging run raises
+    :class:`~rlgrad.support.runs.TrainingError`.
     """
+    (history,) = train_seeds(config, [config.seed], run_dir, **run_options)
+    if "failed" in history.summary:
+        raise TrainingError(history.summary["failed"])
+    return history
+
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """Train PPO on every seed in ``seeds`` at once, each as ``train`` would with
+    ``config.seed`` set to it (same initial networks, environments and random draws), into its
+    own run directory (``run_dir/seed{s}``); return one history per seed. A seed that diverges
+    is recorded as failed in its summary; the others go on."""
     check(config)
-    # 0. set up: seeds, environments, networks, optimizer and the run directory (new or resumed)
-    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
-    run, env, agent = setup.run, setup.env, setup.agent
-    rollout = Rollout(config.num_steps, config.num_envs, env.spaces)
+    configs.require(
+        not config.taylor_every or len(seeds) == 1,
+        f"config field 'taylor_every' needs a single seed; got {len(seeds)} seeds",
+    )
+    # 0. set up: for each seed its environments, networks, optimizer state and run directory;
+    # the networks are stacked on a leading seed axis and trained as one batched computation
+    setup = training.start_seeds(
+        ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
+    )
+    runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
+    S = len(seeds)
+    rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces)
+    seed_rows = torch.arange(S).unsqueeze(1)  # indexes [S, B] minibatches out of [S, samples]
 
-    while not run.done:
-        with run.training():
-            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
+    while not runs.done:
+        active = runs.active
+        with runs.training():
+            lr = training.annealed_lr(setup.optimizer, config, runs.progress_fraction())
 
-            # 1. collect T steps from N environments with the current policy
-            rollout.collect(env, agent, setup.generator)
+            # 1. collect T steps from N environments per seed with each seed's current policy
+            rollout.collect(envs, agents, generators, active)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
-            values, advantages, returns = rollout.gae(agent, config.gamma, config.lam)
+            values, advantages, returns = rollout.gae(agents, config.gamma, config.lam)
 
-            # 3. update: epochs of minibatch steps on the clipped surrogate, value loss and entropy
-            observations, actions = rollout.flat("observations"), rollout.flat("actions")
-            old_log_probs, old_values = rollout.flat("log_probs"), values.flatten()
-            flat_advantages, flat_returns = advantages.flatten(), returns.flatten()
-            usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
-            means = training.Means(*METRICS)  # summed over minibatches, no host sync
-            minibatches = 0
-            kl_exceeded = False
+            # 3. update: epochs of minibatch steps on the clipped surrogate, value loss and
+            # entropy; every tensor below is [S, samples, ...], every loss [S], one per seed
+            observations = rollout.per_seed(rollout.observations)
+            actions = rollout.per_seed(rollout.actions)
+            old_log_probs, old_values = (
+                rollout.per_seed(rollout.log_probs),
+                rollout.per_seed(values),
+            )
+            flat_advantages, flat_returns = rollout.per_seed(advantages), rollout.per_seed(returns)
+            valid = rollout.per_seed(rollout.valid)  # Gymnasium's autoreset steps carry no action
+            usable = [row.nonzero().squeeze(1) for row in valid]
+            means = training.SeedMeans(S, *METRICS)  # summed over minibatches, per seed
+            minibatches = torch.zeros(S, dtype=torch.int64)
+            # seeds still taking gradient steps in this update (target KL ends a seed's update)
+            stepping = torch.as_tensor(active)
             # θ_old, when this update's Taylor diagnostics are due (else None)
-            policy_before = taylor.snapshot(agent, config.taylor_every, run.updates)
+            policy_before = (
+                taylor.snapshot(agents.seed_agent(0), config.taylor_every, runs.runs[0].updates)
+                if config.taylor_every
+                else None
+            )
             for _ in range(config.epochs):
-                order = usable[torch.randperm(len(usable), generator=setup.generator)]
-                for batch in order.split(config.minibatch_size):
-                    log_probs, entropy = agent.log_prob_and_entropy(
-                        observations[batch], actions[batch]
+                # each seed's own random order of its usable samples, padded to the longest
+                orders, filled = generators.permutations([len(u) for u in usable])
+                order = torch.stack(
+                    [u[o] if len(u) else o for u, o in zip(usable, orders, strict=True)]
+                )
+                for batch, in_batch in zip(
+                    order.split(config.minibatch_size, dim=1),
+                    filled.split(config.minibatch_size, dim=1),
+                    strict=True,
+                ):
+                    updating = stepping & in_batch.any(dim=1)
+                    if not bool(updating.any()):
+                        continue
+
+                    def take(tensor, batch=batch):  # [S, samples, ...] -> [S, B, ...]
+                        return tensor[seed_rows, batch]
+
+                    log_probs, entropy = agents.call(
+                        "log_prob_and_entropy", take(observations), take(actions)
                     )
-                    kl = approx_kl(log_probs.detach(), old_log_probs[batch])
-                    if config.target_kl is not None and kl > 1.5 * config.target_kl:
-                        kl_exceeded = True  # the policy moved far enough: end this update
-                        break
-                    batch_advantages = flat_advantages[batch]
-                    if config.normalize_advantages and len(batch) > 1:
-                        batch_advantages = normalize_advantages(batch_advantages)
-                    policy_loss = ppo_clip_loss(
-                        log_probs, old_log_probs[batch], batch_advantages, config.clip_eps
+                    kl = vmap(approx_kl)(log_probs.detach(), take(old_log_probs), in_batch)
+                    if config.target_kl is not None:
+                        # the policy moved far enough: this seed's update ends
+                        stepping &= ~(updating & (kl > 1.5 * config.target_kl))
+                        updating &= stepping
+                    batch_advantages = take(flat_advantages)
+                    if config.normalize_advantages:
+                        enough = in_batch.sum(dim=1, keepdim=True) > 1
+                        normalized = vmap(normalize_advantages)(batch_advantages, mask=in_batch)
+                        batch_advantages = torch.where(enough, normalized, batch_advantages)
+                    policy_loss = vmap(ppo_clip_loss)(
+                        log_probs,
+                        take(old_log_probs),
+                        batch_advantages,
+                        config.clip_eps,
+                        mask=in_batch,
                     )
-                    critic_loss = value_loss(
-                        agent.value(observations[batch]),
-                        flat_returns[batch],
-                        old_values[batch] if config.clip_value_eps is not None else None,
+                    critic_loss = vmap(value_loss)(
+                        agents.call("value", take(observations)),
+                        take(flat_returns),
+                        take(old_values) if config.clip_value_eps is not None else None,
                         config.clip_value_eps,
+                        mask=in_batch,
                     )
-                    mean_entropy = entropy.mean()
+                    mean_entropy = vmap(masked_mean)(entropy, in_batch)
                     loss = (
                         policy_loss
                         + config.vf_coef * critic_loss
-                        + entropy_loss(mean_entropy, config.ent_coef)
+                        + vmap(entropy_loss)(mean_entropy, config.ent_coef)
                     )
-                    grad_norm = training.gradient_step(
-                        run, setup.optimizer, loss, config.max_grad_norm
+                    grad_norm = training.seed_gradient_step(
+                        runs, setup.optimizer, loss, config.max_grad_norm, updating
                     )
-                    ratios = torch.exp(log_probs.detach() - old_log_probs[batch])
+                    ratios = torch.exp(log_probs.detach() - take(old_log_probs))
                     means.add(
-                        policy_loss=policy_loss.detach(),
-                        value_loss=critic_loss.detach(),
-                        entropy=mean_entropy.detach(),
+                        updating,
+                        policy_loss=policy_loss,
+                        value_loss=critic_loss,
+                        entropy=mean_entropy,
                         approx_kl=kl,
-                        clip_fraction=clip_fraction(ratios, config.clip_eps),
+                        clip_fraction=vmap(clip_fraction)(ratios, config.clip_eps, mask=in_batch),
                         grad_norm=grad_norm,
                     )
-                    minibatches += 1
-                if kl_exceeded:
+                    minibatches += updating
+                if not bool(stepping.any()):
                     break
 
-            # the update's Taylor models against what it did (empty cells between taylor_every)
+            # the update's Taylor models against what it did (one seed only; empty cells
+            # between taylor_every)
             diagnosed = {}
             if config.taylor_every:
+                seed_agent = agents.seed_agent(0)
+                kept = usable[0]
                 diagnosed = taylor.diagnostics(
-                    agent,
+                    seed_agent,
                     policy_before,
-                    observations[usable],
-                    actions[usable],
-                    old_log_probs[usable],
-                    flat_advantages[usable],
+                    observations[0, kept],
+                    actions[0, kept],
+                    old_log_probs[0, kept],
+                    flat_advantages[0, kept],
                     normalize=config.normalize_advantages,
                 )
 
-        # 4. log, evaluate and checkpoint
-        valid = rollout.valid.flatten()
-        run.end_iteration(
+        # 4. log, evaluate and checkpoint, each seed in its own run directory
+        enough = (valid.sum(dim=1) > 1).tolist()
+        explained = vmap(explained_variance)(old_values, flat_returns, mask=valid).tolist()
+        explained = [e if enough[s] and active[s] else None for s, e in enumerate(explained)]
+        runs.end_iteration(
             config.num_steps * config.num_envs,
-            {
-                **means.means(),
-                "explained_variance": float(
-                    explained_variance(old_values[valid], flat_returns[valid])
-                ),
-                "lr": lr,
-                "minibatches": minibatches,
-                **diagnosed,
-            },
+            [
+                {
+                    **seed_means,
+                    "explained_variance": explained[s],
+                    "lr": lr,
+                    "minibatches": int(minibatches[s]),
+                    **diagnosed,
+                }
+                for s, seed_means in enumerate(means.means())
+            ],
         )
-    return run.finish()
+    return runs.finish()

@@ -46,6 +46,14 @@ def add_train(commands) -> None:
             "CartPole-v1, Pendulum-v1 for sac and td3)",
         )
         sub.add_argument("--seed", type=int, default=None, help="random seed")
+        if hasattr(trainer, "train_seeds"):
+            sub.add_argument(
+                "--seeds",
+                default=None,
+                metavar="SEEDS",
+                help="train many seeds in this one process, as one batched computation "
+                "(e.g. 0-63 or 1,5,9); each seed writes RUN_DIR/seed{s}",
+            )
         sub.add_argument("--total-steps", type=int, default=None, help="environment steps")
         sub.add_argument("--run-dir", default=None, help="where to write (default: runs/...)")
         sub.add_argument(
@@ -83,6 +91,11 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.algorithm is not None or given("preset") is not None:
             raise BadInputError("give either ALGO or --preset FILE (a new run) or --resume RUN_DIR")
+        seed_dirs = registry.seed_run_dirs(args.resume)
+        if seed_dirs:
+            histories = registry.resume_seeds(args.resume, seed_dirs, progress=args.progress)
+            print(seeds_summary_text(histories))
+            return 130 if any(h.summary["interrupted"] for h in histories) else 0
         history = registry.resume(args.resume, checkpoint=args.checkpoint, progress=args.progress)
         print(summary_text(history))
         return 130 if history.summary["interrupted"] else 0
@@ -101,9 +114,52 @@ def run_train(args: argparse.Namespace) -> int:
     config = presets.build_config(
         algorithm, env, presets.base_fields(algorithm, env, base), overrides
     )
-    history = registry.module(algorithm).train(config, given("run_dir"), progress=args.progress)
+    trainer = registry.module(algorithm)
+    seeds = getattr(args, "seeds", None)
+    if seeds is not None:
+        from rlgrad.support.seeded import parse_seeds
+
+        if given("seed") is not None:
+            raise BadInputError("give either --seed or --seeds")
+        histories = trainer.train_seeds(
+            config, parse_seeds(seeds), given("run_dir"), progress=args.progress
+        )
+        print(seeds_summary_text(histories))
+        return 130 if any(h.summary["interrupted"] for h in histories) else 0
+    history = trainer.train(config, given("run_dir"), progress=args.progress)
     print(summary_text(history))
     return 130 if history.summary["interrupted"] else 0
+
+
+def seeds_summary_text(histories) -> str:
+    """What ``rlgrad train --seeds`` prints: a line per seed, then the count that solved."""
+    import numpy as np
+
+    lines = []
+    solved_steps = []
+    for history in histories:
+        s = history.summary
+        if "failed" in s:
+            state = "failed (diverged)"
+        elif s["solved_step"] is not None:
+            state = f"solved at step {s['solved_step']:,}"
+            solved_steps.append(s["solved_step"])
+        else:
+            state = "not solved"
+        final = s["final_eval_return_mean"]
+        final_text = "-" if final is None else f"{final:.1f}"
+        lines.append(f"  seed {s['seed']:<6} final eval {final_text:>8}   {state}")
+    first = histories[0].summary
+    head = (
+        f"{first['algorithm']} on {first['env']}: {len(histories)} seeds in one process, "
+        f"{max(h.summary['wall_s'] for h in histories):.1f} s"
+    )
+    tail = f"  {len(solved_steps)}/{len(histories)} solved"
+    if solved_steps:
+        tail += f", median step to solve {int(np.median(solved_steps)):,}"
+    directories = sorted({str(h.run_dir.parent) for h in histories})
+    tail += f"\n  run directories under {', '.join(directories)}; compare them with `rlgrad report`"
+    return "\n".join([head, *lines, tail])
 
 
 def summary_text(history) -> str:

@@ -1,0 +1,186 @@
+"""Many seeds in one process: the stacked agent, per-seed random streams, environments and
+evaluation equal S single-seed ones, seed for seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlgrad.errors import BadInputError
+from rlgrad.support.envs import SeedEnvs, Spaces, VectorEnv
+from rlgrad.support.evaluation import evaluate, evaluate_seeds
+from rlgrad.support.nets import ActorCritic
+from rlgrad.support.seeded import SeedGenerators, SeedStack, build_seeded, parse_seeds
+from rlgrad.support.training import SeedMeans
+
+DISCRETE = Spaces((4,), True, 2, (), None, None)
+BOX = Spaces((3,), False, 0, (1,), np.array([-2.0], np.float32), np.array([2.0], np.float32))
+SEEDS = [3, 11, 40]
+
+
+def single(spaces, seed, hidden_sizes=(8, 8), **options):
+    """Seed ``seed``'s agent as a single-seed run builds it."""
+    torch.manual_seed(seed)
+    return ActorCritic(spaces, hidden_sizes, "tanh", **options)
+
+
+def test_parse_seeds_ranges_lists_and_errors():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("5") == [5]
+    assert parse_seeds("1,5,9") == [1, 5, 9]
+    assert parse_seeds("0-2, 10-11") == [0, 1, 2, 10, 11]
+    for bad in ("", "a-b", "3-1", "1,1", "1-2-3"):
+        with pytest.raises(BadInputError, match="--seeds"):
+            parse_seeds(bad)
+
+
+@pytest.mark.parametrize("spaces", [DISCRETE, BOX], ids=["categorical", "gaussian"])
+def test_build_seeded_initializes_each_seed_as_a_single_run_would(spaces):
+    agents = build_seeded(lambda: ActorCritic(spaces, (8, 8), "tanh"), SEEDS)
+    for i, seed in enumerate(SEEDS):
+        reference = single(spaces, seed).state_dict()
+        stacked = agents.seed_state_dict(i)
+        assert stacked.keys() == reference.keys()
+        for name in reference:
+            torch.testing.assert_close(stacked[name], reference[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spaces", [DISCRETE, BOX], ids=["categorical", "gaussian"])
+def test_call_equals_each_seeds_own_agent(spaces):
+    torch.manual_seed(0)
+    agents = build_seeded(lambda: ActorCritic(spaces, (8, 8), "tanh", log_std_init=-0.3), SEEDS)
+    observations = torch.randn(len(SEEDS), 5, *spaces.observation_shape)
+    if spaces.discrete:
+        actions = torch.randint(2, (len(SEEDS), 5))
+    else:
+        actions = torch.randn(len(SEEDS), 5, 1)
+    log_probs, entropy = agents.call("log_prob_and_entropy", observations, actions)
+    values = agents.call("value", observations)
+    for i, seed in enumerate(SEEDS):
+        own = single(spaces, seed, log_std_init=-0.3)
+        expected_log_probs, expected_entropy = own.log_prob_and_entropy(observations[i], actions[i])
+        torch.testing.assert_close(log_probs[i], expected_log_probs)
+        torch.testing.assert_close(entropy[i], expected_entropy)
+        torch.testing.assert_close(values[i], own.value(observations[i]))
+
+
+def test_gradients_of_the_summed_losses_are_each_seeds_own():
+    agents = build_seeded(lambda: ActorCritic(DISCRETE, (8,), "tanh"), SEEDS)
+    observations = torch.randn(len(SEEDS), 6, 4)
+    returns = torch.randn(len(SEEDS), 6)
+    losses = ((agents.call("value", observations) - returns) ** 2).mean(dim=1)
+    losses.sum().backward()
+    gradients = dict(zip(agents._names, (p.grad for p in agents.stacked), strict=True))
+    for i, seed in enumerate(SEEDS):
+        torch.manual_seed(seed)
+        own = ActorCritic(DISCRETE, (8,), "tanh")
+        ((own.value(observations[i]) - returns[i]) ** 2).mean().backward()
+        for name, parameter in own.named_parameters():
+            if parameter.grad is None:  # the actor: no gradient from a value loss
+                assert gradients[name] is None or not gradients[name][i].any()
+            else:
+                torch.testing.assert_close(gradients[name][i], parameter.grad)
+
+
+def test_seed_state_round_trip_and_seed_agent():
+    agents = build_seeded(lambda: ActorCritic(BOX, (8,), "tanh"), SEEDS)
+    state = agents.seed_state_dict(2)
+    agents.load_seed_state_dict(0, state)
+    for name, tensor in agents.tensors().items():
+        torch.testing.assert_close(tensor[0], tensor[2], rtol=0, atol=0)
+    own = agents.seed_agent(1)
+    observations = torch.randn(4, 3)
+    torch.testing.assert_close(
+        own.value(observations), single(BOX, SEEDS[1], (8,)).value(observations)
+    )
+    with pytest.raises(BadInputError, match="lacks"):
+        agents.load_seed_state_dict(0, {})
+
+
+def test_subset_call_and_non_finite_seeds():
+    agents = build_seeded(lambda: ActorCritic(DISCRETE, (8,), "tanh"), SEEDS)
+    observations = torch.randn(2, 5, 4)
+    subset = agents.call("mode", observations, seeds=torch.tensor([2, 0]))
+    torch.testing.assert_close(subset[0], single(DISCRETE, SEEDS[2], (8,)).mode(observations[0]))
+    torch.testing.assert_close(subset[1], single(DISCRETE, SEEDS[0], (8,)).mode(observations[1]))
+    assert agents.non_finite_seeds().tolist() == [False, False, False]
+    with torch.no_grad():
+        agents.stacked[0][1].view(-1)[3] = float("nan")
+    assert agents.non_finite_seeds().tolist() == [False, True, False]
+
+
+def test_sampling_draws_each_seeds_own_stream():
+    """Seed s's actions come from generator s alone: the same as a single-seed agent's
+    ``sample`` with a generator seeded alike, whatever the other seeds are."""
+    agents = build_seeded(lambda: ActorCritic(DISCRETE, (8,), "tanh"), SEEDS)
+    generators = SeedGenerators(SEEDS)
+    observations = torch.randn(len(SEEDS), 7, 4)
+    template = agents.template
+    for _ in range(3):
+        heads = agents.call("policy_head", observations)
+        draws = torch.stack([template.draw(heads[s], generators[s]) for s in range(len(SEEDS))])
+        actions, log_probs = agents.call("act", heads, draws)
+    for i, seed in enumerate(SEEDS):
+        own, generator = single(DISCRETE, seed, (8,)), torch.Generator().manual_seed(seed)
+        for _ in range(3):
+            expected_actions, expected_log_probs = own.sample(observations[i], generator)
+        torch.testing.assert_close(actions[i], expected_actions)
+        torch.testing.assert_close(log_probs[i], expected_log_probs)
+
+
+def test_permutations_are_each_seeds_randperm_padded():
+    generators = SeedGenerators(SEEDS)
+    orders, filled = generators.permutations([5, 0, 3])
+    assert orders.shape == filled.shape == (3, 5)
+    assert filled.sum(dim=1).tolist() == [5, 0, 3]
+    expected = torch.randperm(5, generator=torch.Generator().manual_seed(SEEDS[0]))
+    torch.testing.assert_close(orders[0], expected)
+    expected = torch.randperm(3, generator=torch.Generator().manual_seed(SEEDS[2]))
+    torch.testing.assert_close(orders[2, :3], expected)
+
+
+def test_seed_envs_step_each_seeds_own_environments():
+    envs = SeedEnvs([VectorEnv("CartPole-v1", 2, seed) for seed in SEEDS])
+    singles = [VectorEnv("CartPole-v1", 2, seed) for seed in SEEDS]
+    rng = np.random.default_rng(0)
+    active = np.array([True, False, True])
+    for _ in range(40):
+        actions = rng.integers(0, 2, size=(3, 2))
+        step = envs.step(actions, active)
+        for i, env in enumerate(singles):
+            if not active[i]:
+                assert not step.valid[i].any() and not step.rewards[i].any()
+                continue
+            expected = env.step(actions[i])
+            np.testing.assert_array_equal(step.observations[i].numpy(), expected.observations)
+            np.testing.assert_array_equal(step.rewards[i].numpy(), expected.rewards)
+            np.testing.assert_array_equal(step.terminated[i].numpy(), expected.terminated)
+            np.testing.assert_array_equal(step.truncated[i].numpy(), expected.truncated)
+            np.testing.assert_array_equal(step.valid[i].numpy(), expected.valid)
+    envs.close()
+
+
+def test_evaluate_seeds_equals_each_seeds_evaluation():
+    agents = [single(DISCRETE, seed) for seed in SEEDS]
+
+    def act(observations):
+        return np.stack([a.env_actions(a.mode(o)) for a, o in zip(agents, observations)])
+
+    returns = evaluate_seeds(act, "CartPole-v1", 3, SEEDS)
+    for i, seed in enumerate(SEEDS):
+        np.testing.assert_array_equal(returns[i], evaluate(agents[i], "CartPole-v1", 3, seed))
+
+
+def test_seed_means_average_where_each_seed_stepped():
+    means = SeedMeans(2, "loss", "kl")
+    means.add(torch.tensor([True, False]), loss=torch.tensor([1.0, 100.0]))
+    means.add(torch.tensor([True, True]), loss=torch.tensor([2.0, 4.0]), kl=0.5)
+    assert means.means() == [{"loss": 1.5, "kl": 0.5}, {"loss": 4.0, "kl": 0.5}]
+    with pytest.raises(BadInputError, match="unknown metric"):
+        means.add(torch.tensor([True, True]), lost=1.0)
+
+
+def test_stack_refuses_no_agents():
+    with pytest.raises(BadInputError, match="at least one agent"):
+        SeedStack([])
