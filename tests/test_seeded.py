@@ -87,7 +87,7 @@ def test_seed_state_round_trip_and_seed_agent():
     agents = build_seeded(lambda: ActorCritic(BOX, (8,), "tanh"), SEEDS)
     state = agents.seed_state_dict(2)
     agents.load_seed_state_dict(0, state)
-    for name, tensor in agents.tensors().items():
+    for tensor in agents.tensors().values():
         torch.testing.assert_close(tensor[0], tensor[2], rtol=0, atol=0)
     own = agents.seed_agent(1)
     observations = torch.randn(4, 3)
@@ -165,7 +165,9 @@ def test_evaluate_seeds_equals_each_seeds_evaluation():
     agents = [single(DISCRETE, seed) for seed in SEEDS]
 
     def act(observations):
-        return np.stack([a.env_actions(a.mode(o)) for a, o in zip(agents, observations)])
+        return np.stack(
+            [a.env_actions(a.mode(o)) for a, o in zip(agents, observations, strict=True)]
+        )
 
     returns = evaluate_seeds(act, "CartPole-v1", 3, SEEDS)
     for i, seed in enumerate(SEEDS):

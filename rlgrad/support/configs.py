@@ -199,6 +199,9 @@ class RunConfig:
     """How many periodic checkpoints to keep besides the latest one."""
     threads: int = 1
     """torch.set_num_threads; one thread is fastest for small networks and makes runs repeatable."""
+    device: str = "cpu"
+    """Where the networks, the rollouts (or the replay buffer) and the gradient steps run: cpu,
+    cuda, cuda:N or auto (cuda when PyTorch sees a GPU)."""
 
 
 def check_run_config(config: RunConfig) -> None:

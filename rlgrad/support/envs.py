@@ -417,9 +417,12 @@ class SeedEnvs:
         """``[S, N, *obs]`` float32: what each seed's policy acts on next."""
         return torch.as_tensor(np.stack([env.observations for env in self.envs]))
 
-    def step(self, actions: np.ndarray, active: np.ndarray) -> SeedStep:
-        """Step the active seeds' environments with ``actions [S, N, ...]``; a seed that is not
-        active gets reward 0, no flags and ``valid`` False."""
+    def step(self, actions, active: np.ndarray) -> SeedStep:
+        """Step the active seeds' environments with ``actions [S, N, ...]`` (a tensor on any
+        device, or an array); a seed that is not active gets reward 0, no flags and ``valid``
+        False."""
+        if isinstance(actions, torch.Tensor):
+            actions = actions.cpu().numpy()
         S, N = self.num_seeds, self.num_envs
         rewards = np.zeros((S, N), np.float32)
         terminated, truncated, valid = (np.zeros((S, N), bool) for _ in range(3))

@@ -132,11 +132,15 @@ class ActorCritic(nn.Module):
         head = self.policy_head(observations)
         return head.argmax(dim=-1) if self.spaces.discrete else head
 
-    def env_actions(self, actions: Tensor) -> np.ndarray:
+    def clip_actions(self, actions: Tensor) -> Tensor:
         """Actions as the environment takes them: continuous ones clipped to the bounds."""
         if self.spaces.discrete:
-            return actions.numpy()
-        return torch.clamp(actions, self.action_low, self.action_high).numpy()
+            return actions
+        return torch.clamp(actions, self.action_low, self.action_high)
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        """:meth:`clip_actions` as a NumPy array, for a Gymnasium environment."""
+        return self.clip_actions(actions).cpu().numpy()
 
 
 class QNetwork(nn.Module):

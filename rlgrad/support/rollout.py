@@ -106,23 +106,24 @@ class SeedRollout:
     of a seed that is not active are not ``valid``.
     """
 
-    def __init__(self, num_steps: int, num_seeds: int, num_envs: int, spaces: Spaces):
+    def __init__(self, num_steps: int, num_seeds: int, num_envs: int, spaces: Spaces, device="cpu"):
         T, S, N = num_steps, num_seeds, num_envs
         self.num_steps, self.num_seeds, self.num_envs = T, S, N
-        self.observations = torch.zeros((T + 1, S, N, *spaces.observation_shape))
+        on = {"device": device}
+        self.observations = torch.zeros((T + 1, S, N, *spaces.observation_shape), **on)
         action_shape = () if spaces.discrete else spaces.action_shape
         action_dtype = torch.int64 if spaces.discrete else torch.float32
-        self.actions = torch.zeros((T, S, N, *action_shape), dtype=action_dtype)
-        self.log_probs = torch.zeros(T, S, N)
-        self.rewards = torch.zeros(T, S, N)
-        self.terminated = torch.zeros(T, S, N, dtype=torch.bool)
-        self.truncated = torch.zeros(T, S, N, dtype=torch.bool)
-        self.valid = torch.zeros(T, S, N, dtype=torch.bool)
+        self.actions = torch.zeros((T, S, N, *action_shape), dtype=action_dtype, **on)
+        self.log_probs = torch.zeros(T, S, N, **on)
+        self.rewards = torch.zeros(T, S, N, **on)
+        self.terminated = torch.zeros(T, S, N, dtype=torch.bool, **on)
+        self.truncated = torch.zeros(T, S, N, dtype=torch.bool, **on)
+        self.valid = torch.zeros(T, S, N, dtype=torch.bool, **on)
 
     def collect(self, envs, agents, generators, active) -> None:
         """Act with every seed's policy (no gradient) and store T steps. ``agents`` is a
         :class:`~rlgrad.support.seeded.SeedStack` of agents with ``policy_head``, ``draw``,
-        ``act`` and ``env_actions``; seed s draws from ``generators[s]``; ``active`` ([S] bool,
+        ``act`` and ``clip_actions``; seed s draws from ``generators[s]``; ``active`` ([S] bool,
         NumPy) says which seeds still train."""
         template = agents.template
         for t in range(self.num_steps):
@@ -134,7 +135,7 @@ class SeedRollout:
                     [template.draw(heads[s], generators[s]) for s in range(self.num_seeds)]
                 )
                 actions, log_probs = agents.call("act", heads, draws)
-            step = envs.step(template.env_actions(actions), active)
+            step = envs.step(agents.call("clip_actions", actions), active)
             self.actions[t] = actions
             self.log_probs[t] = log_probs
             self.rewards[t] = step.rewards

@@ -201,12 +201,14 @@ class SeedGenerators:
     def __len__(self) -> int:
         return len(self.generators)
 
-    def permutations(self, counts: list[int], device=None) -> tuple[Tensor, Tensor]:
+    def permutations(self, counts: list[int]) -> tuple[Tensor, Tensor]:
         """A random order of ``range(counts[s])`` for each seed, padded with 0 to the largest
-        count: ``orders [S, max]`` (int64) and ``filled [S, max]`` (bool, False on padding)."""
+        count: ``orders [S, max]`` (int64) and ``filled [S, max]`` (bool, False on padding), on
+        the generators' device."""
         width = max(counts)
-        orders = torch.zeros(len(counts), width, dtype=torch.int64)
+        on = self.generators[0].device
+        orders = torch.zeros(len(counts), width, dtype=torch.int64, device=on)
         for s, (generator, count) in enumerate(zip(self.generators, counts, strict=True)):
-            orders[s, :count] = torch.randperm(count, generator=generator)
-        filled = torch.arange(width) < torch.as_tensor(counts).unsqueeze(1)
-        return orders.to(device), filled.to(device)
+            orders[s, :count] = torch.randperm(count, generator=generator, device=on)
+        filled = torch.arange(width, device=on) < torch.as_tensor(counts, device=on).unsqueeze(1)
+        return orders, filled

@@ -336,19 +336,22 @@ class SeedMeans:
     """:class:`Means` for S seeds: each metric is added as a ``[S]`` tensor where ``where``
     ([S] bool) is True, and averaged per seed; ``means()`` is one dict per seed."""
 
-    def __init__(self, num_seeds: int, *names: str):
-        self.num_seeds = num_seeds
-        self.sums = {name: torch.zeros(num_seeds, dtype=torch.float64) for name in names}
-        self.counts = {name: torch.zeros(num_seeds, dtype=torch.int64) for name in names}
+    def __init__(self, num_seeds: int, *names: str, device="cpu"):
+        self.num_seeds, self.device = num_seeds, device
+        zeros = {"size": (num_seeds,), "device": device}
+        self.sums = {name: torch.zeros(**zeros, dtype=torch.float64) for name in names}
+        self.counts = {name: torch.zeros(**zeros, dtype=torch.int64) for name in names}
 
-    def add(self, where: Tensor, **values: Tensor) -> None:
-        where = where.cpu()
+    def add(self, where: Tensor, **values: Tensor | float) -> None:
+        """Add ``values`` (``[S]`` tensors or numbers) where ``where`` [S] is True; no host
+        sync."""
         for name, value in values.items():
             if name not in self.sums:
                 raise BadInputError(
                     f"SeedMeans.add(): unknown metric {name!r}; declared: {', '.join(self.sums)}"
                 )
-            value = torch.as_tensor(value).detach().to("cpu", torch.float64).expand(self.num_seeds)
+            value = torch.as_tensor(value).detach().to(self.device, torch.float64)
+            value = value.expand(self.num_seeds)
             self.sums[name] += torch.where(where, value, 0.0)
             self.counts[name] += where
 

@@ -118,12 +118,22 @@ def train_seeds(
     # 0. set up: for each seed its environments, networks, optimizer state and run directory;
     # the networks are stacked on a leading seed axis and trained as one batched computation
     setup = training.start_seeds(
-        ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
+        ALGORITHM,
+        config,
+        seeds,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        device=config.device,
+        **run_options,
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
     S = len(seeds)
-    rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces)
-    seed_rows = torch.arange(S).unsqueeze(1)  # indexes [S, B] minibatches out of [S, samples]
+    device = setup.generators[0].device
+    rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces, device)
+    seed_rows = torch.arange(S, device=device).unsqueeze(
+        1
+    )  # indexes [S, B] minibatches out of [S, samples]
 
     while not runs.done:
         active = runs.active
@@ -147,10 +157,12 @@ def train_seeds(
             flat_advantages, flat_returns = rollout.per_seed(advantages), rollout.per_seed(returns)
             valid = rollout.per_seed(rollout.valid)  # Gymnasium's autoreset steps carry no action
             usable = [row.nonzero().squeeze(1) for row in valid]
-            means = training.SeedMeans(S, *METRICS)  # summed over minibatches, per seed
-            minibatches = torch.zeros(S, dtype=torch.int64)
+            means = training.SeedMeans(
+                S, *METRICS, device=device
+            )  # summed over minibatches, per seed
+            minibatches = torch.zeros(S, dtype=torch.int64, device=device)
             # seeds still taking gradient steps in this update (target KL ends a seed's update)
-            stepping = torch.as_tensor(active)
+            stepping = torch.as_tensor(active, device=device)
             # θ_old, when this update's Taylor diagnostics are due (else None)
             policy_before = (
                 taylor.snapshot(agents.seed_agent(0), config.taylor_every, runs.runs[0].updates)
@@ -243,6 +255,7 @@ def train_seeds(
 
         # 4. log, evaluate and checkpoint, each seed in its own run directory
         enough = (valid.sum(dim=1) > 1).tolist()
+        minibatch_counts = minibatches.tolist()
         explained = vmap(explained_variance)(old_values, flat_returns, mask=valid).tolist()
         explained = [e if enough[s] and active[s] else None for s, e in enumerate(explained)]
         runs.end_iteration(
@@ -252,7 +265,7 @@ def train_seeds(
                     **seed_means,
                     "explained_variance": explained[s],
                     "lr": lr,
-                    "minibatches": int(minibatches[s]),
+                    "minibatches": minibatch_counts[s],
                     **diagnosed,
                 }
                 for s, seed_means in enumerate(means.means())
