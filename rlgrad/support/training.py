@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from rlgrad.errors import BadInputError
-from rlgrad.support.configs import PolicyConfig, RunConfig, resolve_device
+from rlgrad.support.configs import PolicyConfig, RunConfig, require, resolve_device
 from rlgrad.support.envs import SeedEnvs, Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
 from rlgrad.support.runs import Run, SeedRuns, default_run_dir
@@ -186,7 +186,7 @@ def start(
     make_optimizer,
     build_extras=None,
     *,
-    device: str = "cpu",
+    device: str | None = None,
     matmul_precision: str = "float32",
     **run_options,
 ) -> Setup:
@@ -196,11 +196,19 @@ def start(
     with ``state_dict``/``load_state_dict`` that the checkpoints must hold, such as DQN's target
     network and replay buffer. ``device`` (a config's device field: cpu, cuda, cuda:N or auto)
     is where the agent, the extras and the generator live, and ``matmul_precision`` how the
-    CPU computes float32 matmuls; SAC and TD3 pass their config's, the other trainers (and the
-    environments, always) use the CPU in float32. ``run_options`` are Run's keyword arguments
-    ``resume``, ``checkpoint`` and ``progress``.
+    CPU computes float32 matmuls; SAC and TD3 pass their config's. A trainer that passes no
+    device runs on the CPU, and refuses a config whose ``device`` names a GPU. ``run_options``
+    are Run's keyword arguments ``resume``, ``checkpoint`` and ``progress``.
     """
-    on = resolve_device(device)
+    if device is None:  # a trainer whose loop runs on the CPU only
+        on = resolve_device(config.device)
+        require(
+            on.type == "cpu",
+            f"{algorithm} trains on the CPU only; config field 'device' = {config.device!r} "
+            "(ppo, sac and td3 train on a GPU)",
+        )
+    else:
+        on = resolve_device(device)
     generator = seed_everything(config.seed, config.threads, on)
     set_matmul_precision(matmul_precision)
     env = make_env(config)
