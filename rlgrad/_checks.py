@@ -3,6 +3,14 @@
 Every public formula validates its arguments before computing, so that a wrong shape, a wrong
 dtype, a stray NaN or a hyperparameter out of range fails loudly with a message naming the
 function, the argument, what was expected and what arrived, instead of broadcasting silently.
+
+Under ``torch.func.vmap`` the checks that read values skip themselves. A trainer that runs many
+seeds in one process maps the formulas over a leading seed axis, and vmap cannot turn a per-seed
+value into the one Python ``bool`` an ``if`` needs (``.item()`` on a batched tensor is refused).
+Such a trainer guards non-finite values per seed itself, on the unbatched losses it gets back,
+where one diverging seed need not stop the others. The checks that read only shapes, dtypes,
+devices and Python numbers stay on: they are the same for every seed. A formula takes
+:func:`batched` tensors through the same arithmetic as plain ones.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from numbers import Integral, Real
 
 import torch
 from torch import Tensor
+from torch._C import _functorch  # no public test for a vmap-batched tensor exists yet
 
 from rlgrad.errors import BadInputError
 
@@ -22,6 +31,22 @@ class NonFiniteError(BadInputError):
     A BadInputError (so a ValueError) like every other input error, with its own class so that a
     trainer can tell a diverging run (this) from a bad argument (any other BadInputError).
     """
+
+
+def batched(x: Tensor) -> bool:
+    """True when ``x`` is batched by ``torch.func.vmap``, at any level of functorch's wrapping.
+
+    Under vmap and autograd transforms together a tensor can be a GradTrackingTensor around a
+    BatchedTensor (``vmap(grad(f))``) or the other way round (``grad(vmap(f))``), so every
+    wrapper is looked through, not only the outermost. A plain tensor costs one call: it is no
+    functorch wrapper at all. Tensors under ``torch.func.grad`` alone are not batched: their
+    values can be read, and they are checked as usual.
+    """
+    while _functorch.is_functorch_wrapped_tensor(x):
+        if _functorch.is_batchedtensor(x):
+            return True
+        x = _functorch.get_unwrapped(x)
+    return False
 
 
 def _location(mask: Tensor) -> tuple[int, ...]:
@@ -53,14 +78,17 @@ def all_finite(x: Tensor) -> bool:
     One reduction instead of an elementwise test: the sum of finite numbers is finite unless it
     overflows, and only then (or for a real NaN/inf) is the elementwise test needed. Trainers call
     the formulas thousands of times on small tensors, where each extra op costs more than the math.
+    Always True for a :func:`batched` tensor, whose values vmap does not let Python read.
     """
+    if batched(x):
+        return True
     if x.numel() == 0 or math.isfinite(float(x.detach().sum())):
         return True
     return bool(torch.isfinite(x).all())
 
 
 def finite(fn: str, name: str, x: Tensor) -> Tensor:
-    """Raise ValueError naming the first NaN or infinite entry of ``x``."""
+    """Raise ValueError naming the first NaN or infinite entry of ``x`` (not checked under vmap)."""
     if all_finite(x):
         return x
     bad = ~torch.isfinite(x)
@@ -116,7 +144,10 @@ def floats(
 
 
 def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
-    """Bool or 0/1 numeric flags shaped like ``ref``, as a bool tensor; 0.5 or NaN is refused."""
+    """Bool or 0/1 numeric flags shaped like ``ref``, as a bool tensor; 0.5 or NaN is refused.
+
+    Under vmap the values are not checked, and any nonzero entry counts as true.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}(): '{name}' must be a torch.Tensor of flags; got {type(x).__name__}")
     _dense(fn, name, x)
@@ -129,6 +160,8 @@ def flags(fn: str, name: str, x: object, ref_name: str, ref: Tensor) -> Tensor:
         return x
     if x.is_complex():
         raise TypeError(f"{fn}(): '{name}' must hold bool or 0/1 flags; got dtype {x.dtype}")
+    if batched(x):
+        return x != 0
     not_binary = (x != 0) & (x != 1)
     if bool(not_binary.any()):
         where = _location(not_binary)
@@ -146,6 +179,11 @@ def number(fn: str, name: str, value: object) -> float:
             if value.numel() != 1:
                 raise TypeError(
                     f"{fn}(): '{name}' must be a number; got a tensor of shape {tuple(value.shape)}"
+                )
+            if batched(value):
+                raise TypeError(
+                    f"{fn}(): '{name}' must be a number, the same for every row under vmap; got a "
+                    f"tensor batched by vmap (pass it with in_dims=None, or as a Python float)"
                 )
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, Real):
@@ -171,6 +209,8 @@ def discounts(fn: str, name: str, value: object, ref_name: str, ref: Tensor) -> 
     if not isinstance(value, Tensor) or value.dim() == 0:
         return unit_interval(fn, name, value)
     value = floats(fn, name, value, ref_name, ref)
+    if batched(value):
+        return value
     outside = (value < 0) | (value > 1)
     if bool(outside.any()):
         where = _location(outside)
@@ -202,6 +242,24 @@ def count(fn: str, name: str, value: object) -> int:
     if value < 0:
         raise BadInputError(f"{fn}(): '{name}' must be >= 0; got {value}")
     return int(value)
+
+
+def sample_mask(fn: str, mask: object, ref_name: str, ref: Tensor, at_least: int = 1) -> Tensor:
+    """A mask over the samples of ``ref``, as a bool tensor that keeps ``at_least`` of them.
+
+    Bool or 0/1 flags of the shape of ``ref``. The count is a value, checked outside vmap only:
+    under vmap each row may keep a different number of samples, and the formulas give a finite
+    result (0 for a mean) for a row that keeps too few.
+    """
+    mask = flags(fn, "mask", mask, ref_name, ref)
+    if not batched(mask):
+        kept = int(mask.sum())
+        if kept < at_least:
+            raise BadInputError(
+                f"{fn}(): 'mask' must keep at least {at_least} sample(s) of '{ref_name}'; got "
+                f"{kept} of {mask.numel()}"
+            )
+    return mask
 
 
 def rank_at_least(fn: str, name: str, x: Tensor, rank: int, layout: str) -> None:

@@ -12,6 +12,8 @@ from functools import cache
 
 import torch
 
+from rlgrad import _checks
+
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
@@ -34,8 +36,9 @@ def available() -> bool:
 def takes(floats, flags) -> bool:
     """Whether the scans can run on these tensors as they are: C-contiguous CPU tensors of one
     non-empty shape ``[T, *B]``, ``floats`` of one dtype (float32 or float64) that needs no
-    gradient, ``flags`` bool. The usual call, tested with cheap attribute reads only; a caller
-    that gets False checks each argument in full (and explains what is wrong) first."""
+    gradient, ``flags`` bool, none batched by vmap. The usual call, tested with cheap attribute
+    reads only; a caller that gets False checks each argument in full (and explains what is
+    wrong) first."""
     rewards = floats[0]
     if type(rewards) is not torch.Tensor:
         return False
@@ -53,6 +56,7 @@ def takes(floats, flags) -> bool:
 def _plain(x, dtype: torch.dtype, shape: torch.Size) -> bool:
     return (
         type(x) is torch.Tensor
+        and not _checks.batched(x)  # vmap's tensors are torch.Tensor too, without numpy()
         and x.dtype is dtype
         and x.shape == shape
         and x.is_cpu

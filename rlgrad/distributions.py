@@ -34,10 +34,13 @@ def categorical_entropy(logits: Tensor) -> Tensor:
     _checks.rank_at_least(fn, "logits", logits, 1, "[*B, A]")
     if logits.shape[-1] == 0:
         raise BadInputError(f"{fn}(): 'logits' must have at least one action; got A = 0")
-    if _checks.all_finite(logits):  # the common case: nothing is masked, nothing to check
-        log_probs = torch.log_softmax(logits, dim=-1)
-        return -(log_probs.exp() * log_probs).sum(dim=-1)
-    _masks_only(fn, "logits", logits)
+    # Under vmap the values cannot be read: take the path that handles −inf, which gives the
+    # plain path's numbers where nothing is masked.
+    if not _checks.batched(logits):
+        if _checks.all_finite(logits):  # the common case: nothing is masked, nothing to check
+            log_probs = torch.log_softmax(logits, dim=-1)
+            return -(log_probs.exp() * log_probs).sum(dim=-1)
+        _masks_only(fn, "logits", logits)
     log_probs = torch.log_softmax(logits, dim=-1)
     # Masked actions have π = 0 and log π = −inf; 0·(−inf) is NaN, so those terms are zeroed
     # before the product (zeroing after it would still send a NaN gradient back).
@@ -226,7 +229,7 @@ def squashed_gaussian_log_prob(
                 f"{fn}(): 'action_scale' must be a number or have shape [D] = "
                 f"{tuple(means.shape[-1:])}; got {tuple(action_scale.shape)}"
             )
-        if bool((action_scale <= 0).any()):
+        if not _checks.batched(action_scale) and bool((action_scale <= 0).any()):
             raise BadInputError(f"{fn}(): 'action_scale' must be > 0; got {action_scale.tolist()}")
         log_scale = action_scale.log().expand(means.shape[-1:]).sum()
     else:
@@ -286,13 +289,14 @@ def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     _checks.same_kind(fn, "logits_q", logits_q, "logits_p", logits_p)
     log_p = torch.log_softmax(logits_p, dim=-1)
     log_q = torch.log_softmax(logits_q, dim=-1)
-    if _checks.all_finite(logits_p) and _checks.all_finite(logits_q):  # nothing masked
-        return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
-    _masks_only(fn, "logits_p", logits_p)
-    _masks_only(fn, "logits_q", logits_q)
+    if not (_checks.batched(logits_p) or _checks.batched(logits_q)):  # under vmap: unchecked
+        if _checks.all_finite(logits_p) and _checks.all_finite(logits_q):  # nothing masked
+            return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+        _masks_only(fn, "logits_p", logits_p)
+        _masks_only(fn, "logits_q", logits_q)
     masked = torch.isneginf(logits_p)  # p_a = 0: the term is 0
     infinite = torch.isneginf(logits_q) & ~masked
-    if bool(infinite.any()):
+    if not _checks.batched(infinite) and bool(infinite.any()):
         where = tuple(int(i) for i in infinite.nonzero()[0].tolist())
         raise BadInputError(
             f"{fn}(): 'logits_q' must not mask (-inf) an action that p gives probability > 0, "

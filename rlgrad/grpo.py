@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlgrad import _checks
+from rlgrad import _checks, _masks
 from rlgrad.distributions import kl_k3
 from rlgrad.errors import BadInputError
 from rlgrad.policy import ppo_objective
@@ -52,10 +52,8 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """
     fn = "masked_mean"
     x = _checks.floats(fn, "x", x)
-    mask = _checks.flags(fn, "mask", mask, "x", x).to(x.dtype)
-    if dim is None:
-        return (x * mask).sum() / mask.sum().clamp(min=1.0)
-    return (x * mask).sum(dim=dim) / mask.sum(dim=dim).clamp(min=1.0)
+    mask = _checks.flags(fn, "mask", mask, "x", x)
+    return _masks.mean(x, mask, dim)
 
 
 def token_mean(losses: Tensor, mask: Tensor, max_length: int) -> Tensor:

@@ -3,6 +3,14 @@
 Losses are minimized, so each is the negative of the objective it ascends. Advantages and old
 log-probabilities are data, not functions of the current parameters: every loss here detaches
 them itself, so a caller cannot leak a gradient into the critic or the old policy by accident.
+
+The losses and diagnostics that average over samples take an optional ``mask`` (bool, the shape
+of the per-sample inputs): the result is then the one of the same call on the kept samples only,
+``f(x[mask])``, computed as Σ x·m / Σ m so that it also runs under ``torch.func.vmap`` with a
+different mask per row. Masked-out entries reach neither the result nor the gradient (they get
+exactly 0), whatever finite value they hold; outside vmap they are checked for NaN and inf like
+every other entry, under vmap not even a NaN there changes anything. Outside vmap a mask that
+keeps no sample is refused; under vmap such a row gives 0.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlgrad import _checks
+from rlgrad import _checks, _masks
 
 
 def _pair(fn: str, first: str, x: object, second: str, y: object) -> tuple[Tensor, Tensor]:
@@ -19,8 +27,12 @@ def _pair(fn: str, first: str, x: object, second: str, y: object) -> tuple[Tenso
     return x, y
 
 
-def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
+def policy_gradient_loss(
+    log_probs: Tensor, advantages: Tensor, *, mask: Tensor | None = None
+) -> Tensor:
     """The REINFORCE / actor-critic loss, L = −mean(Â_t · log π_θ(a_t | s_t)).
+
+    With a mask m the mean is over the kept samples: L = −Σ_t m_t Â_t log π_θ(a_t|s_t) / Σ_t m_t.
 
     Its gradient, −mean(Â_t ∇ log π_θ(a_t | s_t)), is minus the sampled policy gradient of the
     policy gradient theorem (Williams 1992; Sutton et al. 2000): descending L raises the
@@ -29,6 +41,7 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
     Args:
         log_probs: ``[*B]`` log π_θ(a_t | s_t), differentiable.
         advantages: ``[*B]`` Â_t (or G_t); detached here.
+        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
 
     Returns:
         A 0-dim tensor.
@@ -40,7 +53,10 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
     fn = "policy_gradient_loss"
     log_probs, advantages = _pair(fn, "log_probs", log_probs, "advantages", advantages)
     _checks.non_empty(fn, "log_probs", log_probs)
-    return -(advantages.detach() * log_probs).mean()
+    if mask is not None:
+        mask = _checks.sample_mask(fn, mask, "log_probs", log_probs)
+    log_probs, advantages = _masks.zero_outside(mask, log_probs, advantages)
+    return -_masks.mean(advantages.detach() * log_probs, mask)
 
 
 def ppo_objective(
@@ -81,10 +97,17 @@ def ppo_objective(
 
 
 def ppo_clip_loss(
-    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip_eps: float = 0.2
+    log_probs: Tensor,
+    old_log_probs: Tensor,
+    advantages: Tensor,
+    clip_eps: float = 0.2,
+    *,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """PPO's policy loss, L = −mean(min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε) Â_t)),
     with r_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t)).
+
+    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t.
 
     At r = 1 (the first epoch on fresh data) its gradient equals that of
     :func:`policy_gradient_loss`; inside the clip range it is the importance-weighted policy
@@ -95,6 +118,7 @@ def ppo_clip_loss(
         old_log_probs: ``[*B]`` log π_old(a_t|s_t) at collection time; detached here.
         advantages: ``[*B]`` Â_t; detached here.
         clip_eps: ε > 0.
+        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
 
     Returns:
         A 0-dim tensor.
@@ -108,16 +132,24 @@ def ppo_clip_loss(
     advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
     _checks.non_empty(fn, "log_probs", log_probs)
+    if mask is not None:
+        mask = _checks.sample_mask(fn, mask, "log_probs", log_probs)
+    log_probs, old_log_probs, advantages = _masks.zero_outside(
+        mask, log_probs, old_log_probs, advantages
+    )
     ratios = torch.exp(log_probs - old_log_probs.detach())
-    return -ppo_objective(ratios, advantages, clip_eps).mean()
+    return -_masks.mean(ppo_objective(ratios, advantages, clip_eps), mask)
 
 
-def clip_fraction(ratios: Tensor, clip_eps: float) -> Tensor:
+def clip_fraction(ratios: Tensor, clip_eps: float, *, mask: Tensor | None = None) -> Tensor:
     """The fraction of samples outside the clip range, mean(|r_t − 1| > ε): a PPO diagnostic.
+
+    With a mask m, the fraction of the kept samples: Σ_t m_t [|r_t − 1| > ε] / Σ_t m_t.
 
     Args:
         ratios: ``[*B]``, at least one element.
         clip_eps: ε > 0.
+        mask: ``[*B]`` bool or 0/1, the samples to count, or None for all.
 
     Returns:
         A 0-dim tensor in [0, 1], without gradient.
@@ -130,11 +162,16 @@ def clip_fraction(ratios: Tensor, clip_eps: float) -> Tensor:
     ratios = _checks.floats(fn, "ratios", ratios)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
     _checks.non_empty(fn, "ratios", ratios)
-    return ((ratios.detach() - 1.0).abs() > clip_eps).to(ratios.dtype).mean()
+    if mask is not None:
+        mask = _checks.sample_mask(fn, mask, "ratios", ratios)
+    (ratios,) = _masks.zero_outside(mask, ratios.detach())
+    return _masks.mean(((ratios - 1.0).abs() > clip_eps).to(ratios.dtype), mask)
 
 
-def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
+def approx_kl(log_probs: Tensor, old_log_probs: Tensor, *, mask: Tensor | None = None) -> Tensor:
     """An estimate of KL(π_old ‖ π_θ) from samples of π_old: mean((r − 1) − log r).
+
+    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t.
 
     With log r = log π_θ − log π_old. Each term is ≥ 0 (since log r ≤ r − 1) and the estimator is
     unbiased with low variance (Schulman's "k3"); PPO trainers compare it with a target KL to stop
@@ -143,6 +180,7 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
     Args:
         log_probs: ``[*B]`` log π_θ(a_t|s_t).
         old_log_probs: ``[*B]`` log π_old(a_t|s_t).
+        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
 
     Returns:
         A 0-dim tensor ≥ 0.
@@ -155,8 +193,11 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor) -> Tensor:
     fn = "approx_kl"
     log_probs, old_log_probs = _pair(fn, "log_probs", log_probs, "old_log_probs", old_log_probs)
     _checks.non_empty(fn, "log_probs", log_probs)
+    if mask is not None:
+        mask = _checks.sample_mask(fn, mask, "log_probs", log_probs)
+    log_probs, old_log_probs = _masks.zero_outside(mask, log_probs, old_log_probs)
     log_ratios = log_probs - old_log_probs
-    return (torch.expm1(log_ratios) - log_ratios).mean()
+    return _masks.mean(torch.expm1(log_ratios) - log_ratios, mask)
 
 
 def clipped_fractions(

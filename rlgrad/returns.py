@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rlgrad import _checks, _kernels
+from rlgrad import _checks, _kernels, _masks
 from rlgrad.errors import BadInputError
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -35,13 +35,15 @@ def _rewards(fn: str, rewards: object) -> Tensor:
 
 
 def _use_kernel(*tensors: Tensor) -> bool:
-    """The compiled scan handles CPU float32/float64 data that needs no gradient."""
+    """The compiled scan handles CPU float32/float64 data that needs no gradient, outside vmap
+    (it reads the tensors' memory, which a batched tensor does not expose)."""
     first = tensors[0]
     return (
         first.is_cpu
         and first.dtype in (torch.float32, torch.float64)
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
         and first.numel() > 0
+        and not any(_checks.batched(t) for t in tensors)
         and _kernels.available()
     )
 
@@ -314,10 +316,11 @@ def gae(
 
     Returns:
         ``[T, *B]`` advantages. On CPU float32/float64 without autograd a compiled scan computes
-        them (numba); with inputs that require grad, on GPU, or without numba, a per-step torch
-        loop does, which is differentiable. Both give the same numbers. float16 and bfloat16
-        inputs are computed in float32 and returned in their own dtype: the recursion
-        accumulates rounding over T steps, which half precision cannot afford.
+        them (numba); with inputs that require grad, on GPU, under ``torch.func.vmap``, or
+        without numba, a per-step torch loop does, which is differentiable. Both give the same
+        numbers. float16 and bfloat16 inputs are computed in float32 and returned in their own
+        dtype: the recursion accumulates rounding over T steps, which half precision cannot
+        afford.
 
     Raises:
         TypeError / ValueError: as :func:`td_errors`, and for λ outside [0, 1].
@@ -380,8 +383,18 @@ def _over_s(eps: float, s: Tensor) -> Tensor:
     return torch.div(eps, s)
 
 
-def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
+def normalize_advantages(
+    advantages: Tensor, eps: float = 1e-8, *, mask: Tensor | None = None
+) -> Tensor:
     """Batch-normalized advantages, (A − mean(A)) / (std(A) + ε), over all elements.
+
+    With a mask m the mean and std are over the kept entries and the masked-out ones give 0:
+
+        μ = Σ m A / Σ m,    σ = sqrt(Σ m (A − μ)² / (Σ m − 1)),    Â = m·(A − μ) / (σ + ε)
+
+    so ``out[mask]`` equals ``normalize_advantages(advantages[mask], eps)``, whatever finite
+    values the masked-out entries hold (they get no gradient). Outside vmap a mask must keep at
+    least 2 entries; under ``torch.func.vmap`` a row that keeps fewer gives 0 everywhere.
 
     std is the sample standard deviation (Bessel-corrected), as in Stable-Baselines3 and CleanRL.
     Rescaling keeps the policy step size independent of the reward scale; centring acts as an
@@ -392,6 +405,8 @@ def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     Args:
         advantages: any shape, at least 2 elements.
         eps: ε ≥ 0 in the denominator.
+        mask: bool or 0/1 of the shape of ``advantages``, the entries to normalize over, or None
+            for all.
 
     Returns:
         The shape of ``advantages``.
@@ -408,7 +423,12 @@ def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
             f"{fn}(): 'advantages' needs at least 2 elements for a standard deviation; "
             f"got shape {tuple(advantages.shape)}"
         )
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+    if mask is None:
+        return (advantages - advantages.mean()) / (advantages.std() + eps)
+    mask = _checks.sample_mask(fn, mask, "advantages", advantages, at_least=2)
+    (advantages,) = _masks.zero_outside(mask, advantages)
+    variance, centered, enough = _masks.var(advantages, mask)
+    return torch.where(mask & enough, centered / (variance.sqrt() + eps), 0.0)
 
 
 def group_advantages(

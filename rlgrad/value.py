@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rlgrad import _checks
+from rlgrad import _checks, _masks
 from rlgrad.errors import BadInputError
 
 
@@ -19,17 +19,26 @@ def value_loss(
     returns: Tensor,
     old_values: Tensor | None = None,
     clip_eps: float | None = None,
+    *,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """The critic's regression loss, L = mean(½(V(s_t) − G_t)²).
 
     With ``old_values`` and ``clip_eps`` it is PPO's clipped variant (as in the PPO2 baselines):
     V_clip = V_old + clip(V − V_old, −ε, ε) and L = mean(½ max((V − G)², (V_clip − G)²)).
 
+    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t: the loss of
+    ``values[mask]``, ``returns[mask]`` (and ``old_values[mask]``). Masked-out entries reach
+    neither the result nor the gradient, whatever finite value they hold (NaN and inf are refused
+    outside vmap, as anywhere). Outside vmap a mask that keeps no sample is refused; under
+    ``torch.func.vmap`` such a row gives 0.
+
     Args:
         values: ``[*B]`` V(s_t), differentiable.
         returns: ``[*B]`` targets G_t; detached here.
         old_values: ``[*B]`` V_old(s_t) at collection time, or None; detached here.
         clip_eps: ε > 0, given together with ``old_values``.
+        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
 
     Returns:
         A 0-dim tensor.
@@ -47,13 +56,19 @@ def value_loss(
             f"got old_values={'a tensor' if old_values is not None else None}, "
             f"clip_eps={clip_eps!r}"
         )
-    squared = (values - returns) ** 2
     if old_values is not None:
         old_values = _checks.floats(fn, "old_values", old_values, "values", values).detach()
         clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    if mask is not None:
+        mask = _checks.sample_mask(fn, mask, "values", values)
+        values, returns = _masks.zero_outside(mask, values, returns)
+        if old_values is not None:
+            (old_values,) = _masks.zero_outside(mask, old_values)
+    squared = (values - returns) ** 2
+    if old_values is not None:
         clipped = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
         squared = torch.maximum(squared, (clipped - returns) ** 2)
-    return 0.5 * squared.mean()
+    return 0.5 * _masks.mean(squared, mask)
 
 
 def dqn_targets(
@@ -159,7 +174,7 @@ def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "ms
         )
     num_actions = q_values.shape[-1]
     out_of_range = (actions < 0) | (actions >= num_actions)
-    if bool(out_of_range.any()):
+    if not _checks.batched(actions) and bool(out_of_range.any()):
         bad = actions[out_of_range][0].item()
         raise BadInputError(f"{fn}(): 'actions' must lie in [0, {num_actions}); got {bad}")
     targets = _checks.tensor(fn, "targets", targets)
@@ -238,15 +253,22 @@ def semi_gradient_td_update(
         return weights + lr * step
 
 
-def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
+def explained_variance(values: Tensor, returns: Tensor, *, mask: Tensor | None = None) -> Tensor:
     """How much of the variance of the returns the critic explains: 1 − Var[G − V] / Var[G].
 
     1 is a perfect critic, 0 one no better than a constant, negative one worse than a constant;
     a diagnostic logged by PPO and A2C trainers. NaN when the returns have no variance.
 
+    With a mask m both variances are over the kept samples (Bessel-corrected, as ``Tensor.var``),
+    Var_m[x] = Σ_t m_t (x_t − x̄)² / (Σ_t m_t − 1) with x̄ = Σ_t m_t x_t / Σ_t m_t: the value
+    of ``explained_variance(values[mask], returns[mask])``, whatever finite values the
+    masked-out entries hold. Outside vmap a mask must keep at least 2 samples; under
+    ``torch.func.vmap`` a row that keeps fewer gives 0.
+
     Args:
         values: ``[*B]`` V(s_t).
         returns: ``[*B]`` G_t.
+        mask: ``[*B]`` bool or 0/1, the samples to compare, or None for all.
 
     Returns:
         A 0-dim tensor, without gradient.
@@ -260,7 +282,13 @@ def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
     fn = "explained_variance"
     values = _checks.floats(fn, "values", values)
     returns = _checks.floats(fn, "returns", returns, "values", values)
-    return (1 - (returns - values).var() / returns.var()).detach()
+    if mask is None:
+        return (1 - (returns - values).var() / returns.var()).detach()
+    mask = _checks.sample_mask(fn, mask, "values", values, at_least=2)
+    values, returns = _masks.zero_outside(mask, values.detach(), returns.detach())
+    residual_variance, _, enough = _masks.var(returns - values, mask)
+    return_variance, _, _ = _masks.var(returns, mask)
+    return torch.where(enough, 1 - residual_variance / return_variance, 0.0)
 
 
 @torch.no_grad()

@@ -1,0 +1,56 @@
+"""The arithmetic of the ``mask`` keyword: means over the samples a mask keeps, by Σ x·m / Σ m.
+
+A batch padded to a common shape carries a mask, 1 on the real samples and 0 on the padding:
+GRPO's tokens after EOS, or the minibatches of many seeds trained at once, each with its own
+number of usable samples. ``x[mask]`` would drop the padding, but its shape depends on the mask's
+values, which ``torch.func.vmap`` cannot batch; Σ x·m / Σ m gives the same mean with every shape
+fixed. The formulas check their inputs (and the mask, :func:`rlgrad._checks.sample_mask`) first
+and then compute with these helpers, which check nothing; :func:`rlgrad.grpo.masked_mean` is the
+checked, public form of :func:`mean`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def mean(x: Tensor, mask: Tensor | None, dim: int | None = None) -> Tensor:
+    """Σ x·m / max(Σ m, 1), or ``x.mean()`` without a mask; for inputs already checked.
+
+    ``x`` must be finite where ``mask`` is 0 (0·inf is NaN): the formulas pass it through
+    :func:`zero_outside` first.
+    """
+    if mask is None:
+        return x.mean() if dim is None else x.mean(dim=dim)
+    weights = mask.to(x.dtype)
+    if dim is None:
+        return (x * weights).sum() / weights.sum().clamp(min=1.0)
+    return (x * weights).sum(dim=dim) / weights.sum(dim=dim).clamp(min=1.0)
+
+
+def zero_outside(mask: Tensor | None, *xs: Tensor) -> tuple[Tensor, ...]:
+    """Each of ``xs`` with its masked-out entries replaced by 0 (all of them without a mask).
+
+    Padding can hold any value, and a formula would turn a large one into inf (exp(1e30)) and
+    then 0·inf into NaN, in the value and in the gradient. Replaced before any arithmetic, a
+    masked-out entry, even a NaN, reaches neither; ``torch.where`` sends it a gradient of exactly 0.
+    """
+    if mask is None:
+        return xs
+    return tuple(torch.where(mask, x, 0.0) for x in xs)
+
+
+def var(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The sample variance over the kept entries, Σ m (x − μ)² / (Σ m − 1), μ = Σ m x / Σ m.
+
+    Returns ``(variance, centered, enough)``: ``centered`` is x − μ on the kept entries and 0
+    elsewhere, ``enough`` a 0-dim bool, Σ m ≥ 2. Where there are fewer than 2 the variance is
+    set to 1, so that dividing by it or taking its square root stays finite, value and gradient.
+    ``x`` must be finite where ``mask`` is 0 (:func:`zero_outside`).
+    """
+    count = mask.sum().to(x.dtype)
+    enough = count >= 2
+    centered = torch.where(mask, x - mean(x, mask), 0.0)
+    sum_of_squares = centered.square().sum()
+    return torch.where(enough, sum_of_squares / (count - 1).clamp(min=1.0), 1.0), centered, enough
