@@ -253,15 +253,15 @@ def test_bad_input_is_refused():
     with pytest.raises(BadInputError, match=r"'lr' must be .*; got -1"):
         SeedAdam([torch.zeros(3, 2)], lr=-1)
     wrong = {
-        "torch.float32 of shape (3,)": torch.ones(3),
-        "torch.bool of shape (2,)": torch.ones(2, dtype=torch.bool),
-        "torch.bool of shape (3, 1)": torch.ones(3, 1, dtype=torch.bool),
+        "torch.float32 of shape (3,) on cpu": torch.ones(3),
+        "torch.bool of shape (2,) on cpu": torch.ones(2, dtype=torch.bool),
+        "torch.bool of shape (3, 1) on cpu": torch.ones(3, 1, dtype=torch.bool),
+        "torch.bool of shape (3,) on meta": torch.ones(3, dtype=torch.bool, device="meta"),
         "list": [True, True, True],
     }
     for received, active in wrong.items():
-        message = (
-            rf"SeedAdam\.step\(\): 'active' must be .* shape \(3,\); got {re.escape(received)}"
-        )
+        expected = r"SeedAdam\.step\(\): 'active' must be .* shape \(3,\) on cpu"
+        message = f"{expected}; got {re.escape(received)}"
         with pytest.raises(BadInputError, match=message):
             adam.step(active)
     with pytest.raises(BadInputError, match=r"load_seed_state\(\): 'seed' .*\[0, 3\); got 3"):

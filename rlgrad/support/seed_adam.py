@@ -183,21 +183,22 @@ class SeedAdam:
         step, for any seed. No host sync.
 
         Raises:
-            BadInputError: ``active`` not a bool tensor of shape (S,).
+            BadInputError: ``active`` not a bool tensor of shape (S,) on the parameters' device.
         """
         if active is not None and not (
             isinstance(active, Tensor)
             and active.dtype == torch.bool
             and active.shape == (self.seeds,)
+            and active.device == self.step_counts.device
         ):
             received = (
-                f"{active.dtype} of shape {tuple(active.shape)}"
+                f"{active.dtype} of shape {tuple(active.shape)} on {active.device}"
                 if isinstance(active, Tensor)
                 else type(active).__name__
             )
             raise BadInputError(
                 f"SeedAdam.step(): 'active' must be None or a torch.bool tensor of shape "
-                f"({self.seeds},); got {received}"
+                f"({self.seeds},) on {self.step_counts.device}; got {received}"
             )
         stepped = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not stepped:
