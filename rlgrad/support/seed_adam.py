@@ -232,10 +232,10 @@ class SeedAdam:
                 param.sub_(update)
                 self.exp_avgs[i], self.exp_avg_sqs[i] = exp_avg, exp_avg_sq
             else:
-                keep = _per_seed(active, param)  # [S, 1, ..., 1]
-                param.copy_(torch.where(keep, param - update, param))
-                self.exp_avgs[i] = torch.where(keep, exp_avg, self.exp_avgs[i])
-                self.exp_avg_sqs[i] = torch.where(keep, exp_avg_sq, self.exp_avg_sqs[i])
+                stepping = _per_seed(active, param)  # [S, 1, ..., 1]
+                param.copy_(torch.where(stepping, param - update, param))
+                self.exp_avgs[i] = torch.where(stepping, exp_avg, self.exp_avgs[i])
+                self.exp_avg_sqs[i] = torch.where(stepping, exp_avg_sq, self.exp_avg_sqs[i])
 
     def state_dict(self) -> dict:
         """Every seed's moments and step counts (copies) and the hyperparameters, laid out as
