@@ -186,3 +186,10 @@ def test_seed_means_average_where_each_seed_stepped():
 def test_stack_refuses_no_agents():
     with pytest.raises(BadInputError, match="at least one agent"):
         SeedStack([])
+
+
+def test_parameters_are_the_stacked_tensors_only():
+    agents = build_seeded(lambda: ActorCritic(BOX, (8,), "tanh"), SEEDS)
+    shapes = [tuple(p.shape) for p in agents.parameters()]
+    assert shapes and all(shape[0] == len(SEEDS) for shape in shapes)
+    assert len(shapes) == len(list(agents.template.parameters()))

@@ -96,7 +96,7 @@ class SeedStack(nn.Module):
         for i, name in enumerate(self._buffer_names):
             tensors = [dict(a.named_buffers())[name] for a in agents]
             self.register_buffer(f"buffer_{i}", torch.stack(tensors))
-        self._runner = MethodCall(self._template[0])
+        self._runner = [MethodCall(self._template[0])]  # a list: outside the module tree too
 
     @property
     def template(self) -> nn.Module:
@@ -122,7 +122,7 @@ class SeedStack(nn.Module):
         }
 
         def one_seed(tensors, *seed_inputs):
-            return torch.func.functional_call(self._runner, tensors, (method, *seed_inputs))
+            return torch.func.functional_call(self._runner[0], tensors, (method, *seed_inputs))
 
         return torch.func.vmap(one_seed)(prefixed, *inputs)
 
@@ -212,3 +212,22 @@ class SeedGenerators:
             orders[s, :count] = torch.randperm(count, generator=generator, device=on)
         filled = torch.arange(width, device=on) < torch.as_tensor(counts, device=on).unsqueeze(1)
         return orders, filled
+
+
+def per_seed(formula, *tensors: Tensor | None, mask: Tensor | None = None, **options):
+    """``formula`` once per seed: mapped (``torch.func.vmap``) over the leading seed axis of
+    each tensor argument and of ``mask``, with ``options`` (numbers, flags) passed as they are.
+    A reduction in the formula (a loss's mean) thus reduces within each seed: the result is
+    ``[S]``. A None argument stays None.
+
+        >>> from rlgrad.value import value_loss
+        >>> values, returns = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.ones(2, 2)
+        >>> per_seed(value_loss, values, returns)
+        tensor([0.2500, 0.5000])
+    """
+    in_dims = tuple(None if t is None else 0 for t in tensors)
+    if mask is None:
+        return torch.func.vmap(lambda *xs: formula(*xs, **options), in_dims=in_dims)(*tensors)
+    return torch.func.vmap(lambda m, *xs: formula(*xs, mask=m, **options), in_dims=(0, *in_dims))(
+        mask, *tensors
+    )

@@ -18,7 +18,6 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from torch.func import vmap
 
 from rlgrad.distributions import entropy_loss
 from rlgrad.grpo import masked_mean
@@ -27,6 +26,7 @@ from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import SeedRollout
 from rlgrad.support.runs import History, TrainingError
+from rlgrad.support.seeded import per_seed
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "ppo"
@@ -190,7 +190,7 @@ def train_seeds(
                     log_probs, entropy = agents.call(
                         "log_prob_and_entropy", take(observations), take(actions)
                     )
-                    kl = vmap(approx_kl)(log_probs.detach(), take(old_log_probs), in_batch)
+                    kl = per_seed(approx_kl, log_probs.detach(), take(old_log_probs), mask=in_batch)
                     if config.target_kl is not None:
                         # the policy moved far enough: this seed's update ends
                         stepping &= ~(updating & (kl > 1.5 * config.target_kl))
@@ -198,27 +198,29 @@ def train_seeds(
                     batch_advantages = take(flat_advantages)
                     if config.normalize_advantages:
                         enough = in_batch.sum(dim=1, keepdim=True) > 1
-                        normalized = vmap(normalize_advantages)(batch_advantages, mask=in_batch)
+                        normalized = per_seed(normalize_advantages, batch_advantages, mask=in_batch)
                         batch_advantages = torch.where(enough, normalized, batch_advantages)
-                    policy_loss = vmap(ppo_clip_loss)(
+                    policy_loss = per_seed(
+                        ppo_clip_loss,
                         log_probs,
                         take(old_log_probs),
                         batch_advantages,
-                        config.clip_eps,
+                        clip_eps=config.clip_eps,
                         mask=in_batch,
                     )
-                    critic_loss = vmap(value_loss)(
+                    critic_loss = per_seed(
+                        value_loss,
                         agents.call("value", take(observations)),
                         take(flat_returns),
                         take(old_values) if config.clip_value_eps is not None else None,
-                        config.clip_value_eps,
+                        clip_eps=config.clip_value_eps,
                         mask=in_batch,
                     )
-                    mean_entropy = vmap(masked_mean)(entropy, in_batch)
+                    mean_entropy = per_seed(masked_mean, entropy, in_batch)
                     loss = (
                         policy_loss
                         + config.vf_coef * critic_loss
-                        + vmap(entropy_loss)(mean_entropy, config.ent_coef)
+                        + per_seed(entropy_loss, mean_entropy, ent_coef=config.ent_coef)
                     )
                     grad_norm = training.seed_gradient_step(
                         runs, setup.optimizer, loss, config.max_grad_norm, updating
@@ -230,7 +232,9 @@ def train_seeds(
                         value_loss=critic_loss,
                         entropy=mean_entropy,
                         approx_kl=kl,
-                        clip_fraction=vmap(clip_fraction)(ratios, config.clip_eps, mask=in_batch),
+                        clip_fraction=per_seed(
+                            clip_fraction, ratios, clip_eps=config.clip_eps, mask=in_batch
+                        ),
                         grad_norm=grad_norm,
                     )
                     minibatches += updating
@@ -256,7 +260,7 @@ def train_seeds(
         # 4. log, evaluate and checkpoint, each seed in its own run directory
         enough = (valid.sum(dim=1) > 1).tolist()
         minibatch_counts = minibatches.tolist()
-        explained = vmap(explained_variance)(old_values, flat_returns, mask=valid).tolist()
+        explained = per_seed(explained_variance, old_values, flat_returns, mask=valid).tolist()
         explained = [e if enough[s] and active[s] else None for s, e in enumerate(explained)]
         runs.end_iteration(
             config.num_steps * config.num_envs,
