@@ -111,7 +111,13 @@ def _scripted(monkeypatch, script: dict[int, float], seen: dict[int, dict]):
         seen[run.steps] = copy.deepcopy(run.agent.state_dict())
         return np.full(episodes, script[run.steps])
 
+    def scripted_seeds(seed_runs, seed_indices):  # PPO evaluates its seeds together
+        return {
+            s: scripted(seed_runs.runs[s], seed_runs.config.eval_episodes) for s in seed_indices
+        }
+
     monkeypatch.setattr(runs.Run, "evaluate", scripted)
+    monkeypatch.setattr(runs.SeedRuns, "evaluate", scripted_seeds)
 
 
 def _same_weights(a: dict, b: dict) -> bool:

@@ -144,15 +144,20 @@ class SeedRollout:
             self.valid[t] = step.valid
         self.observations[self.num_steps] = envs.observations
 
-    def gae(self, agents, gamma: float, lam: float) -> tuple[Tensor, Tensor, Tensor]:
-        """V(s_t), the GAE(λ) advantages and the λ-returns A_t + V(s_t), each ``[T, S, N]``."""
+    def gae(self, agents, gamma: float, lam: float, active) -> tuple[Tensor, Tensor, Tensor]:
+        """V(s_t), the GAE(λ) advantages and the λ-returns A_t + V(s_t), each ``[T, S, N]``.
+        Seeds that no longer train (``active`` [S] False, a failed one's NaN included) enter
+        the scan as zeros: the formula refuses non-finite input, and their numbers are unused."""
         T, S, N = self.num_steps, self.num_seeds, self.num_envs
         with torch.no_grad():  # seed-major for the stacked agent: [S, (T+1)·N, *obs]
             per_seed = self.observations.transpose(0, 1).flatten(1, 2)
             all_values = agents.call("value", per_seed).view(S, T + 1, N).transpose(0, 1)
+        training = torch.as_tensor(active, device=all_values.device)[:, None]  # [S, 1]
+        all_values = torch.where(training, all_values, 0.0)
         values, next_values = all_values[:-1], all_values[1:]
+        rewards = torch.where(training, self.rewards, 0.0)
         advantages = gae(
-            self.rewards.flatten(1),
+            rewards.flatten(1),
             values.flatten(1),
             next_values.flatten(1),
             self.terminated.flatten(1),

@@ -96,6 +96,7 @@ class Run:
             else default_threshold(config.env)
         )
         self.steps = self.updates = 0
+        self.evaluation_due = self._checkpoint_due = False  # of the update being recorded
         self.train_s = self.wall_offset = 0.0
         rows: list[dict] = []
         # the agent of the best evaluation so far, as checkpoints/best.pt holds it; latest.pt
@@ -156,26 +157,34 @@ class Run:
 
     # ----- one row per update -----
 
-    def evaluation_due(self, steps: int) -> bool:
-        """Whether the update that brings the run to ``steps`` ends with an evaluation."""
-        every = self.config.eval_every
-        crossed = every and steps // every > self.steps // every
-        return bool(crossed) or steps >= self.config.total_steps
-
     def end_iteration(
         self,
         steps: int,
         metrics: dict[str, float | None],
         eval_returns: np.ndarray | None = None,
     ) -> None:
-        """Count ``steps``, check ``metrics`` are finite, evaluate and checkpoint when due.
+        """Count ``steps``, check ``metrics`` are finite, evaluate and checkpoint when due."""
+        self.advance(steps)
+        self.record(metrics, eval_returns)
 
-        ``eval_returns``: this update's evaluation when the caller made it (a run over many
-        seeds evaluates them all at once); else the run evaluates itself when due."""
-        due = self.evaluation_due(self.steps + steps)
-        previous = self.steps
-        self.steps += steps
+    def advance(self, steps: int) -> None:
+        """Count the ``steps`` of an update (the first half of :meth:`end_iteration`); after
+        it, ``evaluation_due`` says whether this update ends with an evaluation."""
+        every = self.config.eval_every
+        previous, self.steps = self.steps, self.steps + steps
         self.updates += 1
+        crossed = every and self.steps // every > previous // every
+        self.evaluation_due = bool(crossed) or self.steps >= self.config.total_steps
+        self._checkpoint_due = bool(
+            self.config.checkpoint_every
+            and self.steps // self.config.checkpoint_every
+            > previous // self.config.checkpoint_every
+        )
+
+    def record(self, metrics: dict[str, float | None], eval_returns=None) -> None:
+        """Write the update's row (the second half of :meth:`end_iteration`): check ``metrics``,
+        evaluate when due (or take ``eval_returns``, when the caller evaluated many seeds at
+        once) and checkpoint when due."""
         for name, value in metrics.items():
             if value is not None and not math.isfinite(value):
                 self.fail(name, value)
@@ -194,7 +203,7 @@ class Run:
             # None: not measured in this update (e.g. no gradient step yet); an empty cell
             **{name: None if value is None else float(value) for name, value in metrics.items()},
         }
-        if due:
+        if self.evaluation_due:
             returns = (
                 eval_returns
                 if eval_returns is not None
@@ -206,8 +215,7 @@ class Run:
             if self.best_return is None or row["eval_return_mean"] > self.best_return:
                 self.save_best(row["eval_return_mean"])
         self._append(row)
-        every = self.config.checkpoint_every
-        if (every and self.steps // every > previous // every) or self.stop_requested:
+        if self._checkpoint_due or self.stop_requested:
             self.save_checkpoint()
 
     def evaluate(self, episodes: int) -> np.ndarray:
@@ -485,11 +493,20 @@ class SeedRuns:
 
     @contextlib.contextmanager
     def training(self):
-        """Time the enclosed collection and update as every active seed's training time."""
+        """Time the enclosed collection and update as every active seed's training time.
+
+        A formula that refuses a NaN or inf here cannot say whose it was (under ``per_seed`` the
+        formulas do not check; the trainer checks per seed): every seed still training fails,
+        keeping its last good checkpoint, and TrainingError stops the batch."""
         active = self.active
         start = time.perf_counter()
         try:
             yield
+        except NonFiniteError as error:
+            for s in np.flatnonzero(active):
+                self.fail(s, "an input of a formula", f"non-finite ({error})")
+            self.finish()
+            raise TrainingError(f"every seed stopped: non-finite ({error})") from None
         finally:
             elapsed = time.perf_counter() - start
             for run, on in zip(self.runs, active, strict=True):
@@ -506,22 +523,29 @@ class SeedRuns:
             self.failures[seed_index] = str(error)
             print(f"rlgrad: seed {self.runs[seed_index].config.seed}: {error}", file=sys.stderr)
 
+    def fail_non_finite(self, quantity: str, values: torch.Tensor, seed_axis: int = 0) -> None:
+        """Fail every active seed whose slice of ``values`` holds a NaN or an infinity (one host
+        sync), so that the batched formulas after this see finite numbers from every seed that
+        still trains."""
+        finite = torch.isfinite(values.movedim(seed_axis, 0).flatten(1)).all(dim=1).cpu().numpy()
+        for s in np.flatnonzero(self.active & ~finite):
+            bad = values.movedim(seed_axis, 0)[s]
+            self.fail(s, quantity, bad[~torch.isfinite(bad)][0].item())
+
     def end_iteration(self, steps: int, metrics: list[dict[str, float | None]]) -> None:
         """Each active seed's :meth:`Run.end_iteration`, with ``metrics[s]`` its row's metrics;
         the evaluations that are due are made together."""
         active = self.active
         for s in np.flatnonzero(active & self.agents.non_finite_seeds().cpu().numpy()):
             self.fail(s, "a parameter", "non-finite")
-        active = self.active
-        due = [
-            s
-            for s in np.flatnonzero(active)
-            if self.runs[s].evaluation_due(self.runs[s].steps + steps)
-        ]
+        active = np.flatnonzero(self.active)
+        for s in active:
+            self.runs[s].advance(steps)
+        due = [s for s in active if self.runs[s].evaluation_due]
         returns = self.evaluate(due) if due else {}
-        for s in np.flatnonzero(active):
+        for s in active:
             try:
-                self.runs[s].end_iteration(steps, metrics[s], returns.get(s))
+                self.runs[s].record(metrics[s], returns.get(s))
             except TrainingError as error:
                 self.failed[s] = True
                 self.failures[s] = str(error)

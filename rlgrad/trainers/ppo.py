@@ -144,7 +144,8 @@ def train_seeds(
             rollout.collect(envs, agents, generators, active)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
-            values, advantages, returns = rollout.gae(agents, config.gamma, config.lam)
+            runs.fail_non_finite("a reward", rollout.rewards, seed_axis=1)  # that seed alone
+            values, advantages, returns = rollout.gae(agents, config.gamma, config.lam, runs.active)
 
             # 3. update: epochs of minibatch steps on the clipped surrogate, value loss and
             # entropy; every tensor below is [S, samples, ...], every loss [S], one per seed
