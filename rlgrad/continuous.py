@@ -198,6 +198,8 @@ def joint_soft_q_targets(
             f"(Q(s, a) then Q(s′, a′) along the batch of 'rewards' {tuple(rewards.shape)}, "
             f"then a critic axis); got {tuple(joint_q_values.shape)}"
         )
+    if joint_q_values.shape[-1] == 0:
+        raise BadInputError(f"{fn}(): 'joint_q_values' must hold at least one critic; got K = 0")
     q_values, next_q_values = joint_q_values[:batch], joint_q_values[batch:]  # [B, *R, K] each
     targets = _soft_q_targets(fn, rewards, next_q_values, next_log_probs, terminated, gamma, alpha)
     return q_values, targets
