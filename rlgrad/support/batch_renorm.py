@@ -62,8 +62,7 @@ class BatchRenorm(nn.Module):
     - ε sits inside both square roots, σ_B = sqrt(var_B + ε) and σ = sqrt(v + ε), as in the paper
       and ``BatchNorm1d``. sb3-contrib adds ε in the final division instead, after folding r and
       d into the batch's mean and variance; the two agree up to terms of order ε/var_B. The
-      default ε = 1e-3 is sb3-contrib's (and Flax's, which the CrossQ authors used), not
-      ``BatchNorm1d``'s 1e-5.
+      default ε = 1e-3 is sb3-contrib's, not ``BatchNorm1d``'s 1e-5.
     - the batch normalises with its biased variance and the running variance averages the
       unbiased one, as ``BatchNorm1d`` does, so that during warm-up this layer *is*
       ``BatchNorm1d`` (outputs, gradients and running statistics, in both modes).
