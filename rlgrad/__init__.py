@@ -16,6 +16,7 @@ from rlgrad.calculus import (
 from rlgrad.continuous import (
     clipped_double_q_targets,
     deterministic_policy_loss,
+    joint_soft_q_targets,
     sac_actor_loss,
     smoothed_target_actions,
     soft_q_targets,
@@ -115,6 +116,7 @@ __all__ = [
     "gspo_loss",
     "hessian",
     "hessian_vector_product",
+    "joint_soft_q_targets",
     "kl_k3",
     "masked_mean",
     "n_step_returns",

@@ -1,10 +1,12 @@
-"""Off-policy continuous control (SAC and TD3): critic targets, target smoothing, actor and
-temperature losses.
+"""Off-policy continuous control (SAC, TD3 and CrossQ): critic targets, target smoothing, actor
+and temperature losses.
 
 SAC (Haarnoja et al. 2018) maximizes the return plus α times the policy's entropy, the course's
 max-entropy objective E[Σ_t γ^t (r_t + αH(π(·|s_t)))]; TD3 (Fujimoto et al. 2018) is its
 deterministic cousin. Both keep K critics (usually two) and bootstrap from the smallest of
-their target copies, which counters the upward bias a max over noisy estimates has.
+their target copies, which counters the upward bias a max over noisy estimates has. CrossQ
+(Bhatt et al. 2024) is SAC without the target copies: batch-normalised critics evaluate (s, a)
+and (s′, a′) in one joint pass and bootstrap from its detached second half.
 
 | Symbol      | Meaning                                        | Shape      |
 |-------------|------------------------------------------------|------------|
@@ -111,7 +113,21 @@ def soft_q_targets(
         ...                torch.tensor([-2.0]), torch.tensor([False]), gamma=0.9, alpha=0.5)
         tensor([3.7000])
     """
-    fn = "soft_q_targets"
+    return _soft_q_targets(
+        "soft_q_targets", rewards, next_q_targets, next_log_probs, terminated, gamma, alpha
+    )
+
+
+def _soft_q_targets(
+    fn: str,
+    rewards: object,
+    next_q_targets: object,
+    next_log_probs: object,
+    terminated: object,
+    gamma: object,
+    alpha: object,
+) -> Tensor:
+    """:func:`soft_q_targets`, its errors naming ``fn`` (the public function called)."""
     rewards, next_q_targets, terminated, gamma = _critic_target_inputs(
         fn, rewards, next_q_targets, terminated, gamma
     )
@@ -120,6 +136,73 @@ def soft_q_targets(
     next_values = next_q_targets.detach().min(dim=-1).values - alpha * next_log_probs.detach()
     alive = (~terminated).to(rewards.dtype)
     return (rewards.detach() + gamma * alive * next_values).detach()
+
+
+def joint_soft_q_targets(
+    joint_q_values: Tensor,
+    rewards: Tensor,
+    next_log_probs: Tensor,
+    terminated: Tensor,
+    gamma: float | Tensor,
+    alpha: float | Tensor,
+) -> tuple[Tensor, Tensor]:
+    """CrossQ's critic values and soft targets, both read off one joint pass of the critics.
+
+    CrossQ (Bhatt et al. 2024, "CrossQ: Batch Normalization in Deep Reinforcement Learning for
+    Greater Sample Efficiency and Simplicity") has no target critics. The K critics, which
+    contain batch (re)normalisation, evaluate the replayed pairs (s, a) and the next pairs
+    (s′, a′), a′ ~ π(·|s′), in one training-mode pass over the 2B pairs stacked along the batch:
+
+        [Q_k(s, a); Q_k(s′, a′)] = Q_k([s; s′], [a; a′])      ``joint_q_values``, ``[2B, K]``
+        y = r + γ(1 − term)·(min_k stop_grad(Q_k(s′, a′)) − α log π(a′|s′))
+
+    and regress Q_k(s, a) on y. Separate passes would normalise the two halves with different
+    batch statistics (the policy's a′ are distributed unlike the buffer's a), so the target
+    would come from a differently normalised network than the value it trains; the joint pass
+    normalises both with the statistics of their mixture. The target is
+    :func:`soft_q_targets` of the second half, so it carries no gradient: only Q(s, a) is
+    trained.
+
+    Args:
+        joint_q_values: ``[2B, *R, K]`` the critics' output on the stacked batch, the B rows of
+            (s, a) first, then the B rows of (s′, a′); differentiable.
+        rewards: ``[B, *R]`` r, or n-step returns.
+        next_log_probs: ``[B, *R]`` log π(a′|s′) of the same a′; detached here.
+        terminated: ``[B, *R]`` bool or 0/1.
+        gamma: γ ∈ [0, 1], or a ``[B, *R]`` tensor of per-sample discounts.
+        alpha: α ≥ 0, a number or a 0-dim tensor (detached here).
+
+    Returns:
+        ``(q_values, targets)``: Q_k(s, a), ``[B, *R, K]``, the first half of
+        ``joint_q_values`` (differentiable), and y, ``[B, *R]``, detached.
+
+    Raises:
+        BadInputError: ``joint_q_values`` not of shape ``[2B, *R, K]`` for ``rewards`` of shape
+            ``[B, *R]``; and what :func:`soft_q_targets` refuses.
+
+    Example (B = 1, K = 2: Q(s, a) = (5, 6); Q(s′, a′) = (3, 2), α = 0.5, log π = −2,
+    r = 1, γ = 0.9: y = 1 + 0.9·(2 + 1) = 3.7):
+        >>> q_values, targets = joint_soft_q_targets(torch.tensor([[5.0, 6.0], [3.0, 2.0]]),
+        ...     torch.tensor([1.0]), torch.tensor([-2.0]), torch.tensor([False]), 0.9, 0.5)
+        >>> q_values, targets
+        (tensor([[5., 6.]]), tensor([3.7000]))
+    """
+    fn = "joint_soft_q_targets"
+    joint_q_values = _checks.tensor(fn, "joint_q_values", joint_q_values)
+    rewards = _checks.tensor(fn, "rewards", rewards)
+    _checks.rank_at_least(fn, "rewards", rewards, 1, "[B, *R]")
+    batch = rewards.shape[0]
+    if joint_q_values.shape[:-1] != (2 * batch, *rewards.shape[1:]):
+        raise BadInputError(
+            f"{fn}(): 'joint_q_values' must have shape {(2 * batch, *rewards.shape[1:], 'K')} "
+            f"(Q(s, a) then Q(s′, a′) along the batch of 'rewards' {tuple(rewards.shape)}, "
+            f"then a critic axis); got {tuple(joint_q_values.shape)}"
+        )
+    if joint_q_values.shape[-1] == 0:
+        raise BadInputError(f"{fn}(): 'joint_q_values' must hold at least one critic; got K = 0")
+    q_values, next_q_values = joint_q_values[:batch], joint_q_values[batch:]  # [B, *R, K] each
+    targets = _soft_q_targets(fn, rewards, next_q_values, next_log_probs, terminated, gamma, alpha)
+    return q_values, targets
 
 
 def _per_dimension(fn: str, name: str, value: object, actions: Tensor) -> float | Tensor:

@@ -41,7 +41,8 @@ def policy_gradient_loss(
     Args:
         log_probs: ``[*B]`` log π_θ(a_t | s_t), differentiable.
         advantages: ``[*B]`` Â_t (or G_t); detached here.
-        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
+        mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
+            ``x[mask]``; see the module docstring), or None for all.
 
     Returns:
         A 0-dim tensor.
@@ -118,7 +119,8 @@ def ppo_clip_loss(
         old_log_probs: ``[*B]`` log π_old(a_t|s_t) at collection time; detached here.
         advantages: ``[*B]`` Â_t; detached here.
         clip_eps: ε > 0.
-        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
+        mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
+            ``x[mask]``; see the module docstring), or None for all.
 
     Returns:
         A 0-dim tensor.
@@ -149,7 +151,7 @@ def clip_fraction(ratios: Tensor, clip_eps: float, *, mask: Tensor | None = None
     Args:
         ratios: ``[*B]``, at least one element.
         clip_eps: ε > 0.
-        mask: ``[*B]`` bool or 0/1, the samples to count, or None for all.
+        mask: ``[*B]`` bool or 0/1, the samples to count (as ``ratios[mask]``), or None for all.
 
     Returns:
         A 0-dim tensor in [0, 1], without gradient.
@@ -180,7 +182,8 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor, *, mask: Tensor | None =
     Args:
         log_probs: ``[*B]`` log π_θ(a_t|s_t).
         old_log_probs: ``[*B]`` log π_old(a_t|s_t).
-        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
+        mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
+            ``x[mask]``; see the module docstring), or None for all.
 
     Returns:
         A 0-dim tensor ≥ 0.

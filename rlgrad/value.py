@@ -38,7 +38,8 @@ def value_loss(
         returns: ``[*B]`` targets G_t; detached here.
         old_values: ``[*B]`` V_old(s_t) at collection time, or None; detached here.
         clip_eps: ε > 0, given together with ``old_values``.
-        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
+        mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
+            ``x[mask]``; see the module docstring), or None for all.
 
     Returns:
         A 0-dim tensor.

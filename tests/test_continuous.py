@@ -164,6 +164,80 @@ def test_critic_target_errors_name_the_function_and_the_shapes():
         rlgrad.clipped_double_q_targets(rewards, torch.zeros(3, 0), torch.zeros(3), 0.99)
 
 
+# --- CrossQ: the critic values and targets of one joint pass -----------------------------------
+
+
+def test_joint_soft_q_targets_by_hand():
+    # B = 2, K = 2: rows 0-1 are Q(s, a), rows 2-3 are Q(s′, a′); γ = (0.9, 0.81), α = 0.5
+    joint = torch.tensor([[1.0, 2.0], [3.0, 4.0], [3.0, 2.0], [5.0, 7.0]], dtype=f64)
+    rewards = torch.tensor([1.0, -1.0], dtype=f64)
+    log_probs = torch.tensor([-2.0, 0.5], dtype=f64)
+    discounts = torch.tensor([0.9, 0.81], dtype=f64)
+    q_values, targets = rlgrad.joint_soft_q_targets(
+        joint, rewards, log_probs, torch.tensor([False, True]), discounts, 0.5
+    )
+    torch.testing.assert_close(q_values, torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=f64))
+    # y₀ = 1 + 0.9·(min(3, 2) − 0.5·(−2)) = 1 + 0.9·3 = 3.7; the second pair terminated: y₁ = r = −1
+    torch.testing.assert_close(targets, torch.tensor([3.7, -1.0], dtype=f64))
+
+
+def test_joint_soft_q_targets_train_only_the_first_half():
+    # the critic loss L = mean ½(Q_k(s, a) − y)² over B·K entries: ∂L/∂Q_k(s, a) = (Q − y)/(B·K),
+    # and nothing reaches Q(s′, a′) (y is a constant)
+    joint = randn(6, 2, seed=1, requires_grad=True)  # B = 3, K = 2
+    rewards, log_probs = randn(3, seed=2), randn(3, seed=3)
+    q_values, targets = rlgrad.joint_soft_q_targets(
+        joint, rewards, log_probs, torch.zeros(3, dtype=torch.bool), 0.99, 0.2
+    )
+    assert q_values.requires_grad and not targets.requires_grad
+    loss = rlgrad.value_loss(q_values, targets[:, None].expand_as(q_values))
+    (gradient,) = torch.autograd.grad(loss, joint)
+    expected = (joint[:3] - targets[:, None]).detach() / 6
+    torch.testing.assert_close(gradient[:3], expected, rtol=1e-12, atol=0)
+    assert torch.equal(gradient[3:], torch.zeros(3, 2, dtype=f64))
+
+
+@given(
+    batch=st.integers(1, 5),
+    critics=st.integers(1, 3),
+    gamma=st.floats(0.0, 1.0),
+    alpha=st.floats(0.0, 2.0),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=25, deadline=None)
+def test_joint_soft_q_targets_are_soft_q_targets_of_the_second_half(
+    batch, critics, gamma, alpha, seed
+):
+    # with an extra batch axis R = 2: rewards [B, 2], joint values [2B, 2, K]
+    joint = randn(2 * batch, 2, critics, seed=seed)
+    rewards, log_probs = randn(batch, 2, seed=seed + 1), randn(batch, 2, seed=seed + 2)
+    terminated = randn(batch, 2, seed=seed + 3) > 0.5
+    q_values, targets = rlgrad.joint_soft_q_targets(
+        joint, rewards, log_probs, terminated, gamma, alpha
+    )
+    separate = rlgrad.soft_q_targets(rewards, joint[batch:], log_probs, terminated, gamma, alpha)
+    assert torch.equal(q_values, joint[:batch])
+    assert torch.equal(targets, separate)
+
+
+def test_joint_soft_q_targets_errors_name_the_function_and_the_shapes():
+    rewards, zeros = torch.zeros(3), torch.zeros(3)
+    with pytest.raises(
+        ValueError,
+        match=r"joint_soft_q_targets\(\): 'joint_q_values' must have shape \(6, 'K'\) .*"
+        r"got \(5, 2\)",
+    ):
+        rlgrad.joint_soft_q_targets(torch.zeros(5, 2), rewards, zeros, zeros, 0.99, 0.1)
+    with pytest.raises(ValueError, match=r"'joint_q_values' must hold at least one critic"):
+        rlgrad.joint_soft_q_targets(torch.zeros(6, 0), rewards, zeros, zeros, 0.99, 0.1)
+    with pytest.raises(ValueError, match=r"joint_soft_q_targets\(\): 'rewards' must have at least"):
+        rlgrad.joint_soft_q_targets(torch.zeros(2, 2), torch.tensor(0.0), zeros, zeros, 0.99, 0.1)
+    with pytest.raises(ValueError, match=r"joint_soft_q_targets\(\): 'alpha' must be >= 0"):
+        rlgrad.joint_soft_q_targets(torch.zeros(6, 2), rewards, zeros, zeros, 0.99, -1.0)
+    with pytest.raises(ValueError, match=r"joint_soft_q_targets\(\): 'terminated' must hold"):
+        rlgrad.joint_soft_q_targets(torch.zeros(6, 2), rewards, zeros, zeros + 0.5, 0.99, 0.1)
+
+
 # --- target policy smoothing -------------------------------------------------------------------
 
 
