@@ -162,11 +162,12 @@ def entropy_loss(mean_entropy: Tensor, ent_coef: float) -> Tensor:
 
     Args:
         mean_entropy: a 0-dim tensor H̄, the entropy averaged as the trainer averages its loss
-            (over samples, or over the tokens of a mask).
+            (over samples, or over the tokens of a mask); or ``[S]``, one average per seed of a
+            trainer of many seeds.
         ent_coef: β ≥ 0.
 
     Returns:
-        A 0-dim tensor.
+        The shape of ``mean_entropy``.
 
     Example (β = 0.01, H̄ = log 2 = 0.6931: −0.0069):
         >>> entropy_loss(torch.tensor(0.6931), 0.01)
@@ -174,14 +175,14 @@ def entropy_loss(mean_entropy: Tensor, ent_coef: float) -> Tensor:
     """
     fn = "entropy_loss"
     mean_entropy = _checks.floats(fn, "mean_entropy", mean_entropy)
-    if mean_entropy.dim() != 0:
+    if mean_entropy.dim() > 1:
         raise BadInputError(
-            f"{fn}(): 'mean_entropy' must be a 0-dim tensor (an average); got shape "
-            f"{tuple(mean_entropy.shape)}"
+            f"{fn}(): 'mean_entropy' must be a 0-dim tensor (an average) or one average per "
+            f"seed, [S]; got shape {tuple(mean_entropy.shape)}"
         )
     ent_coef = _checks.non_negative(fn, "ent_coef", ent_coef)
     if ent_coef == 0.0:
-        return torch.zeros((), dtype=mean_entropy.dtype, device=mean_entropy.device)
+        return torch.zeros_like(mean_entropy).detach()
     return -ent_coef * mean_entropy
 
 

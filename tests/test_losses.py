@@ -312,8 +312,12 @@ def test_entropy_loss_is_minus_beta_times_the_entropy_and_zero_without_a_bonus()
     # β = 0: a constant, so no gradient reaches the entropy
     zero = rlgrad.entropy_loss(rlgrad.categorical_entropy(logits).mean(), 0.0)
     assert zero.item() == 0.0 and not zero.requires_grad
+    # one average per seed: one loss per seed
+    per_seed = torch.tensor([0.5, 0.25], dtype=torch.float64)
+    torch.testing.assert_close(rlgrad.entropy_loss(per_seed, 0.1), -0.1 * per_seed)
+    assert rlgrad.entropy_loss(per_seed, 0.0).tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match=r"entropy_loss\(\): 'mean_entropy' must be a 0-dim"):
-        rlgrad.entropy_loss(torch.ones(3), 0.01)
+        rlgrad.entropy_loss(torch.ones(3, 2), 0.01)
 
 
 def test_clipped_fractions_count_only_the_side_the_advantage_pushes_towards():

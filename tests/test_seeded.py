@@ -11,7 +11,16 @@ from rlgrad.errors import BadInputError
 from rlgrad.support.envs import SeedEnvs, Spaces, VectorEnv
 from rlgrad.support.evaluation import evaluate, evaluate_seeds
 from rlgrad.support.nets import ActorCritic
-from rlgrad.support.seeded import SeedGenerators, SeedStack, build_seeded, parse_seeds
+from rlgrad.support.seeded import (
+    SeedGenerators,
+    build_seeded,
+    load_seed_state_dict,
+    non_finite_seeds,
+    parse_seeds,
+    seed_agent,
+    seed_state_dict,
+    zero_seed,
+)
 from rlgrad.support.training import SeedMeans
 
 DISCRETE = Spaces((4,), True, 2, (), None, None)
@@ -37,10 +46,10 @@ def test_parse_seeds_ranges_lists_and_errors():
 
 @pytest.mark.parametrize("spaces", [DISCRETE, BOX], ids=["categorical", "gaussian"])
 def test_build_seeded_initializes_each_seed_as_a_single_run_would(spaces):
-    agents = build_seeded(lambda: ActorCritic(spaces, (8, 8), "tanh"), SEEDS)
+    agents = build_seeded(lambda n: ActorCritic(spaces, (8, 8), "tanh", seeds=n), SEEDS)
     for i, seed in enumerate(SEEDS):
         reference = single(spaces, seed).state_dict()
-        stacked = agents.seed_state_dict(i)
+        stacked = seed_state_dict(agents, i)
         assert stacked.keys() == reference.keys()
         for name in reference:
             torch.testing.assert_close(stacked[name], reference[name], rtol=0, atol=0)
@@ -49,14 +58,16 @@ def test_build_seeded_initializes_each_seed_as_a_single_run_would(spaces):
 @pytest.mark.parametrize("spaces", [DISCRETE, BOX], ids=["categorical", "gaussian"])
 def test_call_equals_each_seeds_own_agent(spaces):
     torch.manual_seed(0)
-    agents = build_seeded(lambda: ActorCritic(spaces, (8, 8), "tanh", log_std_init=-0.3), SEEDS)
+    agents = build_seeded(
+        lambda n: ActorCritic(spaces, (8, 8), "tanh", log_std_init=-0.3, seeds=n), SEEDS
+    )
     observations = torch.randn(len(SEEDS), 5, *spaces.observation_shape)
     if spaces.discrete:
         actions = torch.randint(2, (len(SEEDS), 5))
     else:
         actions = torch.randn(len(SEEDS), 5, 1)
-    log_probs, entropy = agents.call("log_prob_and_entropy", observations, actions)
-    values = agents.call("value", observations)
+    log_probs, entropy = agents.log_prob_and_entropy(observations, actions)
+    values = agents.value(observations)
     for i, seed in enumerate(SEEDS):
         own = single(spaces, seed, log_std_init=-0.3)
         expected_log_probs, expected_entropy = own.log_prob_and_entropy(observations[i], actions[i])
@@ -66,12 +77,12 @@ def test_call_equals_each_seeds_own_agent(spaces):
 
 
 def test_gradients_of_the_summed_losses_are_each_seeds_own():
-    agents = build_seeded(lambda: ActorCritic(DISCRETE, (8,), "tanh"), SEEDS)
+    agents = build_seeded(lambda n: ActorCritic(DISCRETE, (8,), "tanh", seeds=n), SEEDS)
     observations = torch.randn(len(SEEDS), 6, 4)
     returns = torch.randn(len(SEEDS), 6)
-    losses = ((agents.call("value", observations) - returns) ** 2).mean(dim=1)
+    losses = ((agents.value(observations) - returns) ** 2).mean(dim=1)
     losses.sum().backward()
-    gradients = dict(zip(agents._names, (p.grad for p in agents.stacked), strict=True))
+    gradients = {name: p.grad for name, p in agents.named_parameters()}
     for i, seed in enumerate(SEEDS):
         torch.manual_seed(seed)
         own = ActorCritic(DISCRETE, (8,), "tanh")
@@ -84,43 +95,41 @@ def test_gradients_of_the_summed_losses_are_each_seeds_own():
 
 
 def test_seed_state_round_trip_and_seed_agent():
-    agents = build_seeded(lambda: ActorCritic(BOX, (8,), "tanh"), SEEDS)
-    state = agents.seed_state_dict(2)
-    agents.load_seed_state_dict(0, state)
-    for tensor in agents.tensors().values():
+    agents = build_seeded(lambda n: ActorCritic(BOX, (8,), "tanh", seeds=n), SEEDS)
+    state = seed_state_dict(agents, 2)
+    load_seed_state_dict(agents, 0, state)
+    for tensor in agents.parameters():
         torch.testing.assert_close(tensor[0], tensor[2], rtol=0, atol=0)
-    own = agents.seed_agent(1)
+    own = seed_agent(agents, 1, lambda n: ActorCritic(BOX, (8,), "tanh", seeds=n))
     observations = torch.randn(4, 3)
-    torch.testing.assert_close(
-        own.value(observations), single(BOX, SEEDS[1], (8,)).value(observations)
-    )
+    expected = single(BOX, SEEDS[1], (8,)).value(observations)
+    torch.testing.assert_close(own.value(observations), expected)
     with pytest.raises(BadInputError, match="lacks"):
-        agents.load_seed_state_dict(0, {})
+        load_seed_state_dict(agents, 0, {})
 
 
-def test_subset_call_and_non_finite_seeds():
-    agents = build_seeded(lambda: ActorCritic(DISCRETE, (8,), "tanh"), SEEDS)
-    observations = torch.randn(2, 5, 4)
-    subset = agents.call("mode", observations, seeds=torch.tensor([2, 0]))
-    torch.testing.assert_close(subset[0], single(DISCRETE, SEEDS[2], (8,)).mode(observations[0]))
-    torch.testing.assert_close(subset[1], single(DISCRETE, SEEDS[0], (8,)).mode(observations[1]))
-    assert agents.non_finite_seeds().tolist() == [False, False, False]
+def test_non_finite_seeds_and_zero_seed():
+    agents = build_seeded(lambda n: ActorCritic(DISCRETE, (8,), "tanh", seeds=n), SEEDS)
+    assert non_finite_seeds(agents).tolist() == [False, False, False]
     with torch.no_grad():
-        agents.stacked[0][1].view(-1)[3] = float("nan")
-    assert agents.non_finite_seeds().tolist() == [False, True, False]
+        agents.actor[0].weight[1, 3, 2] = float("nan")
+    assert non_finite_seeds(agents).tolist() == [False, True, False]
+    zero_seed(agents, 1)
+    assert non_finite_seeds(agents).tolist() == [False, False, False]
+    assert not any(p[1].any() for p in agents.parameters())
+    assert all(p[0].any() for name, p in agents.named_parameters() if "weight" in name)
 
 
 def test_sampling_draws_each_seeds_own_stream():
     """Seed s's actions come from generator s alone: the same as a single-seed agent's
     ``sample`` with a generator seeded alike, whatever the other seeds are."""
-    agents = build_seeded(lambda: ActorCritic(DISCRETE, (8,), "tanh"), SEEDS)
+    agents = build_seeded(lambda n: ActorCritic(DISCRETE, (8,), "tanh", seeds=n), SEEDS)
     generators = SeedGenerators(SEEDS)
     observations = torch.randn(len(SEEDS), 7, 4)
-    template = agents.template
     for _ in range(3):
-        heads = agents.call("policy_head", observations)
-        draws = torch.stack([template.draw(heads[s], generators[s]) for s in range(len(SEEDS))])
-        actions, log_probs = agents.call("act", heads, draws)
+        heads = agents.policy_head(observations)
+        draws = torch.stack([agents.draw(heads[s], generators[s]) for s in range(len(SEEDS))])
+        actions, log_probs = agents.act(heads, draws)
     for i, seed in enumerate(SEEDS):
         own, generator = single(DISCRETE, seed, (8,)), torch.Generator().manual_seed(seed)
         for _ in range(3):
@@ -183,13 +192,10 @@ def test_seed_means_average_where_each_seed_stepped():
         means.add(torch.tensor([True, True]), lost=1.0)
 
 
-def test_stack_refuses_no_agents():
-    with pytest.raises(BadInputError, match="at least one agent"):
-        SeedStack([])
-
-
-def test_parameters_are_the_stacked_tensors_only():
-    agents = build_seeded(lambda: ActorCritic(BOX, (8,), "tanh"), SEEDS)
+def test_build_seeded_refuses_no_seeds_and_keeps_parameters_stacked():
+    with pytest.raises(BadInputError, match="at least one seed"):
+        build_seeded(lambda n: ActorCritic(DISCRETE, seeds=n), [])
+    agents = build_seeded(lambda n: ActorCritic(BOX, (8,), "tanh", seeds=n), SEEDS)
     shapes = [tuple(p.shape) for p in agents.parameters()]
     assert shapes and all(shape[0] == len(SEEDS) for shape in shapes)
-    assert len(shapes) == len(list(agents.template.parameters()))
+    torch.testing.assert_close(agents.action_low, torch.tensor([-2.0]))  # shared buffer

@@ -30,19 +30,41 @@ from rlgrad.support.envs import Spaces
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
-def mlp(sizes: list[int], activation: str, output_gain: float) -> nn.Sequential:
+class SeedLinear(nn.Module):
+    """S independent linear layers applied as one: x ``[S, B, in]`` → ``[S, B, out]``,
+    y_s = x_s W_sᵀ + b_s in one batched matmul. Weight ``[S, out, in]`` and bias ``[S, out]``:
+    slice s is an ``nn.Linear``'s weight and bias, so seed s's slice of a state_dict loads into
+    the single-seed network. Built as zeros: :func:`rlgrad.support.seeded.build_seeded` fills
+    each seed with the initialization its own single-seed run draws."""
+
+    def __init__(self, seeds: int, fan_in: int, fan_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(seeds, fan_out, fan_in))
+        self.bias = nn.Parameter(torch.zeros(seeds, fan_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+def mlp(
+    sizes: list[int], activation: str, output_gain: float, seeds: int | None = None
+) -> nn.Sequential:
     """Linear layers with ``activation`` between them; orthogonal weights, zero biases.
 
     Hidden layers get gain √2 and the last layer ``output_gain`` (0.01 for a policy, so that the
     first policy is near uniform; 1 for a value head), as in the PPO implementation details
-    (Huang et al. 2022).
+    (Huang et al. 2022). With ``seeds`` = S, :class:`SeedLinear` layers: S networks, inputs
+    ``[S, B, in]``.
     """
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        linear = nn.Linear(fan_in, fan_out)
         last = i == len(sizes) - 2
-        nn.init.orthogonal_(linear.weight, output_gain if last else math.sqrt(2))
-        nn.init.zeros_(linear.bias)
+        if seeds is None:
+            linear = nn.Linear(fan_in, fan_out)
+            nn.init.orthogonal_(linear.weight, output_gain if last else math.sqrt(2))
+            nn.init.zeros_(linear.bias)
+        else:
+            linear = SeedLinear(seeds, fan_in, fan_out)
         layers.append(linear)
         if not last:
             layers.append(ACTIVATIONS[activation]())
@@ -53,6 +75,8 @@ class ActorCritic(nn.Module):
     """A policy π_θ(a|s) and a value function V_φ(s) as two separate MLPs.
 
     Shapes: observations ``[B, *obs]``; discrete actions ``[B]`` (int64), continuous ``[B, D]``.
+    With ``seeds`` = S it is S agents, every parameter with a leading seed axis, and every
+    input and output gains that axis first: observations ``[S, B, *obs]``, values ``[S, B]``.
     """
 
     def __init__(
@@ -62,6 +86,7 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         log_std_init: float = 0.0,
         critic: bool = True,
+        seeds: int | None = None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -71,19 +96,29 @@ class ActorCritic(nn.Module):
         self.spaces = spaces
         inputs = spaces.observation_size
         outputs = spaces.num_actions if spaces.discrete else int(np.prod(spaces.action_shape))
-        self.actor = mlp([inputs, *hidden_sizes, outputs], activation, output_gain=0.01)
-        self.critic = mlp([inputs, *hidden_sizes, 1], activation, 1.0) if critic else None
+        self.actor = mlp([inputs, *hidden_sizes, outputs], activation, 0.01, seeds)
+        self.critic = mlp([inputs, *hidden_sizes, 1], activation, 1.0, seeds) if critic else None
         if not spaces.discrete:
-            self.log_std = nn.Parameter(torch.full((outputs,), float(log_std_init)))
+            shape = (outputs,) if seeds is None else (seeds, outputs)
+            self.log_std = nn.Parameter(torch.full(shape, float(log_std_init)))
             self.register_buffer("action_low", torch.as_tensor(spaces.action_low))
             self.register_buffer("action_high", torch.as_tensor(spaces.action_high))
 
     def value(self, observations: Tensor) -> Tensor:
         """V(s), ``[B]``."""
-        return self.critic(observations.flatten(1)).squeeze(-1)
+        return self.critic(self._features(observations)).squeeze(-1)
 
     def policy_head(self, observations: Tensor) -> Tensor:
-        return self.actor(observations.flatten(1))  # logits [B, A] or means [B, D]
+        return self.actor(self._features(observations))  # logits [B, A] or means [B, D]
+
+    def _features(self, observations: Tensor) -> Tensor:
+        """Observations with their own axes flattened: ``[*lead, observation_size]``."""
+        return observations.flatten(observations.dim() - len(self.spaces.observation_shape))
+
+    def _log_std(self) -> Tensor:
+        """log σ shaped to broadcast against means ``[*lead, B, D]``: ``[D]``, or ``[S, 1, D]``
+        for seeds."""
+        return self.log_std if self.log_std.dim() == 1 else self.log_std.unsqueeze(-2)
 
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Actions a ~ π(·|s) and their log π(a|s), each ``[B]`` (actions ``[B, D]``)."""
@@ -103,22 +138,22 @@ class ActorCritic(nn.Module):
         """The actions a :meth:`draw` makes and their log π(a|s)."""
         if self.spaces.discrete:
             return draw, categorical_log_prob(head, draw)
-        actions = head + draw * self.log_std.exp()
-        return actions, gaussian_log_prob(actions, head, self.log_std)
+        actions = head + draw * self._log_std().exp()
+        return actions, gaussian_log_prob(actions, head, self._log_std())
 
     def log_prob_and_entropy(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         """log π(a|s) and H(π(·|s)), each ``[B]``, differentiable."""
         head = self.policy_head(observations)
         if self.spaces.discrete:
             return categorical_log_prob(head, actions), categorical_entropy(head)
-        entropy = gaussian_entropy(self.log_std).expand(head.shape[0])
-        return gaussian_log_prob(actions, head, self.log_std), entropy
+        entropy = gaussian_entropy(self._log_std()).expand(head.shape[:-1])
+        return gaussian_log_prob(actions, head, self._log_std()), entropy
 
     def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor | None]:
         """The policy at ``observations`` as its parameters: logits ``[B, A]`` and None, or
         means ``[B, D]`` and log σ ``[D]``; differentiable (detach them to keep an old policy)."""
         head = self.policy_head(observations)
-        return (head, None) if self.spaces.discrete else (head, self.log_std)
+        return (head, None) if self.spaces.discrete else (head, self._log_std())
 
     def kl_from(self, old: tuple[Tensor, Tensor | None], observations: Tensor) -> Tensor:
         """KL(π_old ‖ π_θ) per state, ``[B]``, with π_old as :meth:`distribution` gave it."""

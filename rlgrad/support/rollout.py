@@ -122,27 +122,33 @@ class SeedRollout:
 
     def collect(self, envs, agents, generators, active) -> None:
         """Act with every seed's policy (no gradient) and store T steps. ``agents`` is a
-        :class:`~rlgrad.support.seeded.SeedStack` of agents with ``policy_head``, ``draw``,
+        seed-batched agent (:mod:`rlgrad.support.seeded`) with ``policy_head``, ``draw``,
         ``act`` and ``clip_actions``; seed s draws from ``generators[s]``; ``active`` ([S] bool,
         NumPy) says which seeds still train."""
-        template = agents.template
+        training = torch.as_tensor(active, device=self.observations.device)[:, None, None]
         for t in range(self.num_steps):
-            observations = envs.observations
-            self.observations[t] = observations
+            # a seed that stopped is not stepped; zeros keep a failed one's NaN out of the batch
+            observations = envs.observations.to(self.observations.device)
+            self.observations[t] = torch.where(training, observations.flatten(2), 0.0).view_as(
+                observations
+            )
             with torch.no_grad():
-                heads = agents.call("policy_head", observations)
+                heads = agents.policy_head(self.observations[t])
                 draws = torch.stack(
-                    [template.draw(heads[s], generators[s]) for s in range(self.num_seeds)]
+                    [agents.draw(heads[s], generators[s]) for s in range(self.num_seeds)]
                 )
-                actions, log_probs = agents.call("act", heads, draws)
-            step = envs.step(agents.call("clip_actions", actions), active)
+                actions, log_probs = agents.act(heads, draws)
+            step = envs.step(agents.clip_actions(actions), active)
             self.actions[t] = actions
             self.log_probs[t] = log_probs
             self.rewards[t] = step.rewards
             self.terminated[t] = step.terminated
             self.truncated[t] = step.truncated
             self.valid[t] = step.valid
-        self.observations[self.num_steps] = envs.observations
+        last = envs.observations.to(self.observations.device)
+        self.observations[self.num_steps] = torch.where(
+            training, last.flatten(2), 0.0
+        ).view_as(last)
 
     def gae(self, agents, gamma: float, lam: float, active) -> tuple[Tensor, Tensor, Tensor]:
         """V(s_t), the GAE(λ) advantages and the λ-returns A_t + V(s_t), each ``[T, S, N]``.
@@ -151,7 +157,7 @@ class SeedRollout:
         T, S, N = self.num_steps, self.num_seeds, self.num_envs
         with torch.no_grad():  # seed-major for the stacked agent: [S, (T+1)·N, *obs]
             per_seed = self.observations.transpose(0, 1).flatten(1, 2)
-            all_values = agents.call("value", per_seed).view(S, T + 1, N).transpose(0, 1)
+            all_values = agents.value(per_seed).view(S, T + 1, N).transpose(0, 1)
         training = torch.as_tensor(active, device=all_values.device)[:, None]  # [S, 1]
         all_values = torch.where(training, all_values, 0.0)
         values, next_values = all_values[:-1], all_values[1:]

@@ -45,6 +45,7 @@ from rlgrad.support.run_format import (
     write_config,
     write_summary,
 )
+from rlgrad.support.seeded import non_finite_seeds, zero_seed
 
 
 class TrainingError(RuntimeError):
@@ -519,9 +520,13 @@ class SeedRuns:
         try:
             self.runs[seed_index].fail(quantity, value)
         except TrainingError as error:
-            self.failed[seed_index] = True
-            self.failures[seed_index] = str(error)
-            print(f"rlgrad: seed {self.runs[seed_index].config.seed}: {error}", file=sys.stderr)
+            self._failed(seed_index, error)
+
+    def _failed(self, seed_index: int, error: TrainingError) -> None:
+        self.failed[seed_index] = True
+        self.failures[seed_index] = str(error)
+        zero_seed(self.agents, seed_index)  # its NaN must not reach the batched formulas
+        print(f"rlgrad: seed {self.runs[seed_index].config.seed}: {error}", file=sys.stderr)
 
     def fail_non_finite(self, quantity: str, values: torch.Tensor, seed_axis: int = 0) -> None:
         """Fail every active seed whose slice of ``values`` holds a NaN or an infinity (one host
@@ -536,7 +541,7 @@ class SeedRuns:
         """Each active seed's :meth:`Run.end_iteration`, with ``metrics[s]`` its row's metrics;
         the evaluations that are due are made together."""
         active = self.active
-        for s in np.flatnonzero(active & self.agents.non_finite_seeds().cpu().numpy()):
+        for s in np.flatnonzero(active & non_finite_seeds(self.agents).cpu().numpy()):
             self.fail(s, "a parameter", "non-finite")
         active = np.flatnonzero(self.active)
         for s in active:
@@ -547,20 +552,18 @@ class SeedRuns:
             try:
                 self.runs[s].record(metrics[s], returns.get(s))
             except TrainingError as error:
-                self.failed[s] = True
-                self.failures[s] = str(error)
-                print(f"rlgrad: seed {self.runs[s].config.seed}: {error}", file=sys.stderr)
+                self._failed(s, error)
         if self.bar is not None:
             self._update_bar()
 
     def evaluate(self, seed_indices: list[int]) -> dict[int, np.ndarray]:
         """The evaluation returns of the given seeds, ``{seed index: [episodes]}``."""
-        template = self.agents.template
-        index = torch.as_tensor(seed_indices)
+        device = next(self.agents.parameters()).device
 
         def act(observations: torch.Tensor) -> np.ndarray:  # [len(seed_indices), E, *obs]
-            actions = self.agents.call("mode", observations, seeds=index)
-            return template.env_actions(actions.cpu())
+            every_seed = torch.zeros(len(self.runs), *observations.shape[1:], device=device)
+            every_seed[seed_indices] = observations.to(device)
+            return self.agents.env_actions(self.agents.mode(every_seed)[seed_indices])
 
         envs = [self.runs[s].env for s in seed_indices]
         normalize = envs[0].normalize_obs

@@ -37,7 +37,6 @@ from rlgrad import _checks
 from rlgrad.errors import BadInputError
 from rlgrad.policy import clip_fraction
 from rlgrad.returns import normalize_advantages
-from rlgrad.support.seeded import MethodCall
 from rlgrad.trust_region import (
     fisher_vector_product,
     hessian_vector_product,
@@ -78,12 +77,24 @@ def snapshot(agent: nn.Module, every: int, update: int) -> Tensor | None:
     return policy_vector(agent)
 
 
+class _Method(nn.Module):
+    """An agent's method as a forward, so that functional_call can run it with other parameter
+    values: ``_Method(agent)("kl_from", old, states)`` is ``agent.kl_from(old, states)``."""
+
+    def __init__(self, agent: nn.Module):
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, method: str, *args):
+        return getattr(self.agent, method)(*args)
+
+
 class _Line:
     """The policy on the line θ_old + tΔθ: its parameters at a scale t, and its methods there."""
 
     def __init__(self, agent: nn.Module, old_vector: Tensor, step: Tensor):
         named = policy_parameters(agent)
-        self.method, self.names = MethodCall(agent), [f"agent.{name}" for name in named]
+        self.method, self.names = _Method(agent), [f"agent.{name}" for name in named]
         self.shapes = [p.shape for p in named.values()]
         self.old_vector, self.step = old_vector, step
 

@@ -18,7 +18,7 @@ from rlgrad.support.envs import SeedEnvs, Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
 from rlgrad.support.runs import Run, SeedRuns, default_run_dir
 from rlgrad.support.seed_adam import SeedAdam, clip_grad_norms
-from rlgrad.support.seeded import SeedGenerators, SeedSlice, SeedStack, build_seeded
+from rlgrad.support.seeded import SeedGenerators, SeedSlice, build_seeded
 
 
 def seed_everything(seed: int, threads: int, device: torch.device | None = None) -> torch.Generator:
@@ -72,8 +72,12 @@ def make_env(config: RunConfig) -> VectorEnv:
     )
 
 
-def make_actor_critic(config: PolicyConfig, spaces: Spaces, critic: bool = True) -> ActorCritic:
-    return ActorCritic(spaces, config.hidden_sizes, config.activation, config.log_std_init, critic)
+def make_actor_critic(
+    config: PolicyConfig, spaces: Spaces, critic: bool = True, seeds: int | None = None
+) -> ActorCritic:
+    return ActorCritic(
+        spaces, config.hidden_sizes, config.activation, config.log_std_init, critic, seeds
+    )
 
 
 def adam(parameters, **options) -> torch.optim.Adam:
@@ -238,7 +242,7 @@ class SeedSetup(NamedTuple):
 
     runs: SeedRuns
     envs: SeedEnvs
-    agents: SeedStack
+    agents: torch.nn.Module  # seed-batched: every parameter [S, ...]
     optimizer: SeedAdam
     generators: SeedGenerators  # seed s's actions and minibatches come from generators[s]
 
@@ -279,7 +283,7 @@ def start_seeds(
     seed_configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
     envs = SeedEnvs([make_env(seed_config) for seed_config in seed_configs])
     try:
-        agents = build_seeded(lambda: build_agent(config, envs.spaces), seeds).to(on)
+        agents = build_seeded(lambda n: build_agent(config, envs.spaces, n), seeds).to(on)
     except ValueError:
         envs.close()
         raise

@@ -26,7 +26,7 @@ from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import SeedRollout
 from rlgrad.support.runs import History, TrainingError
-from rlgrad.support.seeded import per_seed
+from rlgrad.support.seeded import seed_agent
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "ppo"
@@ -82,8 +82,8 @@ def check(config: Config) -> None:
         )
 
 
-def build_agent(config: Config, spaces):
-    return training.make_actor_critic(config, spaces)
+def build_agent(config: Config, spaces, seeds: int | None = None):
+    return training.make_actor_critic(config, spaces, seeds=seeds)
 
 
 def make_optimizer(config: Config, agents) -> training.SeedAdam:
@@ -128,6 +128,9 @@ def train_seeds(
         **run_options,
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
+
+    def single_agent():  # the one seed's agent as an ordinary module, for the Taylor diagnostics
+        return seed_agent(agents, 0, lambda seeds: build_agent(config, envs.spaces, seeds))
     S = len(seeds)
     device = setup.generators[0].device
     rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces, device)
@@ -166,7 +169,7 @@ def train_seeds(
             stepping = torch.as_tensor(active, device=device)
             # θ_old, when this update's Taylor diagnostics are due (else None)
             policy_before = (
-                taylor.snapshot(agents.seed_agent(0), config.taylor_every, runs.runs[0].updates)
+                taylor.snapshot(single_agent(), config.taylor_every, runs.runs[0].updates)
                 if config.taylor_every
                 else None
             )
@@ -188,54 +191,49 @@ def train_seeds(
                     def take(tensor, batch=batch):  # [S, samples, ...] -> [S, B, ...]
                         return tensor[seed_rows, batch]
 
-                    log_probs, entropy = agents.call(
-                        "log_prob_and_entropy", take(observations), take(actions)
+                    log_probs, entropy = agents.log_prob_and_entropy(
+                        take(observations), take(actions)
                     )
-                    kl = per_seed(approx_kl, log_probs.detach(), take(old_log_probs), mask=in_batch)
+                    # per seed: every reduction runs over dim 1, the samples of each seed's row
+                    old, kept = take(old_log_probs), in_batch
+                    kl = approx_kl(log_probs.detach(), old, mask=kept, dim=1)
                     if config.target_kl is not None:
                         # the policy moved far enough: this seed's update ends
                         stepping &= ~(updating & (kl > 1.5 * config.target_kl))
                         updating &= stepping
                     batch_advantages = take(flat_advantages)
                     if config.normalize_advantages:
-                        enough = in_batch.sum(dim=1, keepdim=True) > 1
-                        normalized = per_seed(normalize_advantages, batch_advantages, mask=in_batch)
+                        normalized = normalize_advantages(batch_advantages, mask=kept, dim=1)
+                        enough = kept.sum(dim=1, keepdim=True) > 1  # a lone sample stays as is
                         batch_advantages = torch.where(enough, normalized, batch_advantages)
-                    policy_loss = per_seed(
-                        ppo_clip_loss,
-                        log_probs,
-                        take(old_log_probs),
-                        batch_advantages,
-                        clip_eps=config.clip_eps,
-                        mask=in_batch,
+                    policy_loss = ppo_clip_loss(
+                        log_probs, old, batch_advantages, config.clip_eps, mask=kept, dim=1
                     )
-                    critic_loss = per_seed(
-                        value_loss,
-                        agents.call("value", take(observations)),
+                    critic_loss = value_loss(
+                        agents.value(take(observations)),
                         take(flat_returns),
                         take(old_values) if config.clip_value_eps is not None else None,
-                        clip_eps=config.clip_value_eps,
-                        mask=in_batch,
+                        config.clip_value_eps,
+                        mask=kept,
+                        dim=1,
                     )
-                    mean_entropy = per_seed(masked_mean, entropy, in_batch)
+                    mean_entropy = masked_mean(entropy, kept, dim=1)
                     loss = (
                         policy_loss
                         + config.vf_coef * critic_loss
-                        + per_seed(entropy_loss, mean_entropy, ent_coef=config.ent_coef)
+                        + entropy_loss(mean_entropy, config.ent_coef)
                     )
                     grad_norm = training.seed_gradient_step(
                         runs, setup.optimizer, loss, config.max_grad_norm, updating
                     )
-                    ratios = torch.exp(log_probs.detach() - take(old_log_probs))
+                    ratios = torch.exp(log_probs.detach() - old)
                     means.add(
                         updating,
                         policy_loss=policy_loss,
                         value_loss=critic_loss,
                         entropy=mean_entropy,
                         approx_kl=kl,
-                        clip_fraction=per_seed(
-                            clip_fraction, ratios, clip_eps=config.clip_eps, mask=in_batch
-                        ),
+                        clip_fraction=clip_fraction(ratios, config.clip_eps, mask=kept, dim=1),
                         grad_norm=grad_norm,
                     )
                     minibatches += updating
@@ -246,10 +244,9 @@ def train_seeds(
             # between taylor_every)
             diagnosed = {}
             if config.taylor_every:
-                seed_agent = agents.seed_agent(0)
                 kept = usable[0]
                 diagnosed = taylor.diagnostics(
-                    seed_agent,
+                    single_agent(),
                     policy_before,
                     observations[0, kept],
                     actions[0, kept],
@@ -261,7 +258,7 @@ def train_seeds(
         # 4. log, evaluate and checkpoint, each seed in its own run directory
         enough = (valid.sum(dim=1) > 1).tolist()
         minibatch_counts = minibatches.tolist()
-        explained = per_seed(explained_variance, old_values, flat_returns, mask=valid).tolist()
+        explained = explained_variance(old_values, flat_returns, mask=valid, dim=1).tolist()
         explained = [e if enough[s] and active[s] else None for s, e in enumerate(explained)]
         runs.end_iteration(
             config.num_steps * config.num_envs,
