@@ -16,7 +16,6 @@ from rlgrad.support.seeded import (
     build_seeded,
     load_seed_state_dict,
     non_finite_seeds,
-    parse_seeds,
     seed_agent,
     seed_state_dict,
     zero_seed,
@@ -32,16 +31,6 @@ def single(spaces, seed, hidden_sizes=(8, 8), **options):
     """Seed ``seed``'s agent as a single-seed run builds it."""
     torch.manual_seed(seed)
     return ActorCritic(spaces, hidden_sizes, "tanh", **options)
-
-
-def test_parse_seeds_ranges_lists_and_errors():
-    assert parse_seeds("0-3") == [0, 1, 2, 3]
-    assert parse_seeds("5") == [5]
-    assert parse_seeds("1,5,9") == [1, 5, 9]
-    assert parse_seeds("0-2, 10-11") == [0, 1, 2, 10, 11]
-    for bad in ("", "a-b", "3-1", "1,1", "1-2-3"):
-        with pytest.raises(BadInputError, match="--seeds"):
-            parse_seeds(bad)
 
 
 @pytest.mark.parametrize("spaces", [DISCRETE, BOX], ids=["categorical", "gaussian"])

@@ -24,36 +24,10 @@ train beside it.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import Tensor, nn
 
 from rlgrad.errors import BadInputError
-
-
-def parse_seeds(text: str) -> list[int]:
-    """Seeds from the command line: ``"0-63"``, ``"1,5,9"``, ``"0-3,10"`` or ``"7"``.
-
-    >>> parse_seeds("0-3,10")
-    [0, 1, 2, 3, 10]
-    """
-    seeds: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        matched = re.fullmatch(r"(-?\d+)(?:\s*-\s*(-?\d+))?", part)
-        if matched is None:
-            raise BadInputError(
-                f"--seeds: expected seeds such as 0-63, 1,5,9 or 0-3,10; got {text!r}"
-            )
-        first = int(matched.group(1))
-        last = int(matched.group(2)) if matched.group(2) is not None else first
-        if last < first:
-            raise BadInputError(f"--seeds: the range {part!r} runs backwards")
-        seeds.extend(range(first, last + 1))
-    if len(set(seeds)) != len(seeds):
-        raise BadInputError(f"--seeds: each seed once; got {text!r}")
-    return seeds
 
 
 def build_seeded(build, seeds: list[int]) -> nn.Module:

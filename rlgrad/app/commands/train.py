@@ -117,7 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
     trainer = registry.module(algorithm)
     seeds = getattr(args, "seeds", None)
     if seeds is not None:
-        from rlgrad.support.seeded import parse_seeds
+        from rlgrad.app.sweep import parse_seeds
 
         if given("seed") is not None:
             raise BadInputError("give either --seed or --seeds")
