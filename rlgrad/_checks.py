@@ -252,7 +252,7 @@ def sample_mask(fn: str, mask: object, ref_name: str, ref: Tensor, at_least: int
     result (0 for a mean) for a row that keeps too few.
     """
     mask = flags(fn, "mask", mask, ref_name, ref)
-    if not batched(mask):
+    if at_least and not batched(mask):  # at_least = 0 skips the count and its host sync
         kept = int(mask.sum())
         if kept < at_least:
             raise BadInputError(
@@ -260,6 +260,37 @@ def sample_mask(fn: str, mask: object, ref_name: str, ref: Tensor, at_least: int
                 f"{kept} of {mask.numel()}"
             )
     return mask
+
+
+def reduction(
+    fn: str, dim: object, mask: object, ref_name: str, ref: Tensor, at_least: int = 1
+) -> tuple[int | None, Tensor | None]:
+    """The axis a formula reduces over and the mask it reduces with, checked.
+
+    ``dim`` None: the whole tensor, and ``mask`` (if any) as :func:`sample_mask`, which refuses a
+    mask keeping fewer than ``at_least`` samples. An integer ``dim`` must be an axis of ``ref``
+    (negative counts from the end) and comes back in [0, rank). Then nothing is refused for
+    counts: each row along ``dim`` may keep a different number of samples, and one that keeps
+    fewer than ``at_least`` gets the formula's finite value for it. Without a mask, an axis
+    shorter than ``at_least`` gets an all-True mask, so that the masked arithmetic gives those
+    values instead of torch's NaN.
+    """
+    if dim is None:
+        return None, None if mask is None else sample_mask(fn, mask, ref_name, ref, at_least)
+    if isinstance(dim, bool) or not isinstance(dim, Integral):
+        raise TypeError(f"{fn}(): 'dim' must be an integer or None; got {type(dim).__name__}")
+    rank = ref.dim()
+    if not -rank <= dim < rank:
+        raise BadInputError(
+            f"{fn}(): 'dim' must be an axis of '{ref_name}' of shape {tuple(ref.shape)}, in "
+            f"[{-rank}, {rank}); got {dim}"
+        )
+    dim = int(dim) % rank
+    if mask is not None:
+        return dim, sample_mask(fn, mask, ref_name, ref, at_least=0)
+    if ref.shape[dim] < at_least:
+        return dim, torch.ones_like(ref, dtype=torch.bool)
+    return dim, None
 
 
 def rank_at_least(fn: str, name: str, x: Tensor, rank: int, layout: str) -> None:

@@ -15,11 +15,17 @@ import torch
 from torch import Tensor
 
 
+def _sum(x: Tensor, dim: int | None) -> Tensor:
+    """Σ over all entries (0-dim), or over ``dim`` keeping it as an axis of size 1."""
+    return x.sum() if dim is None else x.sum(dim=dim, keepdim=True)
+
+
 def mean(x: Tensor, mask: Tensor | None, dim: int | None = None) -> Tensor:
     """Σ x·m / max(Σ m, 1), or ``x.mean()`` without a mask; for inputs already checked.
 
-    ``x`` must be finite where ``mask`` is 0 (0·inf is NaN): the formulas pass it through
-    :func:`zero_outside` first.
+    With ``dim`` the sums run over that axis only and the result is ``x`` without it; a row that
+    keeps nothing gives 0 (0 / 1), with a gradient of 0. ``x`` must be finite where ``mask`` is 0
+    (0·inf is NaN): the formulas pass it through :func:`zero_outside` first.
     """
     if mask is None:
         return x.mean() if dim is None else x.mean(dim=dim)
@@ -41,16 +47,18 @@ def zero_outside(mask: Tensor | None, *xs: Tensor) -> tuple[Tensor, ...]:
     return tuple(torch.where(mask, x, 0.0) for x in xs)
 
 
-def var(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def var(x: Tensor, mask: Tensor, dim: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The sample variance over the kept entries, Σ m (x − μ)² / (Σ m − 1), μ = Σ m x / Σ m.
 
     Returns ``(variance, centered, enough)``: ``centered`` is x − μ on the kept entries and 0
-    elsewhere, ``enough`` a 0-dim bool, Σ m ≥ 2. Where there are fewer than 2 the variance is
-    set to 1, so that dividing by it or taking its square root stays finite, value and gradient.
+    elsewhere, ``enough`` is Σ m ≥ 2. Where there are fewer than 2 the variance is set to 1, so
+    that dividing by it or taking its square root stays finite, value and gradient. Without
+    ``dim`` the sums are over every entry and ``variance`` and ``enough`` are 0-dim; with ``dim``
+    they are per row, and keep ``dim`` as an axis of size 1 so that they broadcast against ``x``.
     ``x`` must be finite where ``mask`` is 0 (:func:`zero_outside`).
     """
-    count = mask.sum().to(x.dtype)
+    count = _sum(mask, dim).to(x.dtype)
     enough = count >= 2
-    centered = torch.where(mask, x - mean(x, mask), 0.0)
-    sum_of_squares = centered.square().sum()
+    centered = torch.where(mask, x - _sum(x * mask.to(x.dtype), dim) / count.clamp(min=1.0), 0.0)
+    sum_of_squares = _sum(centered.square(), dim)
     return torch.where(enough, sum_of_squares / (count - 1).clamp(min=1.0), 1.0), centered, enough

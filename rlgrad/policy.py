@@ -11,6 +11,14 @@ different mask per row. Masked-out entries reach neither the result nor the grad
 exactly 0), whatever finite value they hold; outside vmap they are checked for NaN and inf like
 every other entry, under vmap not even a NaN there changes anything. Outside vmap a mask that
 keeps no sample is refused; under vmap such a row gives 0.
+
+The same functions take ``dim``, for many seeds trained at once without vmap: the inputs are
+``[S, B]`` (seed first) and ``dim=1`` (or −1) gives one mean per seed, ``[S]``. Any rank works:
+the result is the input's shape without ``dim`` (``[S, B, K]`` with ``dim=1`` gives ``[S, K]``).
+With a mask too, row s of the result is the call on that row's kept samples,
+``f(x[s][mask[s]])``, and a row that keeps none gives 0 with a gradient of 0 (an inactive
+seed); nothing is refused for counts. NaN and inf are refused in every entry, kept or not,
+outside vmap, as without ``dim``; the error's index names the seed.
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ def _pair(fn: str, first: str, x: object, second: str, y: object) -> tuple[Tenso
 
 
 def policy_gradient_loss(
-    log_probs: Tensor, advantages: Tensor, *, mask: Tensor | None = None
+    log_probs: Tensor, advantages: Tensor, *, mask: Tensor | None = None, dim: int | None = None
 ) -> Tensor:
     """The REINFORCE / actor-critic loss, L = −mean(Â_t · log π_θ(a_t | s_t)).
 
     With a mask m the mean is over the kept samples: L = −Σ_t m_t Â_t log π_θ(a_t|s_t) / Σ_t m_t.
+    With ``dim`` the sums run over that axis only, one loss per row (0 for a row keeping none).
 
     Its gradient, −mean(Â_t ∇ log π_θ(a_t | s_t)), is minus the sampled policy gradient of the
     policy gradient theorem (Williams 1992; Sutton et al. 2000): descending L raises the
@@ -43,9 +52,11 @@ def policy_gradient_loss(
         advantages: ``[*B]`` Â_t (or G_t); detached here.
         mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
             ``x[mask]``; see the module docstring), or None for all.
+        dim: the axis of ``[*B]`` to average over (e.g. 1 for ``[S, B]``), one result per
+            row; None for all of them.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
     Example (log π = log 0.5 and Â = 2 give −(2 · −0.6931) = 1.3863):
         >>> policy_gradient_loss(torch.tensor([0.5]).log(), torch.tensor([2.0]))
@@ -53,11 +64,11 @@ def policy_gradient_loss(
     """
     fn = "policy_gradient_loss"
     log_probs, advantages = _pair(fn, "log_probs", log_probs, "advantages", advantages)
-    _checks.non_empty(fn, "log_probs", log_probs)
-    if mask is not None:
-        mask = _checks.sample_mask(fn, mask, "log_probs", log_probs)
+    if dim is None:
+        _checks.non_empty(fn, "log_probs", log_probs)
+    dim, mask = _checks.reduction(fn, dim, mask, "log_probs", log_probs)
     log_probs, advantages = _masks.zero_outside(mask, log_probs, advantages)
-    return -_masks.mean(advantages.detach() * log_probs, mask)
+    return -_masks.mean(advantages.detach() * log_probs, mask, dim)
 
 
 def ppo_objective(
@@ -104,11 +115,13 @@ def ppo_clip_loss(
     clip_eps: float = 0.2,
     *,
     mask: Tensor | None = None,
+    dim: int | None = None,
 ) -> Tensor:
     """PPO's policy loss, L = −mean(min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε) Â_t)),
     with r_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t)).
 
-    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t.
+    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t. With ``dim`` the sums
+    run over that axis only, one loss per row (0 for a row keeping none).
 
     At r = 1 (the first epoch on fresh data) its gradient equals that of
     :func:`policy_gradient_loss`; inside the clip range it is the importance-weighted policy
@@ -121,40 +134,55 @@ def ppo_clip_loss(
         clip_eps: ε > 0.
         mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
             ``x[mask]``; see the module docstring), or None for all.
+        dim: the axis of ``[*B]`` to average over (e.g. 1 for ``[S, B]``), one result per
+            row; None for all of them.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
     Example (ratio e^0.1 ≈ 1.105 inside the range: L = −1.105·2):
         >>> ppo_clip_loss(torch.tensor([0.1]), torch.tensor([0.0]), torch.tensor([2.0]))
         tensor(-2.2103)
+
+    Two seeds, one loss each (seed 0: −(1.105·2 + 1·1)/2 = −1.605; seed 1 keeps only its first
+    sample, r = 1 and Â = 3, so −3; its masked-out r = e⁵ would have counted as −1.2·9):
+        >>> log_probs = torch.tensor([[0.1, 0.0], [0.0, 5.0]])
+        >>> advantages = torch.tensor([[2.0, 1.0], [3.0, 9.0]])
+        >>> mask = torch.tensor([[True, True], [True, False]])
+        >>> ppo_clip_loss(log_probs, torch.zeros(2, 2), advantages, mask=mask, dim=1)
+        tensor([-1.6052, -3.0000])
     """
     fn = "ppo_clip_loss"
     log_probs, old_log_probs = _pair(fn, "log_probs", log_probs, "old_log_probs", old_log_probs)
     advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
-    _checks.non_empty(fn, "log_probs", log_probs)
-    if mask is not None:
-        mask = _checks.sample_mask(fn, mask, "log_probs", log_probs)
+    if dim is None:
+        _checks.non_empty(fn, "log_probs", log_probs)
+    dim, mask = _checks.reduction(fn, dim, mask, "log_probs", log_probs)
     log_probs, old_log_probs, advantages = _masks.zero_outside(
         mask, log_probs, old_log_probs, advantages
     )
     ratios = torch.exp(log_probs - old_log_probs.detach())
-    return -_masks.mean(ppo_objective(ratios, advantages, clip_eps), mask)
+    return -_masks.mean(ppo_objective(ratios, advantages, clip_eps), mask, dim)
 
 
-def clip_fraction(ratios: Tensor, clip_eps: float, *, mask: Tensor | None = None) -> Tensor:
+def clip_fraction(
+    ratios: Tensor, clip_eps: float, *, mask: Tensor | None = None, dim: int | None = None
+) -> Tensor:
     """The fraction of samples outside the clip range, mean(|r_t − 1| > ε): a PPO diagnostic.
 
-    With a mask m, the fraction of the kept samples: Σ_t m_t [|r_t − 1| > ε] / Σ_t m_t.
+    With a mask m, the fraction of the kept samples: Σ_t m_t [|r_t − 1| > ε] / Σ_t m_t. With
+    ``dim`` the sums run over that axis only, one fraction per row (0 for a row keeping none).
 
     Args:
         ratios: ``[*B]``, at least one element.
         clip_eps: ε > 0.
         mask: ``[*B]`` bool or 0/1, the samples to count (as ``ratios[mask]``), or None for all.
+        dim: the axis of ``[*B]`` to average over (e.g. 1 for ``[S, B]``), one result per
+            row; None for all of them.
 
     Returns:
-        A 0-dim tensor in [0, 1], without gradient.
+        A 0-dim tensor in [0, 1], or ``[*B]`` without ``dim``; without gradient.
 
     Example:
         >>> clip_fraction(torch.tensor([0.7, 0.9, 1.0, 1.3]), clip_eps=0.2)
@@ -163,17 +191,20 @@ def clip_fraction(ratios: Tensor, clip_eps: float, *, mask: Tensor | None = None
     fn = "clip_fraction"
     ratios = _checks.floats(fn, "ratios", ratios)
     clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
-    _checks.non_empty(fn, "ratios", ratios)
-    if mask is not None:
-        mask = _checks.sample_mask(fn, mask, "ratios", ratios)
+    if dim is None:
+        _checks.non_empty(fn, "ratios", ratios)
+    dim, mask = _checks.reduction(fn, dim, mask, "ratios", ratios)
     (ratios,) = _masks.zero_outside(mask, ratios.detach())
-    return _masks.mean(((ratios - 1.0).abs() > clip_eps).to(ratios.dtype), mask)
+    return _masks.mean(((ratios - 1.0).abs() > clip_eps).to(ratios.dtype), mask, dim)
 
 
-def approx_kl(log_probs: Tensor, old_log_probs: Tensor, *, mask: Tensor | None = None) -> Tensor:
+def approx_kl(
+    log_probs: Tensor, old_log_probs: Tensor, *, mask: Tensor | None = None, dim: int | None = None
+) -> Tensor:
     """An estimate of KL(π_old ‖ π_θ) from samples of π_old: mean((r − 1) − log r).
 
-    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t.
+    With a mask m the mean is over the kept samples, Σ_t m_t(·) / Σ_t m_t. With ``dim`` the sums
+    run over that axis only, one estimate per row (0 for a row keeping none).
 
     With log r = log π_θ − log π_old. Each term is ≥ 0 (since log r ≤ r − 1) and the estimator is
     unbiased with low variance (Schulman's "k3"); PPO trainers compare it with a target KL to stop
@@ -184,9 +215,11 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor, *, mask: Tensor | None =
         old_log_probs: ``[*B]`` log π_old(a_t|s_t).
         mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
             ``x[mask]``; see the module docstring), or None for all.
+        dim: the axis of ``[*B]`` to average over (e.g. 1 for ``[S, B]``), one result per
+            row; None for all of them.
 
     Returns:
-        A 0-dim tensor ≥ 0.
+        A 0-dim tensor ≥ 0, or ``[*B]`` without ``dim``.
 
     Example (log r = 0.1: (e^0.1 − 1) − 0.1 = 0.00517):
         >>> x = torch.tensor([0.1], dtype=torch.float64)
@@ -195,12 +228,12 @@ def approx_kl(log_probs: Tensor, old_log_probs: Tensor, *, mask: Tensor | None =
     """
     fn = "approx_kl"
     log_probs, old_log_probs = _pair(fn, "log_probs", log_probs, "old_log_probs", old_log_probs)
-    _checks.non_empty(fn, "log_probs", log_probs)
-    if mask is not None:
-        mask = _checks.sample_mask(fn, mask, "log_probs", log_probs)
+    if dim is None:
+        _checks.non_empty(fn, "log_probs", log_probs)
+    dim, mask = _checks.reduction(fn, dim, mask, "log_probs", log_probs)
     log_probs, old_log_probs = _masks.zero_outside(mask, log_probs, old_log_probs)
     log_ratios = log_probs - old_log_probs
-    return _masks.mean(torch.expm1(log_ratios) - log_ratios, mask)
+    return _masks.mean(torch.expm1(log_ratios) - log_ratios, mask, dim)
 
 
 def clipped_fractions(

@@ -384,9 +384,9 @@ def _over_s(eps: float, s: Tensor) -> Tensor:
 
 
 def normalize_advantages(
-    advantages: Tensor, eps: float = 1e-8, *, mask: Tensor | None = None
+    advantages: Tensor, eps: float = 1e-8, *, mask: Tensor | None = None, dim: int | None = None
 ) -> Tensor:
-    """Batch-normalized advantages, (A − mean(A)) / (std(A) + ε), over all elements.
+    """Batch-normalized advantages, (A − mean(A)) / (std(A) + ε), over all elements or ``dim``.
 
     With a mask m the mean and std are over the kept entries and the masked-out ones give 0:
 
@@ -396,6 +396,12 @@ def normalize_advantages(
     values the masked-out entries hold (they get no gradient). Outside vmap a mask must keep at
     least 2 entries; under ``torch.func.vmap`` a row that keeps fewer gives 0 everywhere.
 
+    With ``dim`` (many seeds at once, ``[S, B]`` with ``dim=1``) μ and σ are per row, the sums
+    running over that axis only: row s of the result is the call on that row's kept entries
+    (placed back, 0 elsewhere), and a row with fewer than 2 (kept, or along ``dim`` without a
+    mask) is all 0 with a gradient of 0, also outside vmap; nothing is refused for counts. NaN
+    and inf are refused in every entry outside vmap, kept or not.
+
     std is the sample standard deviation (Bessel-corrected), as in Stable-Baselines3 and CleanRL.
     Rescaling keeps the policy step size independent of the reward scale; centring acts as an
     extra baseline. Unlike :func:`group_advantages` it keeps the plain formula: it runs on every
@@ -403,10 +409,12 @@ def normalize_advantages(
     squares overflow.
 
     Args:
-        advantages: any shape, at least 2 elements.
+        advantages: any shape; at least 2 elements when ``dim`` is None.
         eps: ε ≥ 0 in the denominator.
         mask: bool or 0/1 of the shape of ``advantages``, the entries to normalize over, or None
             for all.
+        dim: the axis to normalize along (e.g. 1 for ``[S, B]``), each row on its own; None
+            for all entries together.
 
     Returns:
         The shape of ``advantages``.
@@ -418,16 +426,19 @@ def normalize_advantages(
     fn = "normalize_advantages"
     advantages = _checks.floats(fn, "advantages", advantages)
     eps = _checks.non_negative(fn, "eps", eps)
-    if advantages.numel() < 2:
+    if dim is None and advantages.numel() < 2:
         raise BadInputError(
             f"{fn}(): 'advantages' needs at least 2 elements for a standard deviation; "
             f"got shape {tuple(advantages.shape)}"
         )
+    dim, mask = _checks.reduction(fn, dim, mask, "advantages", advantages, at_least=2)
     if mask is None:
-        return (advantages - advantages.mean()) / (advantages.std() + eps)
-    mask = _checks.sample_mask(fn, mask, "advantages", advantages, at_least=2)
+        if dim is None:
+            return (advantages - advantages.mean()) / (advantages.std() + eps)
+        mean = advantages.mean(dim=dim, keepdim=True)
+        return (advantages - mean) / (advantages.std(dim=dim, keepdim=True) + eps)
     (advantages,) = _masks.zero_outside(mask, advantages)
-    variance, centered, enough = _masks.var(advantages, mask)
+    variance, centered, enough = _masks.var(advantages, mask, dim)
     return torch.where(mask & enough, centered / (variance.sqrt() + eps), 0.0)
 
 

@@ -21,6 +21,7 @@ def value_loss(
     clip_eps: float | None = None,
     *,
     mask: Tensor | None = None,
+    dim: int | None = None,
 ) -> Tensor:
     """The critic's regression loss, L = mean(½(V(s_t) − G_t)²).
 
@@ -33,23 +34,32 @@ def value_loss(
     outside vmap, as anywhere). Outside vmap a mask that keeps no sample is refused; under
     ``torch.func.vmap`` such a row gives 0.
 
+    With ``dim`` (many seeds at once, ``[S, B]`` with ``dim=1``) the mean runs over that axis
+    only, one loss per row: row s is the loss of that row's kept samples, and a row keeping none
+    gives 0 with a gradient of 0, also outside vmap (nothing is refused for counts). NaN and inf
+    are refused in every entry outside vmap, kept or not, as without ``dim``.
+
     Args:
         values: ``[*B]`` V(s_t), differentiable.
         returns: ``[*B]`` targets G_t; detached here.
         old_values: ``[*B]`` V_old(s_t) at collection time, or None; detached here.
         clip_eps: ε > 0, given together with ``old_values``.
         mask: ``[*B]`` bool or 0/1, the samples to average over (the result of the call on
-            ``x[mask]``; see the module docstring), or None for all.
+            ``x[mask]``), or None for all.
+        dim: the axis of ``[*B]`` to average over (e.g. 1 for ``[S, B]``), one loss per row;
+            None for all of them.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
     Example (½((1 − 3)² + (2 − 2)²)/2 = 1):
         >>> value_loss(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 2.0]))
         tensor(1.)
     """
     fn = "value_loss"
-    values = _checks.non_empty(fn, "values", _checks.floats(fn, "values", values))
+    values = _checks.floats(fn, "values", values)
+    if dim is None:
+        _checks.non_empty(fn, "values", values)
     returns = _checks.floats(fn, "returns", returns, "values", values).detach()
     if (old_values is None) != (clip_eps is None):
         raise BadInputError(
@@ -60,8 +70,8 @@ def value_loss(
     if old_values is not None:
         old_values = _checks.floats(fn, "old_values", old_values, "values", values).detach()
         clip_eps = _checks.positive(fn, "clip_eps", clip_eps)
+    dim, mask = _checks.reduction(fn, dim, mask, "values", values)
     if mask is not None:
-        mask = _checks.sample_mask(fn, mask, "values", values)
         values, returns = _masks.zero_outside(mask, values, returns)
         if old_values is not None:
             (old_values,) = _masks.zero_outside(mask, old_values)
@@ -69,7 +79,7 @@ def value_loss(
     if old_values is not None:
         clipped = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
         squared = torch.maximum(squared, (clipped - returns) ** 2)
-    return 0.5 * _masks.mean(squared, mask)
+    return 0.5 * _masks.mean(squared, mask, dim)
 
 
 def dqn_targets(
@@ -254,7 +264,9 @@ def semi_gradient_td_update(
         return weights + lr * step
 
 
-def explained_variance(values: Tensor, returns: Tensor, *, mask: Tensor | None = None) -> Tensor:
+def explained_variance(
+    values: Tensor, returns: Tensor, *, mask: Tensor | None = None, dim: int | None = None
+) -> Tensor:
     """How much of the variance of the returns the critic explains: 1 − Var[G − V] / Var[G].
 
     1 is a perfect critic, 0 one no better than a constant, negative one worse than a constant;
@@ -266,13 +278,20 @@ def explained_variance(values: Tensor, returns: Tensor, *, mask: Tensor | None =
     masked-out entries hold. Outside vmap a mask must keep at least 2 samples; under
     ``torch.func.vmap`` a row that keeps fewer gives 0.
 
+    With ``dim`` (many seeds at once, ``[S, B]`` with ``dim=1``) both variances run over that axis
+    only, one value per row: row s is the call on that row's kept samples, and a row with fewer
+    than 2 (kept, or along ``dim`` without a mask) gives 0, also outside vmap; nothing is refused
+    for counts. NaN and inf are refused in every entry outside vmap, kept or not.
+
     Args:
         values: ``[*B]`` V(s_t).
         returns: ``[*B]`` G_t.
         mask: ``[*B]`` bool or 0/1, the samples to compare, or None for all.
+        dim: the axis of ``[*B]`` to compare over (e.g. 1 for ``[S, B]``), one value per row;
+            None for all of them.
 
     Returns:
-        A 0-dim tensor, without gradient.
+        A 0-dim tensor, or ``[*B]`` without ``dim``; without gradient.
 
     Example (G = [0, 2, 4, 6] has sample variance 6.667; G − V = [1, −1, 1, −1] has 1.333, so
     1 − 1.333/6.667 = 0.8):
@@ -283,13 +302,16 @@ def explained_variance(values: Tensor, returns: Tensor, *, mask: Tensor | None =
     fn = "explained_variance"
     values = _checks.floats(fn, "values", values)
     returns = _checks.floats(fn, "returns", returns, "values", values)
+    dim, mask = _checks.reduction(fn, dim, mask, "values", values, at_least=2)
     if mask is None:
-        return (1 - (returns - values).var() / returns.var()).detach()
-    mask = _checks.sample_mask(fn, mask, "values", values, at_least=2)
+        if dim is None:
+            return (1 - (returns - values).var() / returns.var()).detach()
+        return (1 - (returns - values).var(dim=dim) / returns.var(dim=dim)).detach()
     values, returns = _masks.zero_outside(mask, values.detach(), returns.detach())
-    residual_variance, _, enough = _masks.var(returns - values, mask)
-    return_variance, _, _ = _masks.var(returns, mask)
-    return torch.where(enough, 1 - residual_variance / return_variance, 0.0)
+    residual_variance, _, enough = _masks.var(returns - values, mask, dim)
+    return_variance, _, _ = _masks.var(returns, mask, dim)
+    explained = torch.where(enough, 1 - residual_variance / return_variance, 0.0)
+    return explained if dim is None else explained.squeeze(dim)
 
 
 @torch.no_grad()
