@@ -560,7 +560,11 @@ class SeedRuns:
         """The evaluation returns of the given seeds, ``{seed index: [episodes]}``."""
         device = next(self.agents.parameters()).device
 
+        every = len(seed_indices) == len(self.runs)  # as usual: the seeds advance together
+
         def act(observations: torch.Tensor) -> np.ndarray:  # [len(seed_indices), E, *obs]
+            if every:
+                return self.agents.env_actions(self.agents.mode(observations.to(device)))
             every_seed = torch.zeros(len(self.runs), *observations.shape[1:], device=device)
             every_seed[seed_indices] = observations.to(device)
             return self.agents.env_actions(self.agents.mode(every_seed)[seed_indices])

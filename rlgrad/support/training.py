@@ -331,16 +331,18 @@ def seed_gradient_step(
     torch.where(updating, losses, 0.0).sum().backward()
     norms = clip_grad_norms(optimizer.params, max_grad_norm)
     healthy = torch.isfinite(losses) & torch.isfinite(norms)
-    broken = updating & ~healthy
-    if bool(broken.any()):
-        for s in broken.nonzero().flatten().tolist():
+    stepping = updating & healthy
+    # the one host sync: does any seed fail, and do all of them step (Adam's unmasked path)?
+    broken, everyone = torch.stack([(updating & ~healthy).any(), stepping.all()]).tolist()
+    if broken:
+        for s in (updating & ~healthy).nonzero().flatten().tolist():
             quantity, value = (
                 ("the loss", losses[s].item())
                 if not math.isfinite(losses[s].item())
                 else ("the gradient norm", norms[s].item())
             )
             runs.fail(s, quantity, value)
-    optimizer.step(updating & healthy)
+    optimizer.step(None if everyone else stepping)
     return norms
 
 
