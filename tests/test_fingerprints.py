@@ -67,11 +67,15 @@ RUNS = {
 # with training.Means (float64 sums instead of float32 ones): in those runs only the averaged
 # columns (losses, entropy, approx_kl, q_mean, grad_norm) moved, by at most 1.5e-7 relative
 # (float32 rounding); every other column, returns and evaluations included, stayed identical.
+# PPO was re-recorded when it came to train every seed as a slice of one seed-batched network
+# (issue 32): batched matmuls and per-seed masked means sum in another order, so its losses move
+# in the last float32 digits; test_ppo_with_a_seed_axis_matches_the_single_seed_trainer bounds
+# how far from the trainer before that change.
 EXPECTED = {
     "a2c": "d559d6659b7d09c9d36c05d5b555e680b0f11cf0de8f3ab1540b1039615d7cf1",
     "dqn": "376ac26093ef6a54f4c489808ca41f3c1fddec569bab63fa841905b8e773aeba",
     "grpo": "b069a8f905e6b6ec68e56476da68845409d7c282ae2ac1bccdf5e4b63c7675f9",
-    "ppo": "b1d3e088776c997703aab8968646f29846dedefa1b2a22517de6a79c86e81e5f",
+    "ppo": "7ffc4ee80dd917eb1e6f4f95e0fd9bef792aba3d2fd047f3d4b8487b703b2e20",
     "reinforce": "a6a1d161b218650619f0cb569d7eb91c417f82504aba820add9d0aa7c4db7b7c",
     "sac": "43247890eb47b084e9de73fef34dab90aaf4db840cf425b31b1976ffd88c033e",
     "td3": "0b247e3a2216c80c13ab01770117edb550a57632d59993748499951978e75325",
@@ -105,6 +109,42 @@ def test_the_metrics_of_a_tiny_run_match_the_recorded_fingerprint(name, tmp_path
     if name in ("dqn", "sac", "td3"):
         assert history.rows[-1]["total_gradient_steps"] >= 100
     assert fingerprint(tmp_path / "run") == EXPECTED[name]
+
+
+def test_ppo_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
+    """The seed-batched PPO trainer, on one seed, against metrics.csv of the single-seed PPO
+    trainer it replaced (tests/data, written by the code of commit cfd9ada): every episode,
+    evaluation and count identical, every averaged metric within float32 rounding."""
+    train("ppo", tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        now = list(csv.DictReader(handle))
+    with open(Path(__file__).parent / "data" / "ppo_tiny_before_seed_axis.csv", newline="") as f:
+        before = list(csv.DictReader(f))
+    assert len(now) == len(before) == 4
+    exact = (
+        "step",
+        "update",
+        "episode_return_mean",
+        "episode_length_mean",
+        "eval_return_mean",
+        "eval_return_std",
+        "clip_fraction",
+        "lr",
+        "minibatches",
+    )
+    averaged = (
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "grad_norm",
+        "explained_variance",
+    )
+    for row, reference in zip(now, before, strict=True):
+        for name in exact:
+            assert row[name] == reference[name] or float(row[name]) == float(reference[name])
+        for name in averaged:
+            assert float(row[name]) == pytest.approx(float(reference[name]), rel=1e-3, abs=1e-6)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["counters", "legacy"])
