@@ -35,7 +35,7 @@ def saved_config(run_dir: str | Path):
 
 
 def seed_run_dirs(run_dir: str | Path) -> list[Path]:
-    """The seeds' run directories of a ``rlgrad train --seeds`` directory (``seed{s}/``), in
+    """The run directories in a ``rlgrad train --seeds`` directory, one per seed (``seed{s}/``), in
     the order of their seeds; empty for an ordinary run directory."""
     run_dir = Path(run_dir)
     if read_config(run_dir) is not None:

@@ -301,10 +301,21 @@ class SeedAdam:
         no entry for a parameter the seed has never stepped. Reads the step counts to the host
         (meant for checkpoints, not for every step)."""
         self._check_seed("SeedAdam.seed_state()", seed)
-        # torch's own param_group, so that the keys are those of the installed torch version
-        group = torch.optim.Adam([torch.zeros(1)], lr=self.lr, betas=self.betas, eps=self.eps)
-        group = group.state_dict()["param_groups"][0]
-        group["params"] = list(range(len(self.params)))
+        # the group of a plain Adam; torch's Adam fills any key a newer version adds when it
+        # loads this (building one here instead would import torch._dynamo: 1.3 s per process)
+        group = {
+            "lr": self.lr,
+            "betas": self.betas,
+            "eps": self.eps,
+            "weight_decay": 0.0,
+            "amsgrad": False,
+            "maximize": False,
+            "foreach": None,
+            "capturable": False,
+            "differentiable": False,
+            "fused": None,
+            "params": list(range(len(self.params))),
+        }
         step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
         counts = self.step_counts[:, seed].tolist()
         state = {
