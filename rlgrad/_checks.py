@@ -269,7 +269,7 @@ def reduction(
 
     ``dim`` None: the whole tensor, and ``mask`` (if any) as :func:`sample_mask`, which refuses a
     mask keeping fewer than ``at_least`` samples. An integer ``dim`` must be an axis of ``ref``
-    (negative counts from the end) and comes back in [0, rank). Then nothing is refused for
+    (negative counts from the end). Then nothing is refused for
     counts: each row along ``dim`` may keep a different number of samples, and one that keeps
     fewer than ``at_least`` gets the formula's finite value for it. Without a mask, an axis
     shorter than ``at_least`` gets an all-True mask, so that the masked arithmetic gives those
@@ -285,7 +285,7 @@ def reduction(
             f"{fn}(): 'dim' must be an axis of '{ref_name}' of shape {tuple(ref.shape)}, in "
             f"[{-rank}, {rank}); got {dim}"
         )
-    dim = int(dim) % rank
+    dim = int(dim)  # a NumPy integer becomes a Python one, as torch's reductions want
     if mask is not None:
         return dim, sample_mask(fn, mask, ref_name, ref, at_least=0)
     if ref.shape[dim] < at_least:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlgrad import _checks
+
 
 def _sum(x: Tensor, dim: int | None) -> Tensor:
     """Σ over all entries (0-dim), or over ``dim`` keeping it as an axis of size 1."""
@@ -40,11 +42,25 @@ def zero_outside(mask: Tensor | None, *xs: Tensor) -> tuple[Tensor, ...]:
 
     Padding can hold any value, and a formula would turn a large one into inf (exp(1e30)) and
     then 0·inf into NaN, in the value and in the gradient. Replaced before any arithmetic, a
-    masked-out entry, even a NaN, reaches neither; ``torch.where`` sends it a gradient of exactly 0.
+    masked-out entry reaches neither; its gradient is exactly 0.
+
+    Outside vmap the formulas have refused NaN and inf in every entry already, so x·m replaces
+    the padding exactly; on CPU a ``torch.where`` with a bool condition costs about 25 times as
+    much as that product, and these run in every minibatch of every seed. Under vmap nothing is
+    checked and a NaN may sit in the padding (NaN·0 is NaN), so there ``torch.where`` does it.
     """
     if mask is None:
         return xs
-    return tuple(torch.where(mask, x, 0.0) for x in xs)
+    weights = None
+    zeroed = []
+    for x in xs:
+        if _checks.batched(x):
+            zeroed.append(torch.where(mask, x, 0.0))
+            continue
+        if weights is None:
+            weights = mask.to(x.dtype)
+        zeroed.append(x * weights)
+    return tuple(zeroed)
 
 
 def var(x: Tensor, mask: Tensor, dim: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
