@@ -231,6 +231,8 @@ class TorchVectorEnv:
         generator do not move, their reward is 0 and their flags false.
         """
         actions = self.check_actions(actions)
+        some_paused = active is not None and not all(active)
+        rows = self._active_rows(active) if active is not None else None  # [num_envs] bool
         pending = self.reset_pending
         next_state, reward, terminated = self.transition(self.state, actions)
         elapsed = self.elapsed + 1
@@ -247,8 +249,7 @@ class TorchVectorEnv:
         terminated = terminated & ~pending
         truncated = truncated & ~pending
         elapsed = torch.where(pending, torch.zeros_like(elapsed), elapsed)
-        if active is not None and not all(active):
-            rows = self._active_rows(active)  # [num_envs] bool
+        if some_paused:
             next_state = torch.where(rows[:, None], next_state, self.state)
             reward = torch.where(rows, reward, torch.zeros_like(reward))
             terminated, truncated = terminated & rows, truncated & rows

@@ -257,9 +257,10 @@ class TorchSeedEnvs:
         returns = self._episode_returns + rewards
         lengths = self._episode_lengths + valid
         self._ended.append((done, returns, lengths))
-        restart = done | pending
-        self._episode_returns = torch.where(restart, 0.0, returns)
-        self._episode_lengths = torch.where(restart, 0, lengths)
+        # VectorEnv also zeroes them on reset steps; they are zero there already (zeroed at the
+        # done before, and a reset step pays 0 and counts no step)
+        self._episode_returns = torch.where(done, 0.0, returns)
+        self._episode_lengths = torch.where(done, 0, lengths)
         if self.normalize_reward:
             discounted = torch.where(
                 seeds.unsqueeze(1), self._discounted * self.gamma + rewards, self._discounted
