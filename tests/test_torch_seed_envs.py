@@ -199,7 +199,7 @@ def test_finished_holds_each_episodes_raw_return_and_length_as_counted_by_hand()
                 lengths[s, i] += valid[s, i]
                 if done[s, i]:
                     expected[s].append((returns[s, i], lengths[s, i]))
-                if done[s, i] or not valid[s, i] and active[s]:
+                if done[s, i] or (not valid[s, i] and active[s]):
                     returns[s, i], lengths[s, i] = 0.0, 0
     for s in range(2):
         finished = list(envs.envs[s].finished)
@@ -334,7 +334,7 @@ def test_env_backend_is_checked_in_one_line():
     configs.check_run_config(configs.RunConfig(env_backend="torch"))
     with pytest.raises(BadInputError, match="'env_backend' must be gymnasium or torch; got 'jax'"):
         configs.check_run_config(configs.RunConfig(env_backend="jax"))
-    with pytest.raises(BadInputError, match="Acrobot-v1, CartPole-v1.*got env 'LunarLander-v3'"):
+    with pytest.raises(BadInputError, match=r"Acrobot-v1, CartPole-v1.*got env 'LunarLander-v3'"):
         configs.check_run_config(configs.RunConfig(env="LunarLander-v3", env_backend="torch"))
 
 
