@@ -34,7 +34,7 @@ from torch import Tensor
 
 from rlgrad.envs import ENVIRONMENTS, Discrete, TorchVectorEnv, make
 from rlgrad.errors import BadInputError
-from rlgrad.support.envs import SeedStep, Spaces
+from rlgrad.support.envs import SeedStep, Spaces, VectorEnv
 
 NORMALIZED_CLIP = 10.0  # as VectorEnv: normalized observations and rewards lie in [−10, 10]
 VARIANCE_EPSILON = 1e-8
@@ -320,12 +320,9 @@ class TorchSeedEnv:
         self.envs.flush_finished()
         return self.envs._finished[self.seed_index]
 
-    def stats_state(self) -> dict:
-        return {"obs": self.obs_stats.state_dict(), "return": self.return_stats.state_dict()}
-
-    def load_stats_state(self, state: dict) -> None:
-        self.obs_stats.load_state_dict(state["obs"])
-        self.return_stats.load_state_dict(state["return"])
+    # VectorEnv's own: they read and write obs_stats and return_stats, which this view has too
+    stats_state = VectorEnv.stats_state
+    load_stats_state = VectorEnv.load_stats_state
 
     def captured_by_checkpoint(self) -> bool:
         return True  # the environments are tensors and a generator: a checkpoint holds them
