@@ -384,3 +384,32 @@ def test_on_cuda_groups_equal_separate_envs_and_a_checkpoint_continues_exactly()
         lambda o: (o[..., 3] > 0).long(), "CartPole-v1", 4, [0, 1], backend="torch", device="cuda"
     )
     assert returns.shape == (2, 4) and (returns > 100).all()
+
+
+def test_ppo_on_the_torch_backend_resumes_bit_for_bit(tmp_path):
+    """Through start_seeds and SeedRuns: two seeds trained to 512 steps in one go, or to 256
+    and resumed from their checkpoints to 512, write the same metrics (evaluations included)."""
+    from conftest import without_timing
+
+    from rlgrad.trainers import ppo
+
+    options = {
+        "env_backend": "torch",
+        "num_envs": 4,
+        "num_steps": 32,
+        "eval_every": 256,
+        "eval_episodes": 2,
+        "anneal_lr": False,  # the schedule would follow total_steps, which the resume raises
+        "normalize_obs": True,
+        "normalize_reward": True,
+    }
+    whole = ppo.train_seeds(ppo.Config(total_steps=512, **options), [0, 1], tmp_path / "whole")
+    ppo.train_seeds(ppo.Config(total_steps=256, **options), [0, 1], tmp_path / "split")
+    resumed = ppo.train_seeds(
+        ppo.Config(total_steps=512, **options), [0, 1], tmp_path / "split", resume=True
+    )
+    for one, other in zip(whole, resumed, strict=True):
+        assert "failed" not in other.summary
+        assert without_timing(one.rows) == without_timing(other.rows)
+        assert sum(row["eval_return_mean"] is not None for row in other.rows) == 2
+    assert without_timing(whole[0].rows) != without_timing(whole[1].rows)
