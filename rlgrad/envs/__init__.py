@@ -29,13 +29,22 @@ def make(
     dtype: torch.dtype = torch.float32,
     seed: int | None = None,
     max_episode_steps: int | None = None,
+    *,
+    seeds: list[int] | None = None,
 ) -> TorchVectorEnv:
-    """``num_envs`` copies of the task ``env_id`` (a Gymnasium id, e.g. ``"CartPole-v1"``)."""
+    """``num_envs`` copies of the task ``env_id`` (a Gymnasium id, e.g. ``"CartPole-v1"``); with
+    ``seeds``, ``num_envs`` copies for each seed, each group on its own generator (see
+    :class:`~rlgrad.envs.base.TorchVectorEnv`)."""
     if env_id not in ENVIRONMENTS:
         known = ", ".join(sorted(ENVIRONMENTS))
         raise BadInputError(f"rlgrad.envs.make: env_id must be one of {known}; got {env_id!r}")
     return ENVIRONMENTS[env_id](
-        num_envs, device=device, dtype=dtype, seed=seed, max_episode_steps=max_episode_steps
+        num_envs,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        max_episode_steps=max_episode_steps,
+        seeds=seeds,
     )
 
 

@@ -172,6 +172,10 @@ class RunConfig:
     vectorization: str = "auto"
     """'auto' (Gymnasium's numpy-vectorized env where one exists, else 'sync'), 'sync' or 'async'.
     Async envs live in other processes, so a resumed run restarts them (not bit-identical)."""
+    env_backend: str = "gymnasium"
+    """'gymnasium', or 'torch': the env's rlgrad.envs version (CartPole-v1, Acrobot-v1,
+    Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0), stepped as tensors on the device with
+    no NumPy per step (trainers that train through start_seeds: PPO)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of each network (the policy and value MLPs, the Q-network, the actor
     and every critic)."""
@@ -216,6 +220,22 @@ def check_run_config(config: RunConfig) -> None:
     require(
         config.max_grad_norm is None or config.max_grad_norm > 0,
         f"config field 'max_grad_norm' must be > 0 or none; got {config.max_grad_norm!r}",
+    )
+    check_env_backend(config)
+
+
+def check_env_backend(config: RunConfig) -> None:
+    """'gymnasium' always; 'torch' where rlgrad.envs has the environment."""
+    from rlgrad.envs import ENVIRONMENTS
+
+    require(
+        config.env_backend in ("gymnasium", "torch"),
+        f"config field 'env_backend' must be gymnasium or torch; got {config.env_backend!r}",
+    )
+    require(
+        config.env_backend == "gymnasium" or config.env in ENVIRONMENTS,
+        f"config field 'env_backend' = 'torch' needs an environment with a torch version "
+        f"({', '.join(sorted(ENVIRONMENTS))}); got env {config.env!r}",
     )
 
 

@@ -577,6 +577,8 @@ class SeedRuns:
             self.config.eval_episodes,
             [self.runs[s].config.seed for s in seed_indices],
             obs_stats=[env.obs_stats.state_dict() for env in envs] if normalize else None,
+            backend=getattr(self.config, "env_backend", "gymnasium"),
+            device=getattr(self.envs, "device", "cpu"),
         )
         return dict(zip(seed_indices, returns, strict=True))
 

@@ -19,6 +19,7 @@ from rlgrad.support.nets import ActorCritic
 from rlgrad.support.runs import Run, SeedRuns, default_run_dir
 from rlgrad.support.seed_adam import SeedAdam, clip_grad_norms
 from rlgrad.support.seeded import SeedGenerators, SeedSlice, build_seeded
+from rlgrad.support.torch_envs import TorchSeedEnvs
 
 
 def seed_everything(seed: int, threads: int, device: torch.device | None = None) -> torch.Generator:
@@ -56,20 +57,44 @@ def set_matmul_precision(precision: str) -> None:
     backend.fp32_precision = "bf16" if precision == "bfloat16" else "none"
 
 
-def make_env(config: RunConfig) -> VectorEnv:
-    """The training environments of ``config``; a policy-gradient config's ``normalize_obs``
-    and ``normalize_reward`` switch on the running normalizations (the off-policy trainers
-    store raw observations and rewards in their replay buffer)."""
+def normalizations(config: RunConfig) -> dict:
+    """``normalize_obs`` and ``normalize_reward`` of the training environments: a
+    policy-gradient config's (the off-policy trainers store raw observations and rewards in
+    their replay buffer)."""
     normalize = isinstance(config, PolicyConfig)
+    return {
+        "normalize_obs": normalize and config.normalize_obs,
+        "normalize_reward": normalize and config.normalize_reward,
+    }
+
+
+def make_env(config: RunConfig) -> VectorEnv:
+    """The (Gymnasium) training environments of ``config``, normalized as
+    :func:`normalizations` says."""
     return VectorEnv(
         config.env,
         config.num_envs,
         config.seed,
         vectorization=config.vectorization,
-        normalize_obs=normalize and config.normalize_obs,
-        normalize_reward=normalize and config.normalize_reward,
         gamma=config.gamma,
+        **normalizations(config),
     )
+
+
+def make_seed_envs(config: RunConfig, seeds: list[int], device) -> SeedEnvs | TorchSeedEnvs:
+    """The training environments of S seeds: ``config.env_backend`` 'gymnasium' gives each
+    seed the :func:`make_env` a single-seed run gets; 'torch' gives all of them one
+    :class:`~rlgrad.support.torch_envs.TorchSeedEnvs` on ``device``."""
+    if getattr(config, "env_backend", "gymnasium") == "torch":
+        return TorchSeedEnvs(
+            config.env,
+            config.num_envs,
+            seeds,
+            device=device,
+            gamma=config.gamma,
+            **normalizations(config),
+        )
+    return SeedEnvs([make_env(dataclasses.replace(config, seed=seed)) for seed in seeds])
 
 
 def make_actor_critic(
@@ -204,6 +229,11 @@ def start(
     device runs on the CPU, and refuses a config whose ``device`` names a GPU. ``run_options``
     are Run's keyword arguments ``resume``, ``checkpoint`` and ``progress``.
     """
+    if getattr(config, "env_backend", "gymnasium") != "gymnasium":
+        raise BadInputError(
+            f"config field 'env_backend' = {config.env_backend!r}: {algorithm} steps Gymnasium "
+            "environments (the torch backend is for trainers that train through start_seeds)"
+        )
     if device is None:  # a trainer whose loop runs on the CPU only
         on = resolve_device(config.device)
         require(
@@ -241,7 +271,7 @@ class SeedSetup(NamedTuple):
     """What :func:`start_seeds` builds: S seeds' runs and what they train with, batched."""
 
     runs: SeedRuns
-    envs: SeedEnvs
+    envs: SeedEnvs | TorchSeedEnvs
     agents: torch.nn.Module  # seed-batched: every parameter [S, ...]
     optimizer: SeedAdam
     generators: SeedGenerators  # seed s's actions and minibatches come from generators[s]
@@ -272,7 +302,9 @@ def start_seeds(
 ) -> SeedSetup:
     """:func:`start` for S seeds at once: seed s gets the environments, initial parameters and
     random streams a single-seed run of ``config`` with ``seed = s`` gets, and its own ordinary
-    run directory (:func:`seed_run_dirs`); its agent and optimizer are slice s of stacked ones."""
+    run directory (:func:`seed_run_dirs`); its agent and optimizer are slice s of stacked ones.
+    With ``config.env_backend`` 'torch' the environments are the torch task's on ``device``
+    (:func:`make_seed_envs`)."""
     if not seeds:
         raise BadInputError("start_seeds(): 'seeds' must hold at least one seed; got none")
     if checkpoint is not None and len(seeds) > 1:
@@ -281,7 +313,7 @@ def start_seeds(
     seed_everything(seeds[0], config.threads)
     set_matmul_precision("float32")
     seed_configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
-    envs = SeedEnvs([make_env(seed_config) for seed_config in seed_configs])
+    envs = make_seed_envs(config, seeds, on)
     try:
         agents = build_seeded(lambda n: build_agent(config, envs.spaces, n), seeds).to(on)
     except ValueError:
