@@ -307,13 +307,14 @@ class SeedAdam:
             "lr": self.lr,
             "betas": self.betas,
             "eps": self.eps,
-            "weight_decay": 0.0,
+            "weight_decay": 0,
             "amsgrad": False,
             "maximize": False,
             "foreach": None,
             "capturable": False,
             "differentiable": False,
             "fused": None,
+            "decoupled_weight_decay": False,
             "params": list(range(len(self.params))),
         }
         step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
