@@ -188,3 +188,47 @@ def test_build_seeded_refuses_no_seeds_and_keeps_parameters_stacked():
     shapes = [tuple(p.shape) for p in agents.parameters()]
     assert shapes and all(shape[0] == len(SEEDS) for shape in shapes)
     torch.testing.assert_close(agents.action_low, torch.tensor([-2.0]))  # shared buffer
+
+
+def test_a_stop_request_mid_update_records_that_update_and_resumes_exactly(tmp_path, monkeypatch):
+    """Ctrl-C lands while the seeds collect: the update still ends with its row and a
+    checkpoint for every seed, and resuming the directory of seeds continues as if nothing had
+    happened (the checkpoint's rows and state belong to the same step)."""
+    import os
+    import signal
+
+    from conftest import without_timing
+
+    from rlgrad.app.registry import resume_seeds, seed_run_dirs
+    from rlgrad.support.rollout import SeedRollout
+    from rlgrad.trainers import ppo
+
+    config = ppo.Config(
+        env="CartPole-v1",
+        total_steps=768,
+        num_envs=2,
+        num_steps=32,
+        minibatch_size=32,
+        epochs=2,
+        eval_every=256,
+        eval_episodes=2,
+        checkpoint_every=0,
+        hidden_sizes=(16,),
+    )
+    whole = ppo.train_seeds(config, [4, 9], tmp_path / "whole")
+    collect, calls = SeedRollout.collect, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # in the middle of the fifth update
+            os.kill(os.getpid(), signal.SIGINT)
+        return collect(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeedRollout, "collect", interrupted)
+    stopped = ppo.train_seeds(config, [4, 9], tmp_path / "cut")
+    assert [h.rows[-1]["step"] for h in stopped] == [320, 320]
+    assert all(h.summary["interrupted"] for h in stopped)
+    monkeypatch.setattr(SeedRollout, "collect", collect)
+    resumed = resume_seeds(tmp_path / "cut", seed_run_dirs(tmp_path / "cut"))
+    for before, after in zip(whole, resumed, strict=True):
+        assert without_timing(after.rows) == without_timing(before.rows)

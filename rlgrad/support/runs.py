@@ -148,9 +148,15 @@ class Run:
 
     @property
     def done(self) -> bool:
+        return self.trained or self.stop_requested
+
+    @property
+    def trained(self) -> bool:
+        """Whether the run has trained all it will: total_steps, or solved with
+        ``stop_when_solved`` (a stop request, which ends a run early, is not counted)."""
         if self.config.stop_when_solved and solved_at(self.rows, self.threshold) is not None:
             return True
-        return self.steps >= self.config.total_steps or self.stop_requested
+        return self.steps >= self.config.total_steps
 
     def progress_fraction(self) -> float:
         """The fraction of total_steps already taken, for schedules such as LR annealing."""
@@ -470,9 +476,14 @@ class SeedRuns:
 
     @property
     def active(self) -> np.ndarray:
-        """``[S]`` bool: the seeds that still train."""
+        """``[S]`` bool: the seeds that still train. A stop request ends the loop
+        (:attr:`done`) but leaves the seeds active, so that the update it lands in is still
+        recorded and checkpointed."""
         return np.array(
-            [not (failed or run.done) for run, failed in zip(self.runs, self.failed, strict=True)]
+            [
+                not (failed or run.trained)
+                for run, failed in zip(self.runs, self.failed, strict=True)
+            ]
         )
 
     @property
