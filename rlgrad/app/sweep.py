@@ -221,12 +221,49 @@ def create(
     return sweep
 
 
-def run(sweep: Sweep, pool: TrialPool, *, retry_failed: bool = False, progress=True) -> int:
-    """Run every trial that is not done; return 0, 1 if any failed, or 130 after Ctrl-C."""
+def seed_blocks(entries: list[dict], batched: bool, slots: int, per_task: int | None) -> list:
+    """The trials to run, in blocks that one task trains together: the seeds of one
+    (environment, config), ``per_task`` at a time, or, without ``per_task``, split evenly so
+    that the blocks fill ``slots`` tasks; one trial a block when the trainer has no
+    ``train_seeds`` (``batched`` False).
+
+    >>> entries = [{"env": "E", "config": "c0", "seed": s} for s in range(5)]
+    >>> [[e["seed"] for e in block] for block in seed_blocks(entries, True, 2, None)]
+    [[0, 1, 2], [3, 4]]
+    """
+    if not batched:
+        return [[entry] for entry in entries]
+    groups: dict[tuple, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault((entry["env"], entry["config"]), []).append(entry)
+    blocks = []
+    for group in groups.values():
+        size = per_task or max(-(-len(group) // max(slots, 1)), 1)
+        blocks += [group[i : i + size] for i in range(0, len(group), size)]
+    return blocks
+
+
+def run(
+    sweep: Sweep,
+    pool: TrialPool,
+    *,
+    retry_failed: bool = False,
+    progress=True,
+    seeds_per_task: int | None = None,
+) -> int:
+    """Run every trial that is not done; return 0, 1 if any failed, or 130 after Ctrl-C.
+
+    The seeds of one (environment, config) train together in a task, as one batched
+    computation, when the trainer can (``train_seeds``): ``seeds_per_task`` of them, or by
+    default as many as fill the pool's slots evenly."""
+    from rlgrad.app.registry import module
+
     wanted = {PENDING, RUNNING, INTERRUPTED} | ({FAILED} if retry_failed else set())
-    queue = deque(entry for entry in sweep.trials if entry["state"] in wanted)
+    entries = [entry for entry in sweep.trials if entry["state"] in wanted]
+    batched = hasattr(module(sweep.spec["algorithm"]), "train_seeds")
+    queue = deque(seed_blocks(entries, batched, pool.limit, seeds_per_task))
     by_key = {entry["key"]: entry for entry in sweep.trials}
-    bar = _progress_bar(sweep, len(queue)) if progress else None
+    bar = _progress_bar(sweep, len(entries)) if progress else None
 
     def record(trial: Trial, outcome: Outcome) -> None:
         entry = by_key[trial.key]
@@ -240,9 +277,10 @@ def run(sweep: Sweep, pool: TrialPool, *, retry_failed: bool = False, progress=T
     try:
         while queue or pool.in_flight:
             while queue and pool.has_room:
-                entry = queue.popleft()
-                entry["state"] = RUNNING
-                pool.submit(sweep.trial(entry))
+                block = queue.popleft()
+                for entry in block:
+                    entry["state"] = RUNNING
+                pool.submit([sweep.trial(entry) for entry in block])
             sweep.save()
             for trial, outcome in pool.wait(timeout=1.0):
                 record(trial, outcome)

@@ -1,7 +1,8 @@
 """Training runs as Ray tasks: what ``rlgrad sweep`` and ``rlgrad tune`` share.
 
-A *trial* is one training run, (algorithm, complete config, run directory). :func:`run_trial` is
-the body of its Ray task: it trains into an ordinary run directory, resuming from the latest
+A *trial* is one training run, (algorithm, complete config, run directory). A Ray task trains a
+*block* of trials that differ only in their seed (:func:`run_block`), as one batched computation
+where the trainer has ``train_seeds``; :func:`run_trial`, one trial, is the body of a block of one: it trains into an ordinary run directory, resuming from the latest
 checkpoint when the directory already holds one, so a task that Ray retries after its worker
 process died continues where the dead one last saved instead of starting over. A trial that fails
 for a reason of its own (the NaN guard, a bad config value) returns ``failed`` with a one-line
@@ -105,6 +106,54 @@ def run_trial(trial: Trial) -> Outcome:
     return Outcome(state, None, resumed_from, pid, started, time.time())
 
 
+def run_block(trials: list[Trial]) -> list[Outcome]:
+    """Train trials that differ only in their seed as one batched computation
+    (``train_seeds``), each into its own run directory; one outcome per trial, in order.
+
+    A block trains together when every trial starts fresh or every one resumes from a
+    checkpoint at the same step (the seeds of a block advance together, so a block stopped as a
+    whole always does); otherwise, and for a trainer without ``train_seeds``, its trials run one
+    after another, each as :func:`run_trial`.
+    """
+    started, pid = time.time(), os.getpid()
+    trainer = module(trials[0].algorithm)
+    waiting = [t for t in trials if not run_format.finished(t.run_dir)]
+    outcomes = {t.key: Outcome(DONE, None, None, pid, started, time.time()) for t in trials}
+    checkpoints = [checkpoint_path(Path(t.run_dir), "latest") for t in waiting]
+    steps = {_checkpoint_step(c) if c.exists() else None for c in checkpoints}
+    if len(waiting) < 2 or not hasattr(trainer, "train_seeds") or len(steps) > 1:
+        for trial in waiting:
+            outcomes[trial.key] = run_trial(trial)
+        return [outcomes[t.key] for t in trials]
+    (resumed_from,) = steps
+    seeds = [t.fields["seed"] for t in waiting]
+    try:
+        with StopRequestWatcher([stop_request_path(t.run_dir) for t in waiting]):
+            config = configs.from_dict(trainer.Config, waiting[0].fields)
+            if resumed_from is None:
+                for trial in waiting:  # died before its first checkpoint: nothing to keep
+                    shutil.rmtree(trial.run_dir, ignore_errors=True)
+            Path(waiting[0].run_dir).parent.mkdir(parents=True, exist_ok=True)
+            histories = trainer.train_seeds(
+                config, seeds, [t.run_dir for t in waiting], resume=resumed_from is not None
+            )
+    except (TrainingError, ValueError, TypeError) as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        for trial in waiting:
+            outcomes[trial.key] = Outcome(FAILED, reason, resumed_from, pid, started, time.time())
+        return [outcomes[t.key] for t in trials]
+    except KeyboardInterrupt:  # the stop request came before the runs could catch it
+        histories = None
+    for i, trial in enumerate(waiting):
+        failed = histories[i].summary.get("failed") if histories is not None else None
+        if failed is not None:
+            state, reason = FAILED, " ".join(f"TrainingError: {failed}".split())
+        else:
+            state, reason = (DONE if run_format.finished(trial.run_dir) else INTERRUPTED), None
+        outcomes[trial.key] = Outcome(state, reason, resumed_from, pid, started, time.time())
+    return [outcomes[t.key] for t in trials]
+
+
 def stop_request_path(run_dir: str | Path) -> Path:
     """The file whose existence asks the trial of ``run_dir`` to stop: ``<run_dir>.stop``.
 
@@ -116,28 +165,30 @@ def stop_request_path(run_dir: str | Path) -> Path:
 
 
 class StopRequestWatcher:
-    """While active, interrupts the main thread as Ctrl-C would once ``path`` appears.
+    """While active, interrupts the main thread as Ctrl-C would once ``path`` (or any of a list
+    of paths: the trials of a block) appears.
 
     The run's own Ctrl-C handler then finishes the current update and saves a checkpoint. Leaving
     the ``with`` block stops the watching, so a reused Ray worker never interrupts the next task.
     """
 
-    def __init__(self, path: Path, poll_s: float = 0.2):
-        self.path, self.poll_s = path, poll_s
+    def __init__(self, path: Path | list[Path], poll_s: float = 0.2):
+        self.paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path)]
+        self.poll_s = poll_s
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self) -> None:
         while not self._done.wait(self.poll_s):
-            if self.path.exists():
+            if any(path.exists() for path in self.paths):
                 with self._lock:
                     if not self._done.is_set():
                         _thread.interrupt_main(signal.SIGINT)
                 return
 
     def __enter__(self) -> StopRequestWatcher:
-        if self.path.exists():  # stopped while it waited in the queue: nothing to run
+        if any(path.exists() for path in self.paths):  # stopped while it waited: nothing to run
             raise KeyboardInterrupt
         self._thread.start()
         return self
@@ -193,11 +244,12 @@ class TrialPool:
         resources = self.ray.cluster_resources()
         cpus, self.gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
         self.limit = max_concurrent or max(int(cpus // cpus_per_trial), 1)
-        self.task = self.ray.remote(run_trial).options(
+        self.cpus_per_trial = cpus_per_trial
+        self.task = self.ray.remote(run_block).options(
             num_cpus=cpus_per_trial, max_retries=max_retries, name="rlgrad-trial"
         )
         self.max_retries = max_retries
-        self.in_flight: dict = {}  # ObjectRef -> Trial
+        self.in_flight: dict = {}  # ObjectRef -> the trials of its block
         # a batch scheduler's SIGTERM (preemption, a time limit) stops the driver as Ctrl-C does
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
@@ -207,13 +259,21 @@ class TrialPool:
     def has_room(self) -> bool:
         return len(self.in_flight) < self.limit
 
-    def submit(self, trial: Trial) -> None:
-        stop_request_path(trial.run_dir).unlink(missing_ok=True)  # one left by an earlier driver
+    def submit(self, trials: Trial | list[Trial]) -> None:
+        """Run a trial, or a block of trials that differ only in their seed (trained together
+        by the trainer's ``train_seeds``, in one task: :func:`run_block`)."""
+        block = [trials] if isinstance(trials, Trial) else list(trials)
+        for trial in block:  # requests left by an earlier driver
+            stop_request_path(trial.run_dir).unlink(missing_ok=True)
         task = self.task
-        if gpus_needed(trial.fields, self.gpus):
+        if gpus_needed(block[0].fields, self.gpus):
             # Ray shows a task only the GPUs it reserved: without this, CUDA is invisible to it
             task = task.options(num_gpus=1)
-        self.in_flight[task.remote(trial)] = trial
+        self.in_flight[task.remote(block)] = block
+
+    @property
+    def trials_in_flight(self) -> list[Trial]:
+        return [trial for block in self.in_flight.values() for trial in block]
 
     def wait(self, timeout: float = 1.0) -> list[tuple[Trial, Outcome]]:
         """The trials that finished within ``timeout`` seconds, with their outcomes."""
@@ -221,23 +281,26 @@ class TrialPool:
             return []
         ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
         ready += self.ray.wait(list(set(self.in_flight) - set(ready)), timeout=0)[0]
-        finished = [(self.in_flight.pop(ref), self._outcome(ref)) for ref in ready]
+        finished = []
+        for ref in ready:
+            block = self.in_flight.pop(ref)
+            finished += zip(block, self._outcomes(ref, len(block)), strict=True)
         for trial, _ in finished:
             stop_request_path(trial.run_dir).unlink(missing_ok=True)
         return finished
 
-    def _outcome(self, ref) -> Outcome:
+    def _outcomes(self, ref, count: int) -> list[Outcome]:
         exceptions = self.ray.exceptions
         try:
             return self.ray.get(ref)
         except exceptions.TaskCancelledError:
-            return Outcome(INTERRUPTED)
+            return [Outcome(INTERRUPTED)] * count
         except (exceptions.WorkerCrashedError, exceptions.NodeDiedError):
             reason = f"its worker process died {self.max_retries + 1} times"
-            return Outcome(FAILED, reason)
-        except exceptions.RayTaskError as error:  # an exception run_trial does not expect
+            return [Outcome(FAILED, reason)] * count
+        except exceptions.RayTaskError as error:  # an exception run_block does not expect
             cause = error.cause if error.cause is not None else error
-            return Outcome(FAILED, " ".join(f"{type(cause).__name__}: {cause}".split()))
+            return [Outcome(FAILED, " ".join(f"{type(cause).__name__}: {cause}".split()))] * count
 
     def cancel(self, trials: list[Trial] | None = None, grace_s: float = 60.0) -> list:
         """Stop ``trials`` (default: all in flight) and wait up to ``grace_s`` for them.
@@ -246,17 +309,22 @@ class TrialPool:
         saves a checkpoint and returns ``interrupted``; a queued one returns without starting.
         Only a trial still running after ``grace_s`` is killed by Ray (``ray.cancel(force=True)``).
         """
-        chosen = [r for r, t in self.in_flight.items() if trials is None or t in trials]
+        chosen = [
+            ref
+            for ref, block in self.in_flight.items()
+            if trials is None or any(t in trials for t in block)
+        ]
         for ref in chosen:
-            request = stop_request_path(self.in_flight[ref].run_dir)
-            request.parent.mkdir(parents=True, exist_ok=True)
-            request.touch()
+            for trial in self.in_flight[ref]:
+                request = stop_request_path(trial.run_dir)
+                request.parent.mkdir(parents=True, exist_ok=True)
+                request.touch()
         results, deadline = [], time.monotonic() + grace_s
         while any(ref in self.in_flight for ref in chosen) and time.monotonic() < deadline:
             results += self.wait(timeout=1.0)
         for ref in [r for r in chosen if r in self.in_flight]:  # still busy: stop it hard
             self.ray.cancel(ref, force=True)
-            results.append((self.in_flight.pop(ref), Outcome(INTERRUPTED)))
+            results += [(trial, Outcome(INTERRUPTED)) for trial in self.in_flight.pop(ref)]
         return results
 
     def abandon(self) -> list:
@@ -265,7 +333,7 @@ class TrialPool:
         For a driver about to exit: :meth:`shutdown` ends the Ray session, and with it the tasks;
         each keeps its last checkpoint and its stop request, which the next submit clears.
         """
-        abandoned = [(trial, Outcome(INTERRUPTED)) for trial in self.in_flight.values()]
+        abandoned = [(trial, Outcome(INTERRUPTED)) for trial in self.trials_in_flight]
         self.in_flight.clear()
         return abandoned
 

@@ -279,7 +279,14 @@ class SeedSetup(NamedTuple):
 
 def seed_run_dirs(algorithm: str, config, seeds: list[int], run_dir) -> list[Path]:
     """Where each seed writes: ``run_dir`` itself for one seed, ``run_dir/seed{s}`` for many,
-    and the usual ``runs/ALGO-ENV-seedS-TIME`` without ``run_dir``."""
+    the usual ``runs/ALGO-ENV-seedS-TIME`` without ``run_dir``, or, when ``run_dir`` is a list
+    (a sweep's trials), its directories, one per seed."""
+    if isinstance(run_dir, (list, tuple)):
+        if len(run_dir) != len(seeds):
+            raise BadInputError(
+                f"one run directory per seed: got {len(run_dir)} for {len(seeds)} seeds"
+            )
+        return [Path(d) for d in run_dir]
     if run_dir is None:
         return [default_run_dir(algorithm, dataclasses.replace(config, seed=s)) for s in seeds]
     if len(seeds) == 1:

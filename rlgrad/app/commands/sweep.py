@@ -55,6 +55,15 @@ def add_sweep(commands) -> None:
     sweep.add_argument(
         "--retry-failed", action="store_true", help="with --resume: also rerun failed trials"
     )
+    sweep.add_argument(
+        "--seeds-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train N seeds of a config together in one task, as one batched computation "
+        "(default: split each config's seeds evenly over the concurrent tasks; 1: one seed a "
+        "task; trainers without many-seed training always run one)",
+    )
     add_ray_options(sweep)
     sweep.set_defaults(run=run_sweep)
 
@@ -86,7 +95,15 @@ def run_sweep(args: argparse.Namespace) -> int:
         )
     pool = TrialPool(args.address, args.cpus_per_trial, args.max_concurrent)
     try:
-        code = sweeps.run(sweep, pool, retry_failed=args.retry_failed, progress=args.progress)
+        if args.seeds_per_task is not None and args.seeds_per_task < 1:
+            raise BadInputError(f"--seeds-per-task must be >= 1; got {args.seeds_per_task}")
+        code = sweeps.run(
+            sweep,
+            pool,
+            retry_failed=args.retry_failed,
+            progress=args.progress,
+            seeds_per_task=args.seeds_per_task,
+        )
     finally:
         pool.shutdown()
     print(sweeps.summary_text(sweep))
