@@ -2,8 +2,9 @@
 
 A *trial* is one training run, (algorithm, complete config, run directory). A Ray task trains a
 *block* of trials that differ only in their seed (:func:`run_block`), as one batched computation
-where the trainer has ``train_seeds``; :func:`run_trial`, one trial, is the body of a block of one: it trains into an ordinary run directory, resuming from the latest
-checkpoint when the directory already holds one, so a task that Ray retries after its worker
+where the trainer has ``train_seeds``; :func:`run_trial` trains one trial (a block of one). A
+trial trains into an ordinary run directory, resuming from the latest checkpoint when the
+directory already holds one, so a task that Ray retries after its worker
 process died continues where the dead one last saved instead of starting over. A trial that fails
 for a reason of its own (the NaN guard, a bad config value) returns ``failed`` with a one-line
 reason rather than raising, so it never stops the others.
