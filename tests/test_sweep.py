@@ -25,6 +25,7 @@ from rlgrad.app.trials import (
     StopRequestWatcher,
     Trial,
     gpus_needed,
+    run_block,
     run_trial,
     stop_request_path,
 )
@@ -151,6 +152,71 @@ def test_a_stop_request_interrupts_at_a_checkpoint_and_the_trial_resumes(tmp_pat
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 8192
 
 
+def test_a_block_of_seeds_trains_together_stops_together_and_resumes_together(tmp_path):
+    """Four trials of one config as one task (run_block): a stop request for one of them stops
+    the block after an update, every seed with a checkpoint at the same step; run again, the
+    block resumes together, and each seed ends with the rows of the uninterrupted block's."""
+    grid = {name: [value] for name, value in QUICK.items()}
+    sweep = sweeps.create(
+        tmp_path / "s",
+        "ppo",
+        ["CartPole-v1"],
+        [3, 4, 5, 6],
+        grid,
+        presets.DEFAULTS,
+        total_steps=4096,
+    )
+    block = [sweep.trial(entry) for entry in sweep.trials]
+    first = Path(block[0].run_dir)
+
+    def ask_to_stop_after_the_first_update():
+        _wait_for(lambda: (first / "metrics.csv").exists(), "the first metrics row")
+        stop_request_path(block[2].run_dir).touch()
+
+    asker = threading.Thread(target=ask_to_stop_after_the_first_update)
+    asker.start()
+    stopped = run_block(block)
+    asker.join()
+    assert [o.state for o in stopped] == ["interrupted"] * 4
+    steps = {json.loads((Path(t.run_dir) / "summary.json").read_text())["steps"] for t in block}
+    assert len(steps) == 1 and 0 < steps.pop() < 4096
+    stop_request_path(block[2].run_dir).unlink()
+    resumed = run_block(block)
+    assert [o.state for o in resumed] == ["done"] * 4
+    assert len({o.resumed_from_step for o in resumed}) == 1
+    assert len({o.worker_pid for o in resumed}) == 1  # one task trained them all
+    whole = sweeps.create(
+        tmp_path / "w",
+        "ppo",
+        ["CartPole-v1"],
+        [3, 4, 5, 6],
+        grid,
+        presets.DEFAULTS,
+        total_steps=4096,
+    )
+    uninterrupted = [whole.trial(entry) for entry in whole.trials]
+    assert [o.state for o in run_block(uninterrupted)] == ["done"] * 4
+    for trial, reference in zip(block, uninterrupted, strict=True):
+        assert rows_without_timing(Path(trial.run_dir)) == rows_without_timing(
+            Path(reference.run_dir)
+        )
+    # done trials are not trained again
+    assert [o.state for o in run_block(block)] == ["done"] * 4
+
+
+def test_seed_blocks_split_each_config_evenly_over_the_slots():
+    entries = [{"env": e, "config": c, "seed": s} for e in "AB" for c in ("c0",) for s in range(5)]
+    blocks = sweeps.seed_blocks(entries, True, 2, None)
+    assert [[(e["env"], e["seed"]) for e in b] for b in blocks] == [
+        [("A", 0), ("A", 1), ("A", 2)],
+        [("A", 3), ("A", 4)],
+        [("B", 0), ("B", 1), ("B", 2)],
+        [("B", 3), ("B", 4)],
+    ]
+    assert [len(b) for b in sweeps.seed_blocks(entries, True, 2, 4)] == [4, 1, 4, 1]
+    assert [len(b) for b in sweeps.seed_blocks(entries, False, 2, 4)] == [1] * 10
+
+
 def test_a_stop_request_before_the_first_step_leaves_nothing_to_resume(tmp_path):
     trial = _quick_trial(tmp_path)
     Path(trial.run_dir).parent.mkdir(parents=True)
@@ -253,6 +319,8 @@ def test_a_killed_worker_ctrl_c_and_resume_lose_nothing(tmp_path):
         # one trial at a time: after the kill nothing else runs until Ray's retry has finished,
         # so trials are left for the Ctrl-C however slowly the retry's new worker starts
         "--max-concurrent",
+        "1",
+        "--seeds-per-task",  # one trial a task, as this test follows single trials
         "1",
     ]
     # c0: clip_eps 0.2 / minibatch 64, c1: 0.2 / 100000, c2: 0.3 / 64, c3: 0.3 / 100000
