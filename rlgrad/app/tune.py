@@ -4,8 +4,10 @@
 
 A config that solves on one lucky seed is not a preset. Each Optuna trial samples a config from
 the algorithm's search space (``search_spaces.json``, next to the presets) and trains it on K
-tuning seeds (1000, 1001, ... by default, kept away from the seeds people evaluate on), each seed
-its own Ray task, through the same machinery as ``rlgrad sweep``. The objective, maximized, is
+tuning seeds (1000, 1001, ... by default, kept away from the seeds people evaluate on), through
+the same machinery as ``rlgrad sweep``: all K seeds in one Ray task, as one batched computation,
+for a trainer that trains many seeds at once (``train_seeds``), else each seed its own task. The
+objective, maximized, is
 
     objective = n_solved + 1 / (1 + T̄ / 60 s),
 
@@ -15,6 +17,8 @@ every tool) and T̄ the mean training seconds to solve over the seeds that solve
 is 0 when none did). The second term lies in [0, 1), so reliability comes first: one more solved
 seed beats any speed-up, and among configs that solve equally often the faster wins. Tuning runs
 stop once solved (``stop_when_solved``): the rest of their budget could not change this value.
+With batched seeds a seed's training seconds are its batch's, which every trial of a study pays
+alike, so the speeds still compare configs with each other.
 
 Pruning (Optuna's median rule) works on intermediate evaluations: at each evaluation step that all
 K seeds of a trial have reached, the trial reports the same quantity so far, (seeds solved by that
@@ -59,6 +63,7 @@ from importlib import resources
 from pathlib import Path
 
 from rlgrad.app import presets
+from rlgrad.app.registry import module
 from rlgrad.app.report import random_score
 from rlgrad.app.trials import DONE, FAILED, Outcome, Trial, TrialPool
 from rlgrad.errors import BadInputError
@@ -231,6 +236,8 @@ class Tuner:
         )
         self.active: dict[int, ActiveTrial] = {}
         self.pool: TrialPool | None = None
+        # the trainer trains many seeds in one process: a trial's seeds are one task
+        self.batched = hasattr(module(self.algorithm), "train_seeds")
         self.prune_trials = prune
 
     # ----- the study -----
@@ -306,8 +313,11 @@ class Tuner:
         optuna_trial.set_user_attr("fields", {k: parsed[k] for k in fields})
         optuna_trial.set_user_attr("run_dir", str(directory))
         self.active[optuna_trial.number] = ActiveTrial(optuna_trial, fields, runs)
-        for run in runs.values():
-            pool.submit(run)
+        if self.batched:  # the trial's seeds as one batched computation, in one task
+            pool.submit(list(runs.values()))
+        else:
+            for run in runs.values():
+                pool.submit(run)
 
     def record(self, run: Trial, outcome: Outcome) -> None:
         number = int(run.key.split("/", 1)[0])
@@ -422,7 +432,9 @@ class Tuner:
         self.pool = pool
         self.recover()
         self.enqueue_base()
-        in_flight_trials = max(math.ceil(pool.limit / len(self.seeds)), 1) + 1
+        # a trial is one task (batched seeds) or one task per seed; one more trial is ready
+        tasks_per_trial = 1 if self.batched else len(self.seeds)
+        in_flight_trials = max(math.ceil(pool.limit / tasks_per_trial), 1) + 1
         bar = self._bar(n_trials) if progress else None
         try:
             while self.finished_count() < n_trials or self.active:
@@ -498,7 +510,11 @@ class Tuner:
                 run_dir = self.out / "validation" / f"{trial.number:04d}" / f"seed{seed}"
                 key = f"{trial.number}/seed{seed}"
                 runs[key] = Trial(key, self.algorithm, configs.to_dict(config), str(run_dir))
-        queue = list(runs.values())
+        # each config's seeds together when the trainer trains many seeds at once
+        per_config = {
+            trial.number: [runs[f"{trial.number}/seed{s}"] for s in seeds] for trial in chosen
+        }
+        queue = list(per_config.values()) if self.batched else [[r] for r in runs.values()]
         while queue or pool.in_flight:
             while queue and pool.has_room:
                 pool.submit(queue.pop(0))
