@@ -232,3 +232,46 @@ def test_a_stop_request_mid_update_records_that_update_and_resumes_exactly(tmp_p
     resumed = resume_seeds(tmp_path / "cut", seed_run_dirs(tmp_path / "cut"))
     for before, after in zip(whole, resumed, strict=True):
         assert without_timing(after.rows) == without_timing(before.rows)
+
+
+def test_one_seed_diverging_fails_alone_and_is_reported_failed(tmp_path, monkeypatch):
+    """Seed 9's rewards turn NaN in its third step: its run stops with its last good
+    checkpoint and a summary that says why (a report counts it failed); seed 4 trains on, with
+    the numbers it has when no seed beside it fails."""
+    from conftest import without_timing
+
+    from rlgrad.app.report import read_runs
+    from rlgrad.support.envs import SeedEnvs
+    from rlgrad.support.run_format import finished
+    from rlgrad.trainers import ppo
+
+    config = ppo.Config(
+        env="CartPole-v1",
+        total_steps=512,
+        num_envs=2,
+        num_steps=32,
+        minibatch_size=32,
+        epochs=2,
+        eval_every=256,
+        eval_episodes=2,
+        hidden_sizes=(16,),
+    )
+    healthy = ppo.train_seeds(config, [4, 9], tmp_path / "healthy")
+    step, calls = SeedEnvs.step, []
+
+    def poisoned(self, actions, active):
+        outcome = step(self, actions, active)
+        calls.append(1)
+        if len(calls) == 3:
+            outcome.rewards[1, 0] = float("nan")
+        return outcome
+
+    monkeypatch.setattr(SeedEnvs, "step", poisoned)
+    histories = ppo.train_seeds(config, [4, 9], tmp_path / "poisoned")
+    assert "a reward" in histories[1].summary["failed"]
+    assert not finished(tmp_path / "poisoned" / "seed9")
+    assert finished(tmp_path / "poisoned" / "seed4")
+    assert histories[1].rows == []  # it failed in its first update, before any row
+    assert without_timing(histories[0].rows) == without_timing(healthy[0].rows)
+    states = {run.files.config["seed"]: run.state for run in read_runs([tmp_path / "poisoned"])}
+    assert states == {4: "done", 9: "failed"}

@@ -156,8 +156,8 @@ def read_runs(paths: list[str | Path]) -> list[RunResult]:
 
 def _read_run(run_dir: Path, label: str, state: str | None) -> RunResult:
     files = read_run(run_dir)
-    if state is None:  # a plain run directory: finished when its summary says so
-        state = DONE if files.finished else "unfinished"
+    if state is None:  # a plain run directory: finished or failed as its summary says
+        state = DONE if files.finished else FAILED if files.failed else "unfinished"
     algorithm = files.algorithm or "?"
     fields = files.config if files.config is not None else {"env": "?"}
     return RunResult(files, algorithm, fields, label, state)

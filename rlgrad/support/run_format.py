@@ -135,10 +135,16 @@ def read_summary(run_dir: str | Path) -> dict | None:
 
 
 def finished(run_dir: str | Path) -> bool:
-    """Whether the run ran to its end: summary.json exists and does not say interrupted (a
-    stopped run writes one that does; a run stopped by a non-finite value writes none)."""
+    """Whether the run ran to its end: summary.json exists and says neither interrupted (a
+    stopped run) nor failed (a run stopped by a non-finite value: ``failed`` holds why)."""
     summary = read_summary(run_dir)
-    return summary is not None and not summary["interrupted"]
+    return summary is not None and not summary["interrupted"] and not summary.get("failed")
+
+
+def failed(run_dir: str | Path) -> str | None:
+    """Why the run stopped on a non-finite value, or None (summary.json's ``failed``)."""
+    summary = read_summary(run_dir)
+    return None if summary is None else summary.get("failed")
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
@@ -161,8 +167,17 @@ class RunFiles:
 
     @property
     def finished(self) -> bool:
-        """Ran to its end: summary.json exists and does not say interrupted."""
-        return self.summary is not None and not self.summary["interrupted"]
+        """Ran to its end: summary.json exists and says neither interrupted nor failed."""
+        return (
+            self.summary is not None
+            and not self.summary["interrupted"]
+            and not self.summary.get("failed")
+        )
+
+    @property
+    def failed(self) -> str | None:
+        """Why the run stopped on a non-finite value (summary.json's ``failed``), or None."""
+        return None if self.summary is None else self.summary.get("failed")
 
     @property
     def threshold(self) -> float | None:

@@ -638,8 +638,7 @@ class SeedRuns:
 
     def finish(self) -> list[History]:
         """Finish every seed's run (checkpoint, summary, learning curve). One :class:`History`
-        per seed, in order; a failed seed's summary (in its History only: like a single run
-        that diverged, its directory gets no summary.json) says why it stopped."""
+        per seed, in order; a failed seed's summary holds ``failed``, the reason it stopped."""
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
@@ -651,8 +650,9 @@ class SeedRuns:
         histories = []
         for s, run in enumerate(self.runs):
             if self.failed[s]:
-                # no summary.json, as for a single run that diverged: the run did not finish
+                # summary.json says why it stopped: a report counts it as a failed run
                 summary = {**run.summary(), "failed": self.failures[s]}
+                write_summary(run.dir, summary)
                 histories.append(History(run.dir, run.rows, summary))
             else:
                 histories.append(run.finish())
