@@ -218,24 +218,37 @@ class SeedAdam:
         # lr / x rather than x's reciprocal times lr, which is what `self.lr / tensor` computes
         step_sizes = torch.full_like(corrections1, self.lr).div_(corrections1)  # [P, S]
         correction2_sqrts = torch.where(never, 1.0, 1 - beta2**counts).sqrt()  # [P, S]
-        for i in stepped:
-            param, grad = self.params[i], self.params[i].grad
-            exp_avg = torch.lerp(self.exp_avgs[i], grad, 1 - beta1)
-            exp_avg_sq = self.exp_avg_sqs[i].mul(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denominator = exp_avg_sq.sqrt().div_(
-                _per_seed(correction2_sqrts[i], param).to(param.dtype)
-            )
-            denominator.add_(self.eps)
-            update = _per_seed(step_sizes[i], param).to(param.dtype) * exp_avg  # [S, ...]
-            update.div_(denominator)
-            if active is None:
-                param.sub_(update)
+        # the same arithmetic as torch's single-tensor Adam, one foreach call per operation
+        # over all the stepped parameters (a loop of small ops per parameter cost 6x more)
+        params = [self.params[i] for i in stepped]
+        grads = [p.grad for p in params]
+        dtype = params[0].dtype
+        sizes, corrections = step_sizes.to(dtype), correction2_sqrts.to(dtype)  # [P, S]
+        exp_avgs = torch._foreach_lerp([self.exp_avgs[i] for i in stepped], grads, 1 - beta1)
+        exp_avg_sqs = torch._foreach_mul([self.exp_avg_sqs[i] for i in stepped], beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(
+            denominators,
+            [_per_seed(corrections[i], p) for i, p in zip(stepped, params, strict=True)],
+        )
+        torch._foreach_add_(denominators, self.eps)
+        updates = torch._foreach_mul(
+            exp_avgs, [_per_seed(sizes[i], p) for i, p in zip(stepped, params, strict=True)]
+        )
+        torch._foreach_div_(updates, denominators)
+        if active is None:
+            torch._foreach_sub_(params, updates)
+            for i, exp_avg, exp_avg_sq in zip(stepped, exp_avgs, exp_avg_sqs, strict=True):
                 self.exp_avgs[i], self.exp_avg_sqs[i] = exp_avg, exp_avg_sq
-            else:
-                stepping = _per_seed(active, param)  # [S, 1, ..., 1]
-                param.copy_(torch.where(stepping, param - update, param))
-                self.exp_avgs[i] = torch.where(stepping, exp_avg, self.exp_avgs[i])
-                self.exp_avg_sqs[i] = torch.where(stepping, exp_avg_sq, self.exp_avg_sqs[i])
+            return
+        for i, param, update, exp_avg, exp_avg_sq in zip(
+            stepped, params, updates, exp_avgs, exp_avg_sqs, strict=True
+        ):
+            stepping = _per_seed(active, param)  # [S, 1, ..., 1]: the seeds that step
+            param.copy_(torch.where(stepping, param - update, param))
+            self.exp_avgs[i] = torch.where(stepping, exp_avg, self.exp_avgs[i])
+            self.exp_avg_sqs[i] = torch.where(stepping, exp_avg_sq, self.exp_avg_sqs[i])
 
     def state_dict(self) -> dict:
         """Every seed's moments and step counts (copies) and the hyperparameters, laid out as
