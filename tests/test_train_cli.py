@@ -81,6 +81,30 @@ def test_train_eval_plot_and_presets(tmp_path, capsys):
     assert "CartPole-v1" in capsys.readouterr().out
 
 
+def test_train_many_seeds_in_one_process_report_and_resume(tmp_path, capsys):
+    run_dir = tmp_path / "seeds"
+    argv = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "3,5", "--run-dir", str(run_dir)]
+    code = main([*argv, "--total-steps", "512", *QUICK, "--config.eval_every", "256"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ppo on CartPole-v1: 2 seeds in one process" in out
+    assert "seed 3" in out and "seed 5" in out and "compare them with `rlgrad report`" in out
+    for seed in (3, 5):
+        summary = json.loads((run_dir / f"seed{seed}" / "summary.json").read_text())
+        assert summary["seed"] == seed and summary["steps"] == 512
+    assert main(["report", str(run_dir), "-o", str(tmp_path / "report"), "--reps", "50"]) == 0
+    assert (tmp_path / "report" / "report.md").exists()
+    # the seeds resume together, from their last checkpoints, up to a larger budget
+    for seed in (3, 5):
+        config_file = run_dir / f"seed{seed}" / "config.json"
+        saved = json.loads(config_file.read_text())
+        saved["config"]["total_steps"] = 768
+        config_file.write_text(json.dumps(saved))
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    for seed in (3, 5):
+        assert rows_without_timing(run_dir / f"seed{seed}")[-1]["step"] == 768
+
+
 def test_help_lists_every_config_field_with_its_docstring(capsys):
     with pytest.raises(SystemExit):
         main(["train", "ppo", "--help"])
@@ -109,6 +133,10 @@ def test_help_lists_every_config_field_with_its_docstring(capsys):
         (["train", "ppo", "--seed", "x"], "invalid int value: 'x'"),
         (["train", "dqn", "--env", "Pendulum-v1"], "DQN needs a Discrete action space"),
         (["train", "dqn", "--config.buffer_size", "10"], "'buffer_size' = 10 is smaller than"),
+        (["train", "ppo", "--seeds", "3-1"], "--seeds names no seed: '3-1'"),
+        (["train", "ppo", "--seeds", "1,2", "--seed", "4"], "give either --seed or --seeds"),
+        (["train", "ppo", "--config.env_backend", "jax"], "'env_backend'"),
+        (["train", "a2c", "--config.device", "cuda:7"], "config field 'device'"),
         (["train", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["eval", "/nonexistent/run"], "is not a run directory"),
         (["grpo-demo", "--steps", "0"], "--steps must be a positive number"),
