@@ -115,18 +115,20 @@ def test_the_metrics_of_a_tiny_run_match_the_recorded_fingerprint(name, tmp_path
 
 
 def assert_matches_the_trainer_before_the_seed_axis(
-    name: str, run_dir: Path, exact: tuple, averaged: tuple, **tolerance
+    name: str, run_dir: Path, averaged: tuple, **tolerance
 ) -> None:
     """``run_dir``'s metrics.csv against tests/data/{name}_tiny_before_seed_axis.csv, written by
-    the single-seed trainer of commit cfd9ada on the same config: the ``exact`` columns equal,
-    the ``averaged`` ones within ``tolerance`` (pytest.approx's rel and abs)."""
+    the single-seed trainer of commit cfd9ada on the same config: the same columns, the
+    ``averaged`` ones within ``tolerance`` (pytest.approx's rel and abs), every other one but
+    the clocks equal (the counts, episode returns and evaluations)."""
     with open(run_dir / "metrics.csv", newline="") as handle:
         now = list(csv.DictReader(handle))
     reference = Path(__file__).parent / "data" / f"{name}_tiny_before_seed_axis.csv"
     with open(reference, newline="") as handle:
         before = list(csv.DictReader(handle))
-    assert len(now) == len(before) > 0
-    assert set(now[0]) == set(before[0]) == set(exact) | set(averaged) | set(TIMING_COLUMNS)
+    assert len(now) == len(before) > 0 and now[0].keys() == before[0].keys()
+    exact = set(now[0]) - set(averaged) - set(TIMING_COLUMNS)
+    assert {"step", "episode_return_mean", "eval_return_mean"} <= exact
     for row, then in zip(now, before, strict=True):
         for column in exact:
             assert row[column] == then[column] or float(row[column]) == float(then[column])
@@ -139,17 +141,6 @@ def test_ppo_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
     trainer it replaced (tests/data, written by the code of commit cfd9ada): every episode,
     evaluation and count identical, every averaged metric within float32 rounding."""
     train("ppo", tmp_path / "run")
-    exact = (
-        "step",
-        "update",
-        "episode_return_mean",
-        "episode_length_mean",
-        "eval_return_mean",
-        "eval_return_std",
-        "clip_fraction",
-        "lr",
-        "minibatches",
-    )
     averaged = (
         "policy_loss",
         "value_loss",
@@ -159,7 +150,7 @@ def test_ppo_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
         "explained_variance",
     )
     assert_matches_the_trainer_before_the_seed_axis(
-        "ppo", tmp_path / "run", exact, averaged, rel=1e-3, abs=1e-6
+        "ppo", tmp_path / "run", averaged, rel=1e-3, abs=1e-6
     )
 
 
@@ -170,18 +161,9 @@ def test_a2c_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
     rounding (masked sums in another order; measured: at most 1.9e-7 relative, about 1.5 ulp);
     the explained variance, 1 − a ratio of variances close to 1, by at most 1.2e-7 absolute."""
     train("a2c", tmp_path / "run")
-    exact = (
-        "step",
-        "update",
-        "episode_return_mean",
-        "episode_length_mean",
-        "eval_return_mean",
-        "eval_return_std",
-        "lr",
-    )
     averaged = ("policy_loss", "value_loss", "entropy", "grad_norm", "explained_variance")
     assert_matches_the_trainer_before_the_seed_axis(
-        "a2c", tmp_path / "run", exact, averaged, rel=5e-7, abs=3e-7
+        "a2c", tmp_path / "run", averaged, rel=5e-7, abs=3e-7
     )
 
 

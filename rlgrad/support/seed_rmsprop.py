@@ -19,17 +19,16 @@ because torch's state_dict holds one; the update does not use it (no bias correc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 
 from rlgrad.errors import BadInputError
-from rlgrad.support.seed_adam import _per_seed, _seed_count
+from rlgrad.support.seed_adam import SeedOptimizer, _per_seed
 
 
-class SeedRMSprop:
+class SeedRMSprop(SeedOptimizer):
     """RMSprop over parameters stacked [S, ...]: seed s's slice steps exactly as an ordinary
     ``torch.optim.RMSprop(lr=lr, alpha=alpha, eps=eps)`` of seed s's parameters would.
 
@@ -51,40 +50,13 @@ class SeedRMSprop:
     """
 
     def __init__(self, params: Iterable[Tensor], lr: float, alpha: float = 0.99, eps: float = 1e-8):
-        self.params = list(params)
-        self.seeds = _seed_count("SeedRMSprop()", self.params)
-        self.lr = lr
+        super().__init__(params, lr)
         if not 0 <= alpha <= 1:
             raise BadInputError(f"SeedRMSprop(): 'alpha' must lie in [0, 1]; got {alpha}")
         if not eps >= 0:
             raise BadInputError(f"SeedRMSprop(): 'eps' must be ≥ 0; got {eps}")
         self.alpha, self.eps = alpha, eps
         self.square_avgs = [torch.zeros_like(p) for p in self.params]
-        # step_counts[i, s]: the steps parameter i of seed s has taken (torch counts per
-        # parameter, and a parameter whose gradient is None does not step)
-        self.step_counts = torch.zeros(
-            len(self.params), self.seeds, dtype=torch.int64, device=self.params[0].device
-        )
-
-    @property
-    def lr(self) -> float:
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise BadInputError(f"SeedRMSprop: 'lr' must be a finite number ≥ 0; got {value!r}")
-        self._lr = float(value)
-
-    @property
-    def steps(self) -> Tensor:
-        """[S] int64: the steps each seed has taken (of its parameters, the most stepped one's)."""
-        return self.step_counts.amax(dim=0)
-
-    def zero_grad(self) -> None:
-        """Drop every gradient."""
-        for p in self.params:
-            p.grad = None
 
     @torch.no_grad()
     def step(self, active: Tensor | None = None) -> None:
@@ -97,15 +69,7 @@ class SeedRMSprop:
         Raises:
             BadInputError: ``active`` not a bool tensor of shape (S,) on the parameters' device.
         """
-        device = self.step_counts.device
-        if active is not None and not (
-            isinstance(active, Tensor)
-            and (active.dtype, active.shape, active.device) == (torch.bool, (self.seeds,), device)
-        ):
-            raise BadInputError(
-                f"SeedRMSprop.step(): 'active' must be None or a torch.bool tensor of shape "
-                f"({self.seeds},) on {device}; got {active!r}"
-            )
+        self._check_active(active)
         increments = 1 if active is None else active.to(torch.int64)  # [S]
         for i, param in enumerate(self.params):
             grad = param.grad
@@ -142,18 +106,8 @@ class SeedRMSprop:
             "foreach": None,
             "maximize": False,
             "differentiable": False,
-            "params": list(range(len(self.params))),
         }
-        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-        state = {
-            i: {
-                "step": torch.tensor(float(count), dtype=step_dtype),
-                "square_avg": self.square_avgs[i][seed].clone(),
-            }
-            for i, count in enumerate(self.step_counts[:, seed].tolist())
-            if count > 0
-        }
-        return {"state": state, "param_groups": [group]}
+        return self._seed_state_dict(seed, group, {"square_avg": self.square_avgs})
 
     def load_seed_state(self, seed: int, state_dict: dict) -> None:
         """Set seed ``seed``'s averages and step counts from a single-seed state_dict: one
@@ -168,40 +122,13 @@ class SeedRMSprop:
         """
         function = "SeedRMSprop.load_seed_state()"
         self._check_seed(function, seed)
-        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-        if len(ids) != len(self.params):
-            raise BadInputError(
-                f"{function}: the state_dict holds {len(ids)} parameters; "
-                f"this optimizer has {len(self.params)}"
-            )
         expected = {"alpha": self.alpha, "eps": self.eps, "momentum": 0, "centered": False}
         expected |= {"weight_decay": 0, "maximize": False}
-        for group in state_dict["param_groups"]:
-            for name, value in expected.items():
-                if group.get(name, value) != value:
-                    raise BadInputError(f"{function}: '{name}' must be {value}; got {group[name]}")
-        for i, key in enumerate(ids):
-            entry = state_dict["state"].get(key)
+        for i, entry in enumerate(self._seed_entries(function, state_dict, expected)):
             if entry is None:
                 self.square_avgs[i][seed] = 0
                 self.step_counts[i, seed] = 0
                 continue
-            shape = self.params[i].shape[1:]
-            if entry["square_avg"].shape != shape:
-                raise BadInputError(
-                    f"{function}: parameter {i}'s 'square_avg' must have shape {tuple(shape)}; "
-                    f"got {tuple(entry['square_avg'].shape)}"
-                )
-            step = float(entry["step"])
-            if not (step >= 0 and step == int(step)):
-                raise BadInputError(
-                    f"{function}: parameter {i}'s 'step' must be a whole number ≥ 0; got {step}"
-                )
+            step = self._entry_step(function, i, entry, ("square_avg",))
             self.square_avgs[i][seed] = entry["square_avg"]
-            self.step_counts[i, seed] = int(step)
-
-    def _check_seed(self, function: str, seed: int) -> None:
-        if not (isinstance(seed, int) and 0 <= seed < self.seeds):
-            raise BadInputError(
-                f"{function}: 'seed' must be an int in [0, {self.seeds}); got {seed!r}"
-            )
+            self.step_counts[i, seed] = step
