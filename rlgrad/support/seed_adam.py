@@ -104,7 +104,127 @@ def clip_grad_norms(parameters: Iterable[Tensor], max_norm: float | None) -> Ten
     return norms
 
 
-class SeedAdam:
+class SeedOptimizer:
+    """What an optimizer of S seeds' stacked parameters keeps besides its own statistics: the
+    parameters [S, ...], one lr for every seed, per-parameter per-seed step counts, and the
+    checks of an ``active`` mask, a seed index and a single-seed state_dict.
+    :class:`SeedAdam` and :class:`~rlgrad.support.seed_rmsprop.SeedRMSprop` build on it."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float):
+        self.params = list(params)
+        self.seeds = _seed_count(f"{type(self).__name__}()", self.params)
+        self.lr = lr
+        # step_counts[i, s]: the steps parameter i of seed s has taken. Per parameter as in
+        # torch's optimizers, where a parameter whose gradient is None does not count a step.
+        self.step_counts = torch.zeros(
+            len(self.params), self.seeds, dtype=torch.int64, device=self.params[0].device
+        )
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise BadInputError(
+                f"{type(self).__name__}: 'lr' must be a finite number ≥ 0; got {value!r}"
+            )
+        self._lr = float(value)
+
+    @property
+    def steps(self) -> Tensor:
+        """[S] int64: the steps each seed has taken (of its parameters, the most stepped one's;
+        they agree unless some gradient was None)."""
+        return self.step_counts.amax(dim=0)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every gradient (or zero it in place with ``set_to_none=False``)."""
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.detach_().zero_()
+
+    def _check_active(self, active: Tensor | None) -> None:
+        """BadInputError unless ``active`` is None or a bool tensor (S,) on the parameters'
+        device."""
+        if active is not None and not (
+            isinstance(active, Tensor)
+            and active.dtype == torch.bool
+            and active.shape == (self.seeds,)
+            and active.device == self.step_counts.device
+        ):
+            received = (
+                f"{active.dtype} of shape {tuple(active.shape)} on {active.device}"
+                if isinstance(active, Tensor)
+                else type(active).__name__
+            )
+            raise BadInputError(
+                f"{type(self).__name__}.step(): 'active' must be None or a torch.bool tensor of "
+                f"shape ({self.seeds},) on {self.step_counts.device}; got {received}"
+            )
+
+    def _seed_state_dict(self, seed: int, group: dict, statistics: dict[str, list]) -> dict:
+        """Seed ``seed``'s state_dict as a torch optimizer of the unstacked parameters writes
+        it: ``group`` (its hyperparameters) with the parameter ids added, and per parameter the
+        seed has stepped its ``step`` and its slice of each of ``statistics``
+        ({name: [stacked tensor per parameter]}). Reads the step counts to the host."""
+        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        counts = self.step_counts[:, seed].tolist()
+        state = {
+            i: {
+                "step": torch.tensor(float(count), dtype=step_dtype),
+                **{name: tensors[i][seed].clone() for name, tensors in statistics.items()},
+            }
+            for i, count in enumerate(counts)
+            if count > 0
+        }
+        return {"state": state, "param_groups": [{**group, "params": list(range(len(counts)))}]}
+
+    def _check_seed(self, function: str, seed: int) -> None:
+        if not (isinstance(seed, int) and 0 <= seed < self.seeds):
+            raise BadInputError(
+                f"{function}: 'seed' must be an int in [0, {self.seeds}); got {seed!r}"
+            )
+
+    def _seed_entries(self, function: str, state_dict: dict, expected: dict) -> list:
+        """The per-parameter entries of a single-seed state_dict (None where a parameter has
+        none), in this optimizer's order, after checking its parameter count and that each
+        group's hyperparameters named in ``expected`` have those values."""
+        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        if len(ids) != len(self.params):
+            raise BadInputError(
+                f"{function}: the state_dict holds {len(ids)} parameters; "
+                f"this optimizer has {len(self.params)}"
+            )
+        for group in state_dict["param_groups"]:
+            for name, value in expected.items():
+                received = group.get(name, value)
+                received = tuple(received) if isinstance(value, tuple) else received
+                if received != value:
+                    raise BadInputError(f"{function}: '{name}' must be {value}; got {received}")
+        return [state_dict["state"].get(key) for key in ids]
+
+    def _entry_step(self, function: str, index: int, entry: dict, names: tuple) -> int:
+        """Parameter ``index``'s entry of a single-seed state_dict checked (each tensor in
+        ``names`` of the unstacked parameter's shape, ``step`` a whole number ≥ 0); its step."""
+        shape = self.params[index].shape[1:]
+        for name in names:
+            if entry[name].shape != shape:
+                raise BadInputError(
+                    f"{function}: parameter {index}'s '{name}' must have shape {tuple(shape)}; "
+                    f"got {tuple(entry[name].shape)}"
+                )
+        step = float(entry["step"])
+        if not (step >= 0 and step == int(step)):
+            raise BadInputError(
+                f"{function}: parameter {index}'s 'step' must be a whole number ≥ 0; got {step}"
+            )
+        return int(step)
+
+
+class SeedAdam(SeedOptimizer):
     """Adam over parameters stacked [S, ...]: seed s's slice steps exactly as an ordinary
     ``torch.optim.Adam(lr=lr, betas=betas, eps=eps)`` of seed s's parameters would.
 
@@ -132,9 +252,7 @@ class SeedAdam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ):
-        self.params = list(params)
-        self.seeds = _seed_count("SeedAdam()", self.params)
-        self.lr = lr
+        super().__init__(params, lr)
         beta1, beta2 = betas
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise BadInputError(f"SeedAdam(): 'betas' must both lie in [0, 1); got {betas}")
@@ -143,36 +261,6 @@ class SeedAdam:
         self.betas, self.eps = (beta1, beta2), eps
         self.exp_avgs = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
-        # step_counts[i, s]: the steps parameter i of seed s has taken. Per parameter as in
-        # torch.optim.Adam, where a parameter whose gradient is None does not count a step.
-        device = self.params[0].device
-        self.step_counts = torch.zeros(
-            len(self.params), self.seeds, dtype=torch.int64, device=device
-        )
-
-    @property
-    def lr(self) -> float:
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise BadInputError(f"SeedAdam: 'lr' must be a finite number ≥ 0; got {value!r}")
-        self._lr = float(value)
-
-    @property
-    def steps(self) -> Tensor:
-        """[S] int64: the steps each seed has taken (of its parameters, the most stepped one's;
-        they agree unless some gradient was None)."""
-        return self.step_counts.amax(dim=0)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Drop every gradient (or zero it in place with ``set_to_none=False``)."""
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.detach_().zero_()
 
     @torch.no_grad()
     def step(self, active: Tensor | None = None) -> None:
@@ -185,21 +273,7 @@ class SeedAdam:
         Raises:
             BadInputError: ``active`` not a bool tensor of shape (S,) on the parameters' device.
         """
-        if active is not None and not (
-            isinstance(active, Tensor)
-            and active.dtype == torch.bool
-            and active.shape == (self.seeds,)
-            and active.device == self.step_counts.device
-        ):
-            received = (
-                f"{active.dtype} of shape {tuple(active.shape)} on {active.device}"
-                if isinstance(active, Tensor)
-                else type(active).__name__
-            )
-            raise BadInputError(
-                f"SeedAdam.step(): 'active' must be None or a torch.bool tensor of shape "
-                f"({self.seeds},) on {self.step_counts.device}; got {received}"
-            )
+        self._check_active(active)
         stepped = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not stepped:
             return
@@ -328,20 +402,9 @@ class SeedAdam:
             "differentiable": False,
             "fused": None,
             "decoupled_weight_decay": False,
-            "params": list(range(len(self.params))),
         }
-        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-        counts = self.step_counts[:, seed].tolist()
-        state = {
-            i: {
-                "step": torch.tensor(float(count), dtype=step_dtype),
-                "exp_avg": self.exp_avgs[i][seed].clone(),
-                "exp_avg_sq": self.exp_avg_sqs[i][seed].clone(),
-            }
-            for i, count in enumerate(counts)
-            if count > 0
-        }
-        return {"state": state, "param_groups": [group]}
+        statistics = {"exp_avg": self.exp_avgs, "exp_avg_sq": self.exp_avg_sqs}
+        return self._seed_state_dict(seed, group, statistics)
 
     def load_seed_state(self, seed: int, state_dict: dict) -> None:
         """Set seed ``seed``'s moments and step counts from a single-seed state_dict: one
@@ -357,44 +420,15 @@ class SeedAdam:
         """
         function = "SeedAdam.load_seed_state()"
         self._check_seed(function, seed)
-        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-        if len(ids) != len(self.params):
-            raise BadInputError(
-                f"{function}: the state_dict holds {len(ids)} parameters; "
-                f"this optimizer has {len(self.params)}"
-            )
         expected = {"betas": self.betas, "eps": self.eps, "amsgrad": False}
         expected |= {"weight_decay": 0, "maximize": False}
-        for group in state_dict["param_groups"]:
-            for name, value in expected.items():
-                received = tuple(group[name]) if name == "betas" else group.get(name, value)
-                if received != value:
-                    raise BadInputError(f"{function}: '{name}' must be {value}; got {received}")
-        for i, key in enumerate(ids):
-            entry = state_dict["state"].get(key)
+        for i, entry in enumerate(self._seed_entries(function, state_dict, expected)):
             if entry is None:
                 self.exp_avgs[i][seed] = 0
                 self.exp_avg_sqs[i][seed] = 0
                 self.step_counts[i, seed] = 0
                 continue
-            shape = self.params[i].shape[1:]
-            for name in ("exp_avg", "exp_avg_sq"):
-                if entry[name].shape != shape:
-                    raise BadInputError(
-                        f"{function}: parameter {i}'s '{name}' must have shape {tuple(shape)}; "
-                        f"got {tuple(entry[name].shape)}"
-                    )
-            step = float(entry["step"])
-            if not (step >= 0 and step == int(step)):
-                raise BadInputError(
-                    f"{function}: parameter {i}'s 'step' must be a whole number ≥ 0; got {step}"
-                )
+            step = self._entry_step(function, i, entry, ("exp_avg", "exp_avg_sq"))
             self.exp_avgs[i][seed] = entry["exp_avg"]
             self.exp_avg_sqs[i][seed] = entry["exp_avg_sq"]
-            self.step_counts[i, seed] = int(step)
-
-    def _check_seed(self, function: str, seed: int) -> None:
-        if not (isinstance(seed, int) and 0 <= seed < self.seeds):
-            raise BadInputError(
-                f"{function}: 'seed' must be an int in [0, {self.seeds}); got {seed!r}"
-            )
+            self.step_counts[i, seed] = step

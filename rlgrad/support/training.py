@@ -17,7 +17,7 @@ from rlgrad.support.configs import PolicyConfig, RunConfig, require, resolve_dev
 from rlgrad.support.envs import SeedEnvs, Spaces, VectorEnv
 from rlgrad.support.nets import ActorCritic
 from rlgrad.support.runs import Run, SeedRuns, default_run_dir
-from rlgrad.support.seed_adam import SeedAdam, clip_grad_norms
+from rlgrad.support.seed_adam import SeedAdam, SeedOptimizer, clip_grad_norms
 from rlgrad.support.seeded import SeedGenerators, SeedSlice, build_seeded
 from rlgrad.support.torch_envs import TorchSeedEnvs
 
@@ -118,7 +118,7 @@ def adam(parameters, **options) -> torch.optim.Adam:
 def annealed_lr(optimizer: torch.optim.Optimizer, config, fraction_done: float) -> float:
     """Set and return the learning rate: lr, or lr·(1 − fraction done) with ``anneal_lr``."""
     lr = config.lr * (1.0 - fraction_done) if config.anneal_lr else config.lr
-    if isinstance(optimizer, SeedAdam):
+    if isinstance(optimizer, SeedOptimizer):  # SeedAdam, SeedRMSprop
         optimizer.lr = lr
     else:
         for group in optimizer.param_groups:

@@ -21,14 +21,17 @@ from pathlib import Path
 import torch
 
 from rlgrad.distributions import entropy_loss
+from rlgrad.grpo import masked_mean
 from rlgrad.policy import policy_gradient_loss
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
-from rlgrad.support.rollout import Rollout
-from rlgrad.support.runs import History
+from rlgrad.support.rollout import SeedRollout
+from rlgrad.support.runs import History, TrainingError
+from rlgrad.support.seed_rmsprop import SeedRMSprop
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "a2c"
+METRICS = ("policy_loss", "value_loss", "entropy", "grad_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,68 +58,107 @@ def check(config: Config) -> None:
     configs.in_unit_interval(config, "lam", "rms_alpha")
 
 
-def build_agent(config: Config, spaces):
-    return training.make_actor_critic(config, spaces)
+def build_agent(config: Config, spaces, seeds: int | None = None):
+    return training.make_actor_critic(config, spaces, seeds=seeds)
 
 
-def make_optimizer(config: Config, agent) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(
-        agent.parameters(), lr=config.lr, alpha=config.rms_alpha, eps=config.rms_eps
+def make_optimizer(config: Config, agents) -> SeedRMSprop:
+    return SeedRMSprop(
+        agents.parameters(), lr=config.lr, alpha=config.rms_alpha, eps=config.rms_eps
     )
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
     """Train A2C; return the metric history (also written to ``run_dir``).
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
+    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
+    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
     """
+    (history,) = train_seeds(config, [config.seed], run_dir, **run_options)
+    if "failed" in history.summary:
+        raise TrainingError(history.summary["failed"])
+    return history
+
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """Train A2C on every seed in ``seeds`` at once, each as ``train`` would with
+    ``config.seed`` set to it (same initial networks, environments and random draws), into its
+    own run directory (``run_dir/seed{s}``); return one history per seed. A seed that diverges
+    is recorded as failed in its summary; the others go on."""
     check(config)
-    # 0. set up: seeds, environments, networks, optimizer and the run directory (new or resumed)
-    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
-    run, env, agent = setup.run, setup.env, setup.agent
-    rollout = Rollout(config.num_steps, config.num_envs, env.spaces)
+    # 0. set up: for each seed its environments, networks, optimizer state and run directory;
+    # the networks are stacked on a leading seed axis and trained as one batched computation
+    setup = training.start_seeds(
+        ALGORITHM,
+        config,
+        seeds,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        device=config.device,
+        **run_options,
+    )
+    runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
+    device = generators[0].device
+    rollout = SeedRollout(config.num_steps, len(seeds), config.num_envs, envs.spaces, device)
 
-    while not run.done:
-        with run.training():
-            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
+    while not runs.done:
+        with runs.training():
+            lr = training.annealed_lr(setup.optimizer, config, runs.progress_fraction())
 
-            # 1. collect T steps from N environments with the current policy
-            rollout.collect(env, agent, setup.generator)
+            # 1. collect T steps from N environments per seed with each seed's current policy
+            rollout.collect(envs, agents, generators, runs.active)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
-            values, advantages, returns = rollout.gae(agent, config.gamma, config.lam)
+            runs.fail_non_finite("a reward", rollout.rewards, seed_axis=1)  # that seed alone
+            values, advantages, returns = rollout.gae(agents, config.gamma, config.lam, runs.active)
 
-            # 3. update: one step on L = L_π + c_v · ½(V − G)² − β H over the whole rollout
-            usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
-            observations = rollout.flat("observations")[usable]
-            log_probs, entropy = agent.log_prob_and_entropy(
-                observations, rollout.flat("actions")[usable]
+            # 3. update: one step per seed on L = L_π + c_v · ½(V − G)² − β H over its whole
+            # rollout; every tensor below is [S, T·N, ...], every loss [S], one per seed
+            updating = torch.as_tensor(runs.active, device=device)  # [S]
+            # Gymnasium's autoreset steps carry no action; a seed that stopped keeps no sample
+            kept = rollout.per_seed(rollout.valid) & updating[:, None]
+            observations = rollout.per_seed(rollout.observations)
+            log_probs, entropy = agents.log_prob_and_entropy(
+                observations, rollout.per_seed(rollout.actions)
             )
-            step_advantages = advantages.flatten()[usable]
-            if config.normalize_advantages and len(usable) > 1:
-                step_advantages = normalize_advantages(step_advantages)
-            policy_loss = policy_gradient_loss(log_probs, step_advantages)
-            critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
-            mean_entropy = entropy.mean()
+            step_advantages, step_returns = rollout.per_seed(advantages), rollout.per_seed(returns)
+            if config.normalize_advantages:
+                normalized = normalize_advantages(step_advantages, mask=kept, dim=1)
+                enough = kept.sum(dim=1, keepdim=True) > 1  # a lone sample stays as is
+                step_advantages = torch.where(enough, normalized, step_advantages)
+            # per seed: every reduction runs over dim 1, the samples of each seed's row
+            policy_loss = policy_gradient_loss(log_probs, step_advantages, mask=kept, dim=1)
+            critic_loss = value_loss(agents.value(observations), step_returns, mask=kept, dim=1)
+            mean_entropy = masked_mean(entropy, kept, dim=1)
             loss = (
                 policy_loss
                 + config.vf_coef * critic_loss
                 + entropy_loss(mean_entropy, config.ent_coef)
             )
-            grad_norm = training.gradient_step(run, setup.optimizer, loss, config.max_grad_norm)
+            grad_norm = training.seed_gradient_step(
+                runs, setup.optimizer, loss, config.max_grad_norm, updating
+            )
 
-        # 4. log, evaluate and checkpoint
-        run.end_iteration(
+        # 4. log, evaluate and checkpoint, each seed in its own run directory
+        explained = explained_variance(rollout.per_seed(values), step_returns, mask=kept, dim=1)
+        enough = kept.sum(dim=1) > 1  # the variance of fewer than two samples is no number
+        # one host sync: a row [policy_loss, ..., explained_variance, enough] per seed
+        measured = torch.stack(
+            [policy_loss, critic_loss, mean_entropy, grad_norm, explained, enough.to(explained)],
+            dim=1,
+        ).tolist()
+        runs.end_iteration(
             config.num_steps * config.num_envs,
-            {
-                "policy_loss": policy_loss.item(),
-                "value_loss": critic_loss.item(),
-                "entropy": mean_entropy.item(),
-                "grad_norm": grad_norm,
-                "explained_variance": float(
-                    explained_variance(values.flatten()[usable], returns.flatten()[usable])
-                ),
-                "lr": lr,
-            },
+            [
+                {
+                    **dict(zip(METRICS, numbers, strict=True)),
+                    "explained_variance": explained_s if enough_s else None,
+                    "lr": lr,
+                }
+                for *numbers, explained_s, enough_s in measured
+            ],
         )
-    return run.finish()
+    return runs.finish()
