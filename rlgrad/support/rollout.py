@@ -146,9 +146,9 @@ class SeedRollout:
             self.truncated[t] = step.truncated
             self.valid[t] = step.valid
         last = envs.observations.to(self.observations.device)
-        self.observations[self.num_steps] = torch.where(
-            training, last.flatten(2), 0.0
-        ).view_as(last)
+        self.observations[self.num_steps] = torch.where(training, last.flatten(2), 0.0).view_as(
+            last
+        )
 
     def gae(self, agents, gamma: float, lam: float, active) -> tuple[Tensor, Tensor, Tensor]:
         """V(s_t), the GAE(λ) advantages and the λ-returns A_t + V(s_t), each ``[T, S, N]``.

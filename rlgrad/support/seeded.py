@@ -142,4 +142,3 @@ class SeedGenerators:
             orders[s, :count] = torch.randperm(count, generator=generator, device=on)
         filled = torch.arange(width, device=on) < torch.as_tensor(counts, device=on).unsqueeze(1)
         return orders, filled
-

@@ -131,6 +131,7 @@ def train_seeds(
 
     def single_agent():  # the one seed's agent as an ordinary module, for the Taylor diagnostics
         return seed_agent(agents, 0, lambda seeds: build_agent(config, envs.spaces, seeds))
+
     S = len(seeds)
     device = setup.generators[0].device
     rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces, device)
