@@ -205,9 +205,10 @@ def train_seeds(
                 previous, steps = steps, steps + envs.num_envs
 
                 # 3. gradient steps on the TD loss of each seed's replayed minibatches, when due
+                # and its buffer holds a minibatch (a resume without the buffer refills it first)
                 ready = active & (np.array(replay.usable_counts) >= config.batch_size)
-                stored = config.batch_size if ready.any() else 0
-                for _ in range(schedule.gradient_steps_due(previous, steps, stored)):
+                due = schedule.gradient_steps_due(previous, steps, stored=config.batch_size)
+                for _ in range(due if ready.any() else 0):
                     batch = replay.sample(
                         config.batch_size, generators, config.n_step, config.gamma, ready
                     )
