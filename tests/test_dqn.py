@@ -506,3 +506,16 @@ def test_a_seed_with_a_non_finite_reward_fails_alone(tmp_path, monkeypatch):
     calls.clear()
     with pytest.raises(TrainingError, match="a reward became nan at step 200"):  # one seed
         dqn.train(dataclasses_replace(config, seed=8), tmp_path / "alone8")
+
+
+def test_two_seeds_resumed_from_their_checkpoints_equal_an_uninterrupted_run(tmp_path):
+    # ε at its end value from the start, so that a 300-step run is the first half of a 600-step
+    # one; each seed then continues from its own checkpoint (buffer, counters, generator)
+    config = dqn.Config(env="CartPole-v1", **{**SEEDS_TINY, "exploration_fraction": 0.0})
+    whole = dqn.train_seeds(config, [3, 8], tmp_path / "whole")
+    half = dataclasses_replace(config, total_steps=300)
+    dqn.train_seeds(half, [3, 8], tmp_path / "cut")
+    resumed = dqn.train_seeds(config, [3, 8], tmp_path / "cut", resume=True)
+    for before, after in zip(whole, resumed, strict=True):
+        assert after.rows[2]["step"] == 300 and after.rows[3]["loss"] is not None
+        assert without_timing(after.rows) == without_timing(before.rows)
