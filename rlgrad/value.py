@@ -151,26 +151,42 @@ def _huber(errors: Tensor) -> Tensor:
 _DQN_LOSSES = {"mse": _squared, "huber": _huber}
 
 
-def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "mse") -> Tensor:
+def dqn_loss(
+    q_values: Tensor,
+    actions: Tensor,
+    targets: Tensor,
+    kind: str = "mse",
+    *,
+    dim: int | None = None,
+) -> Tensor:
     """DQN's loss on the taken actions, L = mean(ℓ(Q_θ(s, a) − y)), with y detached.
 
     ``kind="mse"``: ℓ(x) = ½x² (the course's loss, so ∇L = (Q − y)∇Q, the TD error times ∇Q).
     ``kind="huber"``: ℓ(x) = ½x² for |x| ≤ 1 and |x| − ½ beyond (δ = 1), whose gradient is the
     TD error clipped to [−1, 1] (Mnih et al. 2015).
 
+    With ``dim`` (many seeds at once, ``[S, B]`` with ``dim=1``) the mean runs over that axis
+    only: one loss per row, row s the loss of ``q_values[s]``, ``actions[s]``, ``targets[s]``.
+
     Args:
         q_values: ``[*B, A]`` Q_θ(s, ·), differentiable.
         actions: ``[*B]`` integer actions in [0, A).
         targets: ``[*B]`` TD targets y; detached here.
         kind: "mse" or "huber".
+        dim: the axis of ``[*B]`` to average over (e.g. 1 for ``[S, B]``); None for all.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
     Example (Q(s, 1) = 2, y = 5: ½·3² = 4.5 and Huber 3 − ½ = 2.5):
         >>> q, a, y = torch.tensor([[0.0, 2.0]]), torch.tensor([1]), torch.tensor([5.0])
         >>> dqn_loss(q, a, y), dqn_loss(q, a, y, kind="huber")
         (tensor(4.5000), tensor(2.5000))
+
+    Two seeds, one loss each (seed 1: Q(s, 0) = 2, y = 1: ½·1² = 0.5):
+        >>> dqn_loss(torch.stack([q, q.flip(-1)]), torch.stack([a, 1 - a]),
+        ...          torch.stack([y, torch.tensor([1.0])]), dim=1)
+        tensor([4.5000, 0.5000])
     """
     fn = "dqn_loss"
     q_values = _checks.floats(fn, "q_values", q_values)
@@ -195,8 +211,9 @@ def dqn_loss(q_values: Tensor, actions: Tensor, targets: Tensor, kind: str = "ms
     if kind not in _DQN_LOSSES:
         raise BadInputError(f"{fn}(): 'kind' must be one of {sorted(_DQN_LOSSES)}; got {kind!r}")
     _checks.non_empty(fn, "targets", targets)
+    dim, _ = _checks.reduction(fn, dim, None, "targets", targets)
     taken = q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-    return _DQN_LOSSES[kind](taken - targets.detach()).mean()
+    return _masks.mean(_DQN_LOSSES[kind](taken - targets.detach()), None, dim)
 
 
 def semi_gradient_td_update(

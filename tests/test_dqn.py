@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -17,10 +18,11 @@ import rlgrad
 from rlgrad.app import load_agent
 from rlgrad.app.registry import resume
 from rlgrad.support import offpolicy
-from rlgrad.support.envs import VectorEnv
-from rlgrad.support.nets import QNetwork
-from rlgrad.support.replay import ReplayBuffer
+from rlgrad.support.envs import SeedEnvs, VectorEnv
+from rlgrad.support.nets import QNetwork, seed_epsilon_greedy
+from rlgrad.support.replay import Batch, ReplayBuffer, SeedReplayBuffer
 from rlgrad.support.runs import TrainingError
+from rlgrad.support.seeded import build_seeded
 from rlgrad.trainers import dqn
 
 toy_envs.register()
@@ -335,3 +337,185 @@ def test_a_non_finite_reward_stops_the_run_and_keeps_a_finite_checkpoint(tmp_pat
     state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
     assert state["steps"] < 1000
     assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
+
+
+# ----- many seeds in one process (issue 32) -----
+
+
+def cartpole_spaces():
+    return VectorEnv("CartPole-v1", 1, seed=0).spaces
+
+
+@pytest.mark.parametrize("dueling", [False, True], ids=["plain", "dueling"])
+def test_a_seed_batched_q_network_is_each_seeds_own_network(dueling):
+    # built as a single-seed run builds each seed's (torch.manual_seed(s) first), in float64 so
+    # that baddbmm against nn.Linear differ only by summation order (~1e-16)
+    spaces = cartpole_spaces()
+
+    def build(seeds):
+        return QNetwork(spaces, (8, 8), "relu", dueling, epsilon=0.1, seeds=seeds).double()
+
+    networks = build_seeded(build, [3, 5])
+    observations = torch.randn(2, 7, 4, dtype=torch.float64)
+    q_values = networks(observations)
+    assert q_values.shape == (2, 7, 2) and float(networks.epsilon) == pytest.approx(0.1)
+    for index, seed in enumerate([3, 5]):
+        torch.manual_seed(seed)
+        single = build(None)
+        torch.testing.assert_close(q_values[index], single(observations[index]), rtol=0, atol=1e-12)
+        assert torch.equal(networks.mode(observations)[index], single.mode(observations[index]))
+
+
+def test_seed_epsilon_greedy_draws_each_seeds_own_stream_and_spares_an_inactive_one():
+    q_values = torch.randn(3, 50, 4)
+    generators = [torch.Generator().manual_seed(seed) for seed in (11, 12, 13)]
+    actions = seed_epsilon_greedy(q_values, 0.4, generators, active=[True, False, True])
+    for index, seed in ((0, 11), (2, 13)):
+        # the single-seed draws, in their order: 50 uniforms, then 50 random actions
+        generator = torch.Generator().manual_seed(seed)
+        uniforms = torch.rand(50, generator=generator)
+        random_actions = torch.randint(4, (50,), generator=generator)
+        expected = torch.where(uniforms < 0.4, random_actions, q_values[index].argmax(-1))
+        assert torch.equal(actions[index], expected)
+        assert 5 < int((uniforms < 0.4).sum()) < 45  # both branches are exercised
+        assert torch.equal(generators[index].get_state(), generator.get_state())
+    # the inactive seed acts greedily and its generator has not moved
+    assert torch.equal(actions[1], q_values[1].argmax(-1))
+    assert torch.equal(generators[1].get_state(), torch.Generator().manual_seed(12).get_state())
+
+
+def test_a_seed_replay_buffer_samples_what_each_seeds_own_buffer_samples():
+    # two seeds of CartPole with random actions into one SeedReplayBuffer, and each seed into
+    # its own ReplayBuffer; seed 1 stops (inactive) after 30 of 40 steps, and its buffer must
+    # stay the 30-step one. 16 slots per environment: both wrap, at different positions.
+    envs = SeedEnvs([VectorEnv("CartPole-v1", 2, seed=seed) for seed in (4, 6)])
+    alone = [VectorEnv("CartPole-v1", 2, seed=seed) for seed in (4, 6)]
+    together = SeedReplayBuffer(32, 2, envs.spaces, 2)
+    buffers = [ReplayBuffer(32, 2, envs.spaces) for _ in alone]
+    actions_generator = torch.Generator().manual_seed(0)
+    for step in range(40):
+        active = np.array([True, step < 30])
+        actions = torch.randint(2, (2, 2), generator=actions_generator)
+        observations = envs.observations
+        outcome = envs.step(actions, active)
+        together.add(observations, actions, outcome, active)
+        for s, (env, buffer) in enumerate(zip(alone, buffers, strict=True)):
+            if active[s]:
+                before = env.observations
+                buffer.add(before, actions[s], env.step(actions[s].numpy()))
+    assert together.sizes == [16, 16] and together.positions == [40 % 16, 30 % 16]
+    for n_step in (1, 3):
+        generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+        batch = together.sample(256, generators, n_step, 0.9)
+        for s, buffer in enumerate(buffers):
+            own = buffer.sample(256, torch.Generator().manual_seed(s + 1), n_step, 0.9)
+            for name in Batch.__dataclass_fields__:
+                assert torch.equal(getattr(batch, name)[s], getattr(own, name)), (n_step, s, name)
+        # terminations are sampled, and 3-step windows that stop early at an episode's end
+        assert bool(batch.terminated.any())
+        assert bool((batch.discounts > 0.9**n_step + 1e-6).any()) == (n_step > 1)
+    for s, buffer in enumerate(buffers):
+        assert len(buffer) == together.usable_counts[s]
+        mine, theirs = together.seed_state(s), buffer.state_dict()
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine if torch.is_tensor(mine[k]))
+        assert (mine["position"], mine["size"]) == (theirs["position"], theirs["size"])
+    # a seed that does not draw keeps its generator
+    generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    together.sample(8, generators, 1, 0.9, drawing=np.array([True, False]))
+    assert torch.equal(generators[1].get_state(), torch.Generator().manual_seed(2).get_state())
+
+
+SEEDS_TINY = {**TINY, "num_envs": 2, "n_step": 2, "dueling": True, "tau": 0.5}
+AVERAGED = ("loss", "q_taken_mean", "grad_norm")
+
+
+def assert_same_run(rows, reference):
+    """Every count, return, evaluation and ε equal; the averaged metrics equal to float32
+    rounding (S seeds in one baddbmm sum in another order than one: ~1e-8 relative)."""
+    assert len(rows) == len(reference)
+    for row, expected in zip(without_timing(rows), without_timing(reference), strict=True):
+        assert row.keys() == expected.keys()
+        for name, value in row.items():
+            if name in AVERAGED and value is not None:
+                assert value == pytest.approx(expected[name], rel=1e-6), (row["step"], name)
+            else:
+                assert value == expected[name], (row["step"], name)
+
+
+def test_two_seeds_trained_together_each_equal_their_run_alone(tmp_path):
+    config = dqn.Config(env="CartPole-v1", **SEEDS_TINY)
+    together = dqn.train_seeds(config, [3, 8], tmp_path / "together")
+    for index, seed in enumerate([3, 8]):
+        alone = dqn.train(dataclasses_replace(config, seed=seed), tmp_path / f"alone{seed}")
+        assert_same_run(together[index].rows, alone.rows)
+        assert sum(row["loss"] is not None for row in alone.rows) >= 4
+        assert together[index].run_dir == tmp_path / "together" / f"seed{seed}"
+        # each seed's checkpoint holds that seed's own replay buffer and counters, exactly, and
+        # its networks and optimizer, to float32 rounding, as the run of that seed alone does
+        mine = torch.load(together[index].run_dir / "checkpoints" / "latest.pt", weights_only=False)
+        theirs = torch.load(alone.run_dir / "checkpoints" / "latest.pt", weights_only=False)
+        assert mine["steps"] == theirs["steps"] == config.total_steps
+        for name in ("agent", "target", "replay", "counters"):
+            a, b = mine["modules"][name], theirs["modules"][name]
+            assert a.keys() == b.keys(), name
+            for key in a:
+                if name in ("agent", "target"):
+                    torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+                elif torch.is_tensor(a[key]):
+                    assert torch.equal(a[key], b[key]), (name, key)
+                else:
+                    assert a[key] == b[key], (name, key)
+        assert mine["modules"]["counters"]["gradient_steps"] > 100
+        assert len(mine["modules"]["replay"]["rewards"]) == 300  # 600 steps of 2 environments
+        a, b = mine["modules"]["optimizer"]["state"], theirs["modules"]["optimizer"]["state"]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key]["step"], b[key]["step"])
+            for field in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(a[key][field], b[key][field], rtol=1e-4, atol=1e-9)
+    assert without_timing(together[0].rows) != without_timing(together[1].rows)
+
+
+def test_a_seed_with_a_non_finite_reward_fails_alone(tmp_path, monkeypatch):
+    # seed 8's 120th vector step returns a NaN reward: seed 8 fails there, keeping a finite
+    # checkpoint, while seed 3 trains to the end exactly as it does alone
+    config = dqn.Config(env="CartPole-v1", **SEEDS_TINY)
+    alone = dqn.train(dataclasses_replace(config, seed=3), tmp_path / "alone")
+    step, calls = SeedEnvs.step, []
+
+    def poisoned(self, actions, active):
+        outcome = step(self, actions, active)
+        calls.append(1)
+        if len(calls) == 120:
+            outcome.rewards[-1, 0] = float("nan")  # the last seed's
+        return outcome
+
+    monkeypatch.setattr(SeedEnvs, "step", poisoned)
+    healthy, failed = dqn.train_seeds(config, [3, 8], tmp_path / "together")
+    assert "failed" not in healthy.summary
+    assert_same_run(healthy.rows, alone.rows)
+    # step 240 = 120 vector steps of 2 environments; the last row written is the one before
+    message = failed.summary["failed"]
+    assert re.search(r"a reward became nan at step 200 .*last good checkpoint", message)
+    assert failed.rows[-1]["step"] == 200
+    state = torch.load(failed.run_dir / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["steps"] == 200
+    assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
+    assert all(torch.isfinite(state["modules"]["replay"]["rewards"]).flatten())
+    calls.clear()
+    with pytest.raises(TrainingError, match="a reward became nan at step 200"):  # one seed
+        dqn.train(dataclasses_replace(config, seed=8), tmp_path / "alone8")
+
+
+def test_two_seeds_resumed_from_their_checkpoints_equal_an_uninterrupted_run(tmp_path):
+    # ε at its end value from the start, so that a 300-step run is the first half of a 600-step
+    # one; each seed then continues from its own checkpoint (buffer, counters, generator)
+    config = dqn.Config(env="CartPole-v1", **{**SEEDS_TINY, "exploration_fraction": 0.0})
+    whole = dqn.train_seeds(config, [3, 8], tmp_path / "whole")
+    half = dataclasses_replace(config, total_steps=300)
+    dqn.train_seeds(half, [3, 8], tmp_path / "cut")
+    resumed = dqn.train_seeds(config, [3, 8], tmp_path / "cut", resume=True)
+    for before, after in zip(whole, resumed, strict=True):
+        assert after.rows[2]["step"] == 300 and after.rows[3]["loss"] is not None
+        assert without_timing(after.rows) == without_timing(before.rows)

@@ -187,7 +187,9 @@ class QNetwork(nn.Module):
 
     It acts like the policy of :class:`ActorCritic` (``mode``, ``sample``, ``env_actions``), so
     evaluation and :func:`rlgrad.app.load_agent` treat both alike; ``sample`` is ε-greedy with the
-    ε stored in the ``epsilon`` buffer (the end of the exploration schedule).
+    ε stored in the ``epsilon`` buffer (the end of the exploration schedule). With ``seeds`` = S
+    it is S Q-networks (:class:`SeedLinear` layers, every parameter ``[S, ...]``, one shared
+    ``epsilon``): observations ``[S, B, *obs]``, action values ``[S, B, A]``.
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class QNetwork(nn.Module):
         activation: str = "relu",
         dueling: bool = False,
         epsilon: float = 0.05,
+        seeds: int | None = None,
     ):
         super().__init__()
         if not spaces.discrete:
@@ -213,16 +216,18 @@ class QNetwork(nn.Module):
         if dueling:
             width = hidden_sizes[-1]
             self.torso = nn.Sequential(
-                mlp([inputs, *hidden_sizes], activation, math.sqrt(2)), ACTIVATIONS[activation]()
+                mlp([inputs, *hidden_sizes], activation, math.sqrt(2), seeds),
+                ACTIVATIONS[activation](),
             )
-            self.value_head = mlp([width, 1], activation, 1.0)
-            self.advantage_head = mlp([width, actions], activation, 1.0)
+            self.value_head = mlp([width, 1], activation, 1.0, seeds)
+            self.advantage_head = mlp([width, actions], activation, 1.0, seeds)
         else:
-            self.q = mlp([inputs, *hidden_sizes, actions], activation, 1.0)
+            self.q = mlp([inputs, *hidden_sizes, actions], activation, 1.0, seeds)
         self.register_buffer("epsilon", torch.tensor(float(epsilon)))
 
     def forward(self, observations: Tensor) -> Tensor:
-        flat = observations.flatten(1)
+        """Q(s, ·), ``[*lead, A]`` for observations ``[*lead, *obs]``."""
+        flat = observations.flatten(observations.dim() - len(self.spaces.observation_shape))
         if not self.dueling:
             return self.q(flat)
         features = self.torso(flat)
@@ -230,7 +235,7 @@ class QNetwork(nn.Module):
         return self.value_head(features) + advantages - advantages.mean(dim=-1, keepdim=True)
 
     def mode(self, observations: Tensor) -> Tensor:
-        """The greedy action argmax_a Q(s, a), ``[B]``."""
+        """The greedy action argmax_a Q(s, a), ``[*lead]``."""
         return self(observations).argmax(dim=-1)
 
     def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
@@ -238,16 +243,43 @@ class QNetwork(nn.Module):
         return epsilon_greedy(self(observations), float(self.epsilon), generator), None
 
     def env_actions(self, actions: Tensor) -> np.ndarray:
-        return actions.numpy()
+        return actions.cpu().numpy()
+
+
+def exploration_draws(
+    batch: int, num_actions: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """ε-greedy's random numbers for ``batch`` states, from ``generator`` (on its device): uniforms
+    u ∈ [0, 1) ``[batch]``, then uniformly random actions ``[batch]`` (int64).
+
+    Both are drawn for every row, whatever ε is, so the generator advances by the same amount
+    each step (a resumed run stays in step with an uninterrupted one)."""
+    on = generator.device
+    uniforms = torch.rand(batch, generator=generator, device=on)
+    return uniforms, torch.randint(num_actions, (batch,), generator=generator, device=on)
 
 
 def epsilon_greedy(q_values: Tensor, epsilon: float, generator: torch.Generator) -> Tensor:
-    """argmax_a Q(s, a) with probability 1 − ε, else a uniformly random action; ``[B]``.
+    """argmax_a Q(s, a) with probability 1 − ε, else a uniformly random action; ``[B]``."""
+    return seed_epsilon_greedy(q_values.unsqueeze(0), epsilon, [generator])[0]
 
-    Both random draws happen for every row, whatever ε is, so the generator advances by the same
-    amount each step (a resumed run stays in step with an uninterrupted one).
-    """
-    batch, actions = q_values.shape
-    explore = torch.rand(batch, generator=generator) < epsilon
-    random_actions = torch.randint(actions, (batch,), generator=generator)
-    return torch.where(explore, random_actions, q_values.argmax(dim=-1))
+
+def seed_epsilon_greedy(q_values: Tensor, epsilon: float, generators, active=None) -> Tensor:
+    """:func:`epsilon_greedy` for S seeds: ``q_values [S, B, A]`` → actions ``[S, B]``, where
+    seed s explores with draws from ``generators[s]`` alone,
+
+        a_s = random action if u_s < ε else argmax_a Q_s(s, a)    (u_s, random: generators[s]).
+
+    A seed that is not ``active`` ([S] bool, None for all) draws nothing, keeping its generator
+    as it was, and takes its greedy action."""
+    seeds, batch, num_actions = q_values.shape
+    on = generators[0].device  # an inactive seed's uniforms are 1 ≥ ε: greedy
+    draws = [
+        exploration_draws(batch, num_actions, generators[s])
+        if active is None or active[s]
+        else (torch.ones(batch, device=on), torch.zeros(batch, dtype=torch.int64, device=on))
+        for s in range(seeds)
+    ]
+    uniforms = torch.stack([u for u, _ in draws]).to(q_values.device)  # [S, B]
+    random_actions = torch.stack([a for _, a in draws]).to(q_values.device)
+    return torch.where(uniforms < epsilon, random_actions, q_values.argmax(dim=-1))

@@ -5,7 +5,9 @@ are due, exploring before learning starts, target networks, and the counters a r
 Each trainer's ``train`` owns its loop and reads top to bottom: 1. act; 2. step and store;
 3. gradient steps when due; 4. targets; 5. log. The replay buffer
 (:mod:`rlgrad.support.replay`) stores actions as the action space has them, integers for
-``Discrete`` and float vectors for ``Box``.
+``Discrete`` and float vectors for ``Box``. A trainer of many seeds at once (DQN's) keeps a
+seed axis in its replay buffer, counters and target networks (:class:`SeedCounters`,
+:func:`seed_polyak_update`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 
 from rlgrad.support.configs import OffPolicyConfig
 from rlgrad.support.envs import VectorEnv
-from rlgrad.support.replay import ReplayBuffer
+from rlgrad.support.replay import ReplayBuffer, SeedReplayBuffer
+from rlgrad.value import polyak_update
 
 
 def frozen_copy(network: torch.nn.Module) -> torch.nn.Module:
@@ -27,13 +30,34 @@ def frozen_copy(network: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(network).requires_grad_(False)
 
 
-def replay_buffer(config: OffPolicyConfig, spaces, learner: torch.nn.Module) -> ReplayBuffer:
+def replay_buffer(
+    config: OffPolicyConfig, spaces, learner: torch.nn.Module, seeds: int | None = None
+) -> ReplayBuffer | SeedReplayBuffer:
     """The replay buffer a config asks for (its size, environments and checkpointing), on the
-    device of the ``learner`` it feeds, so that minibatches are drawn where they are used."""
+    device of the ``learner`` it feeds, so that minibatches are drawn where they are used; with
+    ``seeds`` = S, S of them as one :class:`~rlgrad.support.replay.SeedReplayBuffer`."""
     device = next(learner.parameters()).device
-    return ReplayBuffer(
-        config.buffer_size, config.num_envs, spaces, config.checkpoint_replay, device
-    )
+    options = (config.buffer_size, config.num_envs, spaces)
+    if seeds is None:
+        return ReplayBuffer(*options, config.checkpoint_replay, device)
+    return SeedReplayBuffer(*options, seeds, config.checkpoint_replay, device)
+
+
+@torch.no_grad()
+def seed_polyak_update(
+    targets: torch.nn.Module, sources: torch.nn.Module, tau: float, active: np.ndarray
+) -> None:
+    """:func:`rlgrad.polyak_update` of seed-batched networks (every parameter ``[S, ...]``),
+    θ⁻_s ← τθ_s + (1 − τ)θ⁻_s for the seeds that are ``active`` ([S] bool); the others' targets
+    stay as they were. The update is elementwise, so when every seed is active it runs on the
+    stacked parameters at once."""
+    if active.all():
+        polyak_update(targets.parameters(), sources.parameters(), tau)
+        return
+    for s in np.flatnonzero(active):
+        polyak_update(
+            [p[s] for p in targets.parameters()], [p[s] for p in sources.parameters()], tau
+        )
 
 
 class Counters:
@@ -52,6 +76,21 @@ class Counters:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.gradient_steps = int(state["gradient_steps"])
+
+
+class SeedCounters:
+    """:class:`Counters` for S seeds trained together: ``gradient_steps`` ``[S]`` (int64, on
+    ``device``, added to without a host sync). A seed's run checkpoints its own counts as
+    :class:`Counters` does (``seed_state`` / ``load_seed_state``)."""
+
+    def __init__(self, num_seeds: int, device: torch.device | str = "cpu") -> None:
+        self.gradient_steps = torch.zeros(num_seeds, dtype=torch.int64, device=device)
+
+    def seed_state(self, seed_index: int) -> dict[str, int]:
+        return {"gradient_steps": int(self.gradient_steps[seed_index])}
+
+    def load_seed_state(self, seed_index: int, state: dict[str, int]) -> None:
+        self.gradient_steps[seed_index] = int(state["gradient_steps"])
 
 
 def times_due(previous: int, steps: int, every: int) -> int:

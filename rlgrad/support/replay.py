@@ -14,6 +14,13 @@ n-step windows are read at sampling time, along the stream, and stop at the firs
 episode; a window that reaches the newest stored step stops there and bootstraps from the newest
 observation (the stream is cut, as a rollout's last step is). The arithmetic is
 :func:`rlgrad.returns.n_step_returns`.
+
+Many seeds: :class:`SeedReplayBuffer` holds S seeds' buffers as one storage with a leading seed
+axis, ``[S, slots, N, ...]``, each seed with its own write position and fill, and samples S
+minibatches ``[S, B, ...]`` in one gather. Seed s draws its slots from its own generator, exactly
+as a buffer of seed s alone draws them (the same calls, in the same order, on the same stream),
+so seed s's minibatches are the single-seed run's; and its state in a checkpoint is a single
+buffer's. :class:`ReplayBuffer`, one seed's buffer, is the seed-batched one with S = 1.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torch import Tensor
 
 from rlgrad.errors import BadInputError
 from rlgrad.returns import n_step_returns
-from rlgrad.support.envs import Spaces, Step
+from rlgrad.support.envs import SeedStep, Spaces, Step
 
 
 @dataclass
@@ -41,16 +48,22 @@ class Batch:
     next_observations: Tensor  # [B, *obs], s_{t+K}
 
 
-class ReplayBuffer:
-    """``capacity`` transitions in all, ``capacity // num_envs`` per environment, overwriting the
-    oldest first. With ``in_checkpoints=False`` its state_dict is empty, so checkpoints stay
-    small and a resumed run starts from an empty buffer."""
+_STORED = ("observations", "actions", "rewards", "terminated", "truncated", "usable")
+
+
+class SeedReplayBuffer:
+    """S seeds' replay buffers, ``capacity`` transitions each (``capacity // num_envs`` per
+    environment), as storage ``[S, slots, N, ...]``. Seed s has its own write position, fill and
+    count of usable transitions: a seed that stops training keeps its buffer exactly as it was.
+    With ``in_checkpoints=False`` a seed's state is empty, so checkpoints stay small and a
+    resumed run starts from an empty buffer."""
 
     def __init__(
         self,
         capacity: int,
         num_envs: int,
         spaces: Spaces,
+        num_seeds: int,
         in_checkpoints: bool = True,
         device: torch.device | str = "cpu",
     ):
@@ -62,8 +75,8 @@ class ReplayBuffer:
                 f"config field 'buffer_size' = {capacity} leaves {self.slots} slot(s) per "
                 f"environment for num_envs = {num_envs}; it needs at least 2 · num_envs"
             )
-        self.num_envs = num_envs
-        shape = (self.slots, num_envs)
+        self.num_seeds, self.num_envs = num_seeds, num_envs
+        shape = (num_seeds, self.slots, num_envs)
         on = {"device": self.device}
         self.observations = torch.zeros(*shape, *spaces.observation_shape, **on)
         # actions as the action space has them: integers for Discrete, float vectors for Box
@@ -74,43 +87,76 @@ class ReplayBuffer:
         self.rewards = torch.zeros(shape, **on)
         self.terminated = torch.zeros(shape, dtype=torch.bool, **on)
         self.truncated = torch.zeros(shape, dtype=torch.bool, **on)
-        # usable[t, e]: slot t holds a transition that can be sampled (written, not an autoreset
-        # step, and its next observation not yet overwritten)
+        # usable[s, t, e]: slot t holds a transition that can be sampled (written, not an
+        # autoreset step, and its next observation not yet overwritten)
         self.usable = torch.zeros(shape, dtype=torch.bool, **on)
-        self.position = 0  # the slot the next step is written to
-        self.size = 0  # slots written so far (at most self.slots)
+        self.positions = [0] * num_seeds  # the slot each seed's next step is written to
+        self.sizes = [0] * num_seeds  # slots written so far (at most self.slots)
         # usable transitions, kept up to date by add(): counting them over a million slots on
         # every environment step would cost more than the step
-        self.usable_count = 0
+        self.usable_counts = [0] * num_seeds
+        # the flat row of seed s's first slot in storage viewed [S · slots · N, ...]
+        self._seed_offsets = torch.arange(num_seeds, **on) * (self.slots * num_envs)
 
-    def __len__(self) -> int:
-        return self.usable_count
+    def add(self, observations: Tensor, actions: Tensor, step: SeedStep, active=None) -> None:
+        """Store one vector step of the seeds that are ``active`` ([S] bool, None for all): the
+        observations acted on ``[S, N, *obs]``, the actions ``[S, N, ...]`` and their outcome
+        (``[S, N]`` tensors; its observations are the next ones)."""
+        writing = [s for s in range(self.num_seeds) if active is None or active[s]]
+        if not writing:
+            return
+        every = len(writing) == self.num_seeds
+        seeds = slice(None) if every else torch.tensor(writing)
+        rows = torch.tensor(
+            [s * self.slots + self.positions[s] for s in writing], device=self.device
+        )  # [S_w]: seed s's slot t in storage viewed [S · slots, N, ...]
+        following = torch.tensor(
+            [s * self.slots + (self.positions[s] + 1) % self.slots for s in writing],
+            device=self.device,
+        )
 
-    def add(self, observations: np.ndarray, actions: Tensor, step: Step) -> None:
-        """Store one vector step: the observations acted on, the actions and their outcome."""
-        t, following = self.position, (self.position + 1) % self.slots
-        self.observations[t] = torch.from_numpy(observations)
-        self.actions[t] = actions
-        self.rewards[t] = torch.from_numpy(step.rewards)
-        self.terminated[t] = torch.from_numpy(step.terminated)
-        self.truncated[t] = torch.from_numpy(step.truncated)
-        self.usable[t] = torch.from_numpy(step.valid)  # slot t was unusable: add() cleared it
+        def write(storage: Tensor, where: Tensor, values: Tensor) -> None:
+            by_slot = storage.view(-1, *storage.shape[2:])  # [S · slots, N, ...]
+            by_slot.index_copy_(0, where, values[seeds].to(self.device, storage.dtype))
+
+        write(self.observations, rows, observations)
+        write(self.actions, rows, actions)
+        write(self.rewards, rows, step.rewards)
+        write(self.terminated, rows, step.terminated)
+        write(self.truncated, rows, step.truncated)
+        write(self.usable, rows, step.valid)  # slot t was unusable: add() cleared it
         # the next observation goes to the following slot now, so that the newest transition is
         # complete; the oldest transition loses its observation and stops being usable
-        self.observations[following] = torch.from_numpy(step.observations)
-        lost = int(self.usable[following].sum())  # a host sync on a GPU, but only once per step
-        self.usable[following] = False
-        self.usable_count += int(step.valid.sum()) - lost
-        self.position, self.size = following, min(self.size + 1, self.slots)
+        write(self.observations, following, step.observations)
+        usable = self.usable.view(-1, self.num_envs)
+        lost = usable.index_select(0, following).sum(dim=1)  # [S_w]
+        usable.index_fill_(0, following, False)
+        gained = step.valid[seeds].to(self.device).sum(dim=1)
+        # one host sync per step, whatever S is
+        for s, change in zip(writing, (gained - lost).tolist(), strict=True):
+            self.usable_counts[s] += change
+            self.positions[s] = (self.positions[s] + 1) % self.slots
+            self.sizes[s] = min(self.sizes[s] + 1, self.slots)
 
     def sample(
-        self, batch_size: int, generator: torch.Generator, n_step: int, gamma: float
+        self,
+        batch_size: int,
+        generators,
+        n_step: int,
+        gamma: float,
+        drawing=None,
     ) -> Batch:
-        """``batch_size`` usable transitions drawn uniformly (with replacement), with their
-        n-step returns."""
-        if self.usable_count == 0:
-            raise BadInputError("the replay buffer holds no usable transition yet")
-        slots = self._draw(batch_size, generator)
+        """For each seed that is ``drawing`` ([S] bool, None for all), ``batch_size`` usable
+        transitions drawn uniformly (with replacement) with ``generators[s]``, with their
+        n-step returns: a :class:`Batch` of ``[S, B, ...]`` tensors. A seed that does not draw
+        leaves its generator as it was; its rows hold slot 0 of its buffer (finite, unused)."""
+        drawing = [s for s in range(self.num_seeds) if drawing is None or drawing[s]]
+        empty = [s for s in drawing if self.usable_counts[s] == 0]
+        if empty:
+            raise BadInputError(
+                f"the replay buffer of seed index {empty[0]} holds no usable transition yet"
+            )
+        slots = self._draw(batch_size, generators, drawing)  # [S, B]
         if n_step == 1:  # a one-step window is the transition itself: r, γ, term, s_{t+1}
             returns, terminated = (
                 self._flat(self.rewards, slots),
@@ -119,8 +165,8 @@ class ReplayBuffer:
             discounts = torch.full_like(returns, gamma)
             steps = 1
         else:
-            offsets = torch.arange(n_step, device=self.device)[:, None]
-            window = self._later(slots, offsets)  # [n, B]
+            offsets = torch.arange(n_step, device=self.device)[:, None, None]
+            window = self._later(slots, offsets)  # [n, S, B]
             ends = self._flat(self.truncated, window)
             # a window stops where the stream does: before an unusable slot (the write position
             # follows the newest stored step) and at its own last step
@@ -141,43 +187,124 @@ class ReplayBuffer:
         )
 
     def _flat(self, storage: Tensor, slots: Tensor) -> Tensor:
-        """``storage[t, e]`` for flat slot numbers t · num_envs + e, of any shape."""
-        rows = storage.view(-1, *storage.shape[2:]).index_select(0, slots.reshape(-1))
-        return rows.view(*slots.shape, *storage.shape[2:])
+        """``storage[s, t, e]`` for each seed's flat slot numbers t · num_envs + e, ``slots``
+        ``[..., S, B]``, of any shape."""
+        flat = (slots + self._seed_offsets[:, None]).reshape(-1)
+        rows = storage.view(-1, *storage.shape[3:]).index_select(0, flat)
+        return rows.view(*slots.shape, *storage.shape[3:])
 
     def _later(self, slots: Tensor, steps) -> Tensor:
         """The flat slot ``steps`` vector steps after ``slots`` in the same environment's stream."""
         return (slots + steps * self.num_envs) % (self.slots * self.num_envs)
 
-    def _draw(self, batch_size: int, generator: torch.Generator) -> Tensor:
-        """Flat slots uniform over the usable ones, by redrawing the few draws that land on
-        unusable slots."""
-        written = self.size * self.num_envs
-        slots = torch.randint(written, (batch_size,), generator=generator, device=self.device)
+    def _draw(self, batch_size: int, generators, drawing: list[int]) -> Tensor:
+        """Flat slots ``[S, B]``, each drawing seed's uniform over its usable ones, by redrawing
+        (from that seed's generator) the few draws that land on unusable slots."""
+        on = {"device": self.device}
+        written = [self.sizes[s] * self.num_envs for s in range(self.num_seeds)]
+        draws = {
+            s: torch.randint(written[s], (batch_size,), generator=generators[s], **on)
+            for s in drawing
+        }
+        slots = torch.stack(
+            [
+                draws[s] if s in draws else torch.zeros(batch_size, dtype=torch.int64, **on)
+                for s in range(self.num_seeds)
+            ]
+        )
         while True:
-            bad = (~self._flat(self.usable, slots)).nonzero().squeeze(-1)
-            if len(bad) == 0:
+            bad = ~self._flat(self.usable, slots)  # [S, B]
+            counts = bad.sum(dim=1).tolist()  # one host sync for every seed
+            redraw = [s for s in drawing if counts[s]]
+            if not redraw:
                 return slots
-            slots[bad] = torch.randint(
-                written, (len(bad),), generator=generator, device=self.device
+            for s in redraw:
+                slots[s, bad[s]] = torch.randint(
+                    written[s], (counts[s],), generator=generators[s], **on
+                )
+
+    # checkpoints: a seed's run saves its buffer as one buffer's state_dict
+
+    def seed_state(self, seed_index: int) -> dict:
+        """Seed ``seed_index``'s buffer as :meth:`ReplayBuffer.state_dict` writes it (copies)."""
+        if not self.in_checkpoints:
+            return {}
+        size = self.sizes[seed_index]
+        state = {name: getattr(self, name)[seed_index, :size].clone() for name in _STORED}
+        if size < self.slots:  # the following slot holds the newest next observation
+            state["observations"] = self.observations[seed_index, : size + 1].clone()
+        return {**state, "position": self.positions[seed_index], "size": size}
+
+    def load_seed_state(self, seed_index: int, state: dict) -> None:
+        """Put a buffer's state_dict into seed ``seed_index``'s (an empty one: start empty)."""
+        if not state:  # saved without its contents: start empty
+            return
+        for name in _STORED:
+            stored = state[name]
+            getattr(self, name)[seed_index, : len(stored)] = stored
+        self.positions[seed_index], self.sizes[seed_index] = state["position"], state["size"]
+        self.usable_counts[seed_index] = int(self.usable[seed_index].sum())
+
+
+class ReplayBuffer:
+    """One seed's replay buffer: ``capacity`` transitions in all, ``capacity // num_envs`` per
+    environment, overwriting the oldest first; storage ``[slots, N, ...]``, the seed-batched
+    buffer's (:class:`SeedReplayBuffer`) with S = 1. With ``in_checkpoints=False`` its
+    state_dict is empty, so checkpoints stay small and a resumed run starts from an empty
+    buffer."""
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        spaces: Spaces,
+        in_checkpoints: bool = True,
+        device: torch.device | str = "cpu",
+    ):
+        self.seeds = SeedReplayBuffer(capacity, num_envs, spaces, 1, in_checkpoints, device)
+        self.in_checkpoints, self.device = in_checkpoints, self.seeds.device
+        self.slots, self.num_envs = self.seeds.slots, num_envs
+
+    def __len__(self) -> int:
+        return self.seeds.usable_counts[0]
+
+    def __getattr__(self, name: str):  # the stored tensors, [slots, N, ...]
+        if name in _STORED:
+            return getattr(self.seeds, name)[0]
+        raise AttributeError(f"'ReplayBuffer' object has no attribute {name!r}")
+
+    @property
+    def position(self) -> int:
+        return self.seeds.positions[0]
+
+    @property
+    def size(self) -> int:
+        return self.seeds.sizes[0]
+
+    def add(self, observations: np.ndarray, actions: Tensor, step: Step) -> None:
+        """Store one vector step: the observations acted on, the actions and their outcome."""
+        outcome = SeedStep(
+            *(
+                torch.from_numpy(getattr(step, name))[None]
+                for name in ("observations", "rewards", "terminated", "truncated", "valid")
             )
+        )
+        self.seeds.add(torch.from_numpy(observations)[None], actions[None], outcome)
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator, n_step: int, gamma: float
+    ) -> Batch:
+        """``batch_size`` usable transitions drawn uniformly (with replacement), with their
+        n-step returns."""
+        if len(self) == 0:
+            raise BadInputError("the replay buffer holds no usable transition yet")
+        batch = self.seeds.sample(batch_size, [generator], n_step, gamma)
+        return Batch(*(getattr(batch, name)[0] for name in Batch.__dataclass_fields__))
 
     # checkpoints: Run saves every module through state_dict / load_state_dict
 
     def state_dict(self) -> dict:
-        if not self.in_checkpoints:
-            return {}
-        names = ("observations", "actions", "rewards", "terminated", "truncated", "usable")
-        state = {name: getattr(self, name)[: self.size].clone() for name in names}
-        if self.size < self.slots:  # the following slot holds the newest next observation
-            state["observations"] = self.observations[: self.size + 1].clone()
-        return {**state, "position": self.position, "size": self.size}
+        return self.seeds.seed_state(0)
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:  # saved without its contents: start empty
-            return
-        for name in ("observations", "actions", "rewards", "terminated", "truncated", "usable"):
-            stored = state[name]
-            getattr(self, name)[: len(stored)] = stored
-        self.position, self.size = state["position"], state["size"]
-        self.usable_count = int(self.usable.sum())
+        self.seeds.load_seed_state(0, state)

@@ -275,6 +275,7 @@ class SeedSetup(NamedTuple):
     agents: torch.nn.Module  # seed-batched: every parameter [S, ...]
     optimizer: SeedAdam
     generators: SeedGenerators  # seed s's actions and minibatches come from generators[s]
+    extras: tuple | None = None  # build_extras' seed-batched objects (DQN's target, replay)
 
 
 def seed_run_dirs(algorithm: str, config, seeds: list[int], run_dir) -> list[Path]:
@@ -301,6 +302,7 @@ def start_seeds(
     run_dir,
     build_agent,
     make_optimizer,
+    build_extras=None,
     *,
     device: str = "cpu",
     resume: bool = False,
@@ -311,7 +313,10 @@ def start_seeds(
     random streams a single-seed run of ``config`` with ``seed = s`` gets, and its own ordinary
     run directory (:func:`seed_run_dirs`); its agent and optimizer are slice s of stacked ones.
     With ``config.env_backend`` 'torch' the environments are the torch task's on ``device``
-    (:func:`make_seed_envs`)."""
+    (:func:`make_seed_envs`). ``build_extras(config, spaces, agents, num_seeds)``, when given,
+    returns a NamedTuple of more seed-batched objects that the checkpoints must hold (DQN's
+    target networks, replay buffers and counters): modules, or objects with ``seed_state`` and
+    ``load_seed_state``; each seed's run saves its slice of each (:class:`SeedSlice`)."""
     if not seeds:
         raise BadInputError("start_seeds(): 'seeds' must hold at least one seed; got none")
     if checkpoint is not None and len(seeds) > 1:
@@ -329,13 +334,17 @@ def start_seeds(
     optimizer = make_optimizer(config, agents)
     generators = SeedGenerators(seeds, on)
     warm_up_kernels()
+    extras = (
+        build_extras(config, envs.spaces, agents, len(seeds)) if build_extras is not None else None
+    )
+    stacked = {"agent": agents, "optimizer": optimizer, **(extras._asdict() if extras else {})}
     runs = [
         Run(
             algorithm,
             seed_config,
             directory,
             env=env,
-            modules={"agent": SeedSlice(agents, i), "optimizer": SeedSlice(optimizer, i)},
+            modules={name: SeedSlice(module, i) for name, module in stacked.items()},
             generator=generators[i],
             resume=resume,
             checkpoint=checkpoint,
@@ -351,7 +360,12 @@ def start_seeds(
         )
     ]
     return SeedSetup(
-        SeedRuns(runs, agents, envs, progress=progress), envs, agents, optimizer, generators
+        SeedRuns(runs, agents, envs, progress=progress),
+        envs,
+        agents,
+        optimizer,
+        generators,
+        extras,
     )
 
 

@@ -11,6 +11,11 @@ averaging with τ < 1); then log, evaluate and checkpoint. Switches: ``double`` 
 picks a', the target network values it), ``dueling`` heads, ``n_step`` returns (stopped at the
 first end of episode; a truncation still bootstraps from its true final observation).
 
+Many seeds train as one: every network has a leading seed axis, each seed has its own replay
+buffer (one storage ``[S, slots, N, ...]``), ε-greedy draws, minibatches, gradient clipping,
+Adam state, target updates and run directory, and seed s draws exactly what a run of seed s
+alone draws. One seed is the same code with S = 1.
+
     >>> from rlgrad.trainers import dqn
     >>> config = dqn.Config(env="CartPole-v1", total_steps=600, learning_starts=200,
     ...                     log_every=200, eval_every=0, eval_episodes=2)
@@ -24,16 +29,18 @@ import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from rlgrad.support import configs, offpolicy, training
-from rlgrad.support.nets import QNetwork, epsilon_greedy
-from rlgrad.support.replay import Batch, ReplayBuffer
-from rlgrad.support.runs import History
-from rlgrad.value import dqn_loss, dqn_targets, epsilon_schedule, polyak_update
+from rlgrad.support.nets import QNetwork, seed_epsilon_greedy
+from rlgrad.support.replay import Batch, SeedReplayBuffer
+from rlgrad.support.runs import History, TrainingError
+from rlgrad.value import dqn_loss, dqn_targets, epsilon_schedule
 
 ALGORITHM = "dqn"
 LOSSES = ("mse", "huber")
+METRICS = ("loss", "q_taken_mean", "grad_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,102 +96,152 @@ def check(config: Config) -> None:
     )
 
 
-def build_agent(config: Config, spaces) -> QNetwork:
+def build_agent(config: Config, spaces, seeds: int | None = None) -> QNetwork:
     return QNetwork(
-        spaces, config.hidden_sizes, config.activation, config.dueling, config.epsilon_end
+        spaces, config.hidden_sizes, config.activation, config.dueling, config.epsilon_end, seeds
     )
 
 
-def make_optimizer(config: Config, q_network: QNetwork) -> torch.optim.Optimizer:
-    return training.adam(q_network.parameters(), lr=config.lr)
+def make_optimizer(config: Config, q_networks: QNetwork) -> training.SeedAdam:
+    return training.SeedAdam(q_networks.parameters(), lr=config.lr)
 
 
 class Companions(NamedTuple):
-    """DQN's checkpointed companions of the Q-network."""
+    """DQN's checkpointed companions of the Q-networks, seed-batched; each seed's run saves its
+    slice of each."""
 
     target: QNetwork  # θ⁻, a frozen copy of θ
-    replay: ReplayBuffer
-    counters: offpolicy.Counters  # gradient steps so far
+    replay: SeedReplayBuffer
+    counters: offpolicy.SeedCounters  # gradient steps so far
 
 
-def build_companions(config: Config, spaces, q_network: QNetwork) -> Companions:
-    replay = offpolicy.replay_buffer(config, spaces, q_network)
-    return Companions(offpolicy.frozen_copy(q_network), replay, offpolicy.Counters())
+def build_companions(config: Config, spaces, q_networks: QNetwork, seeds: int) -> Companions:
+    replay = offpolicy.replay_buffer(config, spaces, q_networks, seeds)
+    device = next(q_networks.parameters()).device
+    return Companions(
+        offpolicy.frozen_copy(q_networks), replay, offpolicy.SeedCounters(seeds, device)
+    )
 
 
-def td_loss(config: Config, q_network, target_network, batch: Batch):
-    """The TD loss of one minibatch (the formula layer's targets and loss) and Q(s, a)."""
+def td_loss(config: Config, q_networks, target_networks, batch: Batch):
+    """The TD loss of each seed's minibatch ``[S]`` (the formula layer's targets and loss) and
+    Q(s, a) ``[S, B]``."""
     with torch.no_grad():
-        next_q_target = target_network(batch.next_observations)
-        next_q_online = q_network(batch.next_observations) if config.double else None
+        next_q_target = target_networks(batch.next_observations)
+        next_q_online = q_networks(batch.next_observations) if config.double else None
     targets = dqn_targets(
         batch.returns, next_q_target, batch.terminated, batch.discounts, next_q_online
     )
-    q_values = q_network(batch.observations)
-    taken = q_values.gather(-1, batch.actions[:, None]).squeeze(-1)
-    return dqn_loss(q_values, batch.actions, targets, config.loss), taken
+    q_values = q_networks(batch.observations)
+    taken = q_values.gather(-1, batch.actions[..., None]).squeeze(-1)
+    return dqn_loss(q_values, batch.actions, targets, config.loss, dim=1), taken
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
     """Train DQN; return the metric history (also written to ``run_dir``).
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
+    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
+    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
     """
+    (history,) = train_seeds(config, [config.seed], run_dir, **run_options)
+    if "failed" in history.summary:
+        raise TrainingError(history.summary["failed"])
+    return history
+
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """Train DQN on every seed in ``seeds`` at once, each as ``train`` would with
+    ``config.seed`` set to it (same initial networks, environments and random draws), into its
+    own run directory (``run_dir/seed{s}``); return one history per seed. A seed that diverges
+    is recorded as failed in its summary; the others go on."""
     check(config)
-    # 0. set up: seeds, environments, Q-network, target network, replay buffer, optimizer, run
-    setup = training.start(
-        ALGORITHM, config, run_dir, build_agent, make_optimizer, build_companions, **run_options
+    # 0. set up: for each seed its environments, Q-network, target network, replay buffer,
+    # optimizer state and run directory; networks and buffers are stacked on a seed axis
+    setup = training.start_seeds(
+        ALGORITHM,
+        config,
+        seeds,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        build_companions,
+        device=config.device,
+        **run_options,
     )
-    run, env, q_network, optimizer, generator = setup[:5]
-    target_network, replay, counters = setup.extras
+    runs, envs, q_networks, optimizer, generators = setup[:5]
+    target_networks, replay, counters = setup.extras
+    S, device = len(seeds), generators[0].device
     schedule = offpolicy.Schedule.of(config, config.target_update_every)
     decay_steps = config.exploration_fraction * config.total_steps
-    steps = run.steps
+    epsilon = config.epsilon_start
 
-    while not run.done:
-        means = training.Means("loss", "q_taken_mean", "grad_norm")
-        gradient_steps_before = counters.gradient_steps
-        lr = training.annealed_lr(optimizer, config, run.progress_fraction())
-        row_due = offpolicy.iteration_end(run, config.log_every)
-        with run.training():
-            while steps < row_due:
-                # 1. act ε-greedily with the online network (ε is a function of the step count)
+    while not runs.done:
+        active = runs.active  # [S] bool: the seeds still training (a failure drops one below)
+        steps = runs.steps  # every seed still training has taken the same steps
+        means = training.SeedMeans(S, *METRICS, device=device)
+        gradient_steps_before = counters.gradient_steps.clone()
+        lr = training.annealed_lr(optimizer, config, runs.progress_fraction())
+        row_due = offpolicy.iteration_end(runs, config.log_every)
+        with runs.training():
+            while steps < row_due and active.any():
+                # 1. act ε-greedily with each seed's online network and generator (ε is a
+                # function of the step count, the same for every seed)
                 epsilon = epsilon_schedule(
                     steps, decay_steps, config.epsilon_start, config.epsilon_end
                 )
-                observations = env.observations
+                observations = envs.observations  # [S, N, *obs]
                 with torch.inference_mode():
-                    q_values = q_network(torch.from_numpy(observations))
-                actions = epsilon_greedy(q_values, epsilon, generator)
+                    q_values = q_networks(observations.to(device))  # [S, N, A]
+                actions = seed_epsilon_greedy(q_values, epsilon, generators, active)
 
-                # 2. step and store (the buffer keeps the true final observation of a cut episode)
-                previous = steps
-                steps += offpolicy.step_and_store(env, replay, observations, actions)
+                # 2. step and store (the buffer keeps the true final observation of a cut
+                # episode); a seed whose reward is not finite fails before its buffer holds it
+                step = envs.step(actions, active)
+                runs.fail_non_finite("a reward", step.rewards)
+                active = active & ~runs.failed
+                replay.add(observations, actions, step, active)
+                previous, steps = steps, steps + envs.num_envs
 
-                # 3. gradient steps on the TD loss of replayed minibatches, when due
-                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
-                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-                    loss, taken = td_loss(config, q_network, target_network, batch)
-                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
-                    means.add(
-                        loss=loss.detach(), q_taken_mean=taken.detach().mean(), grad_norm=grad_norm
+                # 3. gradient steps on the TD loss of each seed's replayed minibatches, when due
+                # and its buffer holds a minibatch (a resume without the buffer refills it first)
+                ready = active & (np.array(replay.usable_counts) >= config.batch_size)
+                due = schedule.gradient_steps_due(previous, steps, stored=config.batch_size)
+                for _ in range(due if ready.any() else 0):
+                    batch = replay.sample(
+                        config.batch_size, generators, config.n_step, config.gamma, ready
                     )
-                    counters.gradient_steps += 1
+                    losses, taken = td_loss(config, q_networks, target_networks, batch)
+                    updating = torch.as_tensor(ready, device=device)
+                    grad_norms = training.seed_gradient_step(
+                        runs, optimizer, losses, config.max_grad_norm, updating
+                    )
+                    means.add(
+                        updating, loss=losses, q_taken_mean=taken.mean(dim=1), grad_norm=grad_norms
+                    )
+                    counters.gradient_steps += updating
+                    active, ready = active & ~runs.failed, ready & ~runs.failed
 
-                # 4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1), when due
+                # 4. θ⁻ ← τθ + (1 − τ)θ⁻ (a copy for τ = 1) for each seed, when due
                 if schedule.target_update_due(previous, steps):
-                    polyak_update(target_network.parameters(), q_network.parameters(), config.tau)
+                    offpolicy.seed_polyak_update(target_networks, q_networks, config.tau, active)
 
-        # 5. log, evaluate and checkpoint
-        run.end_iteration(
-            steps - run.steps,
-            {
-                **means.means(),
-                "epsilon": epsilon,
-                "lr": lr,
-                "gradient_steps": counters.gradient_steps - gradient_steps_before,
-                "total_gradient_steps": counters.gradient_steps,
-                "buffer_transitions": len(replay),
-            },
+        # 5. log, evaluate and checkpoint, each seed in its own run directory
+        totals = counters.gradient_steps.tolist()
+        before = gradient_steps_before.tolist()
+        runs.end_iteration(
+            steps - runs.steps,
+            [
+                {
+                    **seed_means,
+                    "epsilon": epsilon,
+                    "lr": lr,
+                    "gradient_steps": totals[s] - before[s],
+                    "total_gradient_steps": totals[s],
+                    "buffer_transitions": replay.usable_counts[s],
+                }
+                for s, seed_means in enumerate(means.means())
+            ],
         )
-    return run.finish()
+    return runs.finish()
