@@ -70,26 +70,16 @@ RUNS = {
 # PPO was re-recorded when it came to train every seed as a slice of one seed-batched network
 # (issue 32): batched matmuls and per-seed masked means sum in another order, so its losses move
 # in the last float32 digits; test_ppo_with_a_seed_axis_matches_the_single_seed_trainer bounds
-<<<<<<< HEAD
 # how far from the trainer before that change. A2C was re-recorded for the same change (and its
 # RMSprop became SeedRMSprop, the same arithmetic): only policy_loss, value_loss, grad_norm and
 # explained_variance moved, in the last float32 digits; episodes and evaluations stayed identical
-# (test_a2c_with_a_seed_axis_matches_the_single_seed_trainer).
+# (test_a2c_with_a_seed_axis_matches_the_single_seed_trainer). DQN too, for seed-batched Q- and
+# target networks, SeedAdam and a replay storage with a seed axis: its averaged q_taken_mean, loss
+# and grad_norm moved by at most ~1e-8 relative
+# (test_dqn_with_a_seed_axis_matches_the_single_seed_trainer).
 EXPECTED = {
     "a2c": "e1fc60c275a4346e2c1d275669c249f78098f1aa5a5b11a7078fa14c5a418637",
-    "dqn": "376ac26093ef6a54f4c489808ca41f3c1fddec569bab63fa841905b8e773aeba",
-=======
-# how far from the trainer before that change.
-# DQN was re-recorded when it came to train every seed as a slice of seed-batched Q- and target
-# networks with SeedAdam and one replay buffer storage per seed axis (issue 32): batched matmuls
-# and SeedAdam's unfused arithmetic round differently from nn.Linear and the fused Adam, so its
-# averaged q_taken_mean, loss and grad_norm move by at most ~1e-8 relative (float32 rounding);
-# test_dqn_with_a_seed_axis_matches_the_single_seed_trainer bounds how far from the trainer
-# before that change.
-EXPECTED = {
-    "a2c": "d559d6659b7d09c9d36c05d5b555e680b0f11cf0de8f3ab1540b1039615d7cf1",
     "dqn": "209134c644ac11a6e7c367d348519263950d2e64328131ec703250f30bf3ff36",
->>>>>>> h9-dqn
     "grpo": "b069a8f905e6b6ec68e56476da68845409d7c282ae2ac1bccdf5e4b63c7675f9",
     "ppo": "7ffc4ee80dd917eb1e6f4f95e0fd9bef792aba3d2fd047f3d4b8487b703b2e20",
     "reinforce": "a6a1d161b218650619f0cb569d7eb91c417f82504aba820add9d0aa7c4db7b7c",
@@ -127,7 +117,6 @@ def test_the_metrics_of_a_tiny_run_match_the_recorded_fingerprint(name, tmp_path
     assert fingerprint(tmp_path / "run") == EXPECTED[name]
 
 
-<<<<<<< HEAD
 def assert_matches_the_trainer_before_the_seed_axis(
     name: str, run_dir: Path, averaged: tuple, **tolerance
 ) -> None:
@@ -147,44 +136,18 @@ def assert_matches_the_trainer_before_the_seed_axis(
         for column in exact:
             assert row[column] == then[column] or float(row[column]) == float(then[column])
         for column in averaged:
-            assert float(row[column]) == pytest.approx(float(then[column]), **tolerance)
-=======
-def metrics_now_and_before(name: str, tmp_path: Path) -> tuple[list[dict], list[dict]]:
-    """The rows of metrics.csv of a run of ``name``'s tiny config now, and those the trainer
-    before the seed axis wrote (tests/data/NAME_tiny_before_seed_axis.csv), as strings."""
-    train(name, tmp_path / "run")
-    tables = []
-    for path in (
-        tmp_path / "run" / "metrics.csv",
-        Path(__file__).parent / "data" / f"{name}_tiny_before_seed_axis.csv",
-    ):
-        with open(path, newline="") as handle:
-            tables.append(list(csv.DictReader(handle)))
-    return tables[0], tables[1]
->>>>>>> h9-dqn
+            if then[column] == "":  # not measured (e.g. no gradient step yet)
+                assert row[column] == "", (row["step"], column)
+            else:
+                expected = float(then[column])
+                assert float(row[column]) == pytest.approx(expected, **tolerance), column
 
 
 def test_ppo_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
     """The seed-batched PPO trainer, on one seed, against metrics.csv of the single-seed PPO
     trainer it replaced (tests/data, written by the code of commit cfd9ada): every episode,
     evaluation and count identical, every averaged metric within float32 rounding."""
-<<<<<<< HEAD
     train("ppo", tmp_path / "run")
-=======
-    now, before = metrics_now_and_before("ppo", tmp_path)
-    assert len(now) == len(before) == 4
-    exact = (
-        "step",
-        "update",
-        "episode_return_mean",
-        "episode_length_mean",
-        "eval_return_mean",
-        "eval_return_std",
-        "clip_fraction",
-        "lr",
-        "minibatches",
-    )
->>>>>>> h9-dqn
     averaged = (
         "policy_loss",
         "value_loss",
@@ -217,21 +180,10 @@ def test_dqn_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
     evaluation, count and ε identical, every averaged metric within float32 rounding (measured:
     at most 1.5e-8 relative; the batched matmuls and SeedAdam's unfused arithmetic round
     differently from nn.Linear and the fused Adam, and no argmax flips in these 400 steps)."""
-    now, before = metrics_now_and_before("dqn", tmp_path)
-    assert len(now) == len(before) == 8
-    assert now[0].keys() == before[0].keys()
-    averaged = ("loss", "q_taken_mean", "grad_norm")
-    exact = [name for name in before[0] if name not in (*averaged, *TIMING_COLUMNS)]
-    for row, reference in zip(now, before, strict=True):
-        for name in exact:
-            assert row[name] == reference[name], (row["step"], name)
-        for name in averaged:
-            if reference[name] == "":  # no gradient step before learning_starts
-                assert row[name] == "", (row["step"], name)
-            else:
-                expected = float(reference[name])
-                assert float(row[name]) == pytest.approx(expected, rel=1e-6), (row["step"], name)
-    assert sum(row["loss"] != "" for row in before) == 7
+    train("dqn", tmp_path / "run")
+    assert_matches_the_trainer_before_the_seed_axis(
+        "dqn", tmp_path / "run", ("loss", "q_taken_mean", "grad_norm"), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["counters", "legacy"])
