@@ -147,18 +147,16 @@ class SeedRollout:
         seed s's true final observation.
         """
         device = self.observations.device
-        training = torch.as_tensor(active, device=device)[:, None, None]
+        # the seeds that train ([S, 1, 1]), or None when all do (nothing to mask)
+        training = None if np.all(active) else torch.as_tensor(active, device=device)[:, None, None]
         collecting = np.array(active, dtype=bool)  # the seeds still stepped
         if episodes:
             envs.reset(reset_seeds, collecting)
             finished = torch.zeros(self.num_seeds, self.num_envs, dtype=torch.bool, device=device)
         steps = np.zeros(self.num_seeds, np.int64)
+        observations = envs.observations
         for t in range(self.num_steps):
-            # a seed that stopped is not stepped; zeros keep a failed one's NaN out of the batch
-            observations = envs.observations.to(device)
-            self.observations[t] = torch.where(training, observations.flatten(2), 0.0).view_as(
-                observations
-            )
+            self.observations[t] = self._training_observations(observations, training)
             with torch.no_grad():
                 heads = agents.policy_head(self.observations[t])
                 draws = self._draws(agents, heads, generators, collecting)
@@ -170,6 +168,7 @@ class SeedRollout:
             self.terminated[t] = step.terminated
             self.truncated[t] = step.truncated
             self.valid[t] = step.valid
+            observations = step.observations
             steps += collecting
             if episodes:
                 self.valid[t] &= ~finished
@@ -182,14 +181,24 @@ class SeedRollout:
                 f"an episode ran longer than {self.num_steps} steps without ending; raise "
                 "config field 'max_episode_steps'"
             )
-        last = envs.observations.to(device)
-        self.observations[steps.max()] = torch.where(training, last.flatten(2), 0.0).view_as(last)
+        self.observations[steps.max()] = self._training_observations(observations, training)
         return steps.tolist()
+
+    def _training_observations(self, observations: Tensor, training: Tensor | None) -> Tensor:
+        """``observations [S, N, *obs]`` on the rollout's device, 0 for a seed that is not
+        ``training`` ([S, 1, 1] bool; None: all are): a failed seed's NaN stays out of the
+        batch."""
+        observations = observations.to(self.observations.device)
+        if training is None:
+            return observations
+        return torch.where(training, observations.flatten(2), 0.0).view_as(observations)
 
     def _draws(self, agents, heads: Tensor, generators, collecting: np.ndarray) -> Tensor:
         """The random part of each collecting seed's actions, from its own generator; zeros
         for the others, whose generators must not advance (a seed draws only what its
         single-seed run draws)."""
+        if collecting.all():
+            return torch.stack([agents.draw(heads[s], generators[s]) for s in range(len(heads))])
         drawn = {s: agents.draw(heads[s], generators[s]) for s in np.flatnonzero(collecting)}
         filler = torch.zeros_like(next(iter(drawn.values())))
         return torch.stack([drawn.get(s, filler) for s in range(self.num_seeds)])
