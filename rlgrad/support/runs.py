@@ -65,6 +65,15 @@ class History:
         return [row[name] for row in self.rows if row.get(name) is not None]
 
 
+def single_history(histories: list[History]) -> History:
+    """The one history of a ``train_seeds`` call on a single seed, as ``train`` returns it:
+    TrainingError if that seed diverged."""
+    (history,) = histories
+    if "failed" in history.summary:
+        raise TrainingError(history.summary["failed"])
+    return history
+
+
 def default_run_dir(algorithm: str, config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{algorithm}-{config.env}-seed{config.seed}-{stamp}"
