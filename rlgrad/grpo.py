@@ -56,20 +56,25 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     return _masks.mean(x, mask, dim)
 
 
+# The aggregations reduce the last two axes [B, L] and keep any leading (seed) axes.
+
+
 def token_mean(losses: Tensor, mask: Tensor, max_length: int) -> Tensor:
     """DAPO's aggregation: Σ_{b,t} m ℓ / Σ_{b,t} m, each generated token weighs the same."""
-    return masked_mean(losses, mask)
+    if losses.dim() == 2:
+        return masked_mean(losses, mask)
+    return masked_mean(losses.flatten(-2), mask.flatten(-2), dim=-1)
 
 
 def seq_mean(losses: Tensor, mask: Tensor, max_length: int) -> Tensor:
     """The original GRPO aggregation: (1/B) Σ_b (Σ_t m ℓ / Σ_t m), each completion weighs the
     same, so a token of a short completion weighs more than one of a long completion."""
-    return masked_mean(losses, mask, dim=-1).mean()
+    return masked_mean(losses, mask, dim=-1).mean(dim=-1)
 
 
 def const_norm(losses: Tensor, mask: Tensor, max_length: int) -> Tensor:
     """Dr. GRPO's aggregation: Σ_{b,t} m ℓ / (B · L_max), with a constant L_max, no length bias."""
-    return (losses * mask).sum() / (losses.shape[0] * max_length)
+    return (losses * mask).sum(dim=(-2, -1)) / (losses.shape[-2] * max_length)
 
 
 AGGREGATIONS = {"token_mean": token_mean, "seq_mean": seq_mean, "const_norm": const_norm}
@@ -94,9 +99,13 @@ def grpo_token_loss(
 
     A group whose rewards are all equal has Â = 0 and contributes no policy gradient.
 
+    Many seeds trained at once (GRPO on Gymnasium) pass ``[S, B, L]`` tensors and get one loss
+    per seed, ``[S]``: seed s's loss is the call on its ``[B, L]`` slices.
+
     Args:
-        log_probs: ``[B, L]`` log π_θ of the generated tokens, differentiable; padding entries
-            must be finite too (0, say), as the mask multiplies them.
+        log_probs: ``[B, L]`` (or ``[S, B, L]``) log π_θ of the generated tokens,
+            differentiable; padding entries must be finite too (0, say), as the mask multiplies
+            them.
         old_log_probs: ``[B, L]`` log π_old at sampling time; detached.
         advantages: ``[B]`` per completion (or ``[B, L]`` per token); detached.
         mask: ``[B, L]`` bool or 0/1: 1 on generated tokens (through EOS), 0 on padding.
@@ -107,8 +116,10 @@ def grpo_token_loss(
         aggregation: ``token_mean``, ``seq_mean`` or ``const_norm``.
         max_length: L_max for ``const_norm`` (default: L, the padded length).
 
+    (With ``[S, B, L]`` every ``[B, ...]`` shape gains the leading S.)
+
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[S]``.
 
     Raises:
         ValueError: on a wrong shape, an empty batch (B = 0 or L = 0), a non-finite entry or an
@@ -121,7 +132,9 @@ def grpo_token_loss(
         tensor(-2.)
     """
     fn = "grpo_token_loss"
-    log_probs, old_log_probs, mask = _token_tensors(fn, log_probs, old_log_probs, mask)
+    log_probs, old_log_probs, mask = _token_tensors(
+        fn, log_probs, old_log_probs, mask, seed_axis=True
+    )
     # [0, L] or [B, 0]: seq_mean and const_norm would divide 0 by 0, token_mean give a silent 0
     _checks.non_empty(fn, "log_probs", log_probs)
     advantages = _advantages(fn, advantages, log_probs, per_token=True)
@@ -242,14 +255,16 @@ def gspo_loss(
 
 
 def _token_tensors(
-    fn: str, log_probs: Tensor, old_log_probs: Tensor, mask: Tensor
+    fn: str, log_probs: Tensor, old_log_probs: Tensor, mask: Tensor, seed_axis: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``log_probs`` and ``old_log_probs`` as finite ``[B, L]`` floats, ``mask`` as 0/1 floats."""
+    """``log_probs`` and ``old_log_probs`` as finite ``[B, L]`` floats (or ``[S, B, L]`` with
+    ``seed_axis``), ``mask`` as 0/1 floats."""
+    expected = "[B, L] or [S, B, L]" if seed_axis else "[B, L]"
     log_probs = _checks.floats(fn, "log_probs", log_probs)
-    _checks.rank_at_least(fn, "log_probs", log_probs, 2, "[B, L]")
-    if log_probs.dim() != 2:
+    _checks.rank_at_least(fn, "log_probs", log_probs, 2, expected)
+    if log_probs.dim() not in ((2, 3) if seed_axis else (2,)):
         raise BadInputError(
-            f"{fn}(): 'log_probs' must have shape [B, L]; got {tuple(log_probs.shape)}"
+            f"{fn}(): 'log_probs' must have shape {expected}; got {tuple(log_probs.shape)}"
         )
     old_log_probs = _checks.floats(fn, "old_log_probs", old_log_probs, "log_probs", log_probs)
     mask = _checks.flags(fn, "mask", mask, "log_probs", log_probs).to(log_probs.dtype)
@@ -257,14 +272,15 @@ def _token_tensors(
 
 
 def _advantages(fn: str, advantages: Tensor, log_probs: Tensor, per_token: bool) -> Tensor:
-    """``advantages`` ``[B]`` (or ``[B, L]`` when ``per_token``) as finite floats ``[B, L]``."""
+    """``advantages`` ``[*S, B]`` (or ``[*S, B, L]`` when ``per_token``) as finite floats
+    ``[*S, B, L]``, for ``log_probs`` ``[*S, B, L]``."""
     advantages = _checks.tensor(fn, "advantages", advantages)
-    if advantages.shape == log_probs.shape[:1]:
-        advantages = advantages[:, None]
+    if advantages.shape == log_probs.shape[:-1]:
+        advantages = advantages.unsqueeze(-1)
     elif not per_token or advantages.shape != log_probs.shape:
         also = f" or {tuple(log_probs.shape)} (one per token)" if per_token else ""
         raise BadInputError(
-            f"{fn}(): 'advantages' must have shape {tuple(log_probs.shape[:1])} (one per "
+            f"{fn}(): 'advantages' must have shape {tuple(log_probs.shape[:-1])} (one per "
             f"completion){also}; got {tuple(advantages.shape)}"
         )
     return _checks.floats(fn, "advantages", advantages.expand_as(log_probs))
@@ -292,7 +308,7 @@ def _loss_options(
     if beta > 0 and ref_log_probs is None:
         raise BadInputError(f"{fn}(): 'ref_log_probs' is needed when beta = {beta} > 0")
     if max_length is None:
-        max_length = log_probs.shape[1]
+        max_length = log_probs.shape[-1]
     elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
         raise BadInputError(f"{fn}(): 'max_length' must be a positive integer; got {max_length!r}")
     return clip_eps, clip_eps_high, max_length

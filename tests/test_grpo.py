@@ -39,6 +39,31 @@ def test_masked_mean_leaves_padding_out_and_an_empty_row_is_zero():
     torch.testing.assert_close(masked_mean(x, mask, dim=-1), torch.tensor([2.0, 0.0]))
 
 
+@pytest.mark.parametrize("per_token", [False, True], ids=["per_completion", "per_token"])
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATIONS))
+def test_a_seed_axis_gives_each_seeds_own_loss_and_gradient(aggregation, per_token):
+    """[S, B, L] (many seeds trained at once): loss s and its gradient equal the call on seed
+    s's [B, L] slices, in float64; the seeds' masks differ (seed 1 keeps other lengths)."""
+    seeds = [batch(seed=s) for s in range(3)]
+    stacked = [torch.stack([b[i].detach() for b in seeds]) for i in range(5)]
+    log_probs, old, ref, _, advantages = stacked
+    mask = torch.stack([seeds[0][3], seeds[0][3].flip(0), torch.ones_like(seeds[0][3])])
+    if per_token:
+        advantages = advantages[..., None] * torch.linspace(0.5, 1.5, 6, dtype=f64)
+    options = {"clip_eps": 0.2, "clip_eps_high": 0.28, "beta": 0.04, "aggregation": aggregation}
+    log_probs.requires_grad_()
+    losses = grpo_token_loss(log_probs, old, advantages, mask, ref_log_probs=ref, **options)
+    assert losses.shape == (3,)
+    (gradients,) = torch.autograd.grad(losses.sum(), log_probs)
+    for s in range(3):
+        single = log_probs[s].detach().requires_grad_()
+        loss = grpo_token_loss(single, old[s], advantages[s], mask[s], ref_log_probs=ref[s],
+                               **options)  # fmt: skip
+        loss.backward()
+        torch.testing.assert_close(losses[s], loss, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(gradients[s], single.grad, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("aggregation", sorted(AGGREGATIONS))
 def test_every_aggregation_passes_gradcheck(aggregation):
     log_probs, old, ref, mask, advantages = batch()
@@ -137,7 +162,7 @@ def test_the_kl_penalty_is_beta_k3_and_vanishes_at_the_reference():
         ({"mask": torch.ones(4, 5)}, "'mask' must have the shape of 'log_probs' (4, 6)"),
         ({"max_length": 0}, "'max_length' must be a positive integer"),
         ({"clip_eps": 0.0}, "'clip_eps' must be > 0"),
-        ({"log_probs": torch.zeros(4, 6, 2)}, "'log_probs' must have shape [B, L]"),
+        ({"log_probs": torch.zeros(4, 6, 2, 2)}, "'log_probs' must have shape [B, L] or [S, B, L]"),
     ],
 )
 def test_bad_input_names_the_argument(changes, message):
@@ -145,7 +170,7 @@ def test_bad_input_names_the_argument(changes, message):
     arguments = {"log_probs": log_probs, "old_log_probs": old, "advantages": advantages}
     arguments = {**arguments, "mask": mask, **changes}
     if "log_probs" in changes:
-        arguments["old_log_probs"] = torch.zeros(4, 6, 2, dtype=f64)
+        arguments["old_log_probs"] = torch.zeros_like(changes["log_probs"], dtype=f64)
     with pytest.raises(ValueError) as error:
         grpo_token_loss(**arguments)
     assert message in str(error.value) and "grpo_token_loss()" in str(error.value)

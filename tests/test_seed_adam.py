@@ -38,14 +38,15 @@ class Reference:
         ]
         self.adams = [torch.optim.Adam(ps, lr=lr, eps=EPS) for ps in self.params]
 
-    def step(self, grads: list[torch.Tensor | None], active: torch.Tensor, lr: float):
-        """Per seed: clip (every seed, to measure its norm), then step the active ones."""
+    def step(self, grads: list[torch.Tensor | None], active: torch.Tensor, lr):
+        """Per seed: clip (every seed, to measure its norm), then step the active ones with lr
+        (or lr[s])."""
         norms = []
         for s in range(SEEDS):
             for p, g in zip(self.params[s], grads, strict=True):
                 p.grad = None if g is None else g[s].clone()
             norms.append(torch.nn.utils.clip_grad_norm_(self.params[s], MAX_NORM))
-            self.adams[s].param_groups[0]["lr"] = lr
+            self.adams[s].param_groups[0]["lr"] = lr[s] if isinstance(lr, list) else lr
             if active[s]:
                 self.adams[s].step()
             self.adams[s].zero_grad()
@@ -78,14 +79,16 @@ def random_grads(generator: torch.Generator, dtype: torch.dtype, step: int):
     return grads
 
 
-def run_both(dtype: torch.dtype, steps: int, seed: int = 0):
+def run_both(dtype: torch.dtype, steps: int, seed: int = 0, per_seed_lr: bool = False):
     """Step SeedAdam and the reference side by side with random active masks and an annealed
-    lr; yield after each step."""
+    lr (with ``per_seed_lr``, each seed's annealed at its own pace); yield after each step."""
     generator, stacked = random_problem(dtype, seed)
     reference = Reference(stacked, lr=1e-2)
     adam = SeedAdam(stacked, lr=1e-2, eps=EPS)
     for step in range(steps):
         lr = 1e-2 * (1 - step / (steps + 5))
+        if per_seed_lr:
+            lr = [1e-2 * (1 - step * (s + 1) / (SEEDS * steps + 5)) for s in range(SEEDS)]
         grads = random_grads(generator, dtype, step)
         active = torch.rand(SEEDS, generator=generator) < 0.7
         expected_norms = reference.step(grads, active, lr)
@@ -98,9 +101,12 @@ def run_both(dtype: torch.dtype, steps: int, seed: int = 0):
         yield reference, adam, stacked, norms, expected_norms
 
 
+@pytest.mark.parametrize("per_seed_lr", [False, True], ids=["one_lr", "lr_per_seed"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_matches_independent_torch_adams(dtype):
-    for reference, _, stacked, norms, expected_norms in run_both(dtype, steps=30):
+def test_matches_independent_torch_adams(dtype, per_seed_lr):
+    for reference, _, stacked, norms, expected_norms in run_both(
+        dtype, steps=30, per_seed_lr=per_seed_lr
+    ):
         assert_close(norms, expected_norms, **TOLERANCES[dtype])
         for got, expected in zip(stacked, reference.stacked(), strict=True):
             assert_close(got.detach(), expected, **TOLERANCES[dtype])
@@ -252,6 +258,10 @@ def test_bad_input_is_refused():
         adam.lr = -0.1
     with pytest.raises(BadInputError, match=r"'lr' must be .*; got -1"):
         SeedAdam([torch.zeros(3, 2)], lr=-1)
+    with pytest.raises(BadInputError, match=r"a list of 3 of them, one per seed; got \[0\.1\]"):
+        adam.lr = [0.1]
+    adam.lr = [0.1, 0.2, 0.3]  # one per seed: each seed's checkpoint holds its own
+    assert [adam.seed_state(s)["param_groups"][0]["lr"] for s in range(3)] == [0.1, 0.2, 0.3]
     wrong = {
         "torch.float32 of shape (3,) on cpu": torch.ones(3),
         "torch.bool of shape (2,) on cpu": torch.ones(2, dtype=torch.bool),

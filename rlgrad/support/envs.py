@@ -417,6 +417,14 @@ class SeedEnvs:
         """``[S, N, *obs]`` float32: what each seed's policy acts on next."""
         return torch.as_tensor(np.stack([env.observations for env in self.envs]))
 
+    def reset(self, seeds: list[list[int] | None] | None = None, active=None) -> None:
+        """Start a new episode in every environment of the active seeds (``active`` [S] bool;
+        all seeds if None): :meth:`VectorEnv.reset` of seed s, from ``seeds[s]`` (one reset
+        seed per environment) when given, else from its continuing random streams."""
+        for s, env in enumerate(self.envs):
+            if active is None or active[s]:
+                env.reset(None if seeds is None else seeds[s])
+
     def step(self, actions, active: np.ndarray) -> SeedStep:
         """Step the active seeds' environments with ``actions [S, N, ...]`` (a tensor on any
         device, or an array); a seed that is not active gets reward 0, no flags and ``valid``

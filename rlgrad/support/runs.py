@@ -65,6 +65,15 @@ class History:
         return [row[name] for row in self.rows if row.get(name) is not None]
 
 
+def single_history(histories: list[History]) -> History:
+    """The one history of a ``train_seeds`` call on a single seed, as ``train`` returns it:
+    TrainingError if that seed diverged."""
+    (history,) = histories
+    if "failed" in history.summary:
+        raise TrainingError(history.summary["failed"])
+    return history
+
+
 def default_run_dir(algorithm: str, config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{algorithm}-{config.env}-seed{config.seed}-{stamp}"
@@ -492,7 +501,8 @@ class SeedRuns:
 
     @property
     def steps(self) -> int:
-        """The steps of the seeds that still train (they advance together)."""
+        """The most steps any seed that still trains has taken (they advance together, unless
+        they collect whole episodes)."""
         active = self.active
         return (
             max(run.steps for run, on in zip(self.runs, active, strict=True) if on)
@@ -502,6 +512,11 @@ class SeedRuns:
 
     def progress_fraction(self) -> float:
         return min(self.steps / self.config.total_steps, 1.0)
+
+    def progress_fractions(self) -> list[float]:
+        """Each seed's own fraction of total_steps already taken (seeds that collect whole
+        episodes advance at their own pace), for per-seed schedules."""
+        return [run.progress_fraction() for run in self.runs]
 
     @contextlib.contextmanager
     def training(self):
@@ -548,15 +563,18 @@ class SeedRuns:
             bad = values.movedim(seed_axis, 0)[s]
             self.fail(s, quantity, bad[~torch.isfinite(bad)][0].item())
 
-    def end_iteration(self, steps: int, metrics: list[dict[str, float | None]]) -> None:
-        """Each active seed's :meth:`Run.end_iteration`, with ``metrics[s]`` its row's metrics;
-        the evaluations that are due are made together."""
+    def end_iteration(self, steps: int | list[int], metrics: list[dict[str, float | None]]) -> None:
+        """Each active seed's :meth:`Run.end_iteration`, with ``metrics[s]`` its row's metrics
+        and ``steps`` its environment steps (one number for every seed, or ``steps[s]``: seeds
+        that collect whole episodes take as many steps as their episodes last); the
+        evaluations that are due are made together."""
+        seed_steps = [steps] * len(self.runs) if isinstance(steps, int) else steps
         active = self.active
         for s in np.flatnonzero(active & non_finite_seeds(self.agents).cpu().numpy()):
             self.fail(s, "a parameter", "non-finite")
         active = np.flatnonzero(self.active)
         for s in active:
-            self.runs[s].advance(steps)
+            self.runs[s].advance(seed_steps[s])
         due = [s for s in active if self.runs[s].evaluation_due]
         returns = self.evaluate(due) if due else {}
         for s in active:

@@ -121,16 +121,33 @@ class SeedOptimizer:
         )
 
     @property
-    def lr(self) -> float:
+    def lr(self) -> float | list[float]:
         return self._lr
 
     @lr.setter
-    def lr(self, value: float) -> None:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise BadInputError(
-                f"{type(self).__name__}: 'lr' must be a finite number ≥ 0; got {value!r}"
-            )
-        self._lr = float(value)
+    def lr(self, value: float | list[float]) -> None:
+        """One lr for every seed, or a list of S, one per seed (seeds that collect whole
+        episodes progress at their own pace, and so does an annealed lr)."""
+
+        def valid(x) -> bool:
+            return isinstance(x, (int, float)) and math.isfinite(x) and x >= 0
+
+        name = type(self).__name__
+        if isinstance(value, (list, tuple)):
+            if len(value) != self.seeds or not all(valid(x) for x in value):
+                raise BadInputError(
+                    f"{name}: 'lr' must be a finite number ≥ 0 or a list of {self.seeds} of "
+                    f"them, one per seed; got {value!r}"
+                )
+            self._lr = [float(x) for x in value]
+        elif valid(value):
+            self._lr = float(value)
+        else:
+            raise BadInputError(f"{name}: 'lr' must be a finite number ≥ 0; got {value!r}")
+
+    def seed_lr(self, seed: int) -> float:
+        """The learning rate of seed ``seed``."""
+        return self._lr[seed] if isinstance(self._lr, list) else self._lr
 
     @property
     def steps(self) -> Tensor:
@@ -229,7 +246,9 @@ class SeedAdam(SeedOptimizer):
     ``torch.optim.Adam(lr=lr, betas=betas, eps=eps)`` of seed s's parameters would.
 
     Attributes:
-        lr: the learning rate of every seed; the trainers anneal it by assigning it.
+        lr: the learning rate of every seed, or a list of S, one per seed (seeds that collect
+            whole episodes progress at their own pace, and so does an annealed lr); the
+            trainers anneal it by assigning it.
         betas, eps: Adam's β₁, β₂ and ε (rlgrad's PPO trainers use ε = 1e-5).
         params: the stacked parameters, updated in place.
 
@@ -290,7 +309,11 @@ class SeedAdam(SeedOptimizer):
         never = counts == 0
         corrections1 = torch.where(never, 1.0, 1 - beta1**counts)
         # lr / x rather than x's reciprocal times lr, which is what `self.lr / tensor` computes
-        step_sizes = torch.full_like(corrections1, self.lr).div_(corrections1)  # [P, S]
+        if isinstance(self.lr, list):
+            lrs = torch.tensor(self.lr, dtype=torch.float64, device=corrections1.device)
+            step_sizes = lrs.expand_as(corrections1).div(corrections1)  # [P, S]
+        else:
+            step_sizes = torch.full_like(corrections1, self.lr).div_(corrections1)  # [P, S]
         correction2_sqrts = torch.where(never, 1.0, 1 - beta2**counts).sqrt()  # [P, S]
         # the same arithmetic as torch's single-tensor Adam, one foreach call per operation
         # over all the stepped parameters (a loop of small ops per parameter cost 6x more)
@@ -391,7 +414,7 @@ class SeedAdam(SeedOptimizer):
         # the group of a plain Adam; torch's Adam fills any key a newer version adds when it
         # loads this (building one here instead would import torch._dynamo: 1.3 s per process)
         group = {
-            "lr": self.lr,
+            "lr": self.seed_lr(seed),
             "betas": self.betas,
             "eps": self.eps,
             "weight_decay": 0,
@@ -410,8 +433,8 @@ class SeedAdam(SeedOptimizer):
         """Set seed ``seed``'s moments and step counts from a single-seed state_dict: one
         :meth:`seed_state` wrote, or one an ordinary ``torch.optim.Adam`` of the unstacked
         parameters wrote (its groups' parameters in order are this optimizer's). A parameter
-        without an entry restarts from zero moments and step 0. The lr is not read: it is shared
-        by all seeds and the trainer sets it.
+        without an entry restarts from zero moments and step 0. The lr is not read: the trainer
+        sets it.
 
         Raises:
             BadInputError: a seed out of range; a state_dict of another number of parameters or

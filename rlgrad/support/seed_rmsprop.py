@@ -70,6 +70,8 @@ class SeedRMSprop(SeedOptimizer):
             BadInputError: ``active`` not a bool tensor of shape (S,) on the parameters' device.
         """
         self._check_active(active)
+        if isinstance(self.lr, list):  # A2C, its one user, anneals every seed alike
+            raise BadInputError("SeedRMSprop.step(): 'lr' must be one number for every seed")
         increments = 1 if active is None else active.to(torch.int64)  # [S]
         for i, param in enumerate(self.params):
             grad = param.grad

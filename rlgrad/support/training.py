@@ -126,6 +126,14 @@ def annealed_lr(optimizer: torch.optim.Optimizer, config, fraction_done: float) 
     return lr
 
 
+def annealed_seed_lrs(optimizer: SeedAdam, config, fractions_done: list[float]) -> list[float]:
+    """:func:`annealed_lr` for seeds that progress at their own pace: seed s's lr from its own
+    fraction done; set and returned, one per seed."""
+    lrs = [config.lr * (1.0 - f) if config.anneal_lr else config.lr for f in fractions_done]
+    optimizer.lr = lrs
+    return lrs
+
+
 def gradient_step(run, optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> float:
     """Backpropagate ``loss``, clip the global gradient norm, step; return the norm before
     clipping. A non-finite loss or gradient stops the run *before* the parameters change."""
@@ -417,7 +425,8 @@ class SeedMeans:
                 raise BadInputError(
                     f"SeedMeans.add(): unknown metric {name!r}; declared: {', '.join(self.sums)}"
                 )
-            value = torch.as_tensor(value).detach().to(self.device, torch.float64)
+            # a number goes straight to float64 (as_tensor alone would round it to float32)
+            value = torch.as_tensor(value, dtype=torch.float64, device=self.device).detach()
             value = value.expand(self.num_seeds)
             self.sums[name] += torch.where(where, value, 0.0)
             self.counts[name] += where

@@ -30,13 +30,22 @@ import torch
 from rlgrad.distributions import entropy_loss
 from rlgrad.grpo import AGGREGATIONS, grpo_token_loss, masked_mean
 from rlgrad.policy import approx_kl
-from rlgrad.returns import discounted_returns, equal_reward_groups, group_advantages
+from rlgrad.returns import equal_reward_groups, group_advantages
 from rlgrad.support import configs, training
-from rlgrad.support.rollout import Rollout
-from rlgrad.support.runs import History
+from rlgrad.support.rollout import SeedRollout
+from rlgrad.support.runs import History, single_history
 
 ALGORITHM = "grpo"
 ADVANTAGES = ("return", "reward_to_go")
+METRICS = (
+    "policy_loss",
+    "entropy",
+    "approx_kl",
+    "grad_norm",
+    "group_return_std",
+    "frac_reward_zero_std",
+    "lr",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +114,20 @@ def check(config: Config) -> None:
         config.clip_eps_high is None or config.clip_eps_high > 0,
         f"config field 'clip_eps_high' must be > 0 or none; got {config.clip_eps_high!r}",
     )
+    configs.require(
+        config.env_backend == "gymnasium",
+        "config field 'env_backend' must be 'gymnasium' for grpo: its groups reset from "
+        f"seeds of their own, which the torch environments do not take; got "
+        f"{config.env_backend!r}",
+    )
 
 
-def build_agent(config: Config, spaces):
-    return training.make_actor_critic(config, spaces, critic=False)
+def build_agent(config: Config, spaces, seeds: int | None = None):
+    return training.make_actor_critic(config, spaces, critic=False, seeds=seeds)
 
 
-def make_optimizer(config: Config, agent) -> torch.optim.Optimizer:
-    return training.adam(agent.parameters(), lr=config.lr)
+def make_optimizer(config: Config, agents) -> training.SeedAdam:
+    return training.SeedAdam(agents.parameters(), lr=config.lr)
 
 
 def group_seeds(config: Config, generator: torch.Generator) -> list[int]:
@@ -123,64 +138,99 @@ def group_seeds(config: Config, generator: torch.Generator) -> list[int]:
 
 
 def step_advantages(config: Config, returns: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``[N]`` episode advantages (``"return"``) or ``[N, T]`` step advantages, group-relative."""
+    """Group-relative advantages from the reward-to-go ``returns`` and ``valid`` flags, both
+    ``[T, *S, N]`` (``S``: seeds, when many train at once): ``[*S, N]`` episode advantages
+    (``"return"``) or ``[*S, N, T]`` step advantages (``"reward_to_go"``)."""
     groups, size = config.num_envs // config.group_size, config.group_size
     if config.advantage == "return":
-        episode_returns = returns[0].view(groups, size)  # G_0 of each environment's episode
-        return group_advantages(episode_returns, eps=config.std_eps).flatten()
-    advantages = torch.zeros_like(returns)
-    for group in range(groups):
-        columns = slice(group * size, (group + 1) * size)
-        mask = valid[:, columns]
-        steps_of_group = returns[:, columns][mask]
-        advantages[:, columns][mask] = group_advantages(steps_of_group[None], config.std_eps)[0]
-    return advantages.T
+        episode_returns = returns[0].unflatten(-1, (groups, size))  # G_0: [*S, groups, size]
+        return group_advantages(episode_returns, eps=config.std_eps).flatten(-2)
+    # each group's valid steps, time-major as [T, size] would list them: [*S, groups, T·size]
+    T = returns.shape[0]
+    by_group = returns.unflatten(-1, (groups, size)).movedim(0, -2).flatten(-2)
+    kept = valid.unflatten(-1, (groups, size)).movedim(0, -2).flatten(-2)
+    advantages = torch.zeros_like(by_group)
+    # group_advantages takes no mask and the groups keep different numbers of steps: one call
+    # per group (of every seed)
+    for index in kept.flatten(0, -2).any(dim=1).nonzero().flatten().tolist():
+        group, mask = by_group.flatten(0, -2)[index], kept.flatten(0, -2)[index]
+        advantages.view(-1, T * size)[index, mask] = group_advantages(
+            group[mask][None], config.std_eps
+        )[0]
+    # [*S, groups, T·size] -> [*S, groups, size, T] -> [*S, N, T]
+    return advantages.unflatten(-1, (T, size)).transpose(-2, -1).flatten(-3, -2)
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
     """Train GRPO; return the metric history (also written to ``run_dir``).
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
+    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
+    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
     """
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
+
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """Train GRPO on every seed in ``seeds`` at once, each as ``train`` would with
+    ``config.seed`` set to it, into its own run directory (``run_dir/seed{s}``); return one
+    history per seed. A seed that diverges is recorded as failed; the others go on."""
     check(config)
-    # 0. set up: seeds, environments, the policy (no critic), optimizer and the run directory
-    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
-    run, env, agent = setup.run, setup.env, setup.agent
-    rollout = Rollout(config.max_episode_steps, config.num_envs, env.spaces)
+    # 0. set up: for each seed its environments, policy (no critic), optimizer state and run
+    # directory; the policies are stacked on a leading seed axis and trained as one
+    setup = training.start_seeds(
+        ALGORITHM,
+        config,
+        seeds,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        device=config.device,
+        **run_options,
+    )
+    runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
+    S, N = len(seeds), config.num_envs
+    device = generators[0].device
+    rollout = SeedRollout(config.max_episode_steps, S, N, envs.spaces, device)
 
-    while not run.done:
-        with run.training():
-            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
+    while not runs.done:
+        with runs.training():
+            # each seed's own lr: its episodes, and so its progress, are its own
+            lr = training.annealed_seed_lrs(setup.optimizer, config, runs.progress_fractions())
 
-            # 1. one episode per environment, each group from its own shared start state
-            steps = rollout.collect(
-                env,
-                agent,
-                setup.generator,
-                episodes=True,
-                reset_seeds=group_seeds(config, setup.generator),
+            # 1. one episode per environment, each group from its own shared start state (a
+            # seed draws its groups' reset seeds first, then its actions, as a single run)
+            active = runs.active
+            reset_seeds = [
+                group_seeds(config, generators[s]) if active[s] else None for s in range(S)
+            ]
+            seed_steps = rollout.collect(
+                envs, agents, generators, active, episodes=True, reset_seeds=reset_seeds
             )
+            steps = max(seed_steps)
 
-            # 2. group-relative advantages from the returns; no critic
-            valid = rollout.valid[:steps]
-            returns = discounted_returns(
-                rollout.rewards[:steps],
-                rollout.terminated[:steps],
-                rollout.truncated[:steps],
-                config.gamma,
-            )
-            advantages = step_advantages(config, returns, valid)
-            episode_scores = returns[0].view(-1, config.group_size)
+            # 2. group-relative advantages from the returns, within each seed; no critic
+            runs.fail_non_finite("a reward", rollout.rewards[:steps], seed_axis=1)  # alone
+            active = runs.active
+            if not active.any():  # every seed failed on its rewards
+                continue
+            valid = rollout.valid[:steps]  # [T, S, N]
+            _, returns = rollout.returns(config.gamma, active, steps)
+            advantages = step_advantages(config, returns, valid)  # [S, N] or [S, N, T]
+            episode_scores = returns[0].unflatten(-1, (-1, config.group_size))  # [S, groups, G]
             zero_std = equal_reward_groups(episode_scores)
 
-            # 3. update: clipped steps on the stored log-probabilities, episodes × steps = [N, T]
-            observations = rollout.observations[:steps].flatten(0, 1)
-            actions = rollout.actions[:steps].flatten(0, 1)
-            old_log_probs = rollout.log_probs[:steps].T
-            mask = valid.T
+            # 3. update: clipped steps on the stored log-probabilities, per seed episodes ×
+            # steps = [S, N, T]
+            observations = rollout.per_seed(rollout.observations, steps)  # [S, T·N, *obs]
+            actions = rollout.per_seed(rollout.actions, steps)
+            old_log_probs = rollout.log_probs[:steps].permute(1, 2, 0)
+            mask = valid.permute(1, 2, 0)
             for _ in range(config.epochs):
-                log_probs, entropy = agent.log_prob_and_entropy(observations, actions)
-                log_probs = log_probs.view(steps, config.num_envs).T
+                updating = torch.as_tensor(runs.active, device=device)
+                log_probs, entropy = agents.log_prob_and_entropy(observations, actions)
+                log_probs = log_probs.view(S, steps, N).transpose(1, 2)
                 policy_loss = grpo_token_loss(
                     log_probs,
                     old_log_probs,
@@ -190,24 +240,30 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     clip_eps_high=config.clip_eps_high,
                     aggregation=config.aggregation,
                     max_length=config.max_episode_steps,
+                )  # [S]
+                mean_entropy = masked_mean(
+                    entropy.view(S, steps, N).transpose(1, 2).flatten(1), mask.flatten(1), dim=1
                 )
-                mean_entropy = masked_mean(entropy.view(steps, config.num_envs).T, mask)
                 loss = policy_loss + entropy_loss(mean_entropy, config.ent_coef)
-                grad_norm = training.gradient_step(run, setup.optimizer, loss, config.max_grad_norm)
+                grad_norm = training.seed_gradient_step(
+                    runs, setup.optimizer, loss, config.max_grad_norm, updating
+                )
             with torch.no_grad():
-                kl = approx_kl(log_probs[mask], old_log_probs[mask])
+                kl = approx_kl(
+                    log_probs.flatten(1), old_log_probs.flatten(1), mask=mask.flatten(1), dim=1
+                )
+            metrics = training.SeedMeans(S, *METRICS, device=device)
+            metrics.add(
+                updating,
+                policy_loss=policy_loss,
+                entropy=mean_entropy,
+                approx_kl=kl,
+                grad_norm=grad_norm,
+                group_return_std=episode_scores.std(dim=-1, correction=0).mean(dim=-1),
+                frac_reward_zero_std=zero_std.float().mean(dim=-1),
+                lr=lr,
+            )
 
-        # 4. log, evaluate and checkpoint
-        run.end_iteration(
-            steps * config.num_envs,
-            {
-                "policy_loss": policy_loss.item(),
-                "entropy": mean_entropy.item(),
-                "approx_kl": kl.item(),
-                "grad_norm": grad_norm,
-                "group_return_std": episode_scores.std(dim=-1, correction=0).mean().item(),
-                "frac_reward_zero_std": zero_std.float().mean().item(),
-                "lr": lr,
-            },
-        )
-    return run.finish()
+        # 4. log, evaluate and checkpoint, each seed in its own run directory
+        runs.end_iteration([n * N for n in seed_steps], metrics.means())
+    return runs.finish()

@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 
 from rlgrad.distributions import entropy_loss
+from rlgrad.grpo import masked_mean
 from rlgrad.policy import policy_gradient_loss
-from rlgrad.returns import discounted_returns, normalize_advantages
+from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
-from rlgrad.support.rollout import Rollout
-from rlgrad.support.runs import History
+from rlgrad.support.rollout import SeedRollout
+from rlgrad.support.runs import History, single_history
 from rlgrad.value import value_loss
 
 ALGORITHM = "reinforce"
@@ -54,71 +55,119 @@ class Config(configs.PolicyConfig):
 def check(config: Config) -> None:
     configs.check_policy_config(config)
     configs.positive(config, "max_episode_steps")
+    configs.require(
+        config.env_backend == "gymnasium",
+        "config field 'env_backend' must be 'gymnasium' for reinforce: it collects whole "
+        f"episodes from a reset, which the torch environments do not offer; got "
+        f"{config.env_backend!r}",
+    )
 
 
-def build_agent(config: Config, spaces):
-    return training.make_actor_critic(config, spaces, critic=config.baseline)
+def metric_names(config: Config) -> tuple[str, ...]:
+    """The columns an update writes, in order (value_loss only with a baseline)."""
+    return ("policy_loss", "entropy", "grad_norm", "lr") + (
+        ("value_loss",) if config.baseline else ()
+    )
 
 
-def make_optimizer(config: Config, agent) -> torch.optim.Optimizer:
-    return training.adam(agent.parameters(), lr=config.lr)
+def build_agent(config: Config, spaces, seeds: int | None = None):
+    return training.make_actor_critic(config, spaces, critic=config.baseline, seeds=seeds)
+
+
+def make_optimizer(config: Config, agents) -> training.SeedAdam:
+    return training.SeedAdam(agents.parameters(), lr=config.lr)
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
     """Train REINFORCE; return the metric history (also written to ``run_dir``).
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
+    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
+    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
     """
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
+
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """Train REINFORCE on every seed in ``seeds`` at once, each as ``train`` would with
+    ``config.seed`` set to it, into its own run directory (``run_dir/seed{s}``); return one
+    history per seed. A seed that diverges is recorded as failed; the others go on."""
     check(config)
-    # 0. set up: seeds, environments, networks, optimizer and the run directory (new or resumed)
-    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
-    run, env, agent = setup.run, setup.env, setup.agent
-    rollout = Rollout(config.max_episode_steps, config.num_envs, env.spaces)
+    # 0. set up: for each seed its environments, networks, optimizer state and run directory;
+    # the networks are stacked on a leading seed axis and trained as one batched computation
+    setup = training.start_seeds(
+        ALGORITHM,
+        config,
+        seeds,
+        run_dir,
+        build_agent,
+        make_optimizer,
+        device=config.device,
+        **run_options,
+    )
+    runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
+    S, N = len(seeds), config.num_envs
+    device = generators[0].device
+    rollout = SeedRollout(config.max_episode_steps, S, N, envs.spaces, device)
+    seed_rows = torch.arange(S, device=device).unsqueeze(1)  # indexes [S, U] out of [S, T·N]
 
-    while not run.done:
-        with run.training():
-            lr = training.annealed_lr(setup.optimizer, config, run.progress_fraction())
+    while not runs.done:
+        with runs.training():
+            # each seed's own lr: its episodes, and so its progress, are its own
+            lr = training.annealed_seed_lrs(setup.optimizer, config, runs.progress_fractions())
 
-            # 1. collect one complete episode from each environment
-            steps = rollout.collect(env, agent, setup.generator, episodes=True)
+            # 1. collect one complete episode from each environment of each seed; a seed's
+            # batch lasts until its longest episode ends (seed_steps[s] steps)
+            seed_steps = rollout.collect(envs, agents, generators, runs.active, episodes=True)
+            steps = max(seed_steps)
 
             # 2. returns G_t (bootstrapped with V only at a time limit) and advantages G_t − V
-            rewards = rollout.rewards[:steps]
-            terminated, truncated = rollout.terminated[:steps], rollout.truncated[:steps]
-            if config.baseline:
-                values, next_values = rollout.values(agent, steps)
-                returns = discounted_returns(
-                    rewards, terminated, truncated, config.gamma, next_values
-                )
-                advantages = returns - values
-            else:
-                returns = discounted_returns(rewards, terminated, truncated, config.gamma)
-                advantages = returns
+            runs.fail_non_finite("a reward", rollout.rewards[:steps], seed_axis=1)  # alone
+            active = runs.active
+            if not active.any():  # every seed failed on its rewards
+                continue
+            values, returns = rollout.returns(
+                config.gamma, active, steps, agents if config.baseline else None
+            )
+            advantages = returns - values if config.baseline else returns
 
-            # 3. update: one step on −mean(Â log π) (+ c_v · ½(V − G)² with a baseline)
-            usable = rollout.valid[:steps].flatten().nonzero().squeeze(1)
-            observations = rollout.observations[:steps].flatten(0, 1)[usable]
-            actions = rollout.actions[:steps].flatten(0, 1)[usable]
-            log_probs, entropy = agent.log_prob_and_entropy(observations, actions)
-            step_advantages = advantages.flatten()[usable]
-            if config.normalize_advantages and len(usable) > 1:
-                step_advantages = normalize_advantages(step_advantages)
-            policy_loss = policy_gradient_loss(log_probs, step_advantages)
-            mean_entropy = entropy.mean()
+            # 3. update: one step per seed on −mean(Â log π) (+ c_v · ½(V − G)² with a
+            # baseline) over its valid steps, gathered as [S, U] with padding that `kept` masks
+            usable, kept = rollout.valid_samples(steps)
+
+            def take(tensor, steps=steps, usable=usable):  # [steps, S, N, ...] -> [S, U, ...]
+                return rollout.per_seed(tensor, steps)[seed_rows, usable]
+
+            observations = take(rollout.observations)
+            log_probs, entropy = agents.log_prob_and_entropy(observations, take(rollout.actions))
+            step_advantages = take(advantages)
+            if config.normalize_advantages:
+                normalized = normalize_advantages(step_advantages, mask=kept, dim=1)
+                enough = kept.sum(dim=1, keepdim=True) > 1  # a lone step stays as it is
+                step_advantages = torch.where(enough, normalized, step_advantages)
+            policy_loss = policy_gradient_loss(log_probs, step_advantages, mask=kept, dim=1)
+            mean_entropy = masked_mean(entropy, kept, dim=1)
             loss = policy_loss + entropy_loss(mean_entropy, config.ent_coef)
             if config.baseline:
-                critic_loss = value_loss(agent.value(observations), returns.flatten()[usable])
+                critic_loss = value_loss(
+                    agents.value(observations), take(returns), mask=kept, dim=1
+                )
                 loss = loss + config.vf_coef * critic_loss
-            grad_norm = training.gradient_step(run, setup.optimizer, loss, config.max_grad_norm)
+            updating = torch.as_tensor(active, device=device)
+            grad_norm = training.seed_gradient_step(
+                runs, setup.optimizer, loss, config.max_grad_norm, updating
+            )
+            metrics = training.SeedMeans(S, *metric_names(config), device=device)
+            metrics.add(
+                updating,
+                policy_loss=policy_loss,
+                entropy=mean_entropy,
+                grad_norm=grad_norm,
+                lr=lr,
+                **({"value_loss": critic_loss} if config.baseline else {}),
+            )
 
-        # 4. log, evaluate and checkpoint
-        metrics = {
-            "policy_loss": policy_loss.item(),
-            "entropy": mean_entropy.item(),
-            "grad_norm": grad_norm,
-            "lr": lr,
-        }
-        if config.baseline:
-            metrics["value_loss"] = critic_loss.item()
-        run.end_iteration(steps * config.num_envs, metrics)
-    return run.finish()
+        # 4. log, evaluate and checkpoint, each seed in its own run directory
+        runs.end_iteration([n * N for n in seed_steps], metrics.means())
+    return runs.finish()
