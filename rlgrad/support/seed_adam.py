@@ -51,7 +51,7 @@ def _seed_count(function: str, tensors: list[Tensor]) -> int:
     return tensors[0].shape[0]
 
 
-def _per_seed(values: Tensor, like: Tensor) -> Tensor:
+def broadcast_per_seed(values: Tensor, like: Tensor) -> Tensor:
     """``values`` [S] shaped [S, 1, ..., 1] to broadcast over ``like`` [S, ...]."""
     return values.view(-1, *([1] * (like.dim() - 1)))
 
@@ -100,7 +100,7 @@ def clip_grad_norms(parameters: Iterable[Tensor], max_norm: float | None) -> Ten
         # the same expression as torch's, so the coefficient rounds the same way
         coefficients = torch.clamp(max_norm / (norms + 1e-6), max=1.0)  # [S]
         for g in grads:
-            g.mul_(_per_seed(coefficients, g))
+            g.mul_(broadcast_per_seed(coefficients, g))
     return norms
 
 
@@ -327,11 +327,12 @@ class SeedAdam(SeedOptimizer):
         denominators = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(
             denominators,
-            [_per_seed(corrections[i], p) for i, p in zip(stepped, params, strict=True)],
+            [broadcast_per_seed(corrections[i], p) for i, p in zip(stepped, params, strict=True)],
         )
         torch._foreach_add_(denominators, self.eps)
         updates = torch._foreach_mul(
-            exp_avgs, [_per_seed(sizes[i], p) for i, p in zip(stepped, params, strict=True)]
+            exp_avgs,
+            [broadcast_per_seed(sizes[i], p) for i, p in zip(stepped, params, strict=True)],
         )
         torch._foreach_div_(updates, denominators)
         if active is None:
@@ -342,7 +343,7 @@ class SeedAdam(SeedOptimizer):
         for i, param, update, exp_avg, exp_avg_sq in zip(
             stepped, params, updates, exp_avgs, exp_avg_sqs, strict=True
         ):
-            stepping = _per_seed(active, param)  # [S, 1, ..., 1]: the seeds that step
+            stepping = broadcast_per_seed(active, param)  # [S, 1, ..., 1]: the seeds that step
             param.copy_(torch.where(stepping, param - update, param))
             self.exp_avgs[i] = torch.where(stepping, exp_avg, self.exp_avgs[i])
             self.exp_avg_sqs[i] = torch.where(stepping, exp_avg_sq, self.exp_avg_sqs[i])

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from rlgrad.errors import BadInputError
-from rlgrad.support.seed_adam import SeedOptimizer, _per_seed
+from rlgrad.support.seed_adam import SeedOptimizer, broadcast_per_seed
 
 
 class SeedRMSprop(SeedOptimizer):
@@ -86,7 +86,7 @@ class SeedRMSprop(SeedOptimizer):
                 param.addcdiv_(grad, root, value=-self.lr)
                 self.square_avgs[i] = square_avg
             else:
-                stepping = _per_seed(active, param)  # [S, 1, ..., 1]
+                stepping = broadcast_per_seed(active, param)  # [S, 1, ..., 1]
                 param.copy_(torch.where(stepping, param.addcdiv(grad, root, value=-self.lr), param))
                 self.square_avgs[i] = torch.where(stepping, square_avg, self.square_avgs[i])
 
