@@ -26,7 +26,7 @@ from rlgrad.policy import policy_gradient_loss
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, training
 from rlgrad.support.rollout import SeedRollout
-from rlgrad.support.runs import History, TrainingError
+from rlgrad.support.runs import History, single_history
 from rlgrad.support.seed_rmsprop import SeedRMSprop
 from rlgrad.value import explained_variance, value_loss
 
@@ -74,10 +74,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
     diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
     """
-    (history,) = train_seeds(config, [config.seed], run_dir, **run_options)
-    if "failed" in history.summary:
-        raise TrainingError(history.summary["failed"])
-    return history
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
 
 def train_seeds(

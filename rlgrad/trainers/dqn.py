@@ -35,7 +35,7 @@ import torch
 from rlgrad.support import configs, offpolicy, training
 from rlgrad.support.nets import QNetwork, seed_epsilon_greedy
 from rlgrad.support.replay import Batch, SeedReplayBuffer
-from rlgrad.support.runs import History, TrainingError
+from rlgrad.support.runs import History, single_history
 from rlgrad.value import dqn_loss, dqn_targets, epsilon_schedule
 
 ALGORITHM = "dqn"
@@ -143,10 +143,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
     diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
     """
-    (history,) = train_seeds(config, [config.seed], run_dir, **run_options)
-    if "failed" in history.summary:
-        raise TrainingError(history.summary["failed"])
-    return history
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
 
 def train_seeds(

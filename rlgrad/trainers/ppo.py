@@ -25,7 +25,7 @@ from rlgrad.policy import approx_kl, clip_fraction, ppo_clip_loss
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import SeedRollout
-from rlgrad.support.runs import History, TrainingError
+from rlgrad.support.runs import History, single_history
 from rlgrad.support.seeded import seed_agent
 from rlgrad.value import explained_variance, value_loss
 
@@ -97,10 +97,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     (or ``checkpoint=PATH``); ``progress=True`` shows a progress bar. A diverging run raises
     :class:`~rlgrad.support.runs.TrainingError`.
     """
-    (history,) = train_seeds(config, [config.seed], run_dir, **run_options)
-    if "failed" in history.summary:
-        raise TrainingError(history.summary["failed"])
-    return history
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
 
 def train_seeds(
