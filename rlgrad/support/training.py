@@ -312,7 +312,7 @@ def start_seeds(
     make_optimizer,
     build_extras=None,
     *,
-    device: str = "cpu",
+    device: str | None = None,
     resume: bool = False,
     checkpoint=None,
     progress: bool = False,
@@ -329,7 +329,7 @@ def start_seeds(
         raise BadInputError("start_seeds(): 'seeds' must hold at least one seed; got none")
     if checkpoint is not None and len(seeds) > 1:
         raise BadInputError("--checkpoint resumes one run; with many seeds, resume their latest")
-    on = resolve_device(device)
+    on = resolve_device(config.device if device is None else device)
     seed_everything(seeds[0], config.threads)
     set_matmul_precision("float32")
     seed_configs = [dataclasses.replace(config, seed=seed) for seed in seeds]

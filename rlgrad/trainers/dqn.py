@@ -138,21 +138,14 @@ def td_loss(config: Config, q_networks, target_networks, batch: Batch):
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
-    """Train DQN; return the metric history (also written to ``run_dir``).
-
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
-    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
-    """
+    """Train DQN on ``config.seed``: :func:`rlgrad.trainers.ppo.train` says what it takes."""
     return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
 
 def train_seeds(
     config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
 ) -> list[History]:
-    """Train DQN on every seed in ``seeds`` at once, each as ``train`` would with
-    ``config.seed`` set to it (same initial networks, environments and random draws), into its
-    own run directory (``run_dir/seed{s}``); return one history per seed. A seed that diverges
-    is recorded as failed in its summary; the others go on."""
+    """DQN on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
     check(config)
     # 0. set up: for each seed its environments, Q-network, target network, replay buffer,
     # optimizer state and run directory; networks and buffers are stacked on a seed axis
@@ -164,7 +157,6 @@ def train_seeds(
         build_agent,
         make_optimizer,
         build_companions,
-        device=config.device,
         **run_options,
     )
     runs, envs, q_networks, optimizer, generators = setup[:5]

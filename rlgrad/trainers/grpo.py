@@ -162,32 +162,19 @@ def step_advantages(config: Config, returns: torch.Tensor, valid: torch.Tensor) 
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
-    """Train GRPO; return the metric history (also written to ``run_dir``).
-
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
-    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
-    """
+    """Train GRPO on ``config.seed``: :func:`rlgrad.trainers.ppo.train` says what it takes."""
     return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
 
 def train_seeds(
     config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
 ) -> list[History]:
-    """Train GRPO on every seed in ``seeds`` at once, each as ``train`` would with
-    ``config.seed`` set to it, into its own run directory (``run_dir/seed{s}``); return one
-    history per seed. A seed that diverges is recorded as failed; the others go on."""
+    """GRPO on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
     check(config)
     # 0. set up: for each seed its environments, policy (no critic), optimizer state and run
     # directory; the policies are stacked on a leading seed axis and trained as one
     setup = training.start_seeds(
-        ALGORITHM,
-        config,
-        seeds,
-        run_dir,
-        build_agent,
-        make_optimizer,
-        device=config.device,
-        **run_options,
+        ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
     S, N = len(seeds), config.num_envs

@@ -115,14 +115,7 @@ def train_seeds(
     # 0. set up: for each seed its environments, networks, optimizer state and run directory;
     # the networks are stacked on a leading seed axis and trained as one batched computation
     setup = training.start_seeds(
-        ALGORITHM,
-        config,
-        seeds,
-        run_dir,
-        build_agent,
-        make_optimizer,
-        device=config.device,
-        **run_options,
+        ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
 

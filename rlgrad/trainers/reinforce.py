@@ -79,32 +79,19 @@ def make_optimizer(config: Config, agents) -> training.SeedAdam:
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
-    """Train REINFORCE; return the metric history (also written to ``run_dir``).
-
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`. A
-    diverging run raises :class:`~rlgrad.support.runs.TrainingError`.
-    """
+    """Train REINFORCE on ``config.seed``: :func:`rlgrad.trainers.ppo.train` says what it takes."""
     return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
 
 def train_seeds(
     config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
 ) -> list[History]:
-    """Train REINFORCE on every seed in ``seeds`` at once, each as ``train`` would with
-    ``config.seed`` set to it, into its own run directory (``run_dir/seed{s}``); return one
-    history per seed. A seed that diverges is recorded as failed; the others go on."""
+    """REINFORCE on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
     check(config)
     # 0. set up: for each seed its environments, networks, optimizer state and run directory;
     # the networks are stacked on a leading seed axis and trained as one batched computation
     setup = training.start_seeds(
-        ALGORITHM,
-        config,
-        seeds,
-        run_dir,
-        build_agent,
-        make_optimizer,
-        device=config.device,
-        **run_options,
+        ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
     S, N = len(seeds), config.num_envs
