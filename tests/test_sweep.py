@@ -236,7 +236,10 @@ def test_the_watcher_never_interrupts_after_its_block(tmp_path):
     request.unlink()
     with pytest.raises(KeyboardInterrupt), StopRequestWatcher(request, poll_s=0.01):
         request.touch()
-        time.sleep(5)  # interrupted within a poll
+        # interrupted within a poll: interrupt_main takes effect between two bytecodes, so the
+        # wait is short sleeps (one long sleep would only see it when it ends, after 5 s)
+        for _ in range(500):
+            time.sleep(0.01)
 
 
 # ----- on a local Ray -----
