@@ -34,6 +34,7 @@ import numpy as np
 from rlgrad.app import sweep as sweeps
 from rlgrad.app.report import read_runs
 from rlgrad.app.statistics import iqm, probability_of_improvement, wilson_interval
+from rlgrad.app.trials import DONE, FAILED
 
 
 def commands(args, out: Path) -> dict[str, list[str]]:
@@ -75,11 +76,12 @@ def commands(args, out: Path) -> dict[str, list[str]]:
 
 
 def results(directory: Path) -> dict:
-    runs = [r for r in read_runs([directory]) if r.finished]
-    solved = [r for r in runs if r.solved is not None]
-    steps = np.array([r.solved_step for r in solved], dtype=float)
+    runs = [r for r in read_runs([directory]) if r.state in (DONE, FAILED)]  # failed: unsolved
+    solved = [r for r in runs if r.solved]
+    steps = np.array([r.files.solved_step for r in solved], dtype=float)
     finals = np.array([r.final_return for r in runs if r.final_return is not None])
-    low, high = wilson_interval(len(solved), len(runs))
+    interval = wilson_interval(len(solved), len(runs))
+    low, high = float(interval.low), float(interval.high)
     return {
         "runs": len(runs),
         "solved": len(solved),
