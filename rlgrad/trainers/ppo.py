@@ -3,6 +3,8 @@
 Each iteration: 1. collect T steps from N environments; 2. compute GAE(λ) advantages; 3. run
 ``epochs`` passes of minibatch gradient steps on the clipped surrogate, the value loss and the
 entropy bonus; 4. log, evaluate and checkpoint. Every formula comes from the formula layer.
+Every tensor carries a leading seed axis: :func:`train_seeds` trains many seeds as one batched
+computation (each loss a per-seed mean, ``dim=1``), and :func:`train` is its one-seed case.
 
     >>> from rlgrad.trainers import ppo
     >>> config = ppo.Config(env="CartPole-v1", total_steps=512, num_envs=4, num_steps=64,
