@@ -226,7 +226,16 @@ def test_a_stop_request_before_the_first_step_leaves_nothing_to_resume(tmp_path)
 
 
 def test_the_watcher_never_interrupts_after_its_block(tmp_path):
-    request = tmp_path / "run.stop"
+    # a test suite run as a background job inherits SIGINT ignored, and interrupt_main then
+    # does nothing; a run installs its own handler, as this does
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _watch_and_stop(tmp_path / "run.stop")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _watch_and_stop(request: Path) -> None:
     with StopRequestWatcher(request, poll_s=0.01):
         time.sleep(0.05)
     request.touch()
