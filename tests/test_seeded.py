@@ -25,6 +25,17 @@ from rlgrad.support.training import SeedMeans
 DISCRETE = Spaces((4,), True, 2, (), None, None)
 BOX = Spaces((3,), False, 0, (1,), np.array([-2.0], np.float32), np.array([2.0], np.float32))
 SEEDS = [3, 11, 40]
+# a PPO run of a few updates and two evaluations
+TINY_PPO = {
+    "env": "CartPole-v1",
+    "num_envs": 2,
+    "num_steps": 32,
+    "minibatch_size": 32,
+    "epochs": 2,
+    "eval_every": 256,
+    "eval_episodes": 2,
+    "hidden_sizes": (16,),
+}
 
 
 def single(spaces, seed, hidden_sizes=(8, 8), **options):
@@ -203,18 +214,7 @@ def test_a_stop_request_mid_update_records_that_update_and_resumes_exactly(tmp_p
     from rlgrad.support.rollout import SeedRollout
     from rlgrad.trainers import ppo
 
-    config = ppo.Config(
-        env="CartPole-v1",
-        total_steps=768,
-        num_envs=2,
-        num_steps=32,
-        minibatch_size=32,
-        epochs=2,
-        eval_every=256,
-        eval_episodes=2,
-        checkpoint_every=0,
-        hidden_sizes=(16,),
-    )
+    config = ppo.Config(**TINY_PPO, total_steps=768, checkpoint_every=0)
     whole = ppo.train_seeds(config, [4, 9], tmp_path / "whole")
     collect, calls = SeedRollout.collect, []
 
@@ -245,17 +245,7 @@ def test_one_seed_diverging_fails_alone_and_is_reported_failed(tmp_path, monkeyp
     from rlgrad.support.run_format import finished
     from rlgrad.trainers import ppo
 
-    config = ppo.Config(
-        env="CartPole-v1",
-        total_steps=512,
-        num_envs=2,
-        num_steps=32,
-        minibatch_size=32,
-        epochs=2,
-        eval_every=256,
-        eval_episodes=2,
-        hidden_sizes=(16,),
-    )
+    config = ppo.Config(**TINY_PPO, total_steps=512)
     healthy = ppo.train_seeds(config, [4, 9], tmp_path / "healthy")
     step, calls = SeedEnvs.step, []
 

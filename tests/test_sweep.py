@@ -152,21 +152,20 @@ def test_a_stop_request_interrupts_at_a_checkpoint_and_the_trial_resumes(tmp_pat
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 8192
 
 
+def _block_of_four(directory: Path) -> list:
+    """The trials of a new 4-seed PPO sweep of one config: what one task trains together."""
+    grid = {name: [value] for name, value in QUICK.items()}
+    sweep = sweeps.create(
+        directory, "ppo", ["CartPole-v1"], [3, 4, 5, 6], grid, presets.DEFAULTS, total_steps=4096
+    )
+    return [sweep.trial(entry) for entry in sweep.trials]
+
+
 def test_a_block_of_seeds_trains_together_stops_together_and_resumes_together(tmp_path):
     """Four trials of one config as one task (run_block): a stop request for one of them stops
     the block after an update, every seed with a checkpoint at the same step; run again, the
     block resumes together, and each seed ends with the rows of the uninterrupted block's."""
-    grid = {name: [value] for name, value in QUICK.items()}
-    sweep = sweeps.create(
-        tmp_path / "s",
-        "ppo",
-        ["CartPole-v1"],
-        [3, 4, 5, 6],
-        grid,
-        presets.DEFAULTS,
-        total_steps=4096,
-    )
-    block = [sweep.trial(entry) for entry in sweep.trials]
+    block = _block_of_four(tmp_path / "s")
     first = Path(block[0].run_dir)
 
     def ask_to_stop_after_the_first_update():
@@ -185,16 +184,7 @@ def test_a_block_of_seeds_trains_together_stops_together_and_resumes_together(tm
     assert [o.state for o in resumed] == ["done"] * 4
     assert len({o.resumed_from_step for o in resumed}) == 1
     assert len({o.worker_pid for o in resumed}) == 1  # one task trained them all
-    whole = sweeps.create(
-        tmp_path / "w",
-        "ppo",
-        ["CartPole-v1"],
-        [3, 4, 5, 6],
-        grid,
-        presets.DEFAULTS,
-        total_steps=4096,
-    )
-    uninterrupted = [whole.trial(entry) for entry in whole.trials]
+    uninterrupted = _block_of_four(tmp_path / "w")
     assert [o.state for o in run_block(uninterrupted)] == ["done"] * 4
     for trial, reference in zip(block, uninterrupted, strict=True):
         assert rows_without_timing(Path(trial.run_dir)) == rows_without_timing(
