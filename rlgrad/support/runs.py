@@ -74,6 +74,23 @@ def single_history(histories: list[History]) -> History:
     return history
 
 
+def catch_ctrl_c(requested, request_stop, doing: str):
+    """Install the handler of a run's Ctrl-C (in the main thread only): the first calls
+    ``request_stop()`` and says ``doing``, so that the run stops after this update with a
+    checkpoint; a second (``requested()`` already true) aborts at once, keeping the last
+    checkpoint. Returns the previous handler, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if requested():
+            raise KeyboardInterrupt
+        request_stop()
+        print(f"\nrlgrad: {doing} (Ctrl-C again to abort at once)", file=sys.stderr)
+
+    return signal.signal(signal.SIGINT, handler)
+
+
 def default_run_dir(algorithm: str, config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{algorithm}-{config.env}-seed{config.seed}-{stamp}"
@@ -387,20 +404,14 @@ class Run:
     # ----- Ctrl-C -----
 
     def _catch_ctrl_c(self):
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def request_stop(signum, frame):
-            if self.stop_requested:  # a second Ctrl-C: stop now, the last checkpoint is kept
-                raise KeyboardInterrupt
+        def request_stop():
             self.stop_requested = self.interrupted = True
-            print(
-                "\nrlgrad: stopping after this update and saving a checkpoint "
-                "(Ctrl-C again to abort at once)",
-                file=sys.stderr,
-            )
 
-        return signal.signal(signal.SIGINT, request_stop)
+        return catch_ctrl_c(
+            lambda: self.stop_requested,
+            request_stop,
+            "stopping after this update and saving a checkpoint",
+        )
 
     # ----- the end -----
 
@@ -637,22 +648,16 @@ class SeedRuns:
         )
 
     def _catch_ctrl_c(self):
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def request_stop(signum, frame):
-            if self.stop_requested:
-                raise KeyboardInterrupt
+        def request_stop():
             self.stop_requested = True
             for run in self.runs:
                 run.stop_requested = run.interrupted = True
-            print(
-                "\nrlgrad: stopping every seed after this update and saving their checkpoints "
-                "(Ctrl-C again to abort at once)",
-                file=sys.stderr,
-            )
 
-        return signal.signal(signal.SIGINT, request_stop)
+        return catch_ctrl_c(
+            lambda: self.stop_requested,
+            request_stop,
+            "stopping every seed after this update and saving their checkpoints",
+        )
 
     def finish(self) -> list[History]:
         """Finish every seed's run (checkpoint, summary, learning curve). One :class:`History`
