@@ -127,9 +127,8 @@ def train_seeds(
     S = len(seeds)
     device = setup.generators[0].device
     rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces, device)
-    seed_rows = torch.arange(S, device=device).unsqueeze(
-        1
-    )  # indexes [S, B] minibatches out of [S, samples]
+    # indexes [S, B] minibatches out of [S, samples]
+    seed_rows = torch.arange(S, device=device).unsqueeze(1)
 
     while not runs.done:
         active = runs.active
@@ -154,9 +153,8 @@ def train_seeds(
             flat_advantages, flat_returns = rollout.per_seed(advantages), rollout.per_seed(returns)
             valid = rollout.per_seed(rollout.valid)  # Gymnasium's autoreset steps carry no action
             usable = [row.nonzero().squeeze(1) for row in valid]
-            means = training.SeedMeans(
-                S, *METRICS, device=device
-            )  # summed over minibatches, per seed
+            # summed over minibatches, per seed
+            means = training.SeedMeans(S, *METRICS, device=device)
             minibatches = torch.zeros(S, dtype=torch.int64, device=device)
             # seeds still taking gradient steps in this update (target KL ends a seed's update)
             stepping = torch.as_tensor(active, device=device)
@@ -184,8 +182,9 @@ def train_seeds(
                     def take(tensor, batch=batch):  # [S, samples, ...] -> [S, B, ...]
                         return tensor[seed_rows, batch]
 
+                    batch_observations = take(observations)  # one gather for the policy and V
                     log_probs, entropy = agents.log_prob_and_entropy(
-                        take(observations), take(actions)
+                        batch_observations, take(actions)
                     )
                     # per seed: every reduction runs over dim 1, the samples of each seed's row
                     old, kept = take(old_log_probs), in_batch
@@ -203,7 +202,7 @@ def train_seeds(
                         log_probs, old, batch_advantages, config.clip_eps, mask=kept, dim=1
                     )
                     critic_loss = value_loss(
-                        agents.value(take(observations)),
+                        agents.value(batch_observations),
                         take(flat_returns),
                         take(old_values) if config.clip_value_eps is not None else None,
                         config.clip_value_eps,
