@@ -296,7 +296,7 @@ def test_a_checkpoint_without_the_buffer_is_smaller_and_still_resumes(tmp_path):
 
 
 def test_dqn_refuses_continuous_actions_and_a_buffer_smaller_than_a_batch(tmp_path):
-    with pytest.raises(ValueError, match=r"Discrete action space.*sac, td3, ppo or a2c"):
+    with pytest.raises(ValueError, match=r"Discrete action space.*sac, td3, crossq, ppo or a2c"):
         dqn.train(dqn.Config(env="Pendulum-v1", total_steps=100), tmp_path / "a")
     with pytest.raises(ValueError, match=r"'buffer_size' = 64 is smaller than a batch.*128"):
         dqn.train(dqn.Config(buffer_size=64, batch_size=128), tmp_path / "b")

@@ -13,7 +13,7 @@ from rlgrad.errors import BadInputError
 from rlgrad.support import configs
 from rlgrad.support.run_format import read_config
 
-ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "trpo")
+ALGORITHMS = ("ppo", "a2c", "reinforce", "dqn", "grpo", "sac", "td3", "crossq", "trpo")
 
 
 def module(algorithm: str):

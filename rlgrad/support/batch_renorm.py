@@ -15,6 +15,9 @@ see :func:`rlgrad.joint_soft_q_targets`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -167,8 +170,11 @@ class BatchRenorm(nn.Module):
                 f"sample says nothing); got shape {shape}"
             )
 
-    def forward(self, inputs: Tensor) -> Tensor:
-        """y = γ x̂ + β, ``[*K, B, F]`` like ``inputs``; in training mode, updates the statistics."""
+    def forward(self, inputs: Tensor, frozen: bool = False) -> Tensor:
+        """y = γ x̂ + β, ``[*K, B, F]`` like ``inputs``; in training mode, updates the statistics.
+
+        ``frozen=True`` uses γ and β detached, so that a loss reads the layer without training it
+        (an actor's loss through its critics)."""
         self._check(inputs)
         running_mean = self.running_mean.unsqueeze(-2)  # [*K, 1, F]
         running_std = torch.sqrt(self.running_var + self.eps).unsqueeze(-2)  # σ, [*K, 1, F]
@@ -186,9 +192,12 @@ class BatchRenorm(nn.Module):
             self._update_statistics(batch_mean, batch_var, inputs.shape[-2])
         else:
             normalized = (inputs - running_mean) / running_std
-        if self.affine:
-            return self.weight.unsqueeze(-2) * normalized + self.bias.unsqueeze(-2)
-        return normalized
+        if not self.affine:
+            return normalized
+        weight, bias = self.weight.unsqueeze(-2), self.bias.unsqueeze(-2)
+        if frozen:
+            weight, bias = weight.detach(), bias.detach()
+        return weight * normalized + bias
 
     @torch.no_grad()
     def _update_statistics(self, batch_mean: Tensor, batch_var: Tensor, batch_size: int) -> None:
@@ -205,3 +214,19 @@ class BatchRenorm(nn.Module):
             f"r_max={self.r_max}, d_max={self.d_max}, warmup_steps={self.warmup_steps}, "
             f"affine={self.affine}"
         )
+
+
+@contextlib.contextmanager
+def batch_statistics(module: nn.Module) -> Iterator[nn.Module]:
+    """Training mode for the enclosed passes, evaluation mode after them: inside, the
+    :class:`BatchRenorm` layers of ``module`` normalise with (and update) each batch's
+    statistics; outside, with their running statistics, and a pass changes nothing.
+
+    A trainer that keeps its networks in evaluation mode by default and opens this only around
+    the passes that should move the statistics (CrossQ's joint critic pass, the actor's loss)
+    cannot leak a training-mode pass into acting or evaluation."""
+    module.train()
+    try:
+        yield module
+    finally:
+        module.eval()

@@ -1,5 +1,6 @@
-"""Networks of the off-policy continuous-control trainers (SAC, TD3): actors that stay inside
-the action box, and K critics evaluated as one batched ensemble.
+"""Networks of the off-policy continuous-control trainers (SAC, TD3, CrossQ): actors that stay
+inside the action box, and K critics evaluated as one batched ensemble. CrossQ's networks are the
+same with batch renormalisation before every linear layer (``batch_renorm=``).
 
 Actions are in the environment's units everywhere (the replay buffer stores what the
 environment received); the critics rescale them to [−1, 1] on the way in, so one network size
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from rlgrad.distributions import squashed_gaussian_log_prob
 from rlgrad.errors import BadInputError
+from rlgrad.support.batch_renorm import BatchRenorm
 from rlgrad.support.envs import Spaces
 from rlgrad.support.nets import ACTIVATIONS, mlp
 
@@ -35,6 +37,20 @@ def check_continuous(spaces: Spaces, algorithm: str) -> None:
             f"{algorithm} squashes actions into the action box, which must be bounded; got "
             f"low={spaces.action_low.tolist()}, high={spaces.action_high.tolist()}"
         )
+
+
+def renormalized(network: nn.Sequential, options: dict | None) -> nn.Sequential:
+    """``network`` with a :class:`BatchRenorm` (keyword arguments ``options``) before each of its
+    linear layers, CrossQ's placement (sb3-contrib's too): the input and every hidden layer are
+    renormalised, the output is not. ``None`` returns ``network`` as it is."""
+    if options is None:
+        return network
+    layers: list[nn.Module] = []
+    for layer in network:
+        if isinstance(layer, nn.Linear):
+            layers.append(BatchRenorm(layer.in_features, **options))
+        layers.append(layer)
+    return nn.Sequential(*layers)
 
 
 class _ActionBox(nn.Module):
@@ -57,13 +73,23 @@ class _ActionBox(nn.Module):
 class SquashedGaussianActor(_ActionBox):
     """SAC's policy: u ~ N(μ(s), σ(s)²), a = scale·tanh(u) + shift, with log π from
     :func:`rlgrad.squashed_gaussian_log_prob`. ``sample`` is reparameterized (u = μ + σε), so
-    gradients reach the actor through the action; its randomness comes from the generator."""
+    gradients reach the actor through the action; its randomness comes from the generator.
+    ``batch_renorm``: :class:`BatchRenorm` options for CrossQ's actor (none: plain MLP)."""
 
-    def __init__(self, spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str):
+    def __init__(
+        self,
+        spaces: Spaces,
+        hidden_sizes: tuple[int, ...],
+        activation: str,
+        batch_renorm: dict | None = None,
+    ):
         super().__init__(spaces)
         dims = int(np.prod(spaces.action_shape))
         # one head for μ and log σ; a small last layer starts near μ = 0, σ = 1
-        self.net = mlp([spaces.observation_size, *hidden_sizes, 2 * dims], activation, 0.01)
+        self.net = renormalized(
+            mlp([spaces.observation_size, *hidden_sizes, 2 * dims], activation, 0.01),
+            batch_renorm,
+        )
 
     def _gaussian(self, observations: Tensor) -> tuple[Tensor, Tensor]:
         means, log_stds = self.net(observations.flatten(1)).chunk(2, dim=-1)  # [B, D] each
@@ -122,10 +148,18 @@ class CriticEnsemble(nn.Module):
     costs more in overhead than in arithmetic). Initialization is PyTorch's ``nn.Linear``
     default, drawn independently for every member. ``frozen=True`` evaluates with detached
     parameters: gradients then reach the actions (the actor's loss) but not the critics.
+
+    ``batch_renorm``: :class:`BatchRenorm` options for CrossQ's critics, a layer before each
+    linear layer with its own statistics per critic (``ensemble=K``); none: plain MLPs.
     """
 
     def __init__(
-        self, spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str, num_critics: int
+        self,
+        spaces: Spaces,
+        hidden_sizes: tuple[int, ...],
+        activation: str,
+        num_critics: int,
+        batch_renorm: dict | None = None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -144,6 +178,11 @@ class CriticEnsemble(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(num_critics, 1, fan_out)))
             nn.init.uniform_(self.weights[-1], -bound, bound)
             nn.init.uniform_(self.biases[-1], -bound, bound)
+        self.norms = None
+        if batch_renorm is not None:
+            self.norms = nn.ModuleList(
+                BatchRenorm(fan_in, ensemble=num_critics, **batch_renorm) for fan_in in sizes[:-1]
+            )
         low, high = torch.as_tensor(spaces.action_low), torch.as_tensor(spaces.action_high)
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_shift", (high + low) / 2)
@@ -155,6 +194,8 @@ class CriticEnsemble(nn.Module):
         x = x.expand(self.num_critics, *x.shape)  # [K, B, in], a view
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if self.norms is not None:
+                x = self.norms[i](x, frozen=frozen)
             if frozen:
                 weight, bias = weight.detach(), bias.detach()
             x = torch.baddbmm(bias, x, weight)  # [K, B, out]
@@ -164,8 +205,8 @@ class CriticEnsemble(nn.Module):
 
 
 class ActorCritics(nn.Module):
-    """What a SAC or TD3 run trains and saves as its agent: the actor, the K critics and, for
-    SAC with automatic temperature, log α. It acts like its actor (``mode``, ``sample``,
+    """What a SAC, TD3 or CrossQ run trains and saves as its agent: the actor, the K critics
+    and, with automatic temperature, log α. It acts like its actor (``mode``, ``sample``,
     ``env_actions``), so evaluation and :func:`rlgrad.app.load_agent` treat it like any policy."""
 
     def __init__(

@@ -205,7 +205,7 @@ class QNetwork(nn.Module):
         if not spaces.discrete:
             raise BadInputError(
                 f"DQN needs a Discrete action space; this environment's actions are continuous "
-                f"(shape {spaces.action_shape}): use sac, td3, ppo or a2c for it"
+                f"(shape {spaces.action_shape}): use sac, td3, crossq, ppo or a2c for it"
             )
         if activation not in ACTIVATIONS:
             raise BadInputError(

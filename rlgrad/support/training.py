@@ -247,7 +247,7 @@ def start(
         require(
             on.type == "cpu",
             f"{algorithm} trains on the CPU only; config field 'device' = {config.device!r} "
-            "(ppo, sac and td3 train on a GPU)",
+            "(the other trainers train on a GPU)",
         )
     else:
         on = resolve_device(device)

@@ -27,7 +27,7 @@ def add_sweep(commands) -> None:
         "--env",
         default=None,
         help="environment ids, comma-separated (default: the preset file's, or the algorithm's "
-        "own, CartPole-v1 or Pendulum-v1 for sac and td3)",
+        "own, CartPole-v1 or Pendulum-v1 for sac, td3 and crossq)",
     )
     sweep.add_argument("--seeds", default="0-9", help="e.g. 0-9, 0,3,7 or 0-4,10-14 (default: 0-9)")
     sweep.add_argument(

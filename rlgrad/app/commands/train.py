@@ -15,8 +15,8 @@ def add_train(commands) -> None:
 
     train = commands.add_parser(
         "train",
-        help="train an agent (ppo, a2c, reinforce, dqn, grpo, sac, td3, trpo) on a Gymnasium "
-        "environment",
+        help="train an agent (ppo, a2c, reinforce, dqn, grpo, sac, td3, crossq, trpo) on a "
+        "Gymnasium environment",
         description="Train an agent; `rlgrad train ALGO --help` lists every config field.",
     )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
@@ -43,7 +43,7 @@ def add_train(commands) -> None:
             "--env",
             default=None,
             help="environment id (default: the preset file's, or the algorithm's own: "
-            "CartPole-v1, Pendulum-v1 for sac and td3)",
+            "CartPole-v1, Pendulum-v1 for sac, td3 and crossq)",
         )
         sub.add_argument("--seed", type=int, default=None, help="random seed")
         if hasattr(trainer, "train_seeds"):

@@ -30,7 +30,7 @@ def add_tune(commands) -> None:
         "--env",
         default=None,
         help="environment id (default: the preset file's, or the algorithm's own, CartPole-v1 "
-        "or Pendulum-v1 for sac and td3)",
+        "or Pendulum-v1 for sac, td3 and crossq)",
     )
     tune.add_argument("--trials", type=int, default=30, help="Optuna trials (default: 30)")
     tune.add_argument(
