@@ -187,3 +187,18 @@ def explore(
         on_device = torch.from_numpy(observations).to(actor.action_low.device)
         actions, _ = actor.sample(on_device, generator)
     return actions
+
+
+def explore_and_store(
+    env: VectorEnv,
+    replay: ReplayBuffer,
+    actor,
+    steps: int,
+    learning_starts: int,
+    generator: torch.Generator,
+) -> int:
+    """One environment step of SAC, TD3 and CrossQ: act in the current observations with
+    :func:`explore`, then :func:`step_and_store`; the environment steps taken (``num_envs``)."""
+    observations = env.observations
+    actions = explore(actor, observations, steps, learning_starts, generator)
+    return step_and_store(env, replay, observations, actions)

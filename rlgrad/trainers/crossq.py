@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import torch
 
-from rlgrad.continuous import joint_soft_q_targets, sac_actor_loss, temperature_loss
+from rlgrad.continuous import joint_soft_q_targets
 from rlgrad.support import configs, offpolicy, training
 from rlgrad.support.batch_renorm import batch_statistics
 from rlgrad.support.continuous_nets import (
@@ -189,34 +189,27 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     )
     run, env, agent, optimizer, generator, (replay, counters) = setup
     actor, critics = agent.actor, agent.critics
-    learned_alpha = config.alpha is None
-    action_dims = len(actor.action_scale)
-    target_entropy = -action_dims if config.target_entropy is None else config.target_entropy
+    target_entropy = sac.entropy_target(config, actor)
     schedule = offpolicy.Schedule.of(config)
     steps = run.steps
 
     while not run.done:
-        means = training.Means(
-            "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
-        )
+        means = sac.new_means()
         gradient_steps_before = counters.gradient_steps
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
             while steps < row_due:
-                # 1. act: uniformly random before learning starts, then samples of the policy
-                observations = env.observations
-                actions = offpolicy.explore(
-                    actor, observations, steps, config.learning_starts, generator
-                )
-
+                # 1. act (uniformly random before learning starts, then samples of the policy),
                 # 2. step and store (the buffer keeps the true final observation of a cut episode)
                 previous = steps
-                steps += offpolicy.step_and_store(env, replay, observations, actions)
+                steps += offpolicy.explore_and_store(
+                    env, replay, actor, steps, config.learning_starts, generator
+                )
 
                 # 3. gradient steps when due: the critics, and the actor and α when delayed due
                 for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
                     batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-                    alpha = agent.log_alpha.detach().exp() if learned_alpha else config.alpha
+                    alpha = sac.temperature(config, agent)
                     with torch.no_grad():
                         next_actions, next_log_probs = actor.sample(
                             batch.next_observations, generator
@@ -238,21 +231,12 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
                     loss = critic_loss
                     if counters.gradient_steps % config.policy_delay == 0:
+                        # SAC's actor and α losses; the actor's own pass sees batch statistics,
+                        # the critics judge with their running ones (and detached weights)
                         with batch_statistics(actor):
-                            own_actions, log_probs = actor.sample(batch.observations, generator)
-                        # the critics' running statistics and detached weights: no critic moves
-                        q_policy = critics(batch.observations, own_actions, frozen=True)
-                        actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
-                        loss = loss + actor_loss
-                        means.add(
-                            actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean()
-                        )
-                        if learned_alpha:
-                            alpha_loss = temperature_loss(
-                                agent.log_alpha, log_probs, target_entropy
+                            loss = loss + sac.policy_losses(
+                                agent, batch.observations, alpha, target_entropy, generator, means
                             )
-                            loss = loss + alpha_loss
-                            means.add(alpha_loss=alpha_loss.detach())
                     grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
                     means.add(
                         critic_loss=critic_loss.detach(),
@@ -262,20 +246,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     counters.gradient_steps += 1
 
         # 4. log, evaluate and checkpoint
-        averaged = means.means()
-        run.end_iteration(
-            steps - run.steps,
-            {
-                "critic_loss": averaged["critic_loss"],
-                "actor_loss": averaged["actor_loss"],
-                "alpha_loss": averaged["alpha_loss"],
-                "alpha": float(agent.log_alpha.detach().exp()) if learned_alpha else config.alpha,
-                "entropy": averaged["entropy"],
-                "q_mean": averaged["q_mean"],
-                "grad_norm": averaged["grad_norm"],
-                "gradient_steps": counters.gradient_steps - gradient_steps_before,
-                "total_gradient_steps": counters.gradient_steps,
-                "buffer_transitions": len(replay),
-            },
-        )
+        gradient_steps = counters.gradient_steps - gradient_steps_before
+        row = sac.metrics(config, agent, means, gradient_steps, counters, replay)
+        run.end_iteration(steps - run.steps, row)
     return run.finish()

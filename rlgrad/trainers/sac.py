@@ -125,34 +125,27 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     )
     run, env, agent, optimizer, generator, (target_critics, replay, counters) = setup
     actor, critics = agent.actor, agent.critics
-    learned_alpha = config.alpha is None
-    action_dims = len(actor.action_scale)
-    target_entropy = -action_dims if config.target_entropy is None else config.target_entropy
+    target_entropy = entropy_target(config, actor)
     schedule = offpolicy.Schedule.of(config)  # the targets move after every gradient step
     steps = run.steps
 
     while not run.done:
-        means = training.Means(
-            "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
-        )
+        means = new_means()
         gradient_steps_before = counters.gradient_steps
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
             while steps < row_due:
-                # 1. act: uniformly random before learning starts, then samples of the policy
-                observations = env.observations
-                actions = offpolicy.explore(
-                    actor, observations, steps, config.learning_starts, generator
-                )
-
+                # 1. act (uniformly random before learning starts, then samples of the policy),
                 # 2. step and store (the buffer keeps the true final observation of a cut episode)
                 previous = steps
-                steps += offpolicy.step_and_store(env, replay, observations, actions)
+                steps += offpolicy.explore_and_store(
+                    env, replay, actor, steps, config.learning_starts, generator
+                )
 
                 # 3. gradient steps when due: the critics, and the actor and α when delayed due
                 for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
                     batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-                    alpha = agent.log_alpha.detach().exp() if learned_alpha else config.alpha
+                    alpha = temperature(config, agent)
                     with torch.no_grad():
                         next_actions, next_log_probs = actor.sample(
                             batch.next_observations, generator
@@ -170,20 +163,9 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
                     loss = critic_loss
                     if counters.gradient_steps % config.policy_delay == 0:
-                        own_actions, log_probs = actor.sample(batch.observations, generator)
-                        # the pessimistic value of the policy's own action, as in the targets
-                        q_policy = critics(batch.observations, own_actions, frozen=True)
-                        actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
-                        loss = loss + actor_loss
-                        means.add(
-                            actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean()
+                        loss = loss + policy_losses(
+                            agent, batch.observations, alpha, target_entropy, generator, means
                         )
-                        if learned_alpha:
-                            alpha_loss = temperature_loss(
-                                agent.log_alpha, log_probs, target_entropy
-                            )
-                            loss = loss + alpha_loss
-                            means.add(alpha_loss=alpha_loss.detach())
                     grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
                     means.add(
                         critic_loss=critic_loss.detach(),
@@ -196,20 +178,71 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                     polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
 
         # 5. log, evaluate and checkpoint
-        averaged = means.means()
-        run.end_iteration(
-            steps - run.steps,
-            {
-                "critic_loss": averaged["critic_loss"],
-                "actor_loss": averaged["actor_loss"],
-                "alpha_loss": averaged["alpha_loss"],
-                "alpha": float(agent.log_alpha.detach().exp()) if learned_alpha else config.alpha,
-                "entropy": averaged["entropy"],
-                "q_mean": averaged["q_mean"],
-                "grad_norm": averaged["grad_norm"],
-                "gradient_steps": counters.gradient_steps - gradient_steps_before,
-                "total_gradient_steps": counters.gradient_steps,
-                "buffer_transitions": len(replay),
-            },
-        )
+        gradient_steps = counters.gradient_steps - gradient_steps_before
+        row = metrics(config, agent, means, gradient_steps, counters, replay)
+        run.end_iteration(steps - run.steps, row)
     return run.finish()
+
+
+def entropy_target(config: Config, actor: SquashedGaussianActor) -> float:
+    """H̄ of the learned α: target_entropy, or −dim(action space) by default."""
+    action_dims = len(actor.action_scale)
+    return -action_dims if config.target_entropy is None else config.target_entropy
+
+
+def temperature(config: Config, agent: ActorCritics) -> float | torch.Tensor:
+    """α for this gradient step: the learned exp(log α), detached, or the fixed one."""
+    return agent.log_alpha.detach().exp() if config.alpha is None else config.alpha
+
+
+def policy_losses(
+    agent: ActorCritics,
+    observations: torch.Tensor,
+    alpha: float | torch.Tensor,
+    target_entropy: float,
+    generator: torch.Generator,
+    means: training.Means,
+) -> torch.Tensor:
+    """L_π, plus L_α when α is learned, on the policy's own reparameterized actions ã ~ π(·|s).
+    The critics judge ã with detached weights, by the pessimistic min_k as in the targets, so
+    only the actor (and log α) get gradients; adds both to ``means`` with the entropy."""
+    own_actions, log_probs = agent.actor.sample(observations, generator)
+    q_policy = agent.critics(observations, own_actions, frozen=True)  # [B, K]
+    actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
+    means.add(actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean())
+    if not hasattr(agent, "log_alpha"):  # α is fixed
+        return actor_loss
+    alpha_loss = temperature_loss(agent.log_alpha, log_probs, target_entropy)
+    means.add(alpha_loss=alpha_loss.detach())
+    return actor_loss + alpha_loss
+
+
+def new_means() -> training.Means:
+    """The per-gradient-step values a SAC (or CrossQ) metrics row averages."""
+    return training.Means(
+        "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
+    )
+
+
+def metrics(
+    config: Config,
+    agent: ActorCritics,
+    means: training.Means,
+    gradient_steps: int,
+    counters: offpolicy.Counters,
+    replay: ReplayBuffer,
+) -> dict:
+    """A metrics row: the averaged losses, α, the entropy and Q, and the counts."""
+    averaged = means.means()
+    return {
+        "critic_loss": averaged["critic_loss"],
+        "actor_loss": averaged["actor_loss"],
+        "alpha_loss": averaged["alpha_loss"],
+        "alpha": float(temperature(config, agent)),
+        "entropy": averaged["entropy"],
+        "q_mean": averaged["q_mean"],
+        "grad_norm": averaged["grad_norm"],
+        "gradient_steps": gradient_steps,
+        "total_gradient_steps": counters.gradient_steps,
+        "buffer_transitions": len(replay),
+    }

@@ -140,15 +140,12 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
             while steps < row_due:
-                # 1. act: uniformly random before learning starts, then μ(s) + exploration noise
-                observations = env.observations
-                actions = offpolicy.explore(
-                    actor, observations, steps, config.learning_starts, generator
-                )
-
+                # 1. act (uniformly random before learning starts, then μ(s) + exploration noise),
                 # 2. step and store (the buffer keeps the true final observation of a cut episode)
                 previous = steps
-                steps += offpolicy.step_and_store(env, replay, observations, actions)
+                steps += offpolicy.explore_and_store(
+                    env, replay, actor, steps, config.learning_starts, generator
+                )
 
                 # 3. gradient steps when due: the critics, and the actor when delayed due
                 for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
