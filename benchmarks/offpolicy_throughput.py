@@ -1,11 +1,13 @@
-"""Environment steps per second of SAC/TD3 training, rlgrad against Stable-Baselines3, interleaved.
+"""Environment steps per second of SAC/TD3/CrossQ training, rlgrad against SB3, interleaved.
 
     python benchmarks/offpolicy_throughput.py [--cases sac:HalfCheetah-v5,sac:Hopper-v5]
-        [--repeats 3] [--learning-starts 1000] [--warmup 500] [--measure 2000] [--out FILE]
+        [--repeats 3] [--learning-starts 1000] [--warmup 500] [--measure 2000]
+        [--critic-width 256] [--out FILE]
 
 Both libraries run SB3's defaults for the network, batch and update-to-data ratio (256×256
 actor and critics for SAC, 400×300 for TD3, batch 256, one gradient step per environment step,
-one environment), one
+one environment); CrossQ is sb3-contrib's, with a 256×256 actor and critics ``--critic-width``
+wide (sb3-contrib's default is 1,024), policy delay 3 and Adam β₁ 0.5 in both libraries; one
 torch thread each, in fresh subprocesses, in the order rlgrad, rlgrad bfloat16, SB3, rlgrad, ...
 The clock covers ``--measure`` environment steps that start ``--warmup`` steps after learning
 starts (so every measured step includes its gradient step); evaluation never runs inside it.
@@ -43,6 +45,7 @@ def rlgrad_worker(algorithm: str, env_id: str, args) -> float:
         matmul_precision="bfloat16" if args.variant == "rlgrad-bf16" else "float32",
         # SB3's default networks: 256×256 for SAC, 400×300 for TD3 (policy delay 2 in both)
         hidden_sizes=(400, 300) if algorithm == "td3" else (256, 256),
+        **({"critic_hidden_sizes": (args.critic_width,) * 2} if algorithm == "crossq" else {}),
     )
     with tempfile.TemporaryDirectory() as tmp:
         history = trainer.train(config, run_dir=f"{tmp}/run")
@@ -67,7 +70,15 @@ def sb3_worker(algorithm: str, env_id: str, args) -> float:
                 self.elapsed = time.perf_counter() - self.started
             return True
 
-    model_class = getattr(stable_baselines3, algorithm.upper())
+    options = {}
+    if algorithm == "crossq":
+        import sb3_contrib
+
+        model_class = sb3_contrib.CrossQ
+        width = [args.critic_width] * 2
+        options["policy_kwargs"] = {"net_arch": {"pi": [256, 256], "qf": width}}
+    else:
+        model_class = getattr(stable_baselines3, algorithm.upper())
     model = model_class(
         "MlpPolicy",
         gym.make(env_id),
@@ -75,6 +86,7 @@ def sb3_worker(algorithm: str, env_id: str, args) -> float:
         seed=0,
         device="cpu",
         verbose=0,
+        **options,
     )
     clock = Clock()
     model.learn(end, callback=clock)
@@ -84,6 +96,7 @@ def sb3_worker(algorithm: str, env_id: str, args) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", default="sac:HalfCheetah-v5,sac:Hopper-v5")
+    parser.add_argument("--critic-width", type=int, default=256, help="CrossQ's critics")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=500)
@@ -110,7 +123,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for variant in variants:  # interleaved: A, B, C, A, B, C, ...
                 command = [sys.executable, __file__, "--worker", case, variant]
-                for name in ("learning_starts", "warmup", "measure"):
+                for name in ("learning_starts", "warmup", "measure", "critic_width"):
                     command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 value = json.loads(output.split(RESULT, 1)[1])

@@ -293,10 +293,32 @@ ZOO["trpo"] = {
         "sde_sample_freq": 4,
     },
 }
-CONTRIB = {"trpo"}  # algorithms that live in sb3-contrib, not stable-baselines3
+# sb3-contrib's CrossQ, hyperparams/crossq.yml (read at 208b6fd): Pendulum-v1 is 20k steps,
+# policy delay 2, 256x256 actor and critics, everything else sb3-contrib's default (lr 1e-3,
+# Adam betas (0.5, 0.999), batch 256, 100 random steps, batch renorm momentum 0.01, 100k-step
+# warm-up). Its MuJoCo entries (v4, kept for v5): 5,000 random steps, policy delay 3, critics
+# 2048 wide; benchmarks/mujoco_return.py sets the width it measures at.
+ZOO["crossq"] = {
+    "Pendulum-v1": {
+        "n_timesteps": 20_000,
+        "policy_delay": 2,
+        "policy_kwargs": {"net_arch": [256, 256]},
+    }
+}
+for _env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
+    ZOO["crossq"][_env_id] = {
+        "n_timesteps": 1_000_000,
+        "learning_starts": 5_000,
+        "policy_delay": 3,
+        # the zoo's critics are 2048 wide; measured here at rlgrad's CPU default, 256
+        "policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [256, 256]}},
+    }
+CONTRIB = {"trpo", "crossq"}  # algorithms that live in sb3-contrib, not stable-baselines3
+CLASS_NAMES = {"crossq": "CrossQ"}  # where the class is not the algorithm's name upper-cased
 EVAL_EVERY_BY_CASE = {  # the off-policy Pendulum runs are 20k steps long: evaluate more often
     ("sac", "Pendulum-v1"): 1_000,
     ("td3", "Pendulum-v1"): 1_000,
+    ("crossq", "Pendulum-v1"): 1_000,
 }
 
 
@@ -487,7 +509,7 @@ def sb3_worker(
     if algorithm in CONTRIB:
         import sb3_contrib
 
-        algorithm_class = getattr(sb3_contrib, algorithm.upper())
+        algorithm_class = getattr(sb3_contrib, CLASS_NAMES.get(algorithm, algorithm.upper()))
     else:
         algorithm_class = getattr(stable_baselines3, algorithm.upper())
     model = algorithm_class("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)

@@ -32,6 +32,7 @@ HELD_OUT_SEEDS = [100, 101, 102]
         ("grpo", "CartPole-v1", 475.0),
         ("sac", "Pendulum-v1", -200.0),
         ("td3", "Pendulum-v1", -200.0),
+        ("crossq", "Pendulum-v1", -200.0),
         ("trpo", "CartPole-v1", 475.0),
     ],
 )
