@@ -144,13 +144,18 @@ def test_episode_mode_refuses_an_episode_longer_than_the_rollout():
     envs.close()
 
 
-@pytest.mark.parametrize("anneal_lr", [False, True], ids=["constant_lr", "annealed_lr"])
+@pytest.mark.parametrize(
+    "anneal_lr, backend",
+    [(False, "gymnasium"), (True, "gymnasium"), (False, "torch")],
+    ids=["constant_lr", "annealed_lr", "torch_envs"],
+)
 @pytest.mark.parametrize("name", sorted(TRAINERS))
-def test_a_seed_of_a_batch_equals_its_single_seed_run(name, anneal_lr, tmp_path):
+def test_a_seed_of_a_batch_equals_its_single_seed_run(name, anneal_lr, backend, tmp_path):
     """train_seeds([7, 2]): each seed's rows equal train(seed=s)'s, though the seeds' episodes,
-    and so their step counts (and an annealed lr), part ways."""
+    and so their step counts (and an annealed lr), part ways; on the torch environments too,
+    whose groups reset one seed at a time."""
     trainer, fields = TRAINERS[name]
-    fields = {**fields, "anneal_lr": anneal_lr}
+    fields = {**fields, "anneal_lr": anneal_lr, "env_backend": backend}
     batch = trainer.train_seeds(trainer.Config(**fields), [7, 2], tmp_path / "batch")
     for seed, together in zip((7, 2), batch, strict=True):
         single = trainer.train(trainer.Config(**fields, seed=seed), tmp_path / f"alone{seed}")

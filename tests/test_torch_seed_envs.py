@@ -413,3 +413,59 @@ def test_ppo_on_the_torch_backend_resumes_bit_for_bit(tmp_path):
         assert without_timing(one.rows) == without_timing(other.rows)
         assert sum(row["eval_return_mean"] is not None for row in other.rows) == 2
     assert without_timing(whole[0].rows) != without_timing(whole[1].rows)
+
+
+def test_reset_groups_restarts_the_active_groups_from_their_own_streams_only():
+    """Group 0 reset on its own draws what a lone env of its seed draws when reset after the
+    same steps (every step draws, for the autoreset); group 1's state, clock, pending reset and
+    generator do not move."""
+    grouped = make("CartPole-v1", 3, seeds=[3, 5])
+    grouped.reset()
+    for _ in range(4):  # move the clocks and states away from the start
+        grouped.step(torch.ones(6, dtype=torch.int64))
+    before = grouped.group_state(1)
+    observations, _ = grouped.reset_groups([True, False])
+    alone = make("CartPole-v1", 3, seed=3)
+    alone.reset()
+    for _ in range(4):
+        alone.step(torch.ones(3, dtype=torch.int64))
+    second, _ = alone.reset()
+    assert torch.equal(observations[:3], second)
+    assert grouped.elapsed[:3].tolist() == [0, 0, 0] and grouped.elapsed[3:].tolist() == [4] * 3
+    after = grouped.group_state(1)
+    assert all(torch.equal(before[k], after[k]) for k in ("state", "elapsed", "reset_pending"))
+    assert torch.equal(before["generator"], after["generator"])
+
+
+def test_reset_groups_with_seeds_gives_equal_seeds_equal_starts_and_spares_the_streams():
+    grouped = make("Pendulum-v1", 2, seeds=[0, 1])
+    grouped.reset()
+    streams = [g.get_state() for g in grouped.generators]
+    kept = grouped.state[2:].clone()
+    observations, _ = grouped.reset_groups([True, False], [7, 7, None, None])
+    assert torch.equal(observations[0], observations[1])
+    assert torch.equal(grouped.state[2:], kept)  # group 1 is not active
+    again, _ = grouped.reset_groups([True, True], [7, 8, 7, 8])
+    assert torch.equal(again[0], observations[0]) and torch.equal(again[0], again[2])
+    assert not torch.equal(again[0], again[1])
+    generators = zip(streams, grouped.generators, strict=True)
+    assert all(torch.equal(a, g.get_state()) for a, g in generators)
+    with pytest.raises(BadInputError, match=r"reset_groups: seeds must hold one seed per copy"):
+        grouped.reset_groups([True, True], [1, 2])
+    with pytest.raises(BadInputError, match=r"every copy of an active group needs a seed"):
+        grouped.reset_groups([True, True], [1, 2, 3, None])
+
+
+def test_torch_seed_envs_reset_zeroes_the_active_seeds_counters_and_keeps_the_others():
+    envs = TorchSeedEnvs("CartPole-v1", 2, [0, 1], normalize_obs=True)
+    for _ in range(3):
+        envs.step(torch.ones(2, 2, dtype=torch.int64), [True, True])
+    kept = envs.observations[1].clone()
+    stats = envs.obs_stats.count.clone()
+    envs.reset([[4, 4], None], [True, False])
+    assert envs._episode_lengths.tolist() == [[0, 0], [3, 3]]
+    assert torch.equal(envs.observations[1], kept)
+    assert torch.equal(envs.observations[0, 0], envs.observations[0, 1])  # equal reset seeds
+    assert envs.obs_stats.count[0] == stats[0] + 2 and envs.obs_stats.count[1] == stats[1]
+    with pytest.raises(BadInputError, match=r"seeds\[0\] must hold 2 seeds"):
+        envs.reset([[4], None], [True, False])

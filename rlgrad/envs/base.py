@@ -109,6 +109,7 @@ class TorchVectorEnv:
         self.generator = self.generators[0]
         self._bounds: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # see uniform()
         self._drawing: list[bool] | None = None  # the groups that draw in this step; see step()
+        self._row_generators: list | None = None  # one per copy, in reset_groups(seeds=...)
         self._row_masks: dict[tuple[bool, ...], torch.Tensor] = {}  # see _active_rows()
         if seeds is None:
             self._seed(seed)
@@ -159,6 +160,22 @@ class TorchVectorEnv:
                 torch.as_tensor(bound, dtype=self.dtype, device=self.device) for bound in key
             )
         low, high = self._bounds[key]
+        if self._row_generators is not None:  # each copy from its own generator (or zeros)
+            if n != len(self._row_generators):
+                raise BadInputError(
+                    f"{self.id}.uniform: n must be {len(self._row_generators)}, one draw per "
+                    f"copy; got {n}"
+                )
+            row = (1, low.numel())
+            draws = torch.cat(
+                [
+                    torch.zeros(row, dtype=self.dtype, device=self.device)
+                    if generator is None
+                    else torch.rand(row, generator=generator, dtype=self.dtype, device=self.device)
+                    for generator in self._row_generators
+                ]
+            )
+            return low + (high - low) * draws
         if self.num_groups == 1:
             draws = torch.rand(
                 n, low.numel(), generator=self.generator, dtype=self.dtype, device=self.device
@@ -196,6 +213,42 @@ class TorchVectorEnv:
         self.state = self.initial_states(self.num_envs)
         self.elapsed.zero_()
         self.reset_pending.zero_()
+        return self.observe(self.state), {}
+
+    def reset_groups(self, active: list[bool], seeds: list[int | None] | None = None):
+        """Start a new episode in every copy of the ``active`` groups (host booleans, one per
+        group) and leave the other groups as they are: ``(observations, {})`` of all copies.
+
+        The fresh states come from each active group's continuing generator, or, with ``seeds``
+        (one per copy, ``num_envs`` long; None for a copy of a group that is not active), each
+        copy's from a generator seeded with its own seed, which the groups' generators do not
+        feel: equal seeds give equal start states (GRPO's groups share one)."""
+        rows = self._active_rows(active)  # [num_envs] bool
+        if seeds is None:
+            self._drawing = [bool(a) for a in active]
+        else:
+            if len(seeds) != self.num_envs:
+                raise BadInputError(
+                    f"{self.id}.reset_groups: seeds must hold one seed per copy "
+                    f"({self.num_envs}); got {len(seeds)}"
+                )
+            resetting = [bool(a) for a in active for _ in range(self.group_size)]
+            if any(seed is None for seed, due in zip(seeds, resetting, strict=True) if due):
+                raise BadInputError(
+                    f"{self.id}.reset_groups: every copy of an active group needs a seed; got "
+                    f"{list(seeds)!r} for active groups {list(active)!r}"
+                )
+            self._row_generators = [
+                torch.Generator(device=self.device).manual_seed(seed) if due else None
+                for seed, due in zip(seeds, resetting, strict=True)
+            ]
+        try:
+            fresh = self.initial_states(self.num_envs)
+        finally:
+            self._drawing = self._row_generators = None
+        self.state = torch.where(rows[:, None], fresh, self.state)
+        self.elapsed = torch.where(rows, torch.zeros_like(self.elapsed), self.elapsed)
+        self.reset_pending = self.reset_pending & ~rows
         return self.observe(self.state), {}
 
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:

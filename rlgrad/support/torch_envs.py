@@ -229,6 +229,35 @@ class TorchSeedEnvs:
         """``[S, N, *obs]`` float32 on the device: what each seed's policy acts on next."""
         return self._observations
 
+    def reset(self, seeds: list[list[int] | None] | None = None, active=None) -> None:
+        """Start a new episode in every environment of the active seeds (``active`` [S] bool;
+        all seeds if None), as :meth:`SeedEnvs.reset` does: seed s's from ``seeds[s]`` (one
+        reset seed per environment; equal seeds, equal start states) when given, else from its
+        continuing random stream. The other seeds' environments, statistics and counters stay
+        as they are."""
+        S, N = self.num_seeds, self.num_envs
+        active = [True] * S if active is None else [bool(a) for a in np.asarray(active)]
+        row_seeds = None
+        if seeds is not None:
+            row_seeds = []
+            for s in range(S):
+                chosen = seeds[s] if active[s] else None
+                if chosen is not None and len(chosen) != N:
+                    raise BadInputError(
+                        f"TorchSeedEnvs.reset(): seeds[{s}] must hold {N} seeds, one per "
+                        f"environment; got {len(chosen)}"
+                    )
+                row_seeds += [None] * N if chosen is None else [int(x) for x in chosen]
+        raw, _ = self.env.reset_groups(active, row_seeds)
+        mask = self._seed_mask(active)  # [S]
+        rows = mask.unsqueeze(1)  # [S, 1]
+        self._episode_returns = torch.where(rows, 0.0, self._episode_returns)
+        self._episode_lengths = torch.where(rows, 0, self._episode_lengths)
+        self._discounted = torch.where(rows, 0.0, self._discounted)
+        observed = self._observe(self._per_seed(raw), mask)
+        keep = mask.view(S, *[1] * (observed.dim() - 1))
+        self._observations = torch.where(keep, observed, self._observations)
+
     def step(self, actions, active) -> SeedStep:
         """Step the active seeds' environments with ``actions [S, N, ...]`` (a tensor, or an
         array); every field of the result is a tensor on the device. A seed that is not active

@@ -114,12 +114,6 @@ def check(config: Config) -> None:
         config.clip_eps_high is None or config.clip_eps_high > 0,
         f"config field 'clip_eps_high' must be > 0 or none; got {config.clip_eps_high!r}",
     )
-    configs.require(
-        config.env_backend == "gymnasium",
-        "config field 'env_backend' must be 'gymnasium' for grpo: its groups reset from "
-        f"seeds of their own, which the torch environments do not take; got "
-        f"{config.env_backend!r}",
-    )
 
 
 def build_agent(config: Config, spaces, seeds: int | None = None):

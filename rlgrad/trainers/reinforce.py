@@ -55,12 +55,6 @@ class Config(configs.PolicyConfig):
 def check(config: Config) -> None:
     configs.check_policy_config(config)
     configs.positive(config, "max_episode_steps")
-    configs.require(
-        config.env_backend == "gymnasium",
-        "config field 'env_backend' must be 'gymnasium' for reinforce: it collects whole "
-        f"episodes from a reset, which the torch environments do not offer; got "
-        f"{config.env_backend!r}",
-    )
 
 
 def metric_names(config: Config) -> tuple[str, ...]:
