@@ -178,9 +178,10 @@ class BatchRenorm(nn.Module):
         self._check(inputs)
         running_mean = self.running_mean.unsqueeze(-2)  # [*K, 1, F]
         running_std = torch.sqrt(self.running_var + self.eps).unsqueeze(-2)  # σ, [*K, 1, F]
+        # x̂ = x·scale + shift with per-feature scale and shift, so that the [*K, B, F] input
+        # meets one reduction and one fused multiply-add, in both passes; the rest is [*K, 1, F]
         if self.training:
-            batch_mean = inputs.mean(dim=-2, keepdim=True)  # μ_B, [*K, 1, F]
-            batch_var = inputs.var(dim=-2, correction=0, keepdim=True)  # biased, [*K, 1, F]
+            batch_var, batch_mean = torch.var_mean(inputs, dim=-2, correction=0, keepdim=True)
             batch_std = torch.sqrt(batch_var + self.eps)  # σ_B
             # r and d are constants for autograd: the gradient is batch norm's, rescaled by r
             r = (batch_std.detach() / running_std).clamp(1.0 / self.r_max, self.r_max)
@@ -188,16 +189,18 @@ class BatchRenorm(nn.Module):
             warming_up = self.steps < self.warmup_steps  # a device tensor: no host sync
             r = torch.where(warming_up, torch.ones_like(r), r)
             d = torch.where(warming_up, torch.zeros_like(d), d)
-            normalized = (inputs - batch_mean) / batch_std * r + d  # x̂
+            scale = r / batch_std  # x̂ = (x − μ_B)/σ_B · r + d
+            shift = d - batch_mean * scale
             self._update_statistics(batch_mean, batch_var, inputs.shape[-2])
         else:
-            normalized = (inputs - running_mean) / running_std
-        if not self.affine:
-            return normalized
-        weight, bias = self.weight.unsqueeze(-2), self.bias.unsqueeze(-2)
-        if frozen:
-            weight, bias = weight.detach(), bias.detach()
-        return weight * normalized + bias
+            scale = 1.0 / running_std  # x̂ = (x − μ)/σ
+            shift = -running_mean * scale
+        if self.affine:  # y = γx̂ + β
+            weight, bias = self.weight.unsqueeze(-2), self.bias.unsqueeze(-2)
+            if frozen:
+                weight, bias = weight.detach(), bias.detach()
+            scale, shift = weight * scale, weight * shift + bias
+        return torch.addcmul(shift, inputs, scale)
 
     @torch.no_grad()
     def _update_statistics(self, batch_mean: Tensor, batch_var: Tensor, batch_size: int) -> None:
