@@ -130,13 +130,16 @@ def render_prompt(tokenizer, prompt) -> str:
 
 
 @contextmanager
-def padding_on(tokenizer, side: str):
-    """The tokenizer pads on ``side`` inside the block; its own setting comes back after."""
-    kept, tokenizer.padding_side = tokenizer.padding_side, side
+def padding_on(tokenizer, side: str, truncation: str | None = None):
+    """The tokenizer pads on ``side`` (and truncates on ``truncation``, when given) inside the
+    block; its own settings come back after."""
+    kept = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = side
+    tokenizer.truncation_side = truncation or tokenizer.truncation_side
     try:
         yield tokenizer
     finally:
-        tokenizer.padding_side = kept
+        tokenizer.padding_side, tokenizer.truncation_side = kept
 
 
 def unpadded_ids(completion_ids: Tensor, completion_mask: Tensor) -> list[list[int]]:

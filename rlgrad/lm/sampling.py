@@ -50,22 +50,31 @@ def generate(
     max_new_tokens: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    top_k: int = 0,
     greedy: bool = False,
     add_special_tokens: bool = True,
+    max_prompt_length: int | None = None,
 ) -> Generation:
-    """``group`` completions of each prompt text, sampled with temperature and top_p (top-k off)
-    or greedy, at most ``max_new_tokens`` each. A chat template writes its own special tokens:
-    its texts are encoded with ``add_special_tokens=False``."""
+    """``group`` completions of each prompt text, sampled with temperature, top_p and top_k (0:
+    off) or greedy, at most ``max_new_tokens`` each; with ``max_prompt_length`` each prompt keeps
+    its last that many tokens. A chat template writes its own special tokens: its texts are
+    encoded with ``add_special_tokens=False``."""
     device = next(model.parameters()).device
-    # generation continues right after the prompt, so pad on the left; the caller's tokenizer
-    # keeps its own setting
-    with data.padding_on(tokenizer, "left"):
+    # generation continues right after the prompt, so pad on the left, and a long prompt loses
+    # its beginning, not the end the completion continues; the caller's tokenizer keeps its own
+    # settings
+    cut = {"truncation": True, "max_length": max_prompt_length} if max_prompt_length else {}
+    with data.padding_on(tokenizer, "left", truncation="left"):
         encoded = tokenizer(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+            **cut,
         ).to(device)
     input_ids = encoded.input_ids.repeat_interleave(group, dim=0)  # [B, P]
     attention = encoded.attention_mask.repeat_interleave(group, dim=0)  # [B, P]
-    sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0}
+    sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
     model.eval()
     sequences = model.generate(
         input_ids=input_ids,
@@ -102,6 +111,11 @@ def as_list(rewards) -> list:
     if isinstance(rewards, Sequence) and not isinstance(rewards, str):
         return list(rewards)
     return [rewards]
+
+
+def as_list_or_none(tokenizers) -> list | None:
+    """Reward tokenizers as a list (TRL takes one alone too), or None."""
+    return None if tokenizers is None else as_list(tokenizers)
 
 
 def weights_for(weights: Sequence[float] | None, count: int, field: str) -> Tensor:
