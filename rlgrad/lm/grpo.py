@@ -39,8 +39,9 @@ TrainerCallbacks (:mod:`rlgrad.lm.callbacks`).
 
 Data, as TRL users give it (:mod:`rlgrad.lm.data`): prompts are strings or chat messages
 (rendered with the tokenizer's chat template); reward functions get ``prompts``,
-``completions``, ``completion_ids``, ``trainer_state`` and the other columns, and a reward may be
-a one-logit sequence-classification model with its tokenizer. Every ``eval_steps`` steps the
+``completions``, ``completion_ids``, ``trainer_state`` and the other columns, may be ``async
+def`` (awaited together), and a reward may be a one-logit sequence-classification model with its
+tokenizer. Every ``eval_steps`` steps the
 trainer generates for ``eval_dataset`` (greedy, or sampled with ``eval_do_sample``) on random
 streams of its own and logs ``eval_reward_mean``; ``log_completions`` appends the prompts,
 completions and rewards to ``output_dir/completions.jsonl`` (and to TensorBoard as text).
@@ -109,8 +110,9 @@ class GRPOTrainer:
     ``AutoTokenizer.from_pretrained`` of the model's path, and one without a pad token pads with
     EOS. ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column,
     strings or chat messages (see :mod:`rlgrad.lm.data`); other columns reach the reward
-    functions as keyword lists, one entry per completion. A reward in ``reward_funcs`` may be a
-    sequence-classification model with one logit, its tokenizer at the same index of
+    functions as keyword lists, one entry per completion. A reward in ``reward_funcs`` may be an
+    ``async def`` function (the trainer awaits every such call of a scoring round concurrently)
+    or a sequence-classification model with one logit, its tokenizer at the same index of
     ``reward_processing_classes``. The rewards' weights are ``args.reward_weights`` (or
     ``reward_weights=``). ``eval_dataset`` (the same form) is scored by ``eval_reward_funcs``
     with ``eval_reward_weights`` (none: the training rewards and weights) every ``eval_steps``

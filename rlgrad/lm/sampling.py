@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,7 +24,8 @@ from torch import Tensor
 from rlgrad.errors import BadInputError
 from rlgrad.lm import data
 
-RewardFunction = Callable[..., Sequence[float | None]]
+# a reward function returns its rewards, or (async def) an awaitable of them
+RewardFunction = Callable[..., Sequence[float | None] | Awaitable[Sequence[float | None]]]
 
 
 @dataclasses.dataclass
@@ -139,12 +140,11 @@ def reward_scores(
 ) -> Tensor:
     """``[B, F]`` scores of each of the F reward functions (or reward models, with their
     tokenizers), B = len(completions), G consecutive completions per row; None → NaN, which the
-    weighted sum leaves out, as TRL does."""
+    weighted sum leaves out, as TRL does. The calls of async reward functions are awaited
+    together (:func:`rlgrad.lm.data.scores`)."""
     inputs = data.reward_inputs(rows, completions, completion_ids, state)
-    scores = [
-        data.score(function, tokenizer, data.reward_name(function, index), inputs)
-        for index, (function, tokenizer) in enumerate(zip(functions, tokenizers, strict=True))
-    ]
+    names = [data.reward_name(function, index) for index, function in enumerate(functions)]
+    scores = data.scores(functions, tokenizers, names, inputs)
     shape = (len(functions), len(completions))  # [F, B], also when F = 0
     return torch.tensor(scores, dtype=torch.float32).reshape(shape).T
 
