@@ -176,6 +176,29 @@ def characters(prompts, completions, **columns) -> list[float]:
     return [float(len(text)) for text in completions]
 
 
+def test_model_init_kwargs_load_the_path_and_reach_config_json(model_path, tmp_path):
+    changes = {"model_init_kwargs": {"dtype": torch.float64}, "output_dir": str(tmp_path)}
+    grpo = path_trainer(str(model_path), config={**changes, "max_steps": 1})
+    assert {p.dtype for p in grpo.model.parameters()} == {torch.float64}
+    grpo.train()
+    written = json.loads((tmp_path / "config.json").read_text())["config"]
+    assert written["model_init_kwargs"] == {"dtype": "torch.float64"}  # JSON has no dtype
+    model = demo.build_model(demo.build_tokenizer(), 0)
+    with pytest.raises(BadInputError, match="model_init_kwargs applies to a model given as a pa"):
+        path_trainer(model, config=changes, processing_class=demo.build_tokenizer())
+
+
+def test_args_must_be_rlgrads_config():
+    with pytest.raises(TypeError, match=r"an rlgrad\.lm\.GRPOConfig; got builtins\.dict"):
+        GRPOTrainer(
+            model=demo.build_model(demo.build_tokenizer(), 0),
+            reward_funcs=[demo.correct],
+            args={"learning_rate": 1e-3},
+            train_dataset=demo.dataset(),
+            processing_class=demo.build_tokenizer(),
+        )
+
+
 def test_the_older_positional_call_warns_and_trains_the_same():
     def build(older: bool):
         tokenizer = demo.build_tokenizer()
@@ -265,6 +288,12 @@ def test_trl_fields_rlgrad_does_not_implement_are_refused_by_name(fields, messag
     with pytest.raises(BadInputError) as error:
         GRPOConfig(**fields)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_fields_go_by_name():
+    # TRL's GRPOConfig("out") means output_dir; rlgrad's first field is another
+    with pytest.raises(BadInputError, match=r"^GRPOConfig takes its fields by name only"):
+        GRPOConfig("out")
 
 
 def test_trl_fields_at_the_value_rlgrad_follows_are_accepted_and_trl_spellings_are_read():

@@ -242,12 +242,17 @@ class GRPOConfig:
 
 
 def _taking_trl_fields(init):
-    """The dataclass's ``__init__``, called after :func:`refuse_foreign_fields` has refused the
-    names that are no field in one line (instead of Python's TypeError) and dropped the TRL
-    fields given at a value rlgrad follows anyway."""
+    """The dataclass's ``__init__``, by keyword only, called after :func:`refuse_foreign_fields`
+    has refused the names that are no field in one line (instead of Python's TypeError) and
+    dropped the TRL fields given at a value rlgrad follows anyway."""
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
+        if args:  # TRL's first field is output_dir, rlgrad's is not: by name, nothing is mixed up
+            raise BadInputError(
+                f"GRPOConfig takes its fields by name only (GRPOConfig(output_dir=...)); got "
+                f"{len(args)} positional argument{'s' if len(args) > 1 else ''}"
+            )
         refuse_foreign_fields(kwargs)
         names = {field.name for field in dataclasses.fields(GRPOConfig)}
         init(self, *args, **{key: value for key, value in kwargs.items() if key in names})

@@ -150,7 +150,8 @@ class GRPOTrainer:
         args = args or GRPOConfig()
         if not isinstance(args, GRPOConfig):
             raise TypeError(
-                f"GRPOTrainer: args must be an rlgrad.lm.GRPOConfig; got {type(args).__name__}"
+                "GRPOTrainer: args must be an rlgrad.lm.GRPOConfig; got "
+                f"{type(args).__module__}.{type(args).__name__}"
             )
         for name, value in (("reward_funcs", reward_funcs), ("train_dataset", train_dataset)):
             if value is None:
