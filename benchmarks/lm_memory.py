@@ -97,7 +97,14 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
         logging_steps=0,
     )
     rewards = [demo.correct, demo.format_reward]
-    grpo = GRPOTrainer(model, tokenizer, rewards, demo.dataset(), config, peft_config=peft_config)
+    grpo = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=config,
+        train_dataset=demo.dataset(),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     trained = sum(p.numel() for p in grpo.model.parameters() if p.requires_grad)
     before = peak_rss_mib()
     started = time.perf_counter()

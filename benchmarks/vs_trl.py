@@ -205,7 +205,11 @@ def run_rlgrad(checkpoint: str, seed: int, args) -> dict:
     config = shared_config(seed, args)
     built = time.perf_counter()
     trainer = GRPOTrainer(
-        model, tokenizer, [demo.correct, demo.format_reward], demo.dataset(), config
+        model=model,
+        reward_funcs=[demo.correct, demo.format_reward],
+        args=config,
+        train_dataset=demo.dataset(),
+        processing_class=tokenizer,
     )
     setup_s = time.perf_counter() - built
     clock = Clock(args.target, args.eval_every)
@@ -324,7 +328,12 @@ def run_rlgrad_lora(seed: int, args) -> dict:
     rewards = [demo.correct, demo.format_reward]
     built = time.perf_counter()
     trainer = GRPOTrainer(
-        model, tokenizer, rewards, demo.dataset(), config, peft_config=peft_config
+        model=model,
+        reward_funcs=rewards,
+        args=config,
+        train_dataset=demo.dataset(),
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
     setup_s = time.perf_counter() - built
     clock, lengths = Clock(math.inf, eval_every=0), []

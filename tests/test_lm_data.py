@@ -53,7 +53,13 @@ def chat_trainer(reward_funcs, rows=None, tokenizer=None, **changes) -> GRPOTrai
     tokenizer = tokenizer or chat_tokenizer()
     model = demo.build_model(tokenizer, 0)
     config = GRPOConfig(**{**QUICK, **changes})
-    return GRPOTrainer(model, tokenizer, reward_funcs, rows or chat_rows(), config)
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=config,
+        train_dataset=rows or chat_rows(),
+        processing_class=tokenizer,
+    )
 
 
 # ----- chat prompts -----
@@ -221,11 +227,11 @@ def test_a_reward_model_scores_prompt_and_completion_with_its_logit(form):
     rows = chat_rows()[:2] if form == "chat" else demo.dataset()[:2]
     tokenizer = chat_tokenizer() if form == "chat" else demo.build_tokenizer()
     grpo = GRPOTrainer(
-        demo.build_model(tokenizer, 0),
-        tokenizer,
-        [zero, model],
-        rows,
-        GRPOConfig(**QUICK),
+        model=demo.build_model(tokenizer, 0),
+        reward_funcs=[zero, model],
+        args=GRPOConfig(**QUICK),
+        train_dataset=rows,
+        processing_class=tokenizer,
         reward_processing_classes=[None, reward_tokenizer],
     )
     assert not model.training  # no dropout in the scores
@@ -269,11 +275,11 @@ def test_bad_reward_models_are_refused(changes, error, message):
     tokenizers = changes.get("tokenizers", [tokenizer])
     with pytest.raises(error) as raised:
         GRPOTrainer(
-            demo.build_model(tokenizer, 0),
-            tokenizer,
-            [model],
-            demo.dataset(),
-            GRPOConfig(**QUICK),
+            model=demo.build_model(tokenizer, 0),
+            reward_funcs=[model],
+            args=GRPOConfig(**QUICK),
+            train_dataset=demo.dataset(),
+            processing_class=tokenizer,
             reward_processing_classes=tokenizers,
         )
     assert message in str(raised.value)

@@ -43,7 +43,14 @@ def trainer(reward_funcs=None, seed: int = 0, arguments: dict | None = None, **c
     model = demo.build_model(tokenizer, seed)
     funcs = reward_funcs or [demo.correct, demo.format_reward]
     config = GRPOConfig(**{**QUICK, **changes})
-    return GRPOTrainer(model, tokenizer, funcs, demo.dataset(), config, **(arguments or {}))
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=config,
+        train_dataset=demo.dataset(),
+        processing_class=tokenizer,
+        **(arguments or {}),
+    )
 
 
 def test_the_completion_mask_runs_through_the_first_eos():
@@ -230,7 +237,8 @@ tokenizer = demo.build_tokenizer()
 model = demo.build_model(tokenizer, 0)
 config = GRPOConfig(max_steps=2, prompts_per_step=4, num_generations=4, max_completion_length=3,
                     learning_rate=1e-2, logging_steps=0)
-grpo = GRPOTrainer(model, tokenizer, [demo.correct, demo.format_reward], demo.dataset(), config)
+grpo = GRPOTrainer(model=model, reward_funcs=[demo.correct, demo.format_reward], args=config,
+                   train_dataset=demo.dataset(), processing_class=tokenizer)
 grpo.train()
 torch.save({"world": (grpo.rank, grpo.world_size), "model": model.state_dict()},
            sys.argv[1] + f"/rank{grpo.rank}.pt")
@@ -318,7 +326,14 @@ def variant_trainer(prompts: list[str], reward, **changes) -> GRPOTrainer:
     tokenizer = demo.build_tokenizer()
     model = demo.build_model(tokenizer, 0)
     rows = [{"prompt": p} for p in prompts]
-    return GRPOTrainer(model, tokenizer, [reward], rows, GRPOConfig(**{**QUICK, **changes}))
+    config = GRPOConfig(**{**QUICK, **changes})
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=config,
+        train_dataset=rows,
+        processing_class=tokenizer,
+    )
 
 
 def prompts_of(grpo: GRPOTrainer, batch: Batch) -> list[str]:

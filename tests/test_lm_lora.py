@@ -27,11 +27,11 @@ def lora_trainer(model_seed: int = 0, **changes) -> GRPOTrainer:
     tokenizer = demo.build_tokenizer()
     model = demo.build_model(tokenizer, model_seed)
     return GRPOTrainer(
-        model,
-        tokenizer,
-        [demo.correct, demo.format_reward],
-        demo.dataset(),
-        GRPOConfig(**{**QUICK, **changes}),
+        model=model,
+        reward_funcs=[demo.correct, demo.format_reward],
+        args=GRPOConfig(**{**QUICK, **changes}),
+        train_dataset=demo.dataset(),
+        processing_class=tokenizer,
         peft_config=peft.LoraConfig(**LORA, task_type="CAUSAL_LM"),
     )
 
@@ -97,7 +97,11 @@ def test_resuming_from_a_checkpoint_continues_exactly(tmp_path):
 def test_a_checkpoint_of_full_fine_tuning_is_refused(tmp_path):
     config = GRPOConfig(**{**QUICK, "output_dir": str(tmp_path), "max_steps": 1})
     GRPOTrainer(
-        base_model(), demo.build_tokenizer(), [demo.correct], demo.dataset(), config
+        model=base_model(),
+        reward_funcs=[demo.correct],
+        args=config,
+        train_dataset=demo.dataset(),
+        processing_class=demo.build_tokenizer(),
     ).train()
     with pytest.raises(ValueError, match="trainable parameters are not this model's"):
         lora_trainer().load_checkpoint(tmp_path / "checkpoint-1")
@@ -135,11 +139,11 @@ def test_without_peft_the_error_says_how_to_install_it(monkeypatch):
         ImportError, match=r"^peft_config needs PEFT: pip install 'rlgrad\[peft\]'$"
     ):
         GRPOTrainer(
-            demo.build_model(tokenizer, 0),
-            tokenizer,
-            [demo.correct],
-            demo.dataset(),
-            GRPOConfig(**QUICK),
+            model=demo.build_model(tokenizer, 0),
+            reward_funcs=[demo.correct],
+            args=GRPOConfig(**QUICK),
+            train_dataset=demo.dataset(),
+            processing_class=tokenizer,
             peft_config=object(),
         )
 

@@ -5,7 +5,7 @@ model or tokenizer is built or called).
 """
 
 from rlgrad.lm.config import GRPOConfig
-from rlgrad.lm.data import TrainerState
+from rlgrad.lm.data import RewardFunctionError, TrainerState
 from rlgrad.lm.grpo import GRPOTrainer
 
-__all__ = ["GRPOConfig", "GRPOTrainer", "TrainerState"]
+__all__ = ["GRPOConfig", "GRPOTrainer", "RewardFunctionError", "TrainerState"]

@@ -10,7 +10,10 @@ forms, the call of each reward function or reward model, and the table of sample
   ``f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)``, one
   entry per completion in every list. A function that takes no ``**kwargs`` gets the two newer
   arguments only when it names them, so functions written for the plain
-  ``f(prompts, completions, **columns)`` call keep working. A reward may also be a
+  ``f(prompts, completions, **columns)`` call keep working. An ``async def`` function is called
+  the same way; the calls of every async reward of one scoring round are awaited together on
+  the process's rewards loop (:func:`awaited`), so that slow verifiers wait at the same time. A
+  reward that raises surfaces as a :class:`RewardFunctionError` naming it. A reward may also be a
   sequence-classification model with one logit (``num_labels=1``) and its tokenizer: it scores
   the prompt and completion together, under no_grad, with its logit.
 * **Completion log.** One record per completion (step, split, prompt, completion, each function's
@@ -20,10 +23,12 @@ forms, the call of each reward function or reward model, and the table of sample
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import json
 import math
+import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,13 +135,16 @@ def render_prompt(tokenizer, prompt) -> str:
 
 
 @contextmanager
-def padding_on(tokenizer, side: str):
-    """The tokenizer pads on ``side`` inside the block; its own setting comes back after."""
-    kept, tokenizer.padding_side = tokenizer.padding_side, side
+def padding_on(tokenizer, side: str, truncation: str | None = None):
+    """The tokenizer pads on ``side`` (and truncates on ``truncation``, when given) inside the
+    block; its own settings come back after."""
+    kept = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = side
+    tokenizer.truncation_side = truncation or tokenizer.truncation_side
     try:
         yield tokenizer
     finally:
-        tokenizer.padding_side = kept
+        tokenizer.padding_side, tokenizer.truncation_side = kept
 
 
 def unpadded_ids(completion_ids: Tensor, completion_mask: Tensor) -> list[list[int]]:
@@ -284,9 +292,10 @@ def keywords_taken(function) -> set[str] | None:
     return {p.name for p in parameters if p.kind in named}
 
 
-def call_reward_function(function, inputs: RewardInputs) -> list:
-    """``function``'s rewards, one per completion (TRL's call). ``completion_ids`` and
-    ``trainer_state`` reach a function without ``**kwargs`` only when it names them."""
+def call_reward_function(function, inputs: RewardInputs):
+    """``function``'s rewards, one per completion (TRL's call), or, from an ``async def``
+    function, the awaitable of them. ``completion_ids`` and ``trainer_state`` reach a function
+    without ``**kwargs`` only when it names them."""
     newer = {"completion_ids": inputs.completion_ids, "trainer_state": inputs.trainer_state}
     taken = keywords_taken(function)
     if taken is not None:
@@ -323,18 +332,80 @@ def call_reward_model(model, tokenizer, inputs: RewardInputs) -> list[float]:
     return model(**encoded).logits[:, 0].float().tolist()
 
 
-def score(function, tokenizer, name: str, inputs: RewardInputs) -> list[float]:
-    """One reward's scores, a float per completion (None → NaN, as TRL: left out of the sum)."""
-    if is_reward_model(function):
-        values = call_reward_model(function, tokenizer, inputs)
-    else:
-        values = call_reward_function(function, inputs)
-    if len(values) != len(inputs.completions):
+class RewardFunctionError(RuntimeError):
+    """A reward function raised; the message names it, the original error is its cause."""
+
+
+def failed(name: str, error: BaseException) -> RewardFunctionError:
+    return RewardFunctionError(f"reward function {name!r} raised {type(error).__name__}: {error}")
+
+
+def scores(functions: list, tokenizers: list, names: list[str], inputs: RewardInputs) -> list:
+    """Every reward's scores, a list of floats per reward (None → NaN, as TRL: left out of the
+    sum). Functions and models run one after another; the calls of ``async def`` functions (or
+    functions returning awaitables) are then awaited all at once (:func:`awaited`), so that
+    slow verifiers wait together, not in turn."""
+    values = []
+    for function, tokenizer, name in zip(functions, tokenizers, names, strict=True):
+        try:
+            if is_reward_model(function):
+                values.append(call_reward_model(function, tokenizer, inputs))
+            else:
+                values.append(call_reward_function(function, inputs))
+        except Exception as error:
+            raise failed(name, error) from error
+    values = awaited(values, names)
+    count = len(inputs.completions)
+    return [as_scores(value, name, count) for value, name in zip(values, names, strict=True)]
+
+
+def as_scores(values, name: str, count: int) -> list[float]:
+    """A reward's values as ``count`` floats, None → NaN."""
+    if len(values) != count:
         raise BadInputError(
-            f"reward function {name!r} returned {len(values)} rewards for "
-            f"{len(inputs.completions)} completions"
+            f"reward function {name!r} returned {len(values)} rewards for {count} completions"
         )
     return [math.nan if value is None else float(value) for value in values]
+
+
+def awaited(values: list, names: list[str]) -> list:
+    """``values`` with every awaitable replaced by its result, all awaited concurrently on the
+    rewards' event loop (:func:`rewards_loop`); one that raised raises a RewardFunctionError
+    naming its function, after all have finished."""
+    pending = [index for index, value in enumerate(values) if inspect.isawaitable(value)]
+    if not pending:
+        return values
+
+    async def gather():
+        return await asyncio.gather(*(values[i] for i in pending), return_exceptions=True)
+
+    results = asyncio.run_coroutine_threadsafe(gather(), rewards_loop()).result()
+    values = list(values)
+    for index, result in zip(pending, results, strict=True):
+        if isinstance(result, Exception):
+            raise failed(names[index], result) from result
+        if isinstance(result, BaseException):  # KeyboardInterrupt, SystemExit: as they are
+            raise result
+        values[index] = result
+    return values
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def rewards_loop() -> asyncio.AbstractEventLoop:
+    """The event loop that awaits async rewards: one per process, running in a daemon thread of
+    its own from the first use on. Its own thread, because the caller's may already run a loop
+    (Jupyter), which cannot be entered again; one loop for the whole run, because a client that
+    an async reward keeps (an HTTP session, say) is bound to the loop it was made in."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=_loop.run_forever, name="rlgrad-rewards", daemon=True)
+            thread.start()
+    return _loop
 
 
 # ----- the completion log -----

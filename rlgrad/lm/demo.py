@@ -204,13 +204,13 @@ def run(
     changes = {"eval_steps": EVAL_STEPS, **changes}
     config = demo_config(seed=seed, logging_steps=1 if progress else 0, **changes)
     trainer = GRPOTrainer(
-        model,
-        tokenizer,
-        [correct, format_reward],
-        dataset(),
-        config,
-        peft_config=peft_config,
+        model=model,
+        reward_funcs=[correct, format_reward],
+        args=config,
+        train_dataset=dataset(),
         eval_dataset=dataset(),
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
     started = time.perf_counter()
     history = trainer.train()

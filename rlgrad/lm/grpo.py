@@ -33,10 +33,15 @@ NCCL on GPU, or uses one already initialized) each process takes its share of th
 the gradients are averaged after each process weighs its loss by its share of the aggregation's
 denominator, so the update equals one process's update on the whole batch.
 
+The trainer is called as TRL's (:mod:`rlgrad.lm.arguments`: the model may be a path; the
+older positional call still works), with TRL's config names (:mod:`rlgrad.lm.config`) and
+TrainerCallbacks (:mod:`rlgrad.lm.callbacks`).
+
 Data, as TRL users give it (:mod:`rlgrad.lm.data`): prompts are strings or chat messages
 (rendered with the tokenizer's chat template); reward functions get ``prompts``,
-``completions``, ``completion_ids``, ``trainer_state`` and the other columns, and a reward may be
-a one-logit sequence-classification model with its tokenizer. Every ``eval_steps`` steps the
+``completions``, ``completion_ids``, ``trainer_state`` and the other columns, may be ``async
+def`` (awaited together), and a reward may be a one-logit sequence-classification model with its
+tokenizer. Every ``eval_steps`` steps the
 trainer generates for ``eval_dataset`` (greedy, or sampled with ``eval_do_sample``) on random
 streams of its own and logs ``eval_reward_mean``; ``log_completions`` appends the prompts,
 completions and rewards to ``output_dir/completions.jsonl`` (and to TensorBoard as text).
@@ -59,13 +64,15 @@ from rlgrad.distributions import kl_k3
 from rlgrad.errors import BadInputError
 from rlgrad.grpo import grpo_token_loss, gspo_loss, masked_mean, sequence_log_ratios
 from rlgrad.grpo_variants import overlong_penalty
-from rlgrad.lm import data, distributed, outputs, run_files, sampling
-from rlgrad.lm.config import LOSS_TYPES, GRPOConfig, check
+from rlgrad.lm import arguments, data, distributed, outputs, run_files, sampling
+from rlgrad.lm.callbacks import Callbacks
+from rlgrad.lm.config import LOSS_TYPES, GRPOConfig, check, resolve
 from rlgrad.lm.model import (
     Batch,
     Forward,
     enable_gradient_checkpointing,
     eval_mode_that_checkpoints,
+    given_or_made_optimizer,
     load_trainable_state,
     make_optimizer,
     micro_batch_weights,
@@ -85,51 +92,88 @@ __all__ = ["Batch", "GRPOConfig", "GRPOTrainer", "check", "make_optimizer"]
 
 
 class GRPOTrainer:
-    """GRPO on a causal LM: ``GRPOTrainer(model, tokenizer, reward_funcs, train_dataset,
-    config).train()``.
+    """GRPO on a causal LM, called as TRL's ``GRPOTrainer``:
 
-    ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column,
+    ```python
+    trainer = GRPOTrainer(
+        model="path/to/model",          # or an AutoModelForCausalLM object
+        reward_funcs=[correct],         # f(prompts, completions, **columns) -> floats
+        args=GRPOConfig(output_dir="out", num_generations=8, per_device_train_batch_size=8),
+        train_dataset=dataset,
+        processing_class=tokenizer,     # none: AutoTokenizer of the model's path
+    )
+    history = trainer.train()
+    ```
+
+    ``model`` is a model or a local path (loaded with ``AutoModelForCausalLM.from_pretrained``
+    and ``args.model_init_kwargs``); without ``processing_class`` the tokenizer is
+    ``AutoTokenizer.from_pretrained`` of the model's path, and one without a pad token pads with
+    EOS. ``train_dataset`` is a list of dicts or a ``datasets.Dataset`` with a ``prompt`` column,
     strings or chat messages (see :mod:`rlgrad.lm.data`); other columns reach the reward
-    functions as keyword lists, one entry per completion. A reward in ``reward_funcs`` may be a
-    sequence-classification model with one logit, its tokenizer at the same index of
-    ``reward_processing_classes``. ``eval_dataset`` (the same form) is scored by
-    ``eval_reward_funcs`` with ``eval_reward_weights`` (none: the training rewards and weights)
-    every ``eval_steps`` steps. ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the
-    model with adapters, which alone train; ``trainer.model`` is then the PEFT model, and
-    checkpoints hold the adapters.
+    functions as keyword lists, one entry per completion. A reward in ``reward_funcs`` may be an
+    ``async def`` function (the trainer awaits every such call of a scoring round concurrently)
+    or a sequence-classification model with one logit, its tokenizer at the same index of
+    ``reward_processing_classes``. The rewards' weights are ``args.reward_weights`` (or
+    ``reward_weights=``). ``eval_dataset`` (the same form) is scored by ``eval_reward_funcs``
+    with ``eval_reward_weights`` (none: the training rewards and weights) every ``eval_steps``
+    steps. ``callbacks`` are transformers ``TrainerCallback`` objects, of which the trainer calls
+    the events listed in :mod:`rlgrad.lm.callbacks`. ``optimizers=(optimizer, scheduler)``
+    replaces AdamW and its warm-up schedule (a scheduler of none: the warm-up schedule on the
+    given optimizer). ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the model
+    with adapters, which alone train; ``trainer.model`` is then the PEFT model, and checkpoints
+    hold the adapters.
+
+    The older call ``GRPOTrainer(model, tokenizer, reward_funcs, train_dataset, config,
+    reward_weights, peft_config)`` and the keywords ``config=`` and ``tokenizer=`` still work,
+    with a DeprecationWarning (:mod:`rlgrad.lm.arguments`).
     """
 
+    @arguments.accepts_the_older_call
     def __init__(
         self,
         model,
-        tokenizer,
-        reward_funcs: RewardFunction | Sequence[RewardFunction],
-        train_dataset,
-        config: GRPOConfig | None = None,
-        reward_weights: Sequence[float] | None = None,
+        reward_funcs: RewardFunction | Sequence[RewardFunction] | None = None,
+        args: GRPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks: Sequence | None = None,
+        optimizers: tuple = (None, None),
         peft_config=None,
         *,
-        reward_processing_classes: Sequence | None = None,
-        eval_dataset=None,
+        reward_weights: Sequence[float] | None = None,
         eval_reward_funcs: RewardFunction | Sequence[RewardFunction] | None = None,
         eval_reward_weights: Sequence[float] | None = None,
         eval_reward_processing_classes: Sequence | None = None,
     ):
-        self.config = config or GRPOConfig()
+        args = args or GRPOConfig()
+        if not isinstance(args, GRPOConfig):
+            raise TypeError(
+                "GRPOTrainer: args must be an rlgrad.lm.GRPOConfig; got "
+                f"{type(args).__module__}.{type(args).__name__}"
+            )
+        for name, value in (("reward_funcs", reward_funcs), ("train_dataset", train_dataset)):
+            if value is None:
+                raise BadInputError(f"GRPOTrainer: {name} must be given; got None")
         self.rank, self.world_size = distributed.join_process_group()
-        check(self.config, self.world_size)
+        model, tokenizer = arguments.load_model(model, processing_class, args.model_init_kwargs)
         self.model, self.tokenizer = model, tokenizer
-        if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-            raise BadInputError("the tokenizer needs an eos_token_id and a pad_token_id")
         self.dataset = self._rows(train_dataset, "train_dataset")
+        self.config = resolve(args, self.world_size, len(self.dataset))
+        check(self.config, self.world_size)
         self.reward_funcs = sampling.as_list(reward_funcs)
         self.reward_weights = sampling.weights_for(
-            reward_weights, len(self.reward_funcs), "reward_weights"
+            self._reward_weights(reward_weights), len(self.reward_funcs), "reward_weights"
         )
         self.reward_processing_classes = data.check_rewards(
-            self.reward_funcs, reward_processing_classes, "reward_funcs"
+            self.reward_funcs, sampling.as_list_or_none(reward_processing_classes), "reward_funcs"
         )
         self.eval_dataset = None
+        if isinstance(eval_dataset, dict):
+            raise BadInputError(
+                f"GRPOTrainer: eval_dataset must be one data set; got a dict of {len(eval_dataset)}"
+            )
         if eval_dataset is not None:
             self.eval_dataset = self._rows(eval_dataset, "eval_dataset")
         elif self.config.eval_steps:
@@ -161,7 +205,9 @@ class GRPOTrainer:
             enable_gradient_checkpointing(model)
         if self.uses_adapters:
             self.model = model = with_adapters(model, peft_config)
-        self.optimizer, self.scheduler = make_optimizer(model, self.config)
+        self.optimizer, self.scheduler = given_or_made_optimizer(
+            model, self.config, optimizers, self.uses_adapters
+        )
         self.generator = torch.Generator().manual_seed(self.config.seed)  # prompt order
         self.order: list[int] = []
         self.prompts_drawn = 0  # over all processes, since the start
@@ -169,6 +215,17 @@ class GRPOTrainer:
         self.step = 0
         self.history: list[dict] = []
         self.tensorboard = None  # a SummaryWriter while train() runs, with report_to
+        self.callbacks = Callbacks(callbacks, self)
+        self.callbacks("on_init_end")
+
+    def _reward_weights(self, given: Sequence[float] | None) -> Sequence[float] | None:
+        """The weights given to the trainer or in the config (TRL's place), not both."""
+        if given is not None and self.config.reward_weights is not None:
+            raise BadInputError(
+                "GRPOTrainer: give the reward weights as GRPOConfig.reward_weights or as "
+                "reward_weights=, not both"
+            )
+        return given if given is not None else self.config.reward_weights
 
     def _rows(self, dataset, name: str) -> list[dict]:
         """The data set's rows as dicts, after checking their prompts; a chat template is needed
@@ -234,6 +291,7 @@ class GRPOTrainer:
 
         Each callback is called as ``callback(trainer, row)`` after every step (an evaluation,
         a custom log, early stopping); training stops after the step where one returns True.
+        The constructor's ``TrainerCallback`` objects are called too (:mod:`rlgrad.lm.callbacks`).
         Every eval_steps steps the row holds the evaluation's metrics too (see :meth:`evaluate`).
         """
         if resume_from_checkpoint is not None:
@@ -250,8 +308,10 @@ class GRPOTrainer:
             run_files.write_config(config.output_dir, config)
             metrics_file = run_files.MetricsFile(config.output_dir, self.history)
             outputs.start_rows(config.output_dir, self.history)
+        self.callbacks("on_train_begin")
         try:
             while self.step < config.max_steps:
+                self.callbacks("on_step_begin")
                 started = time.perf_counter()
                 batch, info = self.sample()  # 1. sample and 2. score
                 metrics = self.update(batch)  # 3. update
@@ -264,21 +324,29 @@ class GRPOTrainer:
                     "learning_rate": self.scheduler.get_last_lr()[0],
                     "step_time": time.perf_counter() - started,
                 }
+                self.callbacks("on_step_end")
                 if batch.completion_log is not None:
                     self._write_completions(batch.completion_log)
-                if config.eval_steps and self.step % config.eval_steps == 0:
+                due = config.eval_steps and self.step % config.eval_steps == 0
+                if self.callbacks.take("should_evaluate") or due:
                     started = time.perf_counter()
-                    row.update(self.evaluate())
-                    row["eval_time"] = time.perf_counter() - started
+                    evaluation = self.evaluate()
+                    row.update(evaluation, eval_time=time.perf_counter() - started)
+                    self.callbacks("on_evaluate", metrics=evaluation)
                 self.history.append(row)
                 if writes:
                     outputs.write_row(row, config.output_dir, self.tensorboard, progress)
                 if metrics_file is not None:
                     metrics_file.append(row)
-                if config.save_steps and self.step % config.save_steps == 0:
+                self.callbacks("on_log", logs=row)
+                due = config.save_steps and self.step % config.save_steps == 0
+                if (self.callbacks.take("should_save") or due) and config.output_dir:
                     self.save_checkpoint()
+                    self.callbacks("on_save")
                 # every callback sees every step, even after one asked to stop
                 if any([bool(callback(self, row)) for callback in callbacks]):
+                    break
+                if self.callbacks.take("should_training_stop"):
                     break
         finally:
             if self.tensorboard is not None:
@@ -290,6 +358,7 @@ class GRPOTrainer:
             self.save_checkpoint()
         if metrics_file is not None:
             run_files.write_summary(config.output_dir, config, metrics_file.rows)
+        self.callbacks("on_train_end")
         return self.history
 
     # ----- 1. sampling and 2. rewards and advantages -----
@@ -370,8 +439,10 @@ class GRPOTrainer:
             max_new_tokens=config.max_completion_length,
             temperature=config.temperature,
             top_p=config.top_p,
+            top_k=config.top_k,
             greedy=greedy,
             add_special_tokens=add_special_tokens,
+            max_prompt_length=config.max_prompt_length,
         )
 
     def _prompt_texts(self, rows: list[dict]) -> list[str]:
@@ -681,6 +752,21 @@ class GRPOTrainer:
             state,
             progress_bars=self.config.logging_steps > 0,
         )
+
+    def save_model(self, output_dir: str | Path | None = None) -> Path | None:
+        """TRL's ``save_model``: the model (``save_pretrained``; with adapters, the adapters
+        only) and the tokenizer in ``output_dir`` (none: the config's), for
+        ``from_pretrained`` to load; no training state (see :meth:`save_checkpoint`)."""
+        output_dir = output_dir if output_dir is not None else self.config.output_dir
+        if output_dir is None:
+            raise BadInputError(
+                "GRPOTrainer.save_model(): output_dir must be given when GRPOConfig.output_dir "
+                "is none; got None"
+            )
+        if self.rank != 0:
+            return None
+        progress_bars = self.config.logging_steps > 0
+        return outputs.write_model(output_dir, self.model, self.tokenizer, progress_bars)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from what :meth:`save_checkpoint` wrote in ``path``."""

@@ -148,17 +148,60 @@ def group_log_probs(
 
 
 def make_optimizer(model, config):
-    """AdamW on the parameters that train, and its schedule: the learning rate rises linearly
-    over ``config.warmup_steps`` (lr·(k + 1)/warmup at step k), then stays constant."""
+    """AdamW on the parameters that train (``config``'s learning rate, weight decay, β₁, β₂ and
+    ε), and its schedule (:func:`warm_up_schedule`)."""
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+        trainable,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_epsilon,
+        weight_decay=config.weight_decay,
     )
-    warmup = config.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    return optimizer, warm_up_schedule(optimizer, config.warmup_steps)
+
+
+def warm_up_schedule(optimizer, warmup: int):
+    """The learning rate rises linearly over ``warmup`` steps (lr·(k + 1)/warmup at step k), then
+    stays constant."""
+    return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
     )
-    return optimizer, schedule
+
+
+def given_or_made_optimizer(model, config, optimizers: tuple, uses_adapters: bool):
+    """TRL's ``optimizers=(optimizer, scheduler)``: the given optimizer (on the model's
+    parameters) with the given scheduler, or the warm-up schedule when that is none; AdamW and
+    the warm-up schedule when both are none (:func:`make_optimizer`)."""
+    if not (isinstance(optimizers, (tuple, list)) and len(optimizers) == 2):
+        raise BadInputError(
+            f"GRPOTrainer: optimizers must be a pair (optimizer, scheduler), either None; got "
+            f"{type(optimizers).__name__}"
+        )
+    optimizer, scheduler = optimizers
+    if optimizer is None:
+        if scheduler is not None:
+            raise BadInputError(
+                "GRPOTrainer: optimizers=(None, scheduler) has a scheduler with no optimizer; "
+                "pass the optimizer it schedules too"
+            )
+        return make_optimizer(model, config)
+    if uses_adapters:
+        raise BadInputError(
+            "GRPOTrainer: optimizers cannot be given with peft_config (the adapters it would "
+            "optimize are made by the trainer); wrap the model with peft first and pass no "
+            "peft_config, or let the trainer make AdamW"
+        )
+    own = {id(parameter) for parameter in model.parameters()}
+    for group in optimizer.param_groups:
+        if any(id(parameter) not in own for parameter in group["params"]):
+            raise BadInputError(
+                "GRPOTrainer: optimizers[0] must optimize the model's parameters; got one "
+                "that is not the model's"
+            )
+    if scheduler is None:
+        scheduler = warm_up_schedule(optimizer, config.warmup_steps)
+    return optimizer, scheduler
 
 
 def with_adapters(model, peft_config):

@@ -113,16 +113,22 @@ def transformers_progress_bars(shown: bool):
 def write_checkpoint(
     output_dir: str, step: int, model, tokenizer, state: dict, progress_bars: bool = True
 ) -> Path:
-    """``output_dir/checkpoint-STEP``: the model (``save_pretrained``; with adapters, the
-    adapters only), the tokenizer, and ``state`` (everything needed to resume exactly) in
-    trainer_state.pt. ``progress_bars=False``: without transformers' progress bars."""
-    path = Path(output_dir) / f"checkpoint-{step}"
+    """``output_dir/checkpoint-STEP``: the model and tokenizer (:func:`write_model`), and
+    ``state`` (everything needed to resume exactly) in trainer_state.pt."""
+    path = write_model(Path(output_dir) / f"checkpoint-{step}", model, tokenizer, progress_bars)
+    checkpoints.save(state, path / "trainer_state.pt")
+    return path
+
+
+def write_model(path: str | Path, model, tokenizer, progress_bars: bool = True) -> Path:
+    """The model (``save_pretrained``; with adapters, the adapters only) and the tokenizer in the
+    folder ``path``. ``progress_bars=False``: without transformers' progress bars."""
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     with transformers_progress_bars(progress_bars):
         model.save_pretrained(path)
         if hasattr(tokenizer, "save_pretrained"):
             tokenizer.save_pretrained(path)
-    checkpoints.save(state, path / "trainer_state.pt")
     return path
 
 

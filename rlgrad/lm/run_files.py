@@ -37,6 +37,13 @@ def write_config(output_dir: str | Path, config) -> None:
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     fields.pop("output_dir")
     fields["env"] = config.task
+    # model_init_kwargs may hold objects JSON has no form for (torch_dtype=torch.bfloat16): their
+    # text stands in for them
+    plain = (str, int, float, bool, type(None))
+    options = fields.get("model_init_kwargs") or {}
+    fields["model_init_kwargs"] = {
+        key: value if isinstance(value, plain) else str(value) for key, value in options.items()
+    } or None
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
     run_format.write_config(directory, ALGORITHM, fields)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,7 +24,8 @@ from torch import Tensor
 from rlgrad.errors import BadInputError
 from rlgrad.lm import data
 
-RewardFunction = Callable[..., Sequence[float | None]]
+# a reward function returns its rewards, or (async def) an awaitable of them
+RewardFunction = Callable[..., Sequence[float | None] | Awaitable[Sequence[float | None]]]
 
 
 @dataclasses.dataclass
@@ -50,22 +51,31 @@ def generate(
     max_new_tokens: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    top_k: int = 0,
     greedy: bool = False,
     add_special_tokens: bool = True,
+    max_prompt_length: int | None = None,
 ) -> Generation:
-    """``group`` completions of each prompt text, sampled with temperature and top_p (top-k off)
-    or greedy, at most ``max_new_tokens`` each. A chat template writes its own special tokens:
-    its texts are encoded with ``add_special_tokens=False``."""
+    """``group`` completions of each prompt text, sampled with temperature, top_p and top_k (0:
+    off) or greedy, at most ``max_new_tokens`` each; with ``max_prompt_length`` each prompt keeps
+    its last that many tokens. A chat template writes its own special tokens: its texts are
+    encoded with ``add_special_tokens=False``."""
     device = next(model.parameters()).device
-    # generation continues right after the prompt, so pad on the left; the caller's tokenizer
-    # keeps its own setting
-    with data.padding_on(tokenizer, "left"):
+    # generation continues right after the prompt, so pad on the left, and a long prompt loses
+    # its beginning, not the end the completion continues; the caller's tokenizer keeps its own
+    # settings
+    cut = {"truncation": True, "max_length": max_prompt_length} if max_prompt_length else {}
+    with data.padding_on(tokenizer, "left", truncation="left"):
         encoded = tokenizer(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+            **cut,
         ).to(device)
     input_ids = encoded.input_ids.repeat_interleave(group, dim=0)  # [B, P]
     attention = encoded.attention_mask.repeat_interleave(group, dim=0)  # [B, P]
-    sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0}
+    sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
     model.eval()
     sequences = model.generate(
         input_ids=input_ids,
@@ -104,6 +114,11 @@ def as_list(rewards) -> list:
     return [rewards]
 
 
+def as_list_or_none(tokenizers) -> list | None:
+    """Reward tokenizers as a list (TRL takes one alone too), or None."""
+    return None if tokenizers is None else as_list(tokenizers)
+
+
 def weights_for(weights: Sequence[float] | None, count: int, field: str) -> Tensor:
     """The reward weights as a ``[count]`` tensor (none: all 1)."""
     weights = [1.0] * count if weights is None else list(weights)
@@ -125,12 +140,11 @@ def reward_scores(
 ) -> Tensor:
     """``[B, F]`` scores of each of the F reward functions (or reward models, with their
     tokenizers), B = len(completions), G consecutive completions per row; None → NaN, which the
-    weighted sum leaves out, as TRL does."""
+    weighted sum leaves out, as TRL does. The calls of async reward functions are awaited
+    together (:func:`rlgrad.lm.data.scores`)."""
     inputs = data.reward_inputs(rows, completions, completion_ids, state)
-    scores = [
-        data.score(function, tokenizer, data.reward_name(function, index), inputs)
-        for index, (function, tokenizer) in enumerate(zip(functions, tokenizers, strict=True))
-    ]
+    names = [data.reward_name(function, index) for index, function in enumerate(functions)]
+    scores = data.scores(functions, tokenizers, names, inputs)
     shape = (len(functions), len(completions))  # [F, B], also when F = 0
     return torch.tensor(scores, dtype=torch.float32).reshape(shape).T
 
