@@ -2,7 +2,8 @@
 
 * :func:`generate` continues left-padded prompts with ``model.generate`` (KV cache, temperature,
   top-p, or greedy) and returns a :class:`Generation`: the tokens, and the completion mask, which
-  runs up to and including the first EOS.
+  runs up to and including the first EOS. :func:`generate_with_tools` lets completions call tools
+  over several turns (:mod:`rlgrad.lm.tools`); its completion mask covers the model's own tokens.
 * :func:`reward_scores` calls every reward function (or reward model) on the decoded completions:
   ``[B, F]``, None → NaN.
 * :class:`Sampled` is one sampling round, scored; :func:`take_groups` keeps some of its groups
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 
 from rlgrad.errors import BadInputError
-from rlgrad.lm import data
+from rlgrad.lm import data, tools
 
 RewardFunction = Callable[..., Sequence[float | None]]
 
@@ -33,11 +34,11 @@ class Generation:
     padded), L new tokens (right padded)."""
 
     input_ids: Tensor  # [B, P + L]: the prompt, then the completion
-    attention_mask: Tensor  # [B, P + L] long: the prompt's, then the completion mask
+    attention_mask: Tensor  # [B, P + L] long: the prompt's, then the completion's tokens
     prompt_length: int  # P
     completion_ids: Tensor  # [B, L]
-    completion_mask: Tensor  # [B, L] float: 1 through the first EOS
-    truncated: Tensor  # [B] bool: no EOS within the L tokens
+    completion_mask: Tensor  # [B, L] float: 1 through the first EOS (with tools: the model's)
+    truncated: Tensor  # [B] bool: no EOS within the L tokens (with tools: the budget ran out)
 
 
 @torch.no_grad()
@@ -65,6 +66,41 @@ def generate(
         ).to(device)
     input_ids = encoded.input_ids.repeat_interleave(group, dim=0)  # [B, P]
     attention = encoded.attention_mask.repeat_interleave(group, dim=0)  # [B, P]
+    completion_ids, completion_mask, truncated = continue_ids(
+        model,
+        tokenizer,
+        input_ids,
+        attention,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        greedy=greedy,
+    )
+    return Generation(
+        input_ids=torch.cat([input_ids, completion_ids], dim=1),
+        attention_mask=torch.cat([attention, completion_mask.long()], dim=1),
+        prompt_length=input_ids.shape[1],
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        truncated=truncated,
+    )
+
+
+@torch.no_grad()
+def continue_ids(
+    model,
+    tokenizer,
+    input_ids: Tensor,
+    attention: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """New tokens after the left-padded ``input_ids`` ``[B, P]``: the completions ``[B, L]``,
+    their mask ``[B, L]`` (1 through the first EOS) and whether each is truncated ``[B]`` (no EOS
+    within L tokens)."""
     sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0}
     model.eval()
     sequences = model.generate(
@@ -77,21 +113,102 @@ def generate(
         eos_token_id=tokenizer.eos_token_id,
         use_cache=True,
     )
-    prompt_length = input_ids.shape[1]
-    completion_ids = sequences[:, prompt_length:]  # [B, L]
+    completion_ids = sequences[:, input_ids.shape[1] :]  # [B, L]
     is_eos = completion_ids == tokenizer.eos_token_id
     has_eos = is_eos.any(dim=1)
     first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1])  # [B]
-    positions = torch.arange(completion_ids.shape[1], device=device)[None, :]  # [1, L]
+    positions = torch.arange(completion_ids.shape[1], device=input_ids.device)[None, :]  # [1, L]
     completion_mask = (positions <= first_eos[:, None]).float()
-    return Generation(
-        input_ids=sequences,
-        attention_mask=torch.cat([attention, completion_mask.long()], dim=1),
-        prompt_length=prompt_length,
+    return completion_ids, completion_mask, ~has_eos
+
+
+@torch.no_grad()
+def generate_with_tools(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    functions: list[dict],
+    schemas: list[dict],
+    *,
+    max_new_tokens: int,
+    max_iterations: int | None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+) -> tuple[Generation, list[tools.Rollout]]:
+    """One multi-turn completion of each chat prompt (B prompts, one per completion), offering
+    the tools ``schemas``; ``functions[b]`` are rollout b's tools by name.
+
+    Each round, the rollouts whose last turn ended (EOS) with tool calls run them, get the tool
+    messages' tokens (:func:`rlgrad.lm.tools.tool_suffix_ids`, masked out of the loss) and
+    generate their next turn together, left-padded, from their own tokens (never re-tokenized).
+    A rollout stops when its turn makes no call, after ``max_iterations`` rounds of tool calls
+    (none: no cap), or when its ``max_new_tokens`` tokens in all (the model's and the tools') run
+    out; tool messages that would leave no room for a model token are dropped, and the rollout is
+    then truncated. The Generation's attention mask covers every token, its completion mask the
+    model's own (:func:`rlgrad.lm.tools.padded_rollouts`)."""
+    device = next(model.parameters()).device
+    texts = [data.render_prompt(tokenizer, prompt, schemas) for prompt in prompts]
+    with data.padding_on(tokenizer, "left"):
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            device
+        )
+    prompt_ids = [
+        ids[mask.bool()].tolist()
+        for ids, mask in zip(encoded.input_ids, encoded.attention_mask, strict=True)
+    ]
+    options = {"temperature": temperature, "top_p": top_p, "greedy": greedy}
+    rollouts = [tools.Rollout(functions=named) for named in functions]
+    waiting = list(range(len(prompts)))  # the rollouts that generate this round
+    contexts = [list(ids) for ids in prompt_ids]  # each rollout's prompt and completion so far
+    iteration = 0
+    while waiting:
+        budgets = [max_new_tokens - len(rollouts[b].ids) for b in waiting]
+        with data.padding_on(tokenizer, "left"):
+            batch = tokenizer.pad(
+                {"input_ids": [contexts[b] for b in waiting]}, return_tensors="pt"
+            )
+        new_ids, new_mask, _ = continue_ids(
+            model,
+            tokenizer,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            max_new_tokens=max(budgets),
+            **options,
+        )
+        for b, ids, mask, budget in zip(waiting, new_ids, new_mask, budgets, strict=True):
+            turn = ids[: min(int(mask.sum()), budget)].tolist()  # through EOS, within budget
+            ended = bool(turn) and turn[-1] == tokenizer.eos_token_id
+            text = tokenizer.decode(turn, skip_special_tokens=True)
+            rollouts[b].add_model_turn(turn, text, ended)
+            contexts[b] += turn
+        if max_iterations is not None and iteration == max_iterations:
+            break  # the calls of this last turn stay unanswered
+        calling = [b for b in waiting if rollouts[b].pending]
+        waiting = []
+        for b in calling:
+            rollout = rollouts[b]
+            messages = rollout.call_tools()
+            suffix = tools.tool_suffix_ids(tokenizer, rollout.messages[-1], messages)
+            if len(rollout.ids) + len(suffix) >= max_new_tokens:  # no room left for the model
+                rollout.truncated = True
+                continue
+            rollout.add_tool_turn(messages, suffix)
+            contexts[b] += suffix
+            waiting.append(b)
+        iteration += 1
+    completion_ids, attention, completion_mask = tools.padded_rollouts(
+        rollouts, tokenizer.pad_token_id, device
+    )
+    generation = Generation(
+        input_ids=torch.cat([encoded.input_ids, completion_ids], dim=1),
+        attention_mask=torch.cat([encoded.attention_mask, attention], dim=1),
+        prompt_length=encoded.input_ids.shape[1],
         completion_ids=completion_ids,
         completion_mask=completion_mask,
-        truncated=~has_eos,
+        truncated=torch.tensor([rollout.truncated for rollout in rollouts], device=device),
     )
+    return generation, rollouts
 
 
 # ----- rewards -----
@@ -119,14 +236,15 @@ def reward_scores(
     functions: list,
     tokenizers: list,
     rows: list[dict],
-    completions: list[str],
+    completions: list,
     completion_ids: list[list[int]],
     state: data.TrainerState,
+    environments: list | None = None,
 ) -> Tensor:
     """``[B, F]`` scores of each of the F reward functions (or reward models, with their
     tokenizers), B = len(completions), G consecutive completions per row; None → NaN, which the
-    weighted sum leaves out, as TRL does."""
-    inputs = data.reward_inputs(rows, completions, completion_ids, state)
+    weighted sum leaves out, as TRL does. ``environments``: each completion's environment."""
+    inputs = data.reward_inputs(rows, completions, completion_ids, state, environments)
     scores = [
         data.score(function, tokenizer, data.reward_name(function, index), inputs)
         for index, (function, tokenizer) in enumerate(zip(functions, tokenizers, strict=True))
@@ -152,6 +270,7 @@ class Sampled:
     per_function: Tensor  # [B, F] each reward function's scores (None → NaN)
     penalties: Tensor  # [B] the overlong penalty (0 when off)
     rewards: Tensor  # [B] the weighted sum of the scores, plus the penalty
+    rollouts: list[tools.Rollout] | None = None  # [B] with tools: each completion's turns
 
 
 def take_groups(sampled: Sampled, keep: Tensor) -> Sampled:
@@ -169,6 +288,9 @@ def take_groups(sampled: Sampled, keep: Tensor) -> Sampled:
         per_function=sampled.per_function[completions],
         penalties=sampled.penalties[completions],
         rewards=sampled.rewards[completions],
+        rollouts=None
+        if sampled.rollouts is None
+        else [r for r, kept in zip(sampled.rollouts, completions.tolist(), strict=True) if kept],
     )
 
 
@@ -199,6 +321,9 @@ def concatenate(parts: list[Sampled], pad_token_id: int) -> Sampled:
         per_function=torch.cat([part.per_function for part in parts]),
         penalties=torch.cat([part.penalties for part in parts]),
         rewards=torch.cat([part.rewards for part in parts]),
+        rollouts=None
+        if parts[0].rollouts is None
+        else [rollout for part in parts for rollout in part.rollouts],
     )
 
 

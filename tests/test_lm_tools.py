@@ -1,0 +1,331 @@
+"""GRPO with tools and environments: multi-turn rollouts in which the model calls functions,
+reads their results and goes on; the loss, the KL, the entropy and the token counts see only the
+model's own tokens.
+
+The model is the demo's tiny GPT-2 over a character tokenizer (tool tags are single tokens); a
+logits processor makes its generate() write a script (a tool call, then an answer), so that the
+rollouts' layout is known, while the loss's forward passes are the model's own."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+from test_lm_grpo import QUICK, gradients, without_time  # noqa: E402
+
+from rlgrad.lm import GRPOConfig, GRPOTrainer, demo, tools  # noqa: E402
+from rlgrad.lm.config import check  # noqa: E402
+from rlgrad.lm.model import Batch  # noqa: E402
+
+CHARACTERS = demo.DIGITS + string.ascii_letters + "+=:|;{}[]\",_.-()' "
+TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+# the roles' initials, a colon, the content, a bar; the assistant's turn ends with EOS, after its
+# tool calls written as Qwen's template writes them; the tools' names in a system line first
+TEMPLATE = (
+    "{%- if tools %}s:{% for t in tools %}{{ t.function.name }};{% endfor %}|{% endif %}"
+    "{%- for m in messages %}"
+    "{%- if m.role == 'assistant' %}a:{{ m.content }}"
+    "{%- for c in m.tool_calls or [] %}<tool_call>"
+    '{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}'
+    "</tool_call>{% endfor %}<eos>"
+    "{%- elif m.role == 'tool' %}t:<tool_response>{{ m.content }}</tool_response>|"
+    "{%- else %}{{ m.role[0] }}:{{ m.content }}|{% endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}a:{% endif %}"
+)
+OPTIONS = dict(max_completion_length=140, num_generations=2, prompts_per_step=4)
+
+
+def tool_tokenizer(template: str = TEMPLATE):
+    """One token per character, the tool tags one token each, and the template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = {demo.PAD: 0, demo.EOS: 1, **{c: i + 2 for i, c in enumerate(CHARACTERS)}}
+    core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=demo.PAD))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token=demo.PAD, eos_token=demo.EOS
+    )
+    tokenizer.add_tokens(TAGS)
+    tokenizer.chat_template = template
+    return tokenizer
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: The first integer.
+        b: The second integer.
+    """
+    return a + b
+
+
+def divide(a: int, b: int) -> float:
+    """Divide one integer by another.
+
+    Args:
+        a: The dividend.
+        b: The divisor.
+    """
+    return a / b
+
+
+def call(name: str, **arguments) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+# ----- a model that writes a script -----
+
+
+def script(context: str, free_answer: bool) -> str | None:
+    """What the model writes next, by the prompt "u:A+B=" and the tool rounds so far: A = 0 adds
+    in two rounds (A + B, then + 0), A = 1 divides by 0 (the tool raises), A = 2 writes a malformed
+    call, A = 3 calls a tool that does not exist, others add in one round; then the answer (a free
+    token with ``free_answer``: "?" here). None: no script (the model samples)."""
+    found = re.search(r"u:(\d)\+(\d)=", context)
+    if found is None:
+        return None
+    a, b = int(found.group(1)), int(found.group(2))
+    rounds = context.count("</tool_response>")
+    answer = ("?" if free_answer else str(a + b)) + demo.EOS
+    first = {
+        0: call("add", a=a, b=b),
+        1: call("divide", a=a, b=0),
+        2: '<tool_call>{"name": add}</tool_call>',
+        3: call("subtract", a=a, b=b),
+    }.get(a, call("add", a=a, b=b))
+    if rounds == 0:
+        return first + demo.EOS
+    if a == 0 and rounds == 1:
+        return "ok " + call("add", a=a + b, b=0) + demo.EOS
+    return answer
+
+
+class Script(transformers.LogitsProcessor):
+    """Leaves one token possible at each step: the script's next one ("?": any digit)."""
+
+    def __init__(self, tokenizer, prompt_length: int, free_answer: bool):
+        self.tokenizer, self.prompt_length, self.free_answer = tokenizer, prompt_length, free_answer
+        self.digits = tokenizer.convert_tokens_to_ids(list(demo.DIGITS))
+
+    def __call__(self, input_ids, scores):
+        forced = torch.full_like(scores, -math.inf)
+        for row, ids in enumerate(input_ids.tolist()):
+            context = self.tokenizer.decode([i for i in ids[: self.prompt_length] if i != 0])
+            text = script(context, self.free_answer)
+            if text is None:
+                forced[row] = scores[row]
+                continue
+            planned = self.tokenizer(text.replace("?", "0"), add_special_tokens=False).input_ids
+            step = len(ids) - self.prompt_length
+            if step >= len(planned):
+                forced[row] = scores[row]
+            elif text.replace(demo.EOS, "")[-1:] == "?" and step == len(planned) - 2:
+                forced[row, self.digits] = scores[row, self.digits]  # the free answer digit
+            else:
+                forced[row, planned[step]] = 0.0
+        return forced
+
+
+class ScriptedGPT2(transformers.GPT2LMHeadModel):
+    """The demo's GPT-2 whose generate() follows :func:`script`; its forward is the model's."""
+
+    script_tokenizer = None
+    free_answer = False
+
+    def generate(self, input_ids=None, **options):
+        script = Script(self.script_tokenizer, input_ids.shape[1], self.free_answer)
+        processors = transformers.LogitsProcessorList([script])
+        return super().generate(input_ids=input_ids, logits_processor=processors, **options)
+
+
+def scripted_model(tokenizer, seed: int = 0, free_answer: bool = False):
+    base = demo.build_model(tokenizer, seed, positions=192)
+    model = ScriptedGPT2(base.config)
+    model.load_state_dict(base.state_dict())
+    model.script_tokenizer, model.free_answer = tokenizer, free_answer
+    return model.eval()
+
+
+def rows(pairs=((4, 1), (0, 2), (1, 3), (2, 2))) -> list[dict]:
+    return [
+        {"prompt": [{"role": "user", "content": f"{a}+{b}="}], "answer": str(a + b)}
+        for a, b in pairs
+    ]
+
+
+def answer_reward(prompts, completions, answer, **columns) -> list[float]:
+    """1 when the last assistant message is the answer."""
+    return [float(c[-1]["content"] == right) for c, right in zip(completions, answer, strict=True)]
+
+
+def tool_trainer(
+    funcs=(answer_reward,),
+    dataset=None,
+    free_answer: bool = False,
+    arguments: dict | None = None,
+    seed: int = 0,
+    **changes,
+) -> GRPOTrainer:
+    tokenizer = tool_tokenizer()
+    model = scripted_model(tokenizer, seed, free_answer)
+    config = GRPOConfig(**{**QUICK, **OPTIONS, **changes})
+    arguments = {"tools": [add, divide], **(arguments or {})}
+    return GRPOTrainer(model, tokenizer, list(funcs), dataset or rows(), config, **arguments)
+
+
+def ids_of(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+# ----- parsing and calling -----
+
+
+def test_tool_calls_are_parsed_and_malformed_ones_carry_their_error():
+    text = (
+        'I add. <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+        '<tool_call>{"name": "add", "arguments": "{\\"a\\": 5}"}</tool_call>'
+        '<tool_call>{"arguments": {}}</tool_call><tool_call>{"name": "add", "arguments": 3}'
+        "</tool_call><tool_call>{'name'"
+    )
+    content, calls = tools.parse_tool_calls(text)
+    assert content == "I add."
+    assert [(c.name, c.arguments, c.error) for c in calls] == [
+        ("add", {"a": 1, "b": 2}, None),
+        ("add", {"a": 5}, None),  # arguments as a JSON string, as some models write them
+        ("", {}, 'a tool call must be {"name": ..., "arguments": {...}}'),
+        ("add", {}, "the tool call's arguments must be a JSON object"),
+        ("", {}, "the tool call is not valid JSON"),  # unclosed: runs to the end
+    ]
+    assert tools.parse_tool_calls("no call") == ("no call", [])
+
+
+def test_a_failing_call_becomes_an_error_message_and_counts_as_failed():
+    functions = tools.functions_by_name([add, divide])
+    run = [
+        tools.call_tool(tools.ToolCall("add", {"a": 2, "b": 3}), functions),
+        tools.call_tool(tools.ToolCall("divide", {"a": 1, "b": 0}), functions),
+        tools.call_tool(tools.ToolCall("add", {"c": 1}), functions),
+        tools.call_tool(tools.ToolCall("subtract", {}), functions),
+        tools.call_tool(tools.ToolCall("", {}, "the tool call is not valid JSON"), functions),
+    ]
+    assert run[0] == ({"role": "tool", "name": "add", "content": "5"}, False)
+    errors = [json.loads(message["content"])["error"] for message, _ in run[1:]]
+    assert errors[0] == "ZeroDivisionError: division by zero"
+    assert errors[1].startswith("TypeError: ") and "'c'" in errors[1]
+    assert errors[2] == "unknown tool 'subtract'; the tools are ['add', 'divide']"
+    assert errors[3] == "the tool call is not valid JSON"
+    assert [failed for _, failed in run] == [False, True, True, True, True]
+    assert run[4][0]["name"] == "invalid_tool_call"
+
+
+def test_the_tool_suffix_is_what_the_template_writes_after_the_models_eos():
+    tokenizer = tool_tokenizer()
+    assistant = {"role": "assistant", "content": "", "tool_calls": [tools.call_entry("add", {})]}
+    messages = [tools.tool_message("add", "5"), tools.tool_message("add", "7")]
+    suffix = tools.tool_suffix_ids(tokenizer, assistant, messages)
+    written = "t:<tool_response>5</tool_response>|t:<tool_response>7</tool_response>|a:"
+    assert suffix == ids_of(tokenizer, written)
+    assert len(suffix) == 2 + 3 + 1 + 2 + 3 + 1 + 2  # each tag one token
+
+
+# ----- the rollouts and their masks -----
+
+
+def assistant(content: str, *calls: tuple[str, dict]) -> dict:
+    """An assistant message with its well-formed calls (name, arguments)."""
+    message = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [tools.call_entry(name, arguments) for name, arguments in calls]
+    return message
+
+
+def expected_rollout(tokenizer, a: int, b: int) -> tuple[list[int], list[int], list[dict]]:
+    """The completion tokens, the model's mask and the messages of the script for "a+b=",
+    built by hand from the texts the model and the template write."""
+    pieces, messages = [], []
+
+    def model_turn(text: str, message: dict):
+        pieces.append((ids_of(tokenizer, text + demo.EOS), 1))
+        messages.append(message)
+
+    def tool_turn(name: str, content: str):
+        written = f"t:<tool_response>{content}</tool_response>|a:"
+        pieces.append((ids_of(tokenizer, written), 0))
+        messages.append({"role": "tool", "name": name, "content": content})
+
+    def error(text: str) -> str:
+        return json.dumps({"error": text})
+
+    if a == 1:
+        model_turn(call("divide", a=1, b=0), assistant("", ("divide", {"a": 1, "b": 0})))
+        tool_turn("divide", error("ZeroDivisionError: division by zero"))
+    elif a == 2:
+        model_turn('<tool_call>{"name": add}</tool_call>', assistant(""))
+        tool_turn("invalid_tool_call", error("the tool call is not valid JSON"))
+    elif a == 3:
+        model_turn(call("subtract", a=3, b=b), assistant("", ("subtract", {"a": 3, "b": b})))
+        tool_turn("subtract", error("unknown tool 'subtract'; the tools are ['add', 'divide']"))
+    else:
+        model_turn(call("add", a=a, b=b), assistant("", ("add", {"a": a, "b": b})))
+        tool_turn("add", str(a + b))
+    if a == 0:  # a second round
+        model_turn("ok " + call("add", a=b, b=0), assistant("ok", ("add", {"a": b, "b": 0})))
+        tool_turn("add", str(b))
+    model_turn(str(a + b), assistant(str(a + b)))
+    ids = [token for piece, _ in pieces for token in piece]
+    mask = [flag for piece, flag in pieces for _ in piece]
+    return ids, mask, messages
+
+
+def test_the_mask_covers_the_models_tokens_of_a_hand_built_conversation():
+    calls = []
+
+    def record(prompts, completions, completion_ids, **columns):
+        calls.append((prompts, completions, completion_ids))
+        return [0.0] * len(completions)
+
+    grpo = tool_trainer([record])
+    grpo.dataset = rows()  # the four prompts, each script once, in a known order
+    grpo.order = [3, 2, 1, 0]
+    batch, info = grpo.sample()
+    ((prompts, completions, completion_ids),) = calls
+    tokenizer = grpo.tokenizer
+    for index, (a, b) in enumerate(
+        [(4, 1), (4, 1), (0, 2), (0, 2), (1, 3), (1, 3), (2, 2), (2, 2)]
+    ):
+        ids, mask, messages = expected_rollout(tokenizer, a, b)
+        n = len(ids)
+        assert batch.completion_ids[index, :n].tolist() == ids
+        assert batch.completion_mask[index].tolist() == mask + [0.0] * (
+            batch.completion_mask.shape[1] - n
+        )
+        completion_attention = batch.attention_mask[index, batch.prompt_length :]
+        assert completion_attention.tolist() == [1] * n + [0] * (len(completion_attention) - n)
+        assert completions[index] == messages  # the whole conversation of the completion
+        assert completion_ids[index] == ids  # the model's and the tools' tokens
+        assert prompts[index] == [{"role": "user", "content": f"{a}+{b}="}]
+        prompt = tokenizer.decode(
+            batch.input_ids[index, : batch.prompt_length], skip_special_tokens=True
+        )
+        assert prompt == f"s:add;divide;|u:{a}+{b}=|a:"  # the tools offered
+    # calls per rollout: 1, 2, 1, 1 in the groups; failures: divide by 0, the malformed call
+    assert info["tools/call_frequency"] == pytest.approx(5 / 4)
+    assert info["tools/failed_calls"] == 4
+    assert info["tools/failure_frequency"] == pytest.approx(4 / 10)
+    assert info["completions/mean_turns"] == pytest.approx((2 + 3 + 2 + 2) / 4)
+    model_tokens = [
+        sum(expected_rollout(tokenizer, a, b)[1]) for a, b in [(4, 1), (0, 2), (1, 3), (2, 2)]
+    ]
+    assert info["completions/mean_length"] == pytest.approx(sum(model_tokens) / 4)
