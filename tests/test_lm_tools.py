@@ -158,7 +158,10 @@ def scripted_model(tokenizer, seed: int = 0, free_answer: bool = False):
     return model.eval()
 
 
-def rows(pairs=((4, 1), (0, 2), (1, 3), (2, 2))) -> list[dict]:
+PAIRS = ((4, 1), (0, 2), (1, 3), (2, 2))
+
+
+def rows(pairs=PAIRS) -> list[dict]:
     return [
         {"prompt": [{"role": "user", "content": f"{a}+{b}="}], "answer": str(a + b)}
         for a, b in pairs
@@ -286,7 +289,7 @@ def expected_rollout(tokenizer, a: int, b: int) -> tuple[list[int], list[int], l
     model_turn(str(a + b), assistant(str(a + b)))
     ids = [token for piece, _ in pieces for token in piece]
     mask = [flag for piece, flag in pieces for _ in piece]
-    return ids, mask, messages
+    return ids, mask, messages, pieces
 
 
 def test_the_mask_covers_the_models_tokens_of_a_hand_built_conversation():
@@ -305,7 +308,7 @@ def test_the_mask_covers_the_models_tokens_of_a_hand_built_conversation():
     for index, (a, b) in enumerate(
         [(4, 1), (4, 1), (0, 2), (0, 2), (1, 3), (1, 3), (2, 2), (2, 2)]
     ):
-        ids, mask, messages = expected_rollout(tokenizer, a, b)
+        ids, mask, messages, _ = expected_rollout(tokenizer, a, b)
         n = len(ids)
         assert batch.completion_ids[index, :n].tolist() == ids
         assert batch.completion_mask[index].tolist() == mask + [0.0] * (
@@ -329,3 +332,106 @@ def test_the_mask_covers_the_models_tokens_of_a_hand_built_conversation():
         sum(expected_rollout(tokenizer, a, b)[1]) for a, b in [(4, 1), (0, 2), (1, 3), (2, 2)]
     ]
     assert info["completions/mean_length"] == pytest.approx(sum(model_tokens) / 4)
+
+
+# ----- the loss sees the model's tokens only -----
+
+
+def scripted_batch(grpo: GRPOTrainer, pairs=PAIRS) -> Batch:
+    """One sampled step over ``pairs`` in order (G rollouts each), with random advantages and
+    old and reference log-probs from perturbed copies of the model (so that the ratio, its
+    clipping and the KL all act)."""
+    grpo.dataset, grpo.order = rows(pairs), list(range(len(pairs)))[::-1]
+    batch, _ = grpo.sample()
+    generator = torch.Generator().manual_seed(5)
+    batch.advantages = torch.randn(len(batch.advantages), generator=generator)
+    batch.old_log_probs = grpo._token_log_probs(perturbed(grpo.model, 0.03, 1), batch)[0].detach()
+    batch.ref_log_probs = grpo._token_log_probs(perturbed(grpo.model, 0.1, 2), batch)[0].detach()
+    return batch
+
+
+def perturbed(model, scale: float, seed: int):
+    copy = __import__("copy").deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in copy.parameters():
+            parameter += scale * torch.randn(parameter.shape, generator=generator)
+    return copy
+
+
+def turn_by_turn(model, tokenizer, pairs, group: int, temperature: float):
+    """For each rollout, the log-probs (differentiable) and entropies of the model's own tokens,
+    each model turn scored by a pass over the unpadded prompt and every token before the turn
+    (tool messages included), as the hand-built conversation lays them out; no mask involved."""
+    rollouts = []
+    for a, b in pairs:
+        prompt = ids_of(tokenizer, f"s:add;divide;|u:{a}+{b}=|a:")
+        for _ in range(group):
+            context, log_probs, entropies = list(prompt), [], []
+            for piece, by_model in expected_rollout(tokenizer, a, b)[3]:
+                if by_model:
+                    ids = torch.tensor([context + piece])
+                    logits = model(input_ids=ids).logits[0, len(context) - 1 : -1] / temperature
+                    logits = logits.float()
+                    every = torch.log_softmax(logits, dim=-1)
+                    log_probs.append(every.gather(-1, torch.tensor(piece)[:, None])[:, 0])
+                    entropies.append(-(every.exp() * every).sum(-1).detach())
+                context += piece
+            rollouts.append((torch.cat(log_probs), torch.cat(entropies)))
+    return rollouts
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
+def test_the_loss_of_a_rollout_with_tool_turns_is_the_loss_of_the_models_turns_alone(loss_type):
+    # the trainer's update runs on the padded batch (prompt + model and tool tokens) with the
+    # model's mask; the reference scores each model turn on its own context and never sees a
+    # tool message's token as one to score: the losses, their gradients, the entropy and the
+    # KL must agree. Counting tool tokens (in the loss, the KL, the entropy or a denominator),
+    # hiding them from attention, or numbering positions differently all break the equality.
+    epsilon, beta, temperature, budget = 0.2, 0.1, 0.8, OPTIONS["max_completion_length"]
+    grpo = tool_trainer(
+        loss_type=loss_type,
+        beta=beta,
+        temperature=temperature,
+        learning_rate=0.0,
+        max_grad_norm=None,
+        epsilon=epsilon,
+    )
+    batch = scripted_batch(grpo)
+    old_model, ref_model = perturbed(grpo.model, 0.03, 1), perturbed(grpo.model, 0.1, 2)
+    reference_model = __import__("copy").deepcopy(grpo.model)
+    metrics = grpo.update(batch)
+    group, tokenizer = grpo.config.num_generations, grpo.tokenizer
+    with torch.no_grad():
+        olds = turn_by_turn(old_model, tokenizer, PAIRS, group, temperature)
+        refs = turn_by_turn(ref_model, tokenizer, PAIRS, group, temperature)
+    currents = turn_by_turn(reference_model, tokenizer, PAIRS, group, temperature)
+    per_rollout, entropies, kls = [], [], []
+    for (log_probs, entropy), (old, _), (ref, _), advantage in zip(
+        currents, olds, refs, batch.advantages, strict=True
+    ):
+        ratio = torch.exp(log_probs - old)
+        clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
+        k3 = torch.exp(ref - log_probs) - (ref - log_probs) - 1
+        per_rollout.append(-torch.minimum(ratio * advantage, clipped * advantage) + beta * k3)
+        entropies.append(entropy)
+        kls.append(k3.detach())
+    tokens = sum(len(losses) for losses in per_rollout)
+    assert tokens < int(batch.attention_mask[:, batch.prompt_length :].sum())  # tools excluded
+    if loss_type == "dapo":  # every model token weighs the same
+        loss = sum(losses.sum() for losses in per_rollout) / tokens
+    elif loss_type == "grpo":  # every completion weighs the same
+        loss = sum(losses.mean() for losses in per_rollout) / len(per_rollout)
+    else:  # Dr. GRPO: a constant denominator
+        loss = sum(losses.sum() for losses in per_rollout) / (len(per_rollout) * budget)
+    loss.backward()
+    assert metrics["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert metrics["entropy"] == pytest.approx(torch.cat(entropies).mean().item(), rel=1e-5)
+    assert metrics["kl"] == pytest.approx(torch.cat(kls).mean().item(), rel=1e-5)
+    expected = gradients(reference_model)
+    found = gradients(grpo.model)
+    assert found.keys() == expected.keys() and len(found) > 10
+    for name, value in expected.items():  # float32 sums in another order: 1e-5 of the largest
+        scale = float(value.abs().max())
+        torch.testing.assert_close(found[name], value, rtol=1e-4, atol=1e-5 * scale)
+    assert metrics["clip_ratio/low_mean"] + metrics["clip_ratio/high_mean"] > 0
