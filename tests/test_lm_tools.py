@@ -8,6 +8,8 @@ rollouts' layout is known, while the loss's forward passes are the model's own."
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import re
@@ -21,9 +23,11 @@ transformers.logging.set_verbosity_error()
 
 from test_lm_grpo import QUICK, gradients, without_time  # noqa: E402
 
+from rlgrad.errors import BadInputError  # noqa: E402
 from rlgrad.lm import GRPOConfig, GRPOTrainer, demo, tools  # noqa: E402
 from rlgrad.lm.config import check  # noqa: E402
-from rlgrad.lm.model import Batch  # noqa: E402
+from rlgrad.lm.lengths import completion_lengths, length_groups  # noqa: E402
+from rlgrad.lm.model import Batch, token_log_probs  # noqa: E402
 
 CHARACTERS = demo.DIGITS + string.ascii_letters + "+=:|;{}[]\",_.-()' "
 TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
@@ -171,6 +175,14 @@ def rows(pairs=PAIRS) -> list[dict]:
 def answer_reward(prompts, completions, answer, **columns) -> list[float]:
     """1 when the last assistant message is the answer."""
     return [float(c[-1]["content"] == right) for c, right in zip(completions, answer, strict=True)]
+
+
+def closeness(completions, answer, **columns) -> list[float]:
+    """−|d − answer| / 10 for an answer digit d (the free answers are digits)."""
+    return [
+        -abs(int(c[-1]["content"] or 0) - int(right)) / 10
+        for c, right in zip(completions, answer, strict=True)
+    ]
 
 
 def tool_trainer(
@@ -351,12 +363,12 @@ def scripted_batch(grpo: GRPOTrainer, pairs=PAIRS) -> Batch:
 
 
 def perturbed(model, scale: float, seed: int):
-    copy = __import__("copy").deepcopy(model)
+    moved = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for parameter in copy.parameters():
+        for parameter in moved.parameters():
             parameter += scale * torch.randn(parameter.shape, generator=generator)
-    return copy
+    return moved
 
 
 def turn_by_turn(model, tokenizer, pairs, group: int, temperature: float):
@@ -399,7 +411,7 @@ def test_the_loss_of_a_rollout_with_tool_turns_is_the_loss_of_the_models_turns_a
     )
     batch = scripted_batch(grpo)
     old_model, ref_model = perturbed(grpo.model, 0.03, 1), perturbed(grpo.model, 0.1, 2)
-    reference_model = __import__("copy").deepcopy(grpo.model)
+    reference_model = copy.deepcopy(grpo.model)
     metrics = grpo.update(batch)
     group, tokenizer = grpo.config.num_generations, grpo.tokenizer
     with torch.no_grad():
@@ -435,3 +447,251 @@ def test_the_loss_of_a_rollout_with_tool_turns_is_the_loss_of_the_models_turns_a
         scale = float(value.abs().max())
         torch.testing.assert_close(found[name], value, rtol=1e-4, atol=1e-5 * scale)
     assert metrics["clip_ratio/low_mean"] + metrics["clip_ratio/high_mean"] > 0
+
+
+@pytest.mark.parametrize("steps", [2, 8])
+def test_gradient_accumulation_with_tool_turns_makes_the_update_of_the_whole_batch(steps):
+    options = dict(beta=0.1, learning_rate=0.0, max_grad_norm=None)
+    whole_trainer = tool_trainer(**options)
+    whole = whole_trainer.update(scripted_batch(whole_trainer))
+    expected = gradients(whole_trainer.model)
+    split_trainer = tool_trainer(**options, gradient_accumulation_steps=steps)
+    split = split_trainer.update(scripted_batch(split_trainer))
+    found = gradients(split_trainer.model)
+    assert found.keys() == expected.keys() and len(found) > 10
+    for name, value in expected.items():
+        scale = float(value.abs().max())
+        torch.testing.assert_close(found[name], value, rtol=1e-4, atol=1e-5 * scale)
+    for key in ("loss", "kl", "entropy"):
+        assert split[key] == pytest.approx(whole[key], rel=1e-5), key
+
+
+def test_passes_grouped_by_length_give_the_log_probs_of_one_padded_pass():
+    grpo = tool_trainer()
+    pairs = ((4, 1), (5, 1), (6, 1), (0, 2))  # one round of calls, one round, one round, two
+    batch = scripted_batch(grpo, pairs)
+    lengths = completion_lengths(batch.completion_mask)
+    # after the last model token (an EOS) nothing follows: the lengths are the rollouts' own
+    assert lengths.tolist() == [
+        len(expected_rollout(grpo.tokenizer, a, b)[0]) for a, b in pairs for _ in range(2)
+    ]
+    assert len(length_groups(lengths, batch.prompt_length, 4)) > 1
+    grouped, _ = token_log_probs(grpo.model, batch, grpo.forward)
+    padded, _ = token_log_probs(grpo.model, batch, dataclasses.replace(grpo.forward, max_groups=1))
+    mask = batch.completion_mask.bool()
+    torch.testing.assert_close(grouped[mask], padded[mask], rtol=1e-5, atol=1e-6)
+
+
+def test_max_tool_calling_iterations_caps_the_rounds_of_calls():
+    tokenizer = tool_tokenizer()
+    for cap, turns, calls in ((0, [1, 1], [0, 0]), (1, [2, 2], [1, 1]), (None, [2, 3], [1, 2])):
+        grpo = tool_trainer(max_tool_calling_iterations=cap)
+        generation, completions, _, rollouts, _ = grpo._roll_out(rows([(4, 1), (0, 2)]), 1)
+        assert [r.turns for r in rollouts] == turns, cap
+        assert [r.tool_calls for r in rollouts] == calls, cap
+        assert not generation.truncated.any()  # a cap is no truncation
+        if cap == 1:  # the second call of "0+2" stays unanswered
+            assert completions[1][-1] == assistant("ok", ("add", {"a": 2, "b": 0}))
+        _, mask, _, _ = expected_rollout(tokenizer, 4, 1)
+        if cap == 0:
+            first_turn = len(ids_of(tokenizer, call("add", a=4, b=1) + demo.EOS))
+            assert generation.completion_mask[0].sum() == first_turn
+        else:
+            assert generation.completion_mask[0, : len(mask)].tolist() == mask
+
+
+def test_the_budget_counts_tool_tokens_and_a_tool_message_that_does_not_fit_is_left_out():
+    tokenizer = tool_tokenizer()
+    first = len(ids_of(tokenizer, call("add", a=4, b=1) + demo.EOS))
+    suffix = len(ids_of(tokenizer, "t:<tool_response>5</tool_response>|a:"))
+    # no room for a model token after the tool message: it is left out, the rollout truncated
+    grpo = tool_trainer(max_completion_length=first + suffix)
+    generation, completions, ids, rollouts, _ = grpo._roll_out(rows([(4, 1)]), 1)
+    assert ids[0] == ids_of(tokenizer, call("add", a=4, b=1) + demo.EOS)
+    assert rollouts[0].tool_calls == 1 and len(completions[0]) == 1
+    assert generation.truncated.tolist() == [True]
+    # room for one: the answer is cut after "5", before its EOS
+    grpo = tool_trainer(max_completion_length=first + suffix + 1)
+    generation, completions, ids, rollouts, _ = grpo._roll_out(rows([(4, 1)]), 1)
+    assert len(ids[0]) == first + suffix + 1 and ids[0][-1] == ids_of(tokenizer, "5")[0]
+    assert generation.completion_mask[0].tolist() == [1] * first + [0] * suffix + [1]
+    assert generation.truncated.tolist() == [True] and completions[0][-1]["content"] == "5"
+
+
+# ----- environments -----
+
+
+class Adder:
+    """An environment: an episode's additions, and the answer of its row."""
+
+    made = 0
+
+    def __init__(self):
+        Adder.made += 1
+        self.answer, self.sums = None, []
+
+    def reset(self, prompt, answer, **columns) -> str:
+        self.answer, self.sums = answer, []
+        return " go"
+
+    def add(self, a: int, b: int) -> int:
+        """Add two integers.
+
+        Args:
+            a: The first integer.
+            b: The second integer.
+        """
+        self.sums.append(a + b)
+        return a + b
+
+
+def test_an_environment_per_rollout_offers_its_methods_and_reaches_the_rewards():
+    seen = []
+
+    def additions(completions, environments, answer, **columns) -> list[float]:
+        seen.append((environments, answer, [list(e.sums) for e in environments]))
+        return [float(len(environment.sums)) for environment in environments]
+
+    Adder.made = 0
+    grpo = tool_trainer([additions], arguments={"tools": [divide], "environment_factory": Adder})
+    assert Adder.made == 1  # one made to read its tools
+    grpo.dataset, grpo.order = rows(), [3, 2, 1, 0]
+    batch, info = grpo.sample()
+    environments, answers, sums = seen[0]
+    assert len({id(e) for e in environments}) == 8 and Adder.made == 8  # one per rollout
+    assert [e.answer for e in environments] == answers == ["5", "5", "2", "2", "4", "4", "4", "4"]
+    # "0+2" adds twice; "1+3" divides (a plain tool), "2+2" writes a malformed call
+    assert sums == [[5], [5], [2, 2], [2, 2], [], [], [], []]
+    assert info["rewards/additions/mean"] == pytest.approx((1 + 2) / 4)
+    prompt = grpo.tokenizer.decode(
+        batch.input_ids[0, : batch.prompt_length], skip_special_tokens=True
+    )
+    assert prompt == "s:divide;add;|u:4+1= go|a:"  # reset's string ends the user's message
+    grpo.dataset, grpo.order = rows(), [3, 2, 1, 0]
+    grpo.sample()
+    assert Adder.made == 8 and seen[1][0] == environments  # the pool is reset, not remade
+
+
+# ----- runs: logs, resume, LoRA -----
+
+
+def test_a_run_with_tools_logs_the_whole_conversation_and_resumes_exactly(tmp_path):
+    options = dict(free_answer=True, max_steps=4, beta=0.05, num_iterations=2, funcs=[closeness])
+    whole = tool_trainer(
+        **options, save_steps=2, output_dir=str(tmp_path / "whole"), log_completions=True
+    )
+    before = {k: v.clone() for k, v in whole.model.state_dict().items()}
+    history = whole.train()
+    for key in ("tools/call_frequency", "tools/failure_frequency", "completions/mean_turns"):
+        assert all(math.isfinite(row[key]) for row in history), key
+    assert any(row["reward_std"] > 0 for row in history)  # the free answers differ
+    unchanged = [n for n, p in whole.model.named_parameters() if torch.equal(before[n], p)]
+    assert not unchanged, unchanged
+    lines = (tmp_path / "whole" / "completions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 4 * 8
+    record = records[0]
+    assert record["conversation"][1]["role"] == "tool"
+    assert record["completion"].startswith('<tool_call>{"name": ')
+    assert "<tool_response>" in record["completion"]  # the tool's message, between the turns
+    resumed = tool_trainer(**options, output_dir=str(tmp_path / "resumed"), seed=1)
+    again = resumed.train(resume_from_checkpoint=tmp_path / "whole" / "checkpoint-2")
+    assert without_time(again) == without_time(history)
+
+
+@pytest.mark.filterwarnings("ignore:.is_gradient_checkpointing. is deprecated")
+def test_lora_with_tool_turns_trains_the_adapters_only():
+    peft = pytest.importorskip("peft")
+    lora = dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)
+    grpo = tool_trainer(
+        [closeness],
+        free_answer=True,
+        max_steps=2,
+        beta=0.1,
+        arguments={"peft_config": peft.LoraConfig(**lora, task_type="CAUSAL_LM")},
+    )
+    before = {n: p.detach().clone() for n, p in grpo.model.named_parameters()}
+    history = grpo.train()
+    assert all(math.isfinite(row["loss"]) and row["kl"] >= 0 for row in history)
+    for name, parameter in grpo.model.named_parameters():
+        moved = not torch.equal(before[name], parameter.detach())
+        assert moved == ("lora_" in name), name
+
+
+# ----- refused input -----
+
+
+def plain_rows() -> list[dict]:
+    return [{"prompt": "4+1=", "answer": "5"}]
+
+
+def no_docstring(a: int) -> int:
+    return a
+
+
+class NoReset:
+    def add(self, a: int) -> int:
+        """Add nothing.
+
+        Args:
+            a: A number.
+        """
+        return a
+
+
+class BadReset(Adder):
+    def reset(self, **row) -> int:
+        return 3
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (dict(dataset=plain_rows()), BadInputError, "need chat-message prompts (tool results "),
+        (dict(arguments={"tools": [no_docstring]}), BadInputError, "tool 'no_docstring' must"),
+        (dict(arguments={"tools": [3]}), TypeError, "tools[0] must be a function; got int"),
+        (
+            dict(arguments={"tools": [add], "environment_factory": Adder}),
+            BadInputError,
+            "every tool must have its own name; got two named 'add'",
+        ),
+        (
+            dict(arguments={"environment_factory": NoReset}),
+            BadInputError,
+            "environment_factory must make objects with a reset(**row) method; 'NoReset' made",
+        ),
+        (dict(arguments={"environment_factory": 7}), TypeError, "must be a class or a function"),
+        (
+            dict(template="{% for m in messages %}{{ m['content'] }}|{% endfor %}"),
+            BadInputError,
+            "tools need a chat template that writes the tools, the assistant's tool_calls",
+        ),
+    ],
+)
+def test_bad_tools_are_refused_by_name(change, error, message):
+    template = change.pop("template", TEMPLATE)
+    arguments = {"tools": [add, divide], **change.pop("arguments", {})}
+    tokenizer = tool_tokenizer(template)
+    with pytest.raises(error) as raised:
+        GRPOTrainer(
+            scripted_model(tokenizer),
+            tokenizer,
+            [answer_reward],
+            change.pop("dataset", rows()),
+            GRPOConfig(**{**QUICK, **OPTIONS}),
+            **arguments,
+        )
+    assert message in str(raised.value)
+    assert str(raised.value).startswith("GRPOTrainer: ")
+
+
+def test_a_reset_that_returns_neither_none_nor_a_string_is_refused():
+    grpo = tool_trainer(arguments={"tools": [], "environment_factory": BadReset})
+    with pytest.raises(TypeError, match=r"BadReset.reset\(\) must return None or a string"):
+        grpo.sample()
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True])
+def test_bad_max_tool_calling_iterations_is_refused(value):
+    with pytest.raises(BadInputError, match="max_tool_calling_iterations must be none or an"):
+        check(GRPOConfig(max_tool_calling_iterations=value))
