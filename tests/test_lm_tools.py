@@ -21,6 +21,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
+from test_lm_data import chat_tokenizer  # noqa: E402
 from test_lm_grpo import QUICK, gradients, without_time  # noqa: E402
 
 from rlgrad.errors import BadInputError  # noqa: E402
@@ -50,18 +51,8 @@ OPTIONS = dict(max_completion_length=140, num_generations=2, prompts_per_step=4)
 
 def tool_tokenizer(template: str = TEMPLATE):
     """One token per character, the tool tags one token each, and the template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocabulary = {demo.PAD: 0, demo.EOS: 1, **{c: i + 2 for i, c in enumerate(CHARACTERS)}}
-    core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=demo.PAD))
-    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token=demo.PAD, eos_token=demo.EOS
-    )
+    tokenizer = chat_tokenizer(template, CHARACTERS)
     tokenizer.add_tokens(TAGS)
-    tokenizer.chat_template = template
     return tokenizer
 
 
