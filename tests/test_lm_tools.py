@@ -29,6 +29,7 @@ from rlgrad.lm import GRPOConfig, GRPOTrainer, demo, tools  # noqa: E402
 from rlgrad.lm.config import check  # noqa: E402
 from rlgrad.lm.lengths import completion_lengths, length_groups  # noqa: E402
 from rlgrad.lm.model import Batch, token_log_probs  # noqa: E402
+from rlgrad.lm.sampling import concatenate, take_groups  # noqa: E402
 
 CHARACTERS = demo.DIGITS + string.ascii_letters + "+=:|;{}[]\",_.-()' "
 TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
@@ -686,3 +687,21 @@ def test_a_reset_that_returns_neither_none_nor_a_string_is_refused():
 def test_bad_max_tool_calling_iterations_is_refused(value):
     with pytest.raises(BadInputError, match="max_tool_calling_iterations must be none or an"):
         check(GRPOConfig(max_tool_calling_iterations=value))
+
+
+def test_evaluation_and_dynamic_sampling_run_the_tool_turns_too():
+    grpo = tool_trainer(arguments={"eval_dataset": rows()})
+    metrics = grpo.evaluate()  # greedy, one rollout per prompt: the scripts as written
+    model_tokens = [sum(expected_rollout(grpo.tokenizer, a, b)[1]) for a, b in PAIRS]
+    assert metrics["eval_completions/mean_length"] == pytest.approx(sum(model_tokens) / 4)
+    assert metrics["eval_rewards/answer_reward/mean"] == 1.0  # every script ends with the sum
+    # dynamic sampling keeps some groups of a round and joins rounds: the rollouts follow
+    grpo = tool_trainer()
+    sampled = grpo._sample_round(rows())
+    kept = take_groups(sampled, torch.tensor([False, True, False, True]))  # "0+2" and "2+2"
+    joined = concatenate([kept, sampled], grpo.tokenizer.pad_token_id)
+    for part, pairs in ((kept, [(0, 2), (2, 2)]), (joined, [(0, 2), (2, 2), *PAIRS])):
+        for index, rollout in enumerate(part.rollouts):
+            a, b = pairs[index // 2]
+            assert rollout.ids == expected_rollout(grpo.tokenizer, a, b)[0]
+            assert part.completion_ids[index, : len(rollout.ids)].tolist() == rollout.ids
