@@ -4,8 +4,9 @@ forms, the call of each reward function or reward model, and the table of sample
 * **Prompts.** A dataset row's ``prompt`` is a plain string, used as is, or a list of chat
   messages (``[{"role": "user", "content": ...}, ...]``), rendered with the policy tokenizer's
   chat template and ``add_generation_prompt=True``. With chat messages the reward functions get
-  each completion as messages too, ``[{"role": "assistant", "content": text}]``, and the prompts
-  as the original message lists, as in TRL.
+  each completion as messages too, ``[{"role": "assistant", "content": text}]`` (with tools,
+  the assistant's turns and the tool messages), and the prompts as the original message lists,
+  as in TRL.
 * **Rewards.** Every reward function is called as TRL calls it:
   ``f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)``, one
   entry per completion in every list. A function that takes no ``**kwargs`` gets the two newer

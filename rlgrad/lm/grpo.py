@@ -40,6 +40,12 @@ a one-logit sequence-classification model with its tokenizer. Every ``eval_steps
 trainer generates for ``eval_dataset`` (greedy, or sampled with ``eval_do_sample``) on random
 streams of its own and logs ``eval_reward_mean``; ``log_completions`` appends the prompts,
 completions and rewards to ``output_dir/completions.jsonl`` (and to TensorBoard as text).
+
+Tools (:mod:`rlgrad.lm.tools`): with ``tools=[f, ...]`` or an ``environment_factory``, a
+completion may call functions and go on after their results, over several turns
+(:func:`rlgrad.lm.sampling.generate_with_tools`); the completion mask is then 1 on the model's
+own tokens only, so the loss, the KL, the entropy and the loss's token counts leave the tool
+messages out, and the reward functions get each completion as its messages.
 """
 
 from __future__ import annotations
@@ -97,7 +103,11 @@ class GRPOTrainer:
     ``eval_reward_funcs`` with ``eval_reward_weights`` (none: the training rewards and weights)
     every ``eval_steps`` steps. ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the
     model with adapters, which alone train; ``trainer.model`` is then the PEFT model, and
-    checkpoints hold the adapters.
+    checkpoints hold the adapters. ``tools`` (functions with type hints and Google-style
+    docstrings) and ``environment_factory`` (a class whose objects' public methods are tools,
+    ``reset(**row)`` per rollout; the reward functions get them as ``environments``) let the
+    model call tools over several turns, up to ``max_tool_calling_iterations`` rounds (see
+    :mod:`rlgrad.lm.tools`).
     """
 
     def __init__(
