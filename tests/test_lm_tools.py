@@ -25,7 +25,7 @@ from test_lm_data import chat_tokenizer  # noqa: E402
 from test_lm_grpo import QUICK, gradients, without_time  # noqa: E402
 
 from rlgrad.errors import BadInputError  # noqa: E402
-from rlgrad.lm import GRPOConfig, GRPOTrainer, demo, tools  # noqa: E402
+from rlgrad.lm import GRPOConfig, GRPOTrainer, demo, sampling, tools  # noqa: E402
 from rlgrad.lm.config import check  # noqa: E402
 from rlgrad.lm.lengths import completion_lengths, length_groups  # noqa: E402
 from rlgrad.lm.model import Batch, token_log_probs  # noqa: E402
@@ -109,22 +109,25 @@ def script(context: str, free_answer: bool) -> str | None:
 
 
 class Script(transformers.LogitsProcessor):
-    """Leaves one token possible at each step: the script's next one ("?": any digit)."""
+    """Leaves one token possible at each step: the script's next one ("?": any digit). The turn
+    starts after the last "|a:" (a turn may span several generate calls)."""
 
-    def __init__(self, tokenizer, prompt_length: int, free_answer: bool):
-        self.tokenizer, self.prompt_length, self.free_answer = tokenizer, prompt_length, free_answer
+    def __init__(self, tokenizer, free_answer: bool):
+        self.tokenizer, self.free_answer = tokenizer, free_answer
         self.digits = tokenizer.convert_tokens_to_ids(list(demo.DIGITS))
+        self.opening = ids_of(tokenizer, "|a:")
 
     def __call__(self, input_ids, scores):
         forced = torch.full_like(scores, -math.inf)
         for row, ids in enumerate(input_ids.tolist()):
-            context = self.tokenizer.decode([i for i in ids[: self.prompt_length] if i != 0])
-            text = script(context, self.free_answer)
+            ids = [i for i in ids if i != 0]  # no padding
+            starts = [k + 3 for k in range(len(ids) - 2) if ids[k : k + 3] == self.opening]
+            text = script(self.tokenizer.decode(ids[: starts[-1]]), self.free_answer)
             if text is None:
                 forced[row] = scores[row]
                 continue
-            planned = self.tokenizer(text.replace("?", "0"), add_special_tokens=False).input_ids
-            step = len(ids) - self.prompt_length
+            planned = ids_of(self.tokenizer, text.replace("?", "0"))
+            step = len(ids) - starts[-1]
             if step >= len(planned):
                 forced[row] = scores[row]
             elif text.replace(demo.EOS, "")[-1:] == "?" and step == len(planned) - 2:
@@ -141,7 +144,7 @@ class ScriptedGPT2(transformers.GPT2LMHeadModel):
     free_answer = False
 
     def generate(self, input_ids=None, **options):
-        script = Script(self.script_tokenizer, input_ids.shape[1], self.free_answer)
+        script = Script(self.script_tokenizer, self.free_answer)
         processors = transformers.LogitsProcessorList([script])
         return super().generate(input_ids=input_ids, logits_processor=processors, **options)
 
@@ -559,6 +562,7 @@ def test_an_environment_per_rollout_offers_its_methods_and_reaches_the_rewards()
         batch.input_ids[0, : batch.prompt_length], skip_special_tokens=True
     )
     assert prompt == "s:divide;add;|u:4+1= go|a:"  # reset's string ends the user's message
+    assert grpo._completion_log(grpo._sample_round(rows()), torch.zeros(8))[0]["prompt"] == prompt
     grpo.dataset, grpo.order = rows(), [3, 2, 1, 0]
     grpo.sample()
     assert Adder.made == 8 and seen[1][0] == environments  # the pool is reset, not remade
@@ -705,3 +709,33 @@ def test_evaluation_and_dynamic_sampling_run_the_tool_turns_too():
             a, b = pairs[index // 2]
             assert rollout.ids == expected_rollout(grpo.tokenizer, a, b)[0]
             assert part.completion_ids[index, : len(rollout.ids)].tolist() == rollout.ids
+
+
+def test_no_row_generates_past_its_own_budget_when_turns_of_uneven_budgets_go_together(
+    monkeypatch,
+):
+    # after the first turn, "1+3=" reads a long error message and "0+2=" a short result: their
+    # second turns have different budgets left, and "0+2=" writes a long one (a second call).
+    # Each generate call runs to the smallest budget left, so no row ever reaches past its
+    # prompt + max_completion_length positions, and a turn cut by that goes on in the next call
+    calls, continue_ids = [], sampling.continue_ids
+
+    def spy(model, tokenizer, input_ids, attention, *, max_new_tokens, **options):
+        calls.append((attention.sum(dim=1).tolist(), max_new_tokens))
+        return continue_ids(
+            model, tokenizer, input_ids, attention, max_new_tokens=max_new_tokens, **options
+        )
+
+    monkeypatch.setattr(sampling, "continue_ids", spy)
+    grpo = tool_trainer()
+    _, _, _, rollouts, _ = grpo._roll_out(rows([(0, 2), (1, 3)]), 1)
+    prompt = len(ids_of(grpo.tokenizer, "s:add;divide;|u:0+2=|a:"))  # "1+3=" the same length
+    limit = prompt + OPTIONS["max_completion_length"]
+    assert len(calls) == 4  # a first turn, a second in two calls, a third
+    assert calls[1][1] < calls[2][1]  # "1+3=" had the smaller budget
+    for lengths, new_tokens in calls:
+        assert all(n + new_tokens <= limit for n in lengths), (lengths, new_tokens)
+    assert [r.ids for r in rollouts] == [
+        expected_rollout(grpo.tokenizer, 0, 2)[0],
+        expected_rollout(grpo.tokenizer, 1, 3)[0],
+    ]

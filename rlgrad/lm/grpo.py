@@ -592,6 +592,8 @@ class GRPOTrainer:
         """The completion records of the step being sampled, one per completion."""
         group = self.config.num_generations
         prompts = [text for text in self._prompt_texts(sampled.rows) for _ in range(group)]
+        if sampled.rollouts is not None:  # each as its rollout began (reset's text in)
+            prompts = [rollout.prompt for rollout in sampled.rollouts]
         return data.completion_records(
             self.step + 1,
             "train",
@@ -735,10 +737,12 @@ class GRPOTrainer:
     def _evaluate_rows(self, rows: list[dict], group: int) -> tuple[list[dict], list[int]]:
         """Completion records of ``group`` completions of each row, and their lengths in tokens
         (through EOS)."""
-        prompts = self._prompt_texts(rows)
         generation, completions, ids, rollouts, environments = self._roll_out(
             rows, group, greedy=not self.config.eval_do_sample
         )
+        prompts = [text for text in self._prompt_texts(rows) for _ in range(group)]
+        if rollouts is not None:  # each as its rollout began (reset's text in)
+            prompts = [rollout.prompt for rollout in rollouts]
         per_function = self._rewards(
             rows, completions, ids, evaluation=True, environments=environments
         )  # [B, F]
@@ -746,7 +750,7 @@ class GRPOTrainer:
         records = data.completion_records(
             self.step,
             "eval",
-            [text for text in prompts for _ in range(group)],
+            prompts,
             self._completion_texts(generation.completion_ids),
             self._reward_names(evaluation=True),
             per_function,

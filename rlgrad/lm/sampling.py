@@ -158,27 +158,22 @@ def generate_with_tools(
         for ids, mask in zip(encoded.input_ids, encoded.attention_mask, strict=True)
     ]
     options = {"temperature": temperature, "top_p": top_p, "greedy": greedy}
-    rollouts = [tools.Rollout(functions=named) for named in functions]
+    rollouts = [
+        tools.Rollout(functions=named, prompt=text)
+        for named, text in zip(functions, texts, strict=True)
+    ]
     waiting = list(range(len(prompts)))  # the rollouts that generate this round
     contexts = [list(ids) for ids in prompt_ids]  # each rollout's prompt and completion so far
     iteration = 0
     while waiting:
-        budgets = [max_new_tokens - len(rollouts[b].ids) for b in waiting]
-        with data.padding_on(tokenizer, "left"):
-            batch = tokenizer.pad(
-                {"input_ids": [contexts[b] for b in waiting]}, return_tensors="pt"
-            )
-        new_ids, new_mask, _ = continue_ids(
+        turns = model_turns(
             model,
             tokenizer,
-            batch["input_ids"].to(device),
-            batch["attention_mask"].to(device),
-            max_new_tokens=max(budgets),
+            [contexts[b] for b in waiting],
+            [max_new_tokens - len(rollouts[b].ids) for b in waiting],
             **options,
         )
-        for b, ids, mask, budget in zip(waiting, new_ids, new_mask, budgets, strict=True):
-            turn = ids[: min(int(mask.sum()), budget)].tolist()  # through EOS, within budget
-            ended = bool(turn) and turn[-1] == tokenizer.eos_token_id
+        for b, (turn, ended) in zip(waiting, turns, strict=True):
             text = tokenizer.decode(turn, skip_special_tokens=True)
             rollouts[b].add_model_turn(turn, text, ended)
             contexts[b] += turn
@@ -209,6 +204,39 @@ def generate_with_tools(
         truncated=torch.tensor([rollout.truncated for rollout in rollouts], device=device),
     )
     return generation, rollouts
+
+
+def model_turns(
+    model, tokenizer, contexts: list[list[int]], budgets: list[int], **options
+) -> list[tuple[list[int], bool]]:
+    """The model's next turn after each context (token lists), at most its budget of tokens, and
+    whether it ended (EOS). The contexts continue together, left-padded; each call generates as
+    many tokens as the smallest budget left, so that no row runs past its own (nor past the
+    positions its prompt and budget need), and the turns that neither ended nor ran out go on in
+    the next call. (``options``: temperature, top_p, greedy.)"""
+    device = next(model.parameters()).device
+    turns: list[list[int]] = [[] for _ in contexts]
+    ended = [False] * len(contexts)
+    going = list(range(len(contexts)))
+    while going:
+        left = [budgets[i] - len(turns[i]) for i in going]
+        with data.padding_on(tokenizer, "left"):
+            batch = tokenizer.pad(
+                {"input_ids": [contexts[i] + turns[i] for i in going]}, return_tensors="pt"
+            )
+        new_ids, new_mask, truncated = continue_ids(
+            model,
+            tokenizer,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            max_new_tokens=min(left),
+            **options,
+        )
+        for i, ids, mask, cut in zip(going, new_ids, new_mask, truncated.tolist(), strict=True):
+            turns[i] += ids[: int(mask.sum())].tolist()  # through EOS
+            ended[i] = not cut
+        going = [i for i in going if not ended[i] and len(turns[i]) < budgets[i]]
+    return list(zip(turns, ended, strict=True))
 
 
 # ----- rewards -----

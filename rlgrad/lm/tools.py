@@ -244,6 +244,7 @@ class Rollout:
     functions and the completion log get)."""
 
     functions: dict[str, Callable]  # this rollout's tools by name (an environment's are its own)
+    prompt: str = ""  # the prompt's text as the model continued it (tools and reset's text in)
     ids: list[int] = dataclasses.field(default_factory=list)
     model_mask: list[int] = dataclasses.field(default_factory=list)
     messages: list[dict] = dataclasses.field(default_factory=list)
