@@ -386,7 +386,7 @@ class GRPOTrainer:
         if config.overlong_buffer is not None:
             info["rewards/overlong_penalty/mean"] = sampled.penalties.mean().item()
         if sampled.rollouts is not None:
-            info.update(tool_metrics(sampled.rollouts))
+            info.update(tool_use.tool_metrics(sampled.rollouts))
         for name, column in zip(self._reward_names(), sampled.per_function.T, strict=True):
             info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
             info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
@@ -828,16 +828,3 @@ class GRPOTrainer:
         self.prompts_drawn = state.get("prompts_drawn", self.step * self.config.prompts_per_step)
         self.epoch = state.get("epoch", self.prompts_drawn / len(self.dataset))
         checkpoints.restore_random_states(state, self.generator)
-
-
-def tool_metrics(rollouts: list[tool_use.Rollout]) -> dict:
-    """A step's tool use: calls per rollout (TRL's tools/call_frequency), the fraction of calls
-    that failed (tools/failure_frequency), the failed calls, and the model's turns per rollout."""
-    calls = sum(rollout.tool_calls for rollout in rollouts)
-    failed = sum(rollout.failed_calls for rollout in rollouts)
-    return {
-        "tools/call_frequency": calls / len(rollouts),
-        "tools/failure_frequency": failed / calls if calls else 0.0,
-        "tools/failed_calls": failed,
-        "completions/mean_turns": float(np.mean([rollout.turns for rollout in rollouts])),
-    }

@@ -291,3 +291,17 @@ def padded_rollouts(rollouts: list[Rollout], pad_token_id: int, device) -> tuple
     attention = torch.tensor([padded([1] * len(r.ids), 0) for r in rollouts], device=device)
     mask = torch.tensor([padded(r.model_mask, 0) for r in rollouts], device=device)
     return ids, attention, mask.float()
+
+
+def tool_metrics(rollouts: list[Rollout]) -> dict:
+    """A step's tool use, for its log: calls per rollout (TRL's tools/call_frequency), the share
+    of calls that failed (tools/failure_frequency), the failed calls, the model's turns per
+    rollout."""
+    calls = sum(rollout.tool_calls for rollout in rollouts)
+    failed = sum(rollout.failed_calls for rollout in rollouts)
+    return {
+        "tools/call_frequency": calls / len(rollouts),
+        "tools/failure_frequency": failed / calls if calls else 0.0,
+        "tools/failed_calls": failed,
+        "completions/mean_turns": sum(rollout.turns for rollout in rollouts) / len(rollouts),
+    }
