@@ -31,7 +31,7 @@ from rlgrad.lm.lengths import completion_lengths, length_groups  # noqa: E402
 from rlgrad.lm.model import Batch, token_log_probs  # noqa: E402
 from rlgrad.lm.sampling import concatenate, take_groups  # noqa: E402
 
-CHARACTERS = demo.DIGITS + string.ascii_letters + "+=:|;{}[]\",_.-()' "
+CHARACTERS = demo.DIGITS + string.ascii_letters + "+=:|;{}[]\",_.-()' \n"
 TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
 # the roles' initials, a colon, the content, a bar; the assistant's turn ends with EOS, after its
 # tool calls written as Qwen's template writes them; the tools' names in a system line first
@@ -248,6 +248,31 @@ def test_the_tool_suffix_is_what_the_template_writes_after_the_models_eos():
     written = "t:<tool_response>5</tool_response>|t:<tool_response>7</tool_response>|a:"
     assert suffix == ids_of(tokenizer, written)
     assert len(suffix) == 2 + 3 + 1 + 2 + 3 + 1 + 2  # each tag one token
+
+
+def test_what_a_template_writes_after_the_eos_belongs_to_the_tool_suffix():
+    # Qwen's templates end a turn with "<|im_end|>\n": the model samples through the EOS, so the
+    # newline after it is the tool message's to write
+    tokenizer = tool_tokenizer(
+        TEMPLATE.replace(
+            "</tool_call>{% endfor %}<eos>", "</tool_call>{% endfor %}<eos>{{ '\\n' }}"
+        )
+    )
+    assistant = {"role": "assistant", "content": "", "tool_calls": [tools.call_entry("add", {})]}
+    suffix = tools.tool_suffix_ids(tokenizer, assistant, [tools.tool_message("add", "5")])
+    assert suffix == ids_of(tokenizer, "\nt:<tool_response>5</tool_response>|a:")
+
+
+def test_a_template_that_rewrites_a_turn_once_a_tool_message_follows_is_refused():
+    # the assistant's turn written "a:" when last, "A:" when a message follows: the tokens the
+    # model sampled would not be the ones the template puts before the tool message
+    template = TEMPLATE.replace(
+        "a:{{ m.content }}", "{{ 'a' if loop.last else 'A' }}:{{ m.content }}"
+    )
+    tokenizer = tool_tokenizer(template)
+    assistant = {"role": "assistant", "content": "", "tool_calls": [tools.call_entry("add", {})]}
+    with pytest.raises(BadInputError, match="without changing them; with a tool message added"):
+        tools.tool_suffix_ids(tokenizer, assistant, [tools.tool_message("add", "5")])
 
 
 # ----- the rollouts and their masks -----
