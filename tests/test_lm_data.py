@@ -23,12 +23,13 @@ CHAT_TEMPLATE = (
 )
 
 
-def chat_tokenizer(template: str | None = CHAT_TEMPLATE):
+def chat_tokenizer(
+    template: str | None = CHAT_TEMPLATE, characters: str = demo.DIGITS + "+=" + "usa:|"
+):
     """The demo's character tokenizer with the template's characters added, and the template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    characters = demo.DIGITS + "+=" + "usa:|"
     vocabulary = {demo.PAD: 0, demo.EOS: 1, **{c: i + 2 for i, c in enumerate(characters)}}
     core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=demo.PAD))
     core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")

@@ -124,7 +124,12 @@ class GRPOConfig:
     num_generations: int = 8
     """Completions sampled per prompt (G, the group)."""
     max_completion_length: int = 16
-    """New tokens per completion at most; a completion without EOS by then is truncated."""
+    """New tokens per completion at most; a completion without EOS by then is truncated. With
+    tools, the tool messages' tokens count too."""
+    max_tool_calling_iterations: int | None = None
+    """With tools: rounds of tool calls per completion at most (each: run the calls of the
+    model's turn, then generate its next turn); none: until a turn makes no call or
+    max_completion_length runs out."""
     temperature: float = 1.0
     """Sampling temperature."""
     top_p: float = 1.0
@@ -421,6 +426,12 @@ def check(config: GRPOConfig, world_size: int = 1) -> None:
         type(steps) is int and completions % steps == 0,
         f"GRPOConfig.gradient_accumulation_steps must be an integer that divides the completions "
         f"per process and step ({completions}); got {steps!r}",
+    )
+    iterations = config.max_tool_calling_iterations
+    require(
+        iterations is None or (type(iterations) is int and iterations >= 0),
+        f"GRPOConfig.max_tool_calling_iterations must be none or an integer >= 0; got "
+        f"{iterations!r}",
     )
     check_logging(config)
 

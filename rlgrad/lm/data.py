@@ -4,8 +4,9 @@ forms, the call of each reward function or reward model, and the table of sample
 * **Prompts.** A dataset row's ``prompt`` is a plain string, used as is, or a list of chat
   messages (``[{"role": "user", "content": ...}, ...]``), rendered with the policy tokenizer's
   chat template and ``add_generation_prompt=True``. With chat messages the reward functions get
-  each completion as messages too, ``[{"role": "assistant", "content": text}]``, and the prompts
-  as the original message lists, as in TRL.
+  each completion as messages too, ``[{"role": "assistant", "content": text}]`` (with tools,
+  the assistant's turns and the tool messages), and the prompts as the original message lists,
+  as in TRL.
 * **Rewards.** Every reward function is called as TRL calls it:
   ``f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)``, one
   entry per completion in every list. A function that takes no ``**kwargs`` gets the two newer
@@ -40,7 +41,7 @@ from rlgrad.errors import BadInputError
 
 # the keyword arguments the trainer passes itself: a dataset column of one of these names would
 # be passed twice
-RESERVED_COLUMNS = ("prompts", "completions", "completion_ids", "trainer_state")
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids", "trainer_state", "environments")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,12 +127,15 @@ def require_chat_template(tokenizer, name: str, which: str = "the tokenizer") ->
         )
 
 
-def render_prompt(tokenizer, prompt) -> str:
+def render_prompt(tokenizer, prompt, tools: list[dict] | None = None) -> str:
     """The text the policy continues: a string as is, chat messages through the tokenizer's chat
-    template with the assistant turn opened (``add_generation_prompt=True``)."""
+    template with the assistant turn opened (``add_generation_prompt=True``) and the ``tools``
+    (JSON schemas) offered."""
     if isinstance(prompt, str):
         return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        prompt, tools=tools, tokenize=False, add_generation_prompt=True
+    )
 
 
 @contextmanager
@@ -170,6 +174,7 @@ class RewardInputs:
     completion_ids: list[list[int]]
     columns: dict[str, list]  # the dataset's other columns
     trainer_state: TrainerState
+    environments: list | None = None  # with environment_factory: each completion's instance
 
     @property
     def conversational(self) -> bool:
@@ -178,12 +183,14 @@ class RewardInputs:
 
 def reward_inputs(
     rows: list[dict],
-    completions: list[str],
+    completions: list,
     completion_ids: list[list[int]],
     trainer_state: TrainerState,
+    environments: list | None = None,
 ) -> RewardInputs:
     """The reward functions' arguments for ``completions``, G = len(completions) / len(rows)
-    consecutive ones per row; with chat-message prompts the completions become messages.
+    consecutive ones per row; with chat-message prompts a text completion becomes one assistant
+    message (a multi-turn completion with tools comes as its messages already).
 
     >>> inputs = reward_inputs([{"prompt": "1+2=", "answer": "3"}], ["3", "4"], [[5], [6]],
     ...                        TrainerState(0, 0.0))
@@ -199,9 +206,11 @@ def reward_inputs(
     expanded = [row for row in rows for _ in range(group)]
     columns = {key: [row[key] for row in expanded] for key in rows[0] if key != "prompt"}
     prompts = [row["prompt"] for row in expanded]
-    if is_conversational(prompts[0]):
+    if is_conversational(prompts[0]) and all(isinstance(c, str) for c in completions):
         completions = [[{"role": "assistant", "content": text}] for text in completions]
-    return RewardInputs(prompts, list(completions), completion_ids, columns, trainer_state)
+    return RewardInputs(
+        prompts, list(completions), completion_ids, columns, trainer_state, environments
+    )
 
 
 def is_reward_model(function) -> bool:
@@ -295,8 +304,11 @@ def keywords_taken(function) -> set[str] | None:
 def call_reward_function(function, inputs: RewardInputs):
     """``function``'s rewards, one per completion (TRL's call), or, from an ``async def``
     function, the awaitable of them. ``completion_ids`` and ``trainer_state`` reach a function
-    without ``**kwargs`` only when it names them."""
+    without ``**kwargs`` only when it names them, and so do ``environments`` (TRL's name), given
+    with an environment_factory."""
     newer = {"completion_ids": inputs.completion_ids, "trainer_state": inputs.trainer_state}
+    if inputs.environments is not None:
+        newer["environments"] = inputs.environments
     taken = keywords_taken(function)
     if taken is not None:
         newer = {key: value for key, value in newer.items() if key in taken}
@@ -420,9 +432,12 @@ def completion_records(
     per_function: Tensor,
     rewards: Tensor,
     advantages: Tensor | None = None,
+    conversations: list[list[dict]] | None = None,
 ) -> list[dict]:
     """One record per completion: ``per_function`` ``[B, F]`` (NaN: no reward), ``rewards`` and
-    ``advantages`` ``[B]``; ``prompts`` holds one rendered prompt per completion.
+    ``advantages`` ``[B]``; ``prompts`` holds one rendered prompt per completion. With tools,
+    ``conversations`` holds each completion's messages (the model's turns and the tool messages),
+    recorded as ``conversation``.
 
     >>> completion_records(2, "train", ["1+2="], ["3"], ["correct"], torch.tensor([[1.0]]),
     ...                    torch.tensor([1.0]), torch.tensor([0.5]))
@@ -445,6 +460,8 @@ def completion_records(
         }
         if advantages is not None:
             record["advantage"] = float(advantages[index])
+        if conversations is not None:
+            record["conversation"] = conversations[index]
         records.append(record)
     return records
 

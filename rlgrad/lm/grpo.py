@@ -45,6 +45,12 @@ tokenizer. Every ``eval_steps`` steps the
 trainer generates for ``eval_dataset`` (greedy, or sampled with ``eval_do_sample``) on random
 streams of its own and logs ``eval_reward_mean``; ``log_completions`` appends the prompts,
 completions and rewards to ``output_dir/completions.jsonl`` (and to TensorBoard as text).
+
+Tools (:mod:`rlgrad.lm.tools`): with ``tools=[f, ...]`` or an ``environment_factory``, a
+completion may call functions and go on after their results, over several turns
+(:func:`rlgrad.lm.sampling.generate_with_tools`); the completion mask is then 1 on the model's
+own tokens only, so the loss, the KL, the entropy and the loss's token counts leave the tool
+messages out, and the reward functions get each completion as its messages.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from rlgrad.errors import BadInputError
 from rlgrad.grpo import grpo_token_loss, gspo_loss, masked_mean, sequence_log_ratios
 from rlgrad.grpo_variants import overlong_penalty
 from rlgrad.lm import arguments, data, distributed, outputs, run_files, sampling
+from rlgrad.lm import tools as tool_use
 from rlgrad.lm.callbacks import Callbacks
 from rlgrad.lm.config import LOSS_TYPES, GRPOConfig, check, resolve
 from rlgrad.lm.model import (
@@ -121,7 +128,11 @@ class GRPOTrainer:
     replaces AdamW and its warm-up schedule (a scheduler of none: the warm-up schedule on the
     given optimizer). ``peft_config`` (a PEFT config such as ``LoraConfig``) wraps the model
     with adapters, which alone train; ``trainer.model`` is then the PEFT model, and checkpoints
-    hold the adapters.
+    hold the adapters. ``tools`` (functions with type hints and Google-style docstrings) and
+    ``environment_factory`` (a class whose objects' public methods are tools, ``reset(**row)``
+    per rollout; the reward functions get them as ``environments``) let the model call tools
+    over several turns, up to ``args.max_tool_calling_iterations`` rounds (see
+    :mod:`rlgrad.lm.tools`).
 
     The older call ``GRPOTrainer(model, tokenizer, reward_funcs, train_dataset, config,
     reward_weights, peft_config)`` and the keywords ``config=`` and ``tokenizer=`` still work,
@@ -146,6 +157,8 @@ class GRPOTrainer:
         eval_reward_funcs: RewardFunction | Sequence[RewardFunction] | None = None,
         eval_reward_weights: Sequence[float] | None = None,
         eval_reward_processing_classes: Sequence | None = None,
+        tools: Sequence[Callable] | None = None,
+        environment_factory: Callable[[], object] | None = None,
     ):
         args = args or GRPOConfig()
         if not isinstance(args, GRPOConfig):
@@ -184,6 +197,7 @@ class GRPOTrainer:
         self._set_eval_rewards(
             eval_reward_funcs, eval_reward_weights, eval_reward_processing_classes
         )
+        self._set_tools(tools, environment_factory)
         self.aggregation = LOSS_TYPES[self.config.loss_type]
         self.device = next(model.parameters()).device
         torch.manual_seed(self.config.seed + self.rank)  # before the adapters' random init
@@ -280,6 +294,44 @@ class GRPOTrainer:
                     which = f"{field}_processing_classes[{index}]"
                     data.require_chat_template(tokenizer, name, which)
 
+    def _set_tools(self, tools, environment_factory) -> None:
+        """The tools offered to the model: the functions in ``tools`` and the public methods of
+        the ``environment_factory``'s objects (one made now, to read them), with their JSON
+        schemas. Tools need chat-message prompts and a chat template that writes tool calls."""
+        self.standalone_tools = list(tools or [])
+        self.environment_factory = environment_factory
+        self.environment_pool: list = []  # made once, reset for every rollout (TRL's pool)
+        self.uses_tools = bool(self.standalone_tools) or environment_factory is not None
+        self.tool_schemas: list[dict] | None = None
+        if not self.uses_tools:
+            return
+        for index, function in enumerate(self.standalone_tools):
+            if not callable(function) or not hasattr(function, "__name__"):
+                raise TypeError(
+                    f"GRPOTrainer: tools[{index}] must be a function; got {type(function).__name__}"
+                )
+        functions = list(self.standalone_tools)
+        if environment_factory is not None:
+            if not callable(environment_factory):
+                raise TypeError(
+                    "GRPOTrainer: environment_factory must be a class or a function that makes "
+                    f"an environment; got {type(environment_factory).__name__}"
+                )
+            environment = environment_factory()
+            tool_use.check_environment(environment, environment_factory)
+            self.environment_pool.append(environment)
+            functions += tool_use.environment_tools(environment)
+        tool_use.functions_by_name(functions)  # refuses two tools of one name
+        for rows, name in ((self.dataset, "train_dataset"), (self.eval_dataset, "eval_dataset")):
+            if rows and not data.is_conversational(rows[0]["prompt"]):
+                raise BadInputError(
+                    f"GRPOTrainer: tools and environment_factory need chat-message prompts (tool "
+                    f"results are chat messages); got plain strings in {name}"
+                )
+        if functions:
+            self.tool_schemas = tool_use.tool_schemas(functions)
+            tool_use.check_chat_template(self.tokenizer, self.tool_schemas)
+
     # ----- the loop -----
 
     def train(
@@ -373,7 +425,7 @@ class GRPOTrainer:
         rewards, truncated = sampled.rewards, sampled.truncated
         completion_mask = sampled.completion_mask
         advantages = self._advantages(rewards).to(self.device)
-        lengths = completion_mask.sum(dim=1)  # tokens through EOS, before any masking
+        lengths = completion_mask.sum(dim=1)  # the model's tokens through EOS, before masking
         if config.mask_truncated_completions:
             completion_mask = completion_mask * (~truncated).float()[:, None]
         batch = Batch(
@@ -402,6 +454,8 @@ class GRPOTrainer:
         }
         if config.overlong_buffer is not None:
             info["rewards/overlong_penalty/mean"] = sampled.penalties.mean().item()
+        if sampled.rollouts is not None:
+            info.update(tool_use.tool_metrics(sampled.rollouts))
         for name, column in zip(self._reward_names(), sampled.per_function.T, strict=True):
             info[f"rewards/{name}/mean"] = torch.nanmean(column).item()
             info[f"rewards/{name}/std"] = float(np.nanstd(column.numpy()))
@@ -446,8 +500,10 @@ class GRPOTrainer:
         )
 
     def _prompt_texts(self, rows: list[dict]) -> list[str]:
-        """The text the policy continues for each row (chat messages rendered)."""
-        return [data.render_prompt(self.tokenizer, row["prompt"]) for row in rows]
+        """The text the policy continues for each row (chat messages rendered, with the tools)."""
+        return [
+            data.render_prompt(self.tokenizer, row["prompt"], self.tool_schemas) for row in rows
+        ]
 
     def _completion_texts(self, completion_ids: Tensor) -> list[str]:
         """The completions as the reward functions read them: decoded, special tokens dropped."""
@@ -456,13 +512,15 @@ class GRPOTrainer:
     def _rewards(
         self,
         rows: list[dict],
-        completions: list[str],
+        completions: list,
         completion_ids: list[list[int]],
         evaluation: bool = False,
+        environments: list | None = None,
     ) -> Tensor:
         """``[B, F]`` rewards of each function (see :func:`rlgrad.lm.sampling.reward_scores`);
         the evaluation's rewards with ``evaluation``. The trainer state is the training's before
-        this step's update, or, in evaluation, after the latest one."""
+        this step's update, or, in evaluation, after the latest one. ``environments``: each
+        completion's environment, with an environment_factory."""
         if evaluation:
             functions, tokenizers = self.eval_reward_funcs, self.eval_reward_processing_classes
             state = data.TrainerState(self.step, self.prompts_drawn / len(self.dataset))
@@ -470,19 +528,82 @@ class GRPOTrainer:
             functions, tokenizers = self.reward_funcs, self.reward_processing_classes
             state = data.TrainerState(self.step, self.epoch)
         return sampling.reward_scores(
-            functions, tokenizers, rows, completions, completion_ids, state
+            functions, tokenizers, rows, completions, completion_ids, state, environments
         )
+
+    def _roll_out(self, rows: list[dict], group: int | None = None, greedy: bool = False):
+        """``group`` (none: G) completions of each row: the Generation, the completions as the
+        reward functions read them (texts, or messages), their tokens through EOS, and with tools
+        the :class:`rlgrad.lm.tools.Rollout` and environment of each (else None)."""
+        group = self.config.num_generations if group is None else group
+        if not self.uses_tools:
+            chat = data.is_conversational(rows[0]["prompt"])
+            generation = self._generate(
+                self._prompt_texts(rows), group, greedy, add_special_tokens=not chat
+            )
+            texts = self._completion_texts(generation.completion_ids)
+            ids = data.unpadded_ids(generation.completion_ids, generation.completion_mask)
+            return generation, texts, ids, None, None
+        config = self.config
+        expanded = [row for row in rows for _ in range(group)]  # one per rollout
+        prompts, environments = self._start_episodes(expanded)
+        functions = [
+            tool_use.functions_by_name(
+                self.standalone_tools
+                + ([] if environment is None else tool_use.environment_tools(environment))
+            )
+            for environment in environments or [None] * len(expanded)
+        ]
+        generation, rollouts = sampling.generate_with_tools(
+            self.model,
+            self.tokenizer,
+            prompts,
+            functions,
+            self.tool_schemas,
+            max_new_tokens=config.max_completion_length,
+            max_iterations=config.max_tool_calling_iterations,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k,
+            greedy=greedy,
+            max_prompt_length=config.max_prompt_length,
+        )
+        completion_tokens = generation.attention_mask[:, generation.prompt_length :]
+        ids = data.unpadded_ids(generation.completion_ids, completion_tokens)
+        completions = [rollout.messages for rollout in rollouts]
+        return generation, completions, ids, rollouts, environments
+
+    def _start_episodes(self, rows: list[dict]) -> tuple[list[list[dict]], list | None]:
+        """Each rollout's prompt and environment (None without an environment_factory): an
+        environment from the pool (made when the pool is short), ``reset(**row)``; a string it
+        returns is added to the prompt's last message, as in TRL."""
+        prompts = [list(row["prompt"]) for row in rows]
+        if self.environment_factory is None:
+            return prompts, None
+        while len(self.environment_pool) < len(rows):
+            self.environment_pool.append(self.environment_factory())
+        environments = self.environment_pool[: len(rows)]
+        for index, (environment, row) in enumerate(zip(environments, rows, strict=True)):
+            observation = environment.reset(**row)
+            if observation is None:
+                continue
+            if not isinstance(observation, str):
+                raise TypeError(
+                    f"GRPOTrainer: {type(environment).__name__}.reset() must return None or a "
+                    f"string to add to the prompt; got {type(observation).__name__}"
+                )
+            last = prompts[index][-1]
+            prompts[index][-1] = {**last, "content": last["content"] + observation}
+        return prompts, environments
 
     def _sample_round(self, rows: list[dict]) -> Sampled:
         """G completions of each prompt in ``rows``, scored: the weighted sum of the reward
         functions plus, when overlong_buffer is set, the overlong penalty of each length."""
         config = self.config
-        chat = data.is_conversational(rows[0]["prompt"])
-        generation = self._generate(self._prompt_texts(rows), add_special_tokens=not chat)
-        texts = self._completion_texts(generation.completion_ids)
-        ids = data.unpadded_ids(generation.completion_ids, generation.completion_mask)
-        per_function = self._rewards(rows, texts, ids)  # [B, F]
-        lengths = generation.completion_mask.sum(dim=1).cpu()  # [B] tokens through EOS
+        generation, completions, ids, rollouts, environments = self._roll_out(rows)
+        per_function = self._rewards(rows, completions, ids, environments=environments)  # [B, F]
+        # [B] tokens through EOS; with tools, the tool messages' count against the budget too
+        lengths = generation.attention_mask[:, generation.prompt_length :].sum(dim=1).cpu()
         penalties = torch.zeros_like(lengths)
         if config.overlong_buffer is not None:
             penalties = overlong_penalty(
@@ -503,6 +624,7 @@ class GRPOTrainer:
             per_function=per_function,
             penalties=penalties,
             rewards=rewards,
+            rollouts=rollouts,
         )
 
     def _dynamic_sampling(self, sampled: Sampled) -> tuple[Sampled, int, int]:
@@ -543,6 +665,8 @@ class GRPOTrainer:
         """The completion records of the step being sampled, one per completion."""
         group = self.config.num_generations
         prompts = [text for text in self._prompt_texts(sampled.rows) for _ in range(group)]
+        if sampled.rollouts is not None:  # each as its rollout began (reset's text in)
+            prompts = [rollout.prompt for rollout in sampled.rollouts]
         return data.completion_records(
             self.step + 1,
             "train",
@@ -552,6 +676,9 @@ class GRPOTrainer:
             sampled.per_function,
             sampled.rewards,
             advantages.cpu(),
+            conversations=None
+            if sampled.rollouts is None
+            else [rollout.messages for rollout in sampled.rollouts],
         )
 
     def _reward_names(self, evaluation: bool = False) -> list[str]:
@@ -683,25 +810,28 @@ class GRPOTrainer:
     def _evaluate_rows(self, rows: list[dict], group: int) -> tuple[list[dict], list[int]]:
         """Completion records of ``group`` completions of each row, and their lengths in tokens
         (through EOS)."""
-        prompts = self._prompt_texts(rows)
-        chat = data.is_conversational(rows[0]["prompt"])
-        generation = self._generate(
-            prompts, group, greedy=not self.config.eval_do_sample, add_special_tokens=not chat
+        generation, completions, ids, rollouts, environments = self._roll_out(
+            rows, group, greedy=not self.config.eval_do_sample
         )
-        texts = self._completion_texts(generation.completion_ids)
-        ids = data.unpadded_ids(generation.completion_ids, generation.completion_mask)
-        per_function = self._rewards(rows, texts, ids, evaluation=True)  # [B, F]
+        prompts = [text for text in self._prompt_texts(rows) for _ in range(group)]
+        if rollouts is not None:  # each as its rollout began (reset's text in)
+            prompts = [rollout.prompt for rollout in rollouts]
+        per_function = self._rewards(
+            rows, completions, ids, evaluation=True, environments=environments
+        )  # [B, F]
         rewards = torch.nansum(per_function * self.eval_reward_weights, dim=1)  # [B]
         records = data.completion_records(
             self.step,
             "eval",
-            [text for text in prompts for _ in range(group)],
-            texts,
+            prompts,
+            self._completion_texts(generation.completion_ids),
             self._reward_names(evaluation=True),
             per_function,
             rewards,
+            conversations=None if rollouts is None else completions,
         )
-        return records, [len(tokens) for tokens in ids]
+        # the model's tokens through EOS (tool messages left out)
+        return records, generation.completion_mask.sum(dim=1).int().tolist()
 
     def _evaluation_metrics(self, records: list[dict], lengths: list[int]) -> dict:
         """eval_reward_mean and _std, each reward's mean (None left out) and the mean length."""
