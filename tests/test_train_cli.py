@@ -135,6 +135,7 @@ def test_help_lists_every_config_field_with_its_docstring(capsys):
         (["train", "dqn", "--config.buffer_size", "10"], "'buffer_size' = 10 is smaller than"),
         (["train", "ppo", "--seeds", "3-1"], "--seeds names no seed: '3-1'"),
         (["train", "ppo", "--seeds", "1,2", "--seed", "4"], "give either --seed or --seeds"),
+        (["train", "crossq", "--seeds", "0-3"], "use `rlgrad sweep crossq --seeds 0-3`"),
         (["train", "ppo", "--config.env_backend", "jax"], "'env_backend'"),
         (["train", "a2c", "--config.device", "cuda:7"], "config field 'device'"),
         (["train", "--resume", "/nonexistent/run"], "is not a run directory"),
@@ -144,7 +145,7 @@ def test_help_lists_every_config_field_with_its_docstring(capsys):
     ],
 )
 def test_bad_input_is_one_line_that_says_what_to_do(argv, message, tmp_path, capsys):
-    trains = argv[:2] in (["train", "ppo"], ["train", "dqn"])
+    trains = argv[:2] in (["train", "ppo"], ["train", "dqn"], ["train", "crossq"])
     argv = [*argv, "--run-dir", str(tmp_path / "r")] if trains else argv
     try:
         code = main(argv)

@@ -46,14 +46,15 @@ def add_train(commands) -> None:
             "CartPole-v1, Pendulum-v1 for sac, td3 and crossq)",
         )
         sub.add_argument("--seed", type=int, default=None, help="random seed")
-        if hasattr(trainer, "train_seeds"):
-            sub.add_argument(
-                "--seeds",
-                default=None,
-                metavar="SEEDS",
-                help="train many seeds in this one process, as one batched computation "
-                "(e.g. 0-63 or 1,5,9); each seed writes RUN_DIR/seed{s}",
-            )
+        batched = hasattr(trainer, "train_seeds")
+        sub.add_argument(
+            "--seeds",
+            default=None,
+            metavar="SEEDS",
+            help="train many seeds in this one process, as one batched computation "
+            "(e.g. 0-63 or 1,5,9); each seed writes RUN_DIR/seed{s}"
+            + ("" if batched else f" (not {algorithm}: use `rlgrad sweep`)"),
+        )
         sub.add_argument("--total-steps", type=int, default=None, help="environment steps")
         sub.add_argument("--run-dir", default=None, help="where to write (default: runs/...)")
         sub.add_argument(
@@ -121,6 +122,11 @@ def run_train(args: argparse.Namespace) -> int:
 
         if given("seed") is not None:
             raise BadInputError("give either --seed or --seeds")
+        if not hasattr(trainer, "train_seeds"):
+            raise BadInputError(
+                f"{algorithm} trains one seed per process; got --seeds {seeds} (use "
+                f"`rlgrad sweep {algorithm} --seeds {seeds}` to train them side by side)"
+            )
         histories = trainer.train_seeds(
             config, parse_seeds(seeds), given("run_dir"), progress=args.progress
         )
