@@ -35,7 +35,10 @@ Rewards:
 A KL term to the warm-up model (β = 0.2) keeps the digits of the call exploring: with β = 0.04
 and the answer rewarded for copying, seed 1000's calls collapsed onto one constant call within
 100 steps (whose constant result the answer could then repeat without reading it) and never
-recovered; with β = 0.2 it reached 0.94 in 400 steps.
+recovered; with β = 0.2 it reached 0.94 in 400 steps (seed 1001: 0.92 in 525 steps). On the
+held-out seeds 0 and 1 the calls were learned (all 200 held-out calls right) but the copy of the
+tool's result was not, within the 3,000 steps (accuracy 0.33 and 0.10): the demo's goal, 0.9 on
+held-out seeds, is not met yet.
 
 Used by ``rlgrad grpo-demo --tools``.
 """
