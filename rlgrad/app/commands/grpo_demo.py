@@ -31,7 +31,7 @@ def add_grpo_demo(commands) -> None:
         action="store_true",
         help="the tool task instead: two-digit multiplication, which the model solves only by "
         "calling a multiply tool and copying its result; stops at greedy accuracy 0.9 on 200 "
-        "held-out prompts or after --seconds",
+        "held-out prompts, after 3,000 steps (--steps) or after --seconds",
     )
     demo.add_argument(
         "--seconds",
