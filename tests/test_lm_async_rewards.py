@@ -6,6 +6,7 @@ a caller that already runs an event loop (Jupyter) still scores; evaluation goes
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -98,7 +99,13 @@ def test_a_caller_that_runs_an_event_loop_still_scores():
         asyncio.get_running_loop()
         return score([correct_async])
 
-    scores = asyncio.run(notebook_cell())
+    # the cell's loop runs in a thread of its own: a test run may already have a loop running
+    # in the main thread (Playwright's sync API keeps one), and asyncio.run refuses to nest
+    result = {}
+    cell = threading.Thread(target=lambda: result.update(scores=asyncio.run(notebook_cell())))
+    cell.start()
+    cell.join()
+    scores = result["scores"]
     assert scores[:, 0].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
 
 
