@@ -82,9 +82,10 @@ WORKER_OPTIONS = {
 class Clock:
     """Training seconds and per-step seconds, with the evaluations left out."""
 
-    def __init__(self, target: float, eval_every: int):
-        """``eval_every`` = 0: no evaluations."""
-        self.target, self.eval_every = target, eval_every
+    def __init__(self, target: float, eval_every: int, accuracy=None):
+        """``eval_every`` = 0: no evaluations. ``accuracy(model, tokenizer)``: the greedy
+        accuracy that is held to ``target`` (none: the grpo-demo task's)."""
+        self.target, self.eval_every, self.accuracy = target, eval_every, accuracy
         self.training_s = 0.0
         self.step_s: list[float] = []
         self.solved_step: int | None = None
@@ -99,13 +100,14 @@ class Clock:
         """Book the step; evaluate when due; True once the target is reached."""
         from rlgrad.lm.demo import greedy_accuracy
 
+        accuracy_of = self.accuracy or greedy_accuracy
         now = time.perf_counter()
         self.step_s.append(now - self.last)
         self.training_s += now - self.last
         solved = False
         if self.eval_every and step % self.eval_every == 0:
             training = model.training
-            accuracy = greedy_accuracy(model, tokenizer)
+            accuracy = accuracy_of(model, tokenizer)
             model.train(training)
             self.curve.append((step, accuracy))
             if accuracy >= self.target and self.solved_step is None:

@@ -45,6 +45,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vs_trl  # (the clock lives there)
+
 LIBRARIES = ("rlgrad", "trl")
 # TRL generates each turn after a tool message with the whole max_completion_length as its budget
 # and cuts the completion afterwards, so its contexts reach 13 (prompt) + 15 (call and tool
@@ -68,50 +71,15 @@ RESPONSE_TEMPLATE = {
 }
 
 
-class Clock:
-    """Training seconds and per-step seconds; evaluations are left out of both."""
+def tool_clock(target: float, eval_every: int, held_out: list[dict]) -> vs_trl.Clock:
+    """vs_trl's clock (training and per-step seconds, evaluations left out), held to the tool
+    task's greedy accuracy on the held-out prompts."""
+    from rlgrad.lm import tool_demo
 
-    def __init__(self, target: float, eval_every: int, held_out: list[dict]):
-        self.target, self.eval_every, self.held_out = target, eval_every, held_out
-        self.training_s = 0.0
-        self.step_s: list[float] = []
-        self.solved_step: int | None = None
-        self.solved_s: float | None = None
-        self.curve: list[tuple[int, float]] = []
-        self.last = time.perf_counter()
+    def accuracy(model, tokenizer) -> float:
+        return tool_demo.greedy_accuracy(model, tokenizer, held_out)["accuracy"]
 
-    def start(self) -> None:
-        self.last = time.perf_counter()
-
-    def step_done(self, step: int, model, tokenizer) -> bool:
-        """Book the step; evaluate when due; True once the target is reached."""
-        from rlgrad.lm import tool_demo
-
-        now = time.perf_counter()
-        self.step_s.append(now - self.last)
-        self.training_s += now - self.last
-        solved = False
-        if self.eval_every and step % self.eval_every == 0:
-            training = model.training
-            accuracy = tool_demo.greedy_accuracy(model, tokenizer, self.held_out)["accuracy"]
-            model.train(training)
-            self.curve.append((step, accuracy))
-            if accuracy >= self.target and self.solved_step is None:
-                self.solved_step, self.solved_s = step, self.training_s
-                solved = True
-        self.last = time.perf_counter()
-        return solved
-
-    def result(self) -> dict:
-        steady = self.step_s[5:] or self.step_s  # the first steps include one-time work
-        return {
-            "solved_step": self.solved_step,
-            "solved_s": self.solved_s,
-            "training_s": self.training_s,
-            "steps": len(self.step_s),
-            "step_s_median": statistics.median(steady),
-            "curve": self.curve,
-        }
+    return vs_trl.Clock(target, eval_every, accuracy)
 
 
 def shared_config(seed: int, args):
@@ -171,7 +139,7 @@ def run_rlgrad(checkpoint: str, seed: int, args) -> dict:
 
     model, tokenizer = load(checkpoint)
     train_rows, held_out = tool_demo.split()
-    clock = Clock(args.target, args.eval_every, held_out)
+    clock = tool_clock(args.target, args.eval_every, held_out)
 
     class Timing:
         def on_step_end(self, train_args, state, control, **kwargs):
@@ -204,7 +172,7 @@ def run_trl(checkpoint: str, seed: int, args) -> dict:
     model, tokenizer = load(checkpoint)
     tokenizer.response_template = RESPONSE_TEMPLATE
     train_rows, held_out = tool_demo.split()
-    clock = Clock(args.target, args.eval_every, held_out)
+    clock = tool_clock(args.target, args.eval_every, held_out)
 
     calls: list[float] = []
 
