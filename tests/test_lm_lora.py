@@ -15,7 +15,13 @@ transformers.logging.set_verbosity_error()
 # PEFT asks transformers 5 for the old name of a flag; nothing to do with what is tested here
 pytestmark = pytest.mark.filterwarnings("ignore:.is_gradient_checkpointing. is deprecated")
 
-from test_lm_grpo import QUICK, fixed_batch, gradients, without_time  # noqa: E402
+from test_lm_grpo import (  # noqa: E402
+    QUICK,
+    StopWhenAccurate,
+    fixed_batch,
+    gradients,
+    without_time,
+)
 
 from rlgrad.lm import GRPOConfig, GRPOTrainer, demo  # noqa: E402
 
@@ -151,6 +157,6 @@ def test_without_peft_the_error_says_how_to_install_it(monkeypatch):
 @pytest.mark.slow
 def test_the_lora_demo_learns_addition_with_the_base_weights_frozen():
     # `rlgrad grpo-demo --lora`; its learning rate was chosen on seeds 100 and 101, this is seed 0
-    learned = demo.run(seed=0, lora=True)
+    learned = demo.run(seed=0, lora=True, callbacks=[StopWhenAccurate()])
     assert learned["accuracy_before"] <= 0.2
     assert learned["accuracy_after"] >= 0.85, learned["accuracy_after"]

@@ -125,11 +125,12 @@ def test_the_cli_runs_the_tool_demo(capsys):
 def test_grpo_raises_the_tool_demos_digit_reward():
     # held-out seed 0 (the settings were chosen on seeds 1000 and 1001). The demo's goal, 0.9
     # accuracy, is not met on held-out seeds (BENCHMARKS.md: seed 0 gets every call right but
-    # only 0.33 of the answers after 3,000 steps), and 3,000 steps take 7 minutes here; 600 steps
-    # (about 80 s) show the learning: the per-digit reward (at most 0.5) went from 0.105 over the
-    # first 50 steps to 0.215 over the last 50 when measured (2.06x)
-    learned = tool_demo.run(seed=0, max_steps=600)
+    # only 0.33 of the answers after 3,000 steps), and 3,000 steps take 7 minutes here; 400 steps
+    # (about 60 s) show the learning: the per-digit reward (at most 0.5) averaged 0.105 over the
+    # first 50 steps and 0.173 over steps 351-400 when measured (1.66x; 1.47x at 300 steps, 2.06x
+    # at 600; the learning-rate schedule is constant, so a shorter run is the longer one's start)
+    learned = tool_demo.run(seed=0, max_steps=400)
     digits = [row["rewards/digits/mean"] for row in learned["history"]]
     first, last = sum(digits[:50]) / 50, sum(digits[-50:]) / 50
     assert learned["accuracy_before"] <= 0.2
-    assert last >= 1.5 * first, (first, last)
+    assert last >= 1.4 * first, (first, last)

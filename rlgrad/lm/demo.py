@@ -177,9 +177,18 @@ def warmed_up_model(seed: int = 0, warm_up_steps: int = 50):
 
 
 def run(
-    seed: int = 0, warm_up_steps: int = 50, progress: bool = False, lora: bool = False, **changes
+    seed: int = 0,
+    warm_up_steps: int = 50,
+    progress: bool = False,
+    lora: bool = False,
+    callbacks: tuple = (),
+    **changes,
 ) -> dict:
     """Warm up, then GRPO; greedy accuracy before and after, and the seconds each took.
+
+    ``callbacks``: ``TrainerCallback`` objects for the trainer (:mod:`rlgrad.lm.callbacks`), for
+    example one that stops at an accuracy: the evaluations every :data:`EVAL_STEPS` steps report
+    it as ``eval_rewards/correct/mean``.
 
     ``lora``: GRPO trains LoRA adapters (:data:`LORA`) on the warmed-up model, whose own weights
     stay frozen; with β > 0 the reference is the model with its adapters disabled. The demo's
@@ -211,6 +220,7 @@ def run(
         eval_dataset=dataset(),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=list(callbacks),
     )
     started = time.perf_counter()
     history = trainer.train()

@@ -32,6 +32,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 LOAD_SECONDS = 90  # a cold chapter imports torch and rlgrad in its kernel on a busy 2-core box
+STALE_SECONDS = 10  # a page number this long unchanged and off: resend the sliders' values
 SCREENSHOTS = os.environ.get("RLGRAD_COURSE_SCREENSHOTS")  # a folder: each chapter's test saves one
 
 
@@ -94,6 +95,7 @@ class Chapter:
         self.log = log
         self.log_start = log_start
         self.slug = slug
+        self.pressed = []  # the sliders moved, for resend_sliders
 
     def number(self, element_id: str) -> float:
         """The number shown in the element ``#element_id`` (waits for it to appear)."""
@@ -116,16 +118,39 @@ class Chapter:
             time.sleep(0.1)
         raise AssertionError(f"#{element_id} stayed {before!r} for {seconds} s")
 
-    def settled(self, element_id: str, expected: float, tol: float = 5e-5, seconds: float = 30):
+    def settled(self, element_id: str, expected: float, tol: float = 5e-5, seconds: float = 90):
         """The number in ``#element_id`` once it is within ``tol`` of ``expected``, else the last
         number read, for the caller's assertion to report. Each arrow press reruns the page's
-        cells, so the first change seen may belong to an intermediate slider value."""
+        cells, so the first change seen may belong to an intermediate slider value.
+
+        marimo sends each slider value in its own HTTP request, and on a busy machine two of them
+        can reach the kernel out of order: the slider shows the last value while the page was
+        computed for the one before. A learner would nudge the slider; so does this, when the
+        number has been off and unchanged for ``STALE_SECONDS``."""
         deadline = time.monotonic() + seconds
+        last, changed = None, time.monotonic()
         while True:
             shown = self.number(element_id)
-            if abs(shown - expected) <= tol or time.monotonic() > deadline:
+            now = time.monotonic()
+            if abs(shown - expected) <= tol or now > deadline:
                 return shown
+            if shown != last:
+                last, changed = shown, now
+            elif now - changed > STALE_SECONDS:
+                self.resend_sliders()
+                changed = now
             time.sleep(0.1)
+
+    def resend_sliders(self) -> None:
+        """Moves every slider pressed so far one step away and back: the kernel gets each one's
+        shown value again, last."""
+        for slider in self.pressed:
+            away, back = ("ArrowLeft", "ArrowRight")
+            if self.slider_value(slider) <= float(slider.get_attribute("aria-valuemin")):
+                away, back = back, away
+            slider.focus()
+            self.page.keyboard.press(away)
+            self.page.keyboard.press(back)
 
     def slider(self, label: str):
         """The slider whose label contains ``label``."""
@@ -138,6 +163,8 @@ class Chapter:
         return float(slider.get_attribute("aria-valuenow"))
 
     def press(self, slider, key: str, times: int = 1) -> None:
+        if slider not in self.pressed:
+            self.pressed.append(slider)
         slider.focus()
         for _ in range(times):
             self.page.keyboard.press(key)

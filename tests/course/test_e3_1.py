@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -16,16 +14,6 @@ def f64(value):
 
 def objective(theta):  # the course's J(θ) = −(θ − 0.8)² + 1
     return -((theta - 0.8) ** 2) + 1
-
-
-def computed_for(chapter, echo_id, value, seconds=90):
-    """Waits until the page's numbers were computed for ``value``, which the cell echoes in
-    ``#echo_id``: a slider moved key by key makes the kernel rerun for every value on the way,
-    and the page may still show one of those for a moment."""
-    deadline = time.monotonic() + seconds
-    while abs(chapter.number(echo_id) - value) > 1e-6:
-        assert time.monotonic() < deadline, f"#{echo_id} never showed {value}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +74,7 @@ def test_learning_rate_sliders_recompute_the_trajectories(open_chapter):
     chapter.press(slider, "ArrowRight", 60)
     lr = chapter.slider_value(slider)
     assert lr == pytest.approx(0.7)
-    computed_for(chapter, "ascent-lr", lr)
+    assert chapter.settled("ascent-lr", lr, 1e-6) == pytest.approx(lr)
     path = rlgrad.gradient_ascent(objective, f64(0.2), lr=lr, steps=20)
     assert chapter.number("ascent-theta-1") == pytest.approx(path[1].item(), abs=1e-4)
     assert chapter.number("ascent-final") == pytest.approx(path[-1].item(), abs=1e-4)
@@ -97,7 +85,7 @@ def test_learning_rate_sliders_recompute_the_trajectories(open_chapter):
     chapter.press(slider, "ArrowLeft", 15)
     lr = chapter.slider_value(slider)
     assert lr == pytest.approx(0.15)
-    computed_for(chapter, "stabilise-lr", lr)
+    assert chapter.settled("stabilise-lr", lr, 1e-6) == pytest.approx(lr)
     steep = rlgrad.gradient_ascent(lambda t: -5 * (t - 0.8) ** 2 + 1, f64(0.2), lr=lr, steps=25)
     assert chapter.number("final-plain") == pytest.approx(steep[-1].item(), abs=1e-4)
 

@@ -10,16 +10,6 @@ import pytest
 from rlgrad import tabular
 
 
-def computed_for(chapter, echo_id, value, seconds=90):
-    """Waits until the page's numbers were computed for ``value``, which the cell echoes in
-    ``#echo_id``: a slider moved key by key makes the kernel rerun for every value on the way,
-    and the page may still show one of those for a moment."""
-    deadline = time.monotonic() + seconds
-    while abs(chapter.number(echo_id) - value) > 1e-6:
-        assert time.monotonic() < deadline, f"#{echo_id} never showed {value}"
-        time.sleep(0.1)
-
-
 def status(chapter, key):
     """The verdict's status ('empty', 'unreadable', 'right', 'wrong') on exercise ``key``."""
     return chapter.page.locator(f"#{key}-verdict").get_attribute("data-status")
@@ -104,7 +94,7 @@ def test_sliders_and_typed_answers(open_chapter):
     chapter.press(slider, "ArrowRight", 8)
     x = chapter.slider_value(slider)
     assert x == pytest.approx(1.5)
-    computed_for(chapter, "softplus-x", x)
+    assert chapter.settled("softplus-x", x, 1e-6) == pytest.approx(x)
     sigmoid = 1 / (1 + math.exp(-x))
     assert chapter.number("softplus-slope") == pytest.approx(sigmoid, abs=1e-6)
     assert chapter.number("sigmoid-value") == pytest.approx(sigmoid, abs=1e-6)
@@ -114,7 +104,7 @@ def test_sliders_and_typed_answers(open_chapter):
     chapter.press(slider, "ArrowLeft", 18)
     alpha = chapter.slider_value(slider)
     assert alpha == pytest.approx(0.1)
-    computed_for(chapter, "temperature-alpha", alpha)
+    assert chapter.settled("temperature-alpha", alpha, 1e-6) == pytest.approx(alpha)
     probs, _ = tabular.soft_optimal_policy(tabular.two_state(), alpha)
     assert chapter.number("soft-right-in-left") == pytest.approx(probs[0, 1].item(), abs=1e-4)
     assert chapter.number("soft-right-in-right") == pytest.approx(probs[1, 1].item(), abs=1e-4)
