@@ -17,10 +17,12 @@ character except for a few coarse tokens (:data:`COARSE_TOKENS`): the JSON scaff
 4 are digits. Operands and products of fixed length put every digit to copy at a fixed distance
 from its copy, which a two-layer model learns quickly from rewards.
 
-The supervised warm-up (:func:`warm_up`) teaches the **format only**: on each prompt, a call
-with two *random* operands (not the prompt's), the tool's true message for those, and an answer
-of four *random* digits (not the tool's). It shows where digits go and where turns end, never
-which digits: greedy accuracy after it is about 0 (measured: 0.0 on the held-out prompts).
+The supervised warm-up (:func:`warm_up`) teaches the format and the relay, never the call: on
+each prompt, a call with two *random* operands (not the prompt's), the tool's true message for
+those, and an answer that copies that message. It shows where digits go, where turns end and
+that the answer repeats the tool, as an instruction-tuned model already does; which numbers to
+call the tool with is left to GRPO. Greedy accuracy after it is about 0 (measured: 0.0 on the
+held-out prompts), since the calls are random.
 
 Rewards:
 
@@ -32,13 +34,15 @@ Rewards:
   the product, so that copying is rewarded whatever the call was (compared with the product, the
   answer turn collapsed onto a few guessed digits while the calls were still wrong, in tuning).
 
-A KL term to the warm-up model (β = 0.2) keeps the digits of the call exploring: with β = 0.04
-and the answer rewarded for copying, seed 1000's calls collapsed onto one constant call within
-100 steps (whose constant result the answer could then repeat without reading it) and never
-recovered; with β = 0.2 it reached 0.94 in 400 steps (seed 1001: 0.92 in 525 steps). On the
-held-out seeds 0 and 1 the calls were learned (all 200 held-out calls right) but the copy of the
-tool's result was not, within the 3,000 steps (accuracy 0.33 and 0.10): the demo's goal, 0.9 on
-held-out seeds, is not met yet.
+A KL term to the warm-up model (β = 0.2) keeps the digits of the call exploring: with β = 0.04,
+seed 1000's calls collapsed onto one constant call within 100 steps and never recovered.
+
+Why the answer is copied in the warm-up: with ``warm_up(answers="random")`` (four random digits,
+the format alone), the tuning seeds 1000 and 1001 reached 0.9 in 400-525 steps, but on seeds 0
+and 1 every call was right after 3,000 steps and the accuracy stayed at 0.33 and 0.10. A likely
+reason: the reference's answer digits are then uniform, and the KL term prices a sure copy at
+β × 4 ln 10 ≈ 1.8 per answer, more than the 1.25 the right answer earns. With the copying
+warm-up, the same settings reach 0.9 on every seed tried, in 125-375 steps (BENCHMARKS.md).
 
 Used by ``rlgrad grpo-demo --tools``.
 """
@@ -170,9 +174,21 @@ def conversation_ids(tokenizer, prompt, a: int, b: int, answer: str) -> tuple[li
     return ids, mask
 
 
-def warm_up(model, tokenizer, rows, steps: int = 100, seed: int = 0, lr: float = 3e-3) -> None:
-    """Supervised steps on the format only: each prompt, a call with random operands, their
-    product as the tool message, an answer of four random digits (see the module's docstring)."""
+def warm_up(
+    model,
+    tokenizer,
+    rows,
+    steps: int = 100,
+    seed: int = 0,
+    lr: float = 3e-3,
+    answers: str = "copy",
+) -> None:
+    """Supervised steps on each prompt with a call of random operands (not the prompt's) and
+    their product as the tool message, then an answer that copies that message
+    (``answers="copy"``) or four random digits (``answers="random"``); see the module's
+    docstring."""
+    if answers not in ("copy", "random"):
+        raise ValueError(f"warm_up: answers must be 'copy' or 'random'; got {answers!r}")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
@@ -185,6 +201,8 @@ def warm_up(model, tokenizer, rows, steps: int = 100, seed: int = 0, lr: float =
                 for _ in "ab"
             )
             answer = str(torch.randint(1000, 10000, (1,), generator=generator).item())
+            if answers == "copy":
+                answer = str(a * b)
             batch.append(conversation_ids(tokenizer, rows[pick]["prompt"], a, b, answer))
         ids = torch.tensor([i for i, _ in batch])  # one length: fixed-length operands and answers
         labels = ids.masked_fill(torch.tensor([m for _, m in batch]) == 0, -100)
@@ -274,6 +292,7 @@ class StopAt:
 def run(
     seed: int = 0,
     warm_up_steps: int = 100,
+    warm_up_answers: str = "copy",
     target: float = 0.9,
     seconds: float = 600.0,
     eval_steps: int = 25,
@@ -290,7 +309,7 @@ def run(
     started = time.perf_counter()
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed, positions=48)
-    warm_up(model, tokenizer, train_rows, warm_up_steps, seed)
+    warm_up(model, tokenizer, train_rows, warm_up_steps, seed, answers=warm_up_answers)
     warm_s = time.perf_counter() - started
     before = greedy_accuracy(model, tokenizer, held_out)
     stop = StopAt(target, seconds)

@@ -86,7 +86,7 @@ def run_tool_demo(args: argparse.Namespace, changes: dict) -> int:
     result = tool_demo.run(seed=args.seed, seconds=args.seconds, progress=args.progress, **changes)
     print(
         f"grpo-demo --tools (seed {args.seed}): greedy accuracy on {tool_demo.HELD_OUT} held-out "
-        f"prompts {result['accuracy_before']:.2f} after the format warm-up "
+        f"prompts {result['accuracy_before']:.2f} after the warm-up "
         f"({result['warm_up_s']:.1f} s), {result['accuracy_after']:.2f} after "
         f"{result['steps']} GRPO steps ({result['grpo_s']:.1f} s); calls with the prompt's "
         f"numbers {result['calls_right_before']:.2f} -> {result['calls_right_after']:.2f}"
