@@ -1027,11 +1027,12 @@ def test_progress_bars_hidden_for_a_save_come_back_as_they_were():
 
 
 def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
-    whole = trainer(max_steps=4, save_steps=2, output_dir=str(tmp_path / "whole"))
+    logged = dict(log_completions=True)
+    whole = trainer(max_steps=4, save_steps=2, output_dir=str(tmp_path / "whole"), **logged)
     whole.train()
     # a first try that stopped after step 3, its last checkpoint at step 2
-    trainer(max_steps=3, save_steps=2, output_dir=str(tmp_path / "resumed")).train()
-    resumed = trainer(max_steps=4, output_dir=str(tmp_path / "resumed"))
+    trainer(max_steps=3, save_steps=2, output_dir=str(tmp_path / "resumed"), **logged).train()
+    resumed = trainer(max_steps=4, output_dir=str(tmp_path / "resumed"), **logged)
     finished = []  # whether summary.json was there during the resumed run
     resumed.train(
         resume_from_checkpoint=tmp_path / "resumed" / "checkpoint-2",
@@ -1059,3 +1060,11 @@ def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
     assert steps == [1, 2, 3, 4]
     assert steps == [int(row["step"]) for row in read_csv(tmp_path / "resumed" / "metrics.csv")]
     assert jsonl("resumed") == jsonl("whole")
+
+    # completions.jsonl too: the first try's records of step 3 go, the resumed run's stay
+    def completions(name):
+        lines = (tmp_path / name / "completions.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    assert [(r["step"], r["split"]) for r in completions("resumed")].count((3, "train")) > 0
+    assert completions("resumed") == completions("whole")

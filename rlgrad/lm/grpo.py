@@ -360,6 +360,7 @@ class GRPOTrainer:
             run_files.write_config(config.output_dir, config)
             metrics_file = run_files.MetricsFile(config.output_dir, self.history)
             outputs.start_rows(config.output_dir, self.history)
+            outputs.start_completions(config.output_dir, self.step)
         self.callbacks("on_train_begin")
         try:
             while self.step < config.max_steps:

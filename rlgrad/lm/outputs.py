@@ -56,6 +56,17 @@ def start_rows(output_dir: str, history: list[dict]) -> None:
         handle.writelines(json.dumps(row) + "\n" for row in history)
 
 
+def start_completions(output_dir: str, step: int) -> None:
+    """output_dir/completions.jsonl without the records past ``step``: a resumed run starts at
+    its checkpoint's step, so the records an interrupted run wrote after that checkpoint go, and
+    the resumed run's own records for those steps are not there twice."""
+    path = Path(output_dir) / "completions.jsonl"
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
 def write_row(row: dict, output_dir: str | None, tensorboard, progress) -> None:
     """One step's metrics: a line of output_dir/metrics.jsonl, TensorBoard scalars, and the
     progress bar's reward and KL."""
