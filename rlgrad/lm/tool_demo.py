@@ -54,6 +54,7 @@ import time
 
 import torch
 
+from rlgrad.errors import BadInputError
 from rlgrad.lm.demo import EOS, PAD, build_model
 
 OPERANDS = range(32, 100)  # 32 × 32 = 1024: every product has four digits
@@ -188,7 +189,7 @@ def warm_up(
     (``answers="copy"``) or four random digits (``answers="random"``); see the module's
     docstring."""
     if answers not in ("copy", "random"):
-        raise ValueError(f"warm_up: answers must be 'copy' or 'random'; got {answers!r}")
+        raise BadInputError(f"warm_up: answers must be 'copy' or 'random'; got {answers!r}")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
