@@ -42,7 +42,8 @@ the format alone), the tuning seeds 1000 and 1001 reached 0.9 in 400-525 steps, 
 and 1 every call was right after 3,000 steps and the accuracy stayed at 0.33 and 0.10. A likely
 reason: the reference's answer digits are then uniform, and the KL term prices a sure copy at
 β × 4 ln 10 ≈ 1.8 per answer, more than the 1.25 the right answer earns. With the copying
-warm-up, the same settings reach 0.9 on every seed tried, in 125-375 steps (BENCHMARKS.md).
+warm-up, the same settings reach 0.9 on all 22 seeds tried (20 held out), in 75-550 steps
+(BENCHMARKS.md).
 
 Used by ``rlgrad grpo-demo --tools``.
 """
@@ -201,6 +202,7 @@ def warm_up(
                 OPERANDS[torch.randint(len(OPERANDS), (1,), generator=generator).item()]
                 for _ in "ab"
             )
+            # drawn either way, so that both kinds of warm-up see the same calls
             answer = str(torch.randint(1000, 10000, (1,), generator=generator).item())
             if answers == "copy":
                 answer = str(a * b)
