@@ -1026,6 +1026,15 @@ def test_progress_bars_hidden_for_a_save_come_back_as_they_were():
         hub.enable_progress_bars()
 
 
+def test_a_resume_drops_later_completion_records_and_a_line_cut_short(tmp_path):
+    # a run killed while writing leaves half a line; the resume must not stop on it
+    records = [{"step": step, "split": "train", "completion": "7"} for step in (1, 2, 3)]
+    lines = [json.dumps(record) for record in records]
+    (tmp_path / "completions.jsonl").write_text("\n".join(lines) + '\n{"step": 4, "spl')
+    outputs.start_completions(str(tmp_path), 2)
+    assert (tmp_path / "completions.jsonl").read_text() == lines[0] + "\n" + lines[1] + "\n"
+
+
 def test_a_resumed_run_rewrites_metrics_csv_as_one_run(tmp_path):
     logged = dict(log_completions=True)
     whole = trainer(max_steps=4, save_steps=2, output_dir=str(tmp_path / "whole"), **logged)

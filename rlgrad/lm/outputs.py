@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -63,8 +64,17 @@ def start_completions(output_dir: str, step: int) -> None:
     path = Path(output_dir) / "completions.jsonl"
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    kept = [line for line in path.read_text().splitlines() if _record_step(line) <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def _record_step(line: str) -> float:
+    """A completion record's step; +inf for a line cut short when a run was killed mid-write,
+    so that it is dropped with the records past the checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 def write_row(row: dict, output_dir: str | None, tensorboard, progress) -> None:
