@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 from rlgrad.app.cli import main  # noqa: E402
+from rlgrad.errors import BadInputError  # noqa: E402
 from rlgrad.lm import sampling, tool_demo  # noqa: E402
 
 
@@ -103,7 +104,9 @@ def test_the_warm_up_teaches_the_format_and_the_relay_not_the_call():
 
 
 def test_the_warm_up_refuses_an_unknown_kind_of_answer():
-    with pytest.raises(ValueError, match="warm_up: answers must be 'copy' or 'random'; got 'tool'"):
+    with pytest.raises(
+        BadInputError, match="warm_up: answers must be 'copy' or 'random'; got 'tool'"
+    ):
         tool_demo.warm_up(None, None, [], answers="tool")
 
 
@@ -133,10 +136,10 @@ def test_the_cli_runs_the_tool_demo(capsys):
 
 @pytest.mark.slow
 def test_grpo_teaches_the_tool_demo_to_call_with_the_prompts_numbers():
-    # held-out seed 0 (the settings were chosen on seeds 1000 and 1001): measured, greedy
-    # accuracy 0.0 after the warm-up and 0.995 at the evaluation of step 200 (22 s of GRPO);
-    # BENCHMARKS.md has 20 seeds
-    learned = tool_demo.run(seed=0, max_steps=600)
+    # held-out seed 3 (the settings were chosen on seeds 1000 and 1001; seeds 0 and 1 showed the
+    # old warm-up's failure): measured, greedy accuracy 0.0 after the warm-up and 1.0 at the
+    # evaluation of step 125 (15 s of GRPO); BENCHMARKS.md has 20 seeds
+    learned = tool_demo.run(seed=3, max_steps=600)
     assert learned["accuracy_before"] <= 0.2
     assert learned["calls_right_before"] <= 0.2
     assert learned["accuracy_after"] >= 0.9
