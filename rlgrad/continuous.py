@@ -226,6 +226,8 @@ def smoothed_target_actions(
     low: float | Tensor,
     high: float | Tensor,
     generator: torch.Generator | None = None,
+    *,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """TD3's target policy smoothing, a′ = clip(a + clip(ε, −c, c), low, high), ε ~ N(0, σ²).
 
@@ -240,6 +242,8 @@ def smoothed_target_actions(
         noise_clip: c ≥ 0, a number or a ``[D]`` tensor, in action units.
         low, high: the action box, numbers or ``[D]`` tensors, low ≤ high.
         generator: the random generator for ε (default: torch's global one).
+        noise: ``[*B, D]`` standard normal draws z, given instead of drawing them (ε = σz): how
+            many seeds at once pass each seed's draws from its own generator.
 
     Returns:
         ``[*B, D]``, detached.
@@ -261,9 +265,12 @@ def smoothed_target_actions(
     if bool(torch.as_tensor(low > high).any()):
         raise BadInputError(f"{fn}(): 'low' must not exceed 'high'; got low={low}, high={high}")
     actions = actions.detach()
-    noise = torch.randn(
-        actions.shape, generator=generator, dtype=actions.dtype, device=actions.device
-    )
+    if noise is None:
+        noise = torch.randn(
+            actions.shape, generator=generator, dtype=actions.dtype, device=actions.device
+        )
+    else:
+        noise = _checks.floats(fn, "noise", noise, "actions", actions)
     noise = torch.clamp(noise * noise_std, -noise_clip, noise_clip)
     low = torch.as_tensor(low, dtype=actions.dtype, device=actions.device)
     high = torch.as_tensor(high, dtype=actions.dtype, device=actions.device)
@@ -297,7 +304,7 @@ def sac_actor_loss(log_probs: Tensor, q_values: Tensor, alpha: float | Tensor) -
     return (alpha * log_probs - q_values).mean()
 
 
-def deterministic_policy_loss(q_values: Tensor) -> Tensor:
+def deterministic_policy_loss(q_values: Tensor, *, dim: int | None = None) -> Tensor:
     """The deterministic policy gradient's loss, L_μ = −mean Q(s, μ(s)) (TD3's actor loss).
 
     Silver et al. 2014: ∇_φ J = E[∇_a Q(s, a)|_{a=μ_φ(s)} ∇_φ μ_φ(s)], which autograd produces
@@ -306,17 +313,22 @@ def deterministic_policy_loss(q_values: Tensor) -> Tensor:
 
     Args:
         q_values: ``[*B]`` Q(s, μ(s)), differentiable through μ(s).
+        dim: the axis to average over (1 for many seeds' ``[S, B]``), one loss per row; None:
+            the whole tensor.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
-    Example (−(1 + 3)/2 = −2):
+    Example (−(1 + 3)/2 = −2; per row, −1 and −3):
         >>> deterministic_policy_loss(torch.tensor([1.0, 3.0]))
         tensor(-2.)
+        >>> deterministic_policy_loss(torch.tensor([[1.0, 1.0], [3.0, 3.0]]), dim=1)
+        tensor([-1., -3.])
     """
     fn = "deterministic_policy_loss"
     q_values = _checks.non_empty(fn, "q_values", _checks.floats(fn, "q_values", q_values))
-    return -q_values.mean()
+    dim, _ = _checks.reduction(fn, dim, None, "q_values", q_values)
+    return -q_values.mean() if dim is None else -q_values.mean(dim=dim)
 
 
 def temperature_loss(log_alpha: Tensor, log_probs: Tensor, target_entropy: float) -> Tensor:

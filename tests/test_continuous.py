@@ -268,6 +268,28 @@ def test_smoothed_noise_has_the_requested_per_dimension_std_when_unclipped():
     torch.testing.assert_close(again, smoothed, rtol=0, atol=0)
 
 
+def test_given_noise_is_the_draw_the_generator_would_make():
+    # many seeds pass each seed's own standard normal draws: the same result as drawing them
+    std, clip = torch.tensor([0.2, 0.6]), torch.tensor([0.3, 0.5])
+    actions = randn(7, 2, seed=4).float().clamp(-1, 1)
+    drawn = rlgrad.smoothed_target_actions(
+        actions, std, clip, -1.0, 1.0, torch.Generator().manual_seed(9)
+    )
+    noise = torch.randn(7, 2, generator=torch.Generator().manual_seed(9))
+    given = rlgrad.smoothed_target_actions(actions, std, clip, -1.0, 1.0, noise=noise)
+    assert torch.equal(given, drawn)
+    assert not torch.equal(given, actions)  # the noise moved them
+    # a leading seed axis: row s is row s's own call
+    seeds = torch.stack([actions, -actions])
+    noises = torch.stack([noise, 2 * noise])
+    batched = rlgrad.smoothed_target_actions(seeds, std, clip, -1.0, 1.0, noise=noises)
+    for s in range(2):
+        alone = rlgrad.smoothed_target_actions(seeds[s], std, clip, -1.0, 1.0, noise=noises[s])
+        assert torch.equal(batched[s], alone)
+    with pytest.raises(ValueError, match=r"smoothed_target_actions\(\): 'noise'.*shape"):
+        rlgrad.smoothed_target_actions(actions, std, clip, -1.0, 1.0, noise=noise[:3])
+
+
 def test_smoothing_errors():
     actions = torch.zeros(2, 3)
     with pytest.raises(ValueError, match=r"smoothed_target_actions\(\): 'noise_std' must be >= 0"):
@@ -287,6 +309,21 @@ def test_gradcheck_actor_losses():
         lambda lp, q: rlgrad.sac_actor_loss(lp, q, alpha=0.2), (log_probs, q_values)
     )
     assert torch.autograd.gradcheck(rlgrad.deterministic_policy_loss, (q_values,))
+
+
+def test_the_deterministic_policy_loss_per_row_is_each_rows_own_loss():
+    q_values = randn(3, 5, seed=6, requires_grad=True)
+    per_row = rlgrad.deterministic_policy_loss(q_values, dim=1)
+    assert per_row.shape == (3,)
+    for s in range(3):
+        torch.testing.assert_close(per_row[s], rlgrad.deterministic_policy_loss(q_values[s]))
+    # each row's gradient is −1/B on its own entries only
+    per_row[1].backward()
+    expected = torch.zeros(3, 5, dtype=f64)
+    expected[1] = -1 / 5
+    torch.testing.assert_close(q_values.grad, expected)
+    with pytest.raises(ValueError, match=r"deterministic_policy_loss\(\): 'dim' must be an axis"):
+        rlgrad.deterministic_policy_loss(q_values, dim=2)
 
 
 def test_sac_actor_loss_gradients_by_hand_and_alpha_is_a_constant():

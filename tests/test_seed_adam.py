@@ -281,3 +281,48 @@ def test_bad_input_is_refused():
         BadInputError, match=r"'betas' must be \(0\.9, 0\.999\); got \(0\.5, 0\.9\)"
     ):
         adam.load_seed_state(0, other.state_dict())
+
+
+def test_param_lrs_are_torch_adams_second_parameter_group():
+    # TD3's critics at critic_lr beside the actor at lr: one torch Adam per seed with two groups
+    # (the first two parameters at lr, the last two at their own), against SeedAdam's param_lrs
+    dtype = torch.float32
+    generator, stacked = random_problem(dtype, seed=5)
+    references = [
+        torch.optim.Adam(
+            [
+                {"params": [p[s].detach().clone().requires_grad_() for p in stacked[:2]]},
+                {
+                    "params": [p[s].detach().clone().requires_grad_() for p in stacked[2:]],
+                    "lr": 3e-3,
+                },
+            ],
+            lr=1e-2,
+            eps=EPS,
+        )
+        for s in range(SEEDS)
+    ]
+    adam = SeedAdam(stacked, lr=1e-2, eps=EPS, param_lrs=[None, None, 3e-3, 3e-3])
+    for step in range(12):
+        grads = random_grads(generator, dtype, step)
+        for s, reference in enumerate(references):
+            params = [p for group in reference.param_groups for p in group["params"]]
+            for p, g in zip(params, grads, strict=True):
+                p.grad = None if g is None else g[s].clone()
+            reference.step()
+        for p, g in zip(stacked, grads, strict=True):
+            p.grad = None if g is None else g.clone()
+        adam.step()
+    for i, got in enumerate(stacked):
+        expected = torch.stack(
+            [[p for g in r.param_groups for p in g["params"]][i].detach() for r in references]
+        )
+        assert_close(got.detach(), expected, **TOLERANCES[dtype])
+    assert adam.state_dict()["param_groups"][0]["param_lrs"] == [None, None, 3e-3, 3e-3]
+    restored = SeedAdam([p.detach().clone() for p in stacked], lr=1.0)
+    restored.load_state_dict(adam.state_dict())
+    assert restored.param_lrs == [None, None, 3e-3, 3e-3] and restored.lr == 1e-2
+    with pytest.raises(BadInputError, match=r"'param_lrs' must hold 4 entries.*got \[0\.1\]"):
+        SeedAdam(stacked, lr=1e-2, param_lrs=[0.1])
+    with pytest.raises(BadInputError, match=r"'param_lrs' must hold 4 entries.*-1"):
+        SeedAdam(stacked, lr=1e-2, param_lrs=[None, None, None, -1])

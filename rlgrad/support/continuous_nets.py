@@ -21,6 +21,7 @@ from rlgrad.errors import BadInputError
 from rlgrad.support.batch_renorm import BatchRenorm
 from rlgrad.support.envs import Spaces
 from rlgrad.support.nets import ACTIVATIONS, mlp
+from rlgrad.support.seeded import SeedGenerators
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # σ in [2e-9, 7.4]: SB3's and the SAC authors' bounds
 
@@ -51,6 +52,22 @@ def renormalized(network: nn.Sequential, options: dict | None) -> nn.Sequential:
             layers.append(BatchRenorm(layer.in_features, **options))
         layers.append(layer)
     return nn.Sequential(*layers)
+
+
+def flat_observations(observations: Tensor, observation_shape: tuple[int, ...]) -> Tensor:
+    """``[*lead, *obs]`` → ``[*lead, obs_size]``: the batch axes (``[B]``, or ``[S, B]`` for
+    many seeds) kept, one observation a row."""
+    lead = observations.shape[: observations.dim() - len(observation_shape)]
+    return observations.reshape(*lead, -1)
+
+
+def standard_normal(like: Tensor, generator, where=None) -> Tensor:
+    """z ~ N(0, 1) shaped like ``like``, drawn from ``generator``; from
+    :class:`~rlgrad.support.seeded.SeedGenerators`, seed s's slice ``like[s]`` from generator s
+    (zeros for a seed where ``where`` [S] is False, whose stream then stays as it was)."""
+    if isinstance(generator, SeedGenerators):
+        return generator.draw("normal", tuple(like.shape[1:]), where, like.dtype)
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
 class _ActionBox(nn.Module):
@@ -113,7 +130,11 @@ class SquashedGaussianActor(_ActionBox):
 
 class DeterministicActor(_ActionBox):
     """TD3's policy a = scale·tanh(μ(s)) + shift; ``sample`` adds Gaussian exploration noise of
-    std ``exploration_noise``·scale and clips to the box (the stored σ is the run's own)."""
+    std ``exploration_noise``·scale and clips to the box (the stored σ is the run's own).
+
+    With ``seeds`` = S it is S actors (:class:`~rlgrad.support.nets.SeedLinear` layers):
+    observations ``[S, B, *obs]``, actions ``[S, B, D]``, and ``sample`` takes
+    :class:`~rlgrad.support.seeded.SeedGenerators`."""
 
     def __init__(
         self,
@@ -121,21 +142,23 @@ class DeterministicActor(_ActionBox):
         hidden_sizes: tuple[int, ...],
         activation: str,
         exploration_noise: float,
+        seeds: int | None = None,
     ):
         super().__init__(spaces)
         dims = int(np.prod(spaces.action_shape))
-        self.net = mlp([spaces.observation_size, *hidden_sizes, dims], activation, 1.0)
+        self.observation_shape = tuple(spaces.observation_shape)
+        self.net = mlp([spaces.observation_size, *hidden_sizes, dims], activation, 1.0, seeds)
         self.register_buffer("exploration_noise", torch.tensor(float(exploration_noise)))
 
     def mode(self, observations: Tensor) -> Tensor:
-        return self.action_scale * torch.tanh(self.net(observations.flatten(1))) + self.action_shift
+        flat = flat_observations(observations, self.observation_shape)
+        return self.action_scale * torch.tanh(self.net(flat)) + self.action_shift
 
-    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, None]:
-        """μ(s) + N(0, (σ·scale)²), clipped to the box (no log-probability: TD3 has none)."""
+    def sample(self, observations: Tensor, generator, where=None) -> tuple[Tensor, None]:
+        """μ(s) + N(0, (σ·scale)²), clipped to the box (no log-probability: TD3 has none);
+        ``where``: as :func:`standard_normal`."""
         actions = self.mode(observations)
-        noise = torch.randn(
-            actions.shape, generator=generator, dtype=actions.dtype, device=actions.device
-        )
+        noise = standard_normal(actions, generator, where)
         noisy = actions + noise * self.exploration_noise * self.action_scale
         return torch.clamp(noisy, self.action_low, self.action_high), None
 
@@ -151,6 +174,11 @@ class CriticEnsemble(nn.Module):
 
     ``batch_renorm``: :class:`BatchRenorm` options for CrossQ's critics, a layer before each
     linear layer with its own statistics per critic (``ensemble=K``); none: plain MLPs.
+
+    With ``seeds`` = S it is S ensembles, weights ``[S, K, in, out]`` (built as zeros:
+    :func:`~rlgrad.support.seeded.build_seeded` gives each seed its own run's initialization),
+    all S·K networks in one batched matmul per layer: inputs ``[S, B, ...]``, output
+    ``[S, B, K]``.
     """
 
     def __init__(
@@ -160,24 +188,33 @@ class CriticEnsemble(nn.Module):
         activation: str,
         num_critics: int,
         batch_renorm: dict | None = None,
+        seeds: int | None = None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise BadInputError(
                 f"'activation' must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
             )
+        if seeds is not None and batch_renorm is not None:
+            raise BadInputError(
+                "CriticEnsemble(): batch_renorm (CrossQ) trains one seed at a time; got "
+                f"seeds={seeds}"
+            )
         self.num_critics = num_critics
+        self.observation_shape = tuple(spaces.observation_shape)
         self.activation = ACTIVATIONS[activation]()
         dims = int(np.prod(spaces.action_shape))
         sizes = [spaces.observation_size + dims, *hidden_sizes, 1]
+        lead = () if seeds is None else (seeds,)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in itertools.pairwise(sizes):
             bound = 1.0 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(torch.empty(num_critics, fan_in, fan_out)))
-            self.biases.append(nn.Parameter(torch.empty(num_critics, 1, fan_out)))
-            nn.init.uniform_(self.weights[-1], -bound, bound)
-            nn.init.uniform_(self.biases[-1], -bound, bound)
+            self.weights.append(nn.Parameter(torch.zeros(*lead, num_critics, fan_in, fan_out)))
+            self.biases.append(nn.Parameter(torch.zeros(*lead, num_critics, 1, fan_out)))
+            if seeds is None:
+                nn.init.uniform_(self.weights[-1], -bound, bound)
+                nn.init.uniform_(self.biases[-1], -bound, bound)
         self.norms = None
         if batch_renorm is not None:
             self.norms = nn.ModuleList(
@@ -188,20 +225,29 @@ class CriticEnsemble(nn.Module):
         self.register_buffer("action_shift", (high + low) / 2)
 
     def forward(self, observations: Tensor, actions: Tensor, frozen: bool = False) -> Tensor:
-        """Q_k(s, a) for every critic k, ``[B, K]``; actions in the environment's units."""
+        """Q_k(s, a) for every critic k, ``[B, K]`` (``[S, B, K]`` for S seeds); actions in
+        the environment's units."""
         unit_actions = (actions - self.action_shift) / self.action_scale
-        x = torch.cat([observations.flatten(1), unit_actions], dim=-1)  # [B, in]
-        x = x.expand(self.num_critics, *x.shape)  # [K, B, in], a view
+        flat = flat_observations(observations, self.observation_shape)
+        x = torch.cat([flat, unit_actions], dim=-1)  # [*S, B, in]
+        lead, batch = x.shape[:-2], x.shape[-2]
+        K = self.num_critics
+        # [*S, K, B, in] (a view for one seed) as [S·K, B, in]: every network one matmul batch
+        x = x.unsqueeze(-3).expand(*lead, K, *x.shape[-2:]).reshape(-1, *x.shape[-2:])
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if self.norms is not None:
                 x = self.norms[i](x, frozen=frozen)
             if frozen:
                 weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight)  # [K, B, out]
+            weight, bias = (
+                weight.reshape(-1, *weight.shape[-2:]),
+                bias.reshape(-1, 1, bias.shape[-1]),
+            )
+            x = torch.baddbmm(bias, x, weight)  # [S·K, B, out]
             if i < last:
                 x = self.activation(x)
-        return x.squeeze(-1).transpose(0, 1)  # [B, K]
+        return x.view(*lead, K, batch).transpose(-1, -2)  # [*S, B, K]
 
 
 class ActorCritics(nn.Module):

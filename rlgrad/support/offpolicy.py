@@ -5,9 +5,9 @@ are due, exploring before learning starts, target networks, and the counters a r
 Each trainer's ``train`` owns its loop and reads top to bottom: 1. act; 2. step and store;
 3. gradient steps when due; 4. targets; 5. log. The replay buffer
 (:mod:`rlgrad.support.replay`) stores actions as the action space has them, integers for
-``Discrete`` and float vectors for ``Box``. A trainer of many seeds at once (DQN's) keeps a
+``Discrete`` and float vectors for ``Box``. A trainer of many seeds at once (DQN's, TD3's) keeps a
 seed axis in its replay buffer, counters and target networks (:class:`SeedCounters`,
-:func:`seed_polyak_update`).
+:func:`seed_polyak_update`, :func:`seed_explore`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from rlgrad.support.configs import OffPolicyConfig
 from rlgrad.support.envs import VectorEnv
 from rlgrad.support.replay import ReplayBuffer, SeedReplayBuffer
+from rlgrad.support.seeded import SeedGenerators
 from rlgrad.value import polyak_update
 
 
@@ -186,6 +187,26 @@ def explore(
     with torch.inference_mode():
         on_device = torch.from_numpy(observations).to(actor.action_low.device)
         actions, _ = actor.sample(on_device, generator)
+    return actions
+
+
+def seed_explore(
+    actors,
+    observations: torch.Tensor,
+    steps: int,
+    learning_starts: int,
+    generators: SeedGenerators,
+    active: np.ndarray,
+) -> torch.Tensor:
+    """:func:`explore` for S seeds at once: ``actors`` seed-batched, ``observations``
+    ``[S, N, *obs]``, actions ``[S, N, D]``. Seed s draws from generator s what a run of s alone
+    draws; a seed that is not ``active`` ([S] bool) draws nothing (its actions are filler)."""
+    low = actors.action_low
+    if steps < learning_starts:
+        unit = generators.draw("uniform", (observations.shape[1], len(low)), active)
+        return low + unit * (actors.action_high - low)
+    with torch.inference_mode():
+        actions, _ = actors.sample(observations.to(low.device), generators, active)
     return actions
 
 

@@ -270,6 +270,7 @@ class SeedAdam(SeedOptimizer):
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        param_lrs: list[float | None] | None = None,
     ):
         super().__init__(params, lr)
         beta1, beta2 = betas
@@ -278,8 +279,35 @@ class SeedAdam(SeedOptimizer):
         if not eps >= 0:
             raise BadInputError(f"SeedAdam(): 'eps' must be ≥ 0; got {eps}")
         self.betas, self.eps = (beta1, beta2), eps
+        self.param_lrs = param_lrs
         self.exp_avgs = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+
+    @property
+    def param_lrs(self) -> list[float | None] | None:
+        """A fixed lr per parameter, or None to follow ``lr``: what a second parameter group
+        of ``torch.optim.Adam`` gives (TD3's critics at ``critic_lr``); None: all follow lr."""
+        return self._param_lrs
+
+    @param_lrs.setter
+    def param_lrs(self, values: list[float | None] | None) -> None:
+        if values is None:
+            self._param_lrs = None
+            return
+        values = list(values)
+        if len(values) != len(self.params) or not all(
+            x is None or (isinstance(x, (int, float)) and math.isfinite(x) and x >= 0)
+            for x in values
+        ):
+            raise BadInputError(
+                f"SeedAdam(): 'param_lrs' must hold {len(self.params)} entries, each a finite "
+                f"number ≥ 0 or None; got {values!r}"
+            )
+        self._param_lrs = [None if x is None else float(x) for x in values]
+        on = self.step_counts.device
+        self._fixed = torch.tensor([x is not None for x in values], device=on).unsqueeze(1)
+        fixed_lrs = [0.0 if x is None else float(x) for x in values]
+        self._fixed_lrs = torch.tensor(fixed_lrs, dtype=torch.float64, device=on).unsqueeze(1)
 
     @torch.no_grad()
     def step(self, active: Tensor | None = None) -> None:
@@ -314,6 +342,9 @@ class SeedAdam(SeedOptimizer):
             step_sizes = lrs.expand_as(corrections1).div(corrections1)  # [P, S]
         else:
             step_sizes = torch.full_like(corrections1, self.lr).div_(corrections1)  # [P, S]
+        if self._param_lrs is not None:  # the parameters with an lr of their own
+            own = self._fixed_lrs.expand_as(corrections1).div(corrections1)
+            step_sizes = torch.where(self._fixed, own, step_sizes)
         correction2_sqrts = torch.where(never, 1.0, 1 - beta2**counts).sqrt()  # [P, S]
         # the same arithmetic as torch's single-tensor Adam, one foreach call per operation
         # over all the stepped parameters (a loop of small ops per parameter cost 6x more)
@@ -363,6 +394,7 @@ class SeedAdam(SeedOptimizer):
             "param_groups": [
                 {
                     "lr": self.lr,
+                    "param_lrs": self.param_lrs,
                     "betas": self.betas,
                     "eps": self.eps,
                     "params": list(range(len(self.params))),
@@ -396,6 +428,7 @@ class SeedAdam(SeedOptimizer):
                     f"got {tuple(entry['step'].shape)}"
                 )
         self.lr, self.betas, self.eps = group["lr"], tuple(group["betas"]), group["eps"]
+        self.param_lrs = group.get("param_lrs")
         self.exp_avgs = [
             e["exp_avg"].to(p, copy=True) for e, p in zip(entries, self.params, strict=True)
         ]

@@ -131,6 +131,26 @@ class SeedGenerators:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def draw(self, kind: str, shape: tuple[int, ...], where=None, dtype=None) -> Tensor:
+        """``[S, *shape]``: seed s's slice is ``torch.randn(shape)`` (``kind`` 'normal') or
+        ``torch.rand(shape)`` ('uniform') from generator s, the draw a single-seed run of s
+        makes; a seed where ``where`` ([S] bool, NumPy or list; None: every seed) is False draws
+        nothing and gets zeros, so its stream stays where it was."""
+        if kind not in ("normal", "uniform"):
+            raise BadInputError(
+                f"SeedGenerators.draw(): 'kind' must be normal or uniform; got {kind!r}"
+            )
+        sample = torch.randn if kind == "normal" else torch.rand
+        on = self.generators[0].device
+        options = {"dtype": dtype, "device": on}
+        slices = [
+            sample(shape, generator=generator, **options)
+            if where is None or where[s]
+            else torch.zeros(shape, **options)
+            for s, generator in enumerate(self.generators)
+        ]
+        return torch.stack(slices)
+
     def permutations(self, counts: list[int]) -> tuple[Tensor, Tensor]:
         """A random order of ``range(counts[s])`` for each seed, padded with 0 to the largest
         count: ``orders [S, max]`` (int64) and ``filled [S, max]`` (bool, False on padding), on

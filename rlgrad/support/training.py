@@ -313,6 +313,7 @@ def start_seeds(
     build_extras=None,
     *,
     device: str | None = None,
+    matmul_precision: str = "float32",
     resume: bool = False,
     checkpoint=None,
     progress: bool = False,
@@ -324,14 +325,15 @@ def start_seeds(
     (:func:`make_seed_envs`). ``build_extras(config, spaces, agents, num_seeds)``, when given,
     returns a NamedTuple of more seed-batched objects that the checkpoints must hold (DQN's
     target networks, replay buffers and counters): modules, or objects with ``seed_state`` and
-    ``load_seed_state``; each seed's run saves its slice of each (:class:`SeedSlice`)."""
+    ``load_seed_state``; each seed's run saves its slice of each (:class:`SeedSlice`).
+    ``matmul_precision``: as for :func:`start`."""
     if not seeds:
         raise BadInputError("start_seeds(): 'seeds' must hold at least one seed; got none")
     if checkpoint is not None and len(seeds) > 1:
         raise BadInputError("--checkpoint resumes one run; with many seeds, resume their latest")
     on = resolve_device(config.device if device is None else device)
     seed_everything(seeds[0], config.threads)
-    set_matmul_precision("float32")
+    set_matmul_precision(matmul_precision)
     seed_configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
     envs = make_seed_envs(config, seeds, on)
     try:
