@@ -14,6 +14,12 @@ evaluate and checkpoint. As in :mod:`rlgrad.trainers.sac`, one backward pass and
 serve both losses (the actor's loss reads the critics with detached weights), so the actor sees
 the critics as they were before this step's update.
 
+Many seeds train as one, as in :mod:`rlgrad.trainers.dqn`: the actor, the critics and their
+targets have a leading seed axis (all S·K critics one batched matmul per layer), each seed has
+its own replay buffer, exploration and smoothing noise, minibatches, gradient clipping and Adam
+state, and seed s draws exactly what a run of seed s alone draws. One seed is the same code
+with S = 1.
+
     >>> from rlgrad.trainers import td3
     >>> config = td3.Config(env="Pendulum-v1", total_steps=400, learning_starts=200,
     ...                     batch_size=32, hidden_sizes=(32, 32), log_every=200, eval_every=0,
@@ -28,6 +34,7 @@ import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from rlgrad.continuous import (
@@ -42,11 +49,12 @@ from rlgrad.support.continuous_nets import (
     DeterministicActor,
     check_continuous,
 )
-from rlgrad.support.replay import ReplayBuffer
-from rlgrad.support.runs import History
-from rlgrad.value import polyak_update, value_loss
+from rlgrad.support.replay import SeedReplayBuffer
+from rlgrad.support.runs import History, single_history
+from rlgrad.value import value_loss
 
 ALGORITHM = "td3"
+METRICS = ("critic_loss", "actor_loss", "q_mean", "grad_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,53 +80,65 @@ def check(config: Config) -> None:
     configs.non_negative(config, "exploration_noise", "policy_noise", "noise_clip")
 
 
-def build_agent(config: Config, spaces) -> ActorCritics:
+def build_agent(config: Config, spaces, seeds: int | None = None) -> ActorCritics:
     check_continuous(spaces, ALGORITHM)
     actor = DeterministicActor(
-        spaces, config.hidden_sizes, config.activation, config.exploration_noise
+        spaces, config.hidden_sizes, config.activation, config.exploration_noise, seeds
     )
-    critics = CriticEnsemble(spaces, config.hidden_sizes, config.activation, config.num_critics)
+    critics = CriticEnsemble(
+        spaces, config.hidden_sizes, config.activation, config.num_critics, seeds=seeds
+    )
     return ActorCritics(spaces, actor, critics)
 
 
-def make_optimizer(config: Config, agent: ActorCritics) -> torch.optim.Optimizer:
-    """One Adam over two parameter groups: the actor and the critics."""
-    return training.adam(
-        [
-            {"params": list(agent.actor.parameters()), "lr": config.lr},
-            {"params": list(agent.critics.parameters()), "lr": config.critic_lr or config.lr},
-        ]
+def make_optimizer(config: Config, agents: ActorCritics) -> training.SeedAdam:
+    """One Adam over the actor (at lr) and the critics (at critic_lr, or lr): two parameter
+    groups of ``torch.optim.Adam``, per seed."""
+    actor, critics = list(agents.actor.parameters()), list(agents.critics.parameters())
+    critic_lr = config.critic_lr or config.lr
+    return training.SeedAdam(
+        actor + critics, lr=config.lr, param_lrs=[None] * len(actor) + [critic_lr] * len(critics)
     )
 
 
 class Companions(NamedTuple):
-    """TD3's checkpointed companions of the agent."""
+    """TD3's checkpointed companions of the agents, seed-batched; each seed's run saves its
+    slice of each."""
 
     target_actor: DeterministicActor  # Polyak averages of the actor ...
     target_critics: CriticEnsemble  # ... and of the critics
-    replay: ReplayBuffer
-    counters: offpolicy.Counters  # gradient steps so far: the actor and the targets move on
-    # every policy_delay-th
+    replay: SeedReplayBuffer
+    counters: offpolicy.SeedCounters  # gradient steps so far: the actor and the targets move
+    # on every policy_delay-th
 
 
-def build_companions(config: Config, spaces, agent: ActorCritics) -> Companions:
-    replay = offpolicy.replay_buffer(config, spaces, agent)
-    target_actor = offpolicy.frozen_copy(agent.actor)
+def build_companions(config: Config, spaces, agents: ActorCritics, seeds: int) -> Companions:
+    replay = offpolicy.replay_buffer(config, spaces, agents, seeds)
+    device = next(agents.parameters()).device
     return Companions(
-        target_actor, offpolicy.frozen_copy(agent.critics), replay, offpolicy.Counters()
+        offpolicy.frozen_copy(agents.actor),
+        offpolicy.frozen_copy(agents.critics),
+        replay,
+        offpolicy.SeedCounters(seeds, device),
     )
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
-    """Train TD3; return the metric history (also written to ``run_dir``).
+    """Train TD3 on ``config.seed``: :func:`rlgrad.trainers.ppo.train` says what it takes."""
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
-    """
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """TD3 on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
     check(config)
-    # 0. set up: seeds, environments, actor and critics, their targets, replay buffer, Adam, run
-    setup = training.start(
+    # 0. set up: for each seed its environments, actor and critics, their targets, replay
+    # buffer, optimizer state and run directory; networks and buffers stacked on a seed axis
+    setup = training.start_seeds(
         ALGORITHM,
         config,
+        seeds,
         run_dir,
         build_agent,
         make_optimizer,
@@ -127,29 +147,44 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         matmul_precision=config.matmul_precision,
         **run_options,
     )
-    run, env, agent, optimizer, generator, companions = setup
-    target_actor, target_critics, replay, counters = companions
-    actor, critics = agent.actor, agent.critics
+    runs, envs, agents, optimizer, generators = setup[:5]
+    target_actor, target_critics, replay, counters = setup.extras
+    actor, critics = agents.actor, agents.critics
+    S, device = len(seeds), generators[0].device
     scale = actor.action_scale  # the noise fields are fractions of it
     schedule = offpolicy.Schedule.of(config)  # the targets move with the delayed actor
-    steps = run.steps
 
-    while not run.done:
-        means = training.Means("critic_loss", "actor_loss", "q_mean", "grad_norm")
-        gradient_steps_before = counters.gradient_steps
-        row_due = offpolicy.iteration_end(run, config.log_every)
-        with run.training():
-            while steps < row_due:
-                # 1. act (uniformly random before learning starts, then μ(s) + exploration noise),
-                # 2. step and store (the buffer keeps the true final observation of a cut episode)
-                previous = steps
-                steps += offpolicy.explore_and_store(
-                    env, replay, actor, steps, config.learning_starts, generator
+    while not runs.done:
+        active = runs.active  # [S] bool: the seeds still training (a failure drops one below)
+        steps = runs.steps  # every seed still training has taken the same steps
+        means = training.SeedMeans(S, *METRICS, device=device)
+        gradient_steps_before = counters.gradient_steps.clone()
+        row_due = offpolicy.iteration_end(runs, config.log_every)
+        with runs.training():
+            while steps < row_due and active.any():
+                # 1. act (uniformly random before learning starts, then μ(s) + exploration
+                # noise), each seed from its own generator
+                observations = envs.observations  # [S, N, *obs]
+                actions = offpolicy.seed_explore(
+                    actor, observations, steps, config.learning_starts, generators, active
                 )
 
-                # 3. gradient steps when due: the critics, and the actor when delayed due
-                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
-                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
+                # 2. step and store (the buffer keeps the true final observation of a cut
+                # episode); a seed whose reward is not finite fails before its buffer holds it
+                step = envs.step(actions, active)
+                runs.fail_non_finite("a reward", step.rewards)
+                active = active & ~runs.failed
+                replay.add(observations, actions, step, active)
+                previous, steps = steps, steps + envs.num_envs
+
+                # 3. gradient steps when due and a seed's buffer holds a minibatch: the critics,
+                # and the actor when delayed due
+                ready = active & (np.array(replay.usable_counts) >= config.batch_size)
+                due = schedule.gradient_steps_due(previous, steps, stored=config.batch_size)
+                for _ in range(due if ready.any() else 0):
+                    batch = replay.sample(
+                        config.batch_size, generators, config.n_step, config.gamma, ready
+                    )
                     with torch.no_grad():
                         next_actions = smoothed_target_actions(
                             target_actor.mode(batch.next_observations),
@@ -157,45 +192,63 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                             config.noise_clip * scale,
                             actor.action_low,
                             actor.action_high,
-                            generator,
+                            noise=generators.draw("normal", batch.actions.shape[1:], ready),
                         )
-                        next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
+                        next_q = target_critics(batch.next_observations, next_actions)  # [S, B, K]
                     targets = clipped_double_q_targets(
                         batch.returns, next_q, batch.terminated, batch.discounts
+                    )  # [S, B]
+                    q_values = critics(batch.observations, batch.actions)  # [S, B, K]
+                    critic_loss = value_loss(
+                        q_values.flatten(1),
+                        targets[..., None].expand_as(q_values).flatten(1),
+                        dim=1,
+                    )  # [S]
+                    losses = critic_loss
+                    updating = torch.as_tensor(ready, device=device)
+                    # the seeds of a batch take their gradient steps together, so one count
+                    # decides for all of them
+                    update_actor = (
+                        int(counters.gradient_steps[ready.argmax()]) % config.policy_delay == 0
                     )
-                    q_values = critics(batch.observations, batch.actions)  # [B, K]
-                    critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
-                    loss = critic_loss
-                    update_actor = counters.gradient_steps % config.policy_delay == 0
                     if update_actor:
                         # the first critic judges the actor (Fujimoto et al.), weights detached
                         q_policy = critics(
                             batch.observations, actor.mode(batch.observations), frozen=True
                         )
-                        actor_loss = deterministic_policy_loss(q_policy[:, 0])
-                        loss = loss + actor_loss
-                        means.add(actor_loss=actor_loss.detach())
-                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
-                    means.add(
-                        critic_loss=critic_loss.detach(),
-                        q_mean=q_values.detach().mean(),
-                        grad_norm=grad_norm,
+                        actor_loss = deterministic_policy_loss(q_policy[..., 0], dim=1)  # [S]
+                        losses = losses + actor_loss
+                        means.add(updating, actor_loss=actor_loss)
+                    grad_norms = training.seed_gradient_step(
+                        runs, optimizer, losses, config.max_grad_norm, updating
                     )
-                    counters.gradient_steps += 1
+                    means.add(
+                        updating,
+                        critic_loss=critic_loss,
+                        q_mean=q_values.detach().mean(dim=(1, 2)),
+                        grad_norm=grad_norms,
+                    )
+                    counters.gradient_steps += updating
+                    active, ready = active & ~runs.failed, ready & ~runs.failed
 
-                    # 4. after an actor update, move the targets, θ⁻ ← τθ + (1 − τ)θ⁻
+                    # 4. after an actor update, move each seed's targets, θ⁻ ← τθ + (1 − τ)θ⁻
                     if update_actor:
-                        polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
-                        polyak_update(target_actor.parameters(), actor.parameters(), config.tau)
+                        offpolicy.seed_polyak_update(target_critics, critics, config.tau, ready)
+                        offpolicy.seed_polyak_update(target_actor, actor, config.tau, ready)
 
-        # 5. log, evaluate and checkpoint
-        run.end_iteration(
-            steps - run.steps,
-            {
-                **means.means(),
-                "gradient_steps": counters.gradient_steps - gradient_steps_before,
-                "total_gradient_steps": counters.gradient_steps,
-                "buffer_transitions": len(replay),
-            },
+        # 5. log, evaluate and checkpoint, each seed in its own run directory
+        totals = counters.gradient_steps.tolist()
+        before = gradient_steps_before.tolist()
+        runs.end_iteration(
+            steps - runs.steps,
+            [
+                {
+                    **seed_means,
+                    "gradient_steps": totals[s] - before[s],
+                    "total_gradient_steps": totals[s],
+                    "buffer_transitions": replay.usable_counts[s],
+                }
+                for s, seed_means in enumerate(means.means())
+            ],
         )
-    return run.finish()
+    return runs.finish()
