@@ -103,7 +103,8 @@ def soft_q_targets(
         next_log_probs: ``[*B]`` log π(a′|s′) of the same a′; detached here.
         terminated: ``[*B]`` bool or 0/1.
         gamma: γ ∈ [0, 1], or a ``[*B]`` tensor of per-sample discounts.
-        alpha: α ≥ 0, a number or a 0-dim tensor (detached here).
+        alpha: α ≥ 0, a number or a 0-dim tensor, or a tensor that broadcasts to ``[*B]``
+            (one α per seed: ``[S, 1]``); detached here.
 
     Returns:
         ``[*B]``, detached.
@@ -132,7 +133,7 @@ def _soft_q_targets(
         fn, rewards, next_q_targets, terminated, gamma
     )
     next_log_probs = _checks.floats(fn, "next_log_probs", next_log_probs, "rewards", rewards)
-    alpha = _checks.non_negative(fn, "alpha", alpha)
+    alpha = _temperature(fn, alpha, "rewards", rewards)
     next_values = next_q_targets.detach().min(dim=-1).values - alpha * next_log_probs.detach()
     alive = (~terminated).to(rewards.dtype)
     return (rewards.detach() + gamma * alive * next_values).detach()
@@ -219,6 +220,29 @@ def _per_dimension(fn: str, name: str, value: object, actions: Tensor) -> float 
     return value
 
 
+def _temperature(fn: str, alpha: object, ref_name: str, ref: Tensor) -> float | Tensor:
+    """α ≥ 0: a number (or a one-element tensor) as a float, or a tensor of one α per row that
+    broadcasts to ``ref``'s shape (``[S, 1]`` for many seeds' ``[S, B]``), detached."""
+    if not isinstance(alpha, Tensor) or alpha.numel() == 1:
+        return _checks.non_negative(fn, "alpha", alpha)
+    alpha = _checks.floats(fn, "alpha", alpha)
+    _checks.same_kind(fn, "alpha", alpha, ref_name, ref)
+    try:
+        fits = torch.broadcast_shapes(alpha.shape, ref.shape) == ref.shape
+    except RuntimeError:  # shapes that do not broadcast at all
+        fits = False
+    if not fits:
+        raise BadInputError(
+            f"{fn}(): 'alpha' must be a number or broadcast to the shape of '{ref_name}', "
+            f"{tuple(ref.shape)} (one α per row: [S, 1]); got {tuple(alpha.shape)}"
+        )
+    if bool((alpha < 0).any()):
+        raise BadInputError(
+            f"{fn}(): 'alpha' must be >= 0; got {alpha.detach().flatten().tolist()}"
+        )
+    return alpha.detach()
+
+
 def smoothed_target_actions(
     actions: Tensor,
     noise_std: float | Tensor,
@@ -277,7 +301,9 @@ def smoothed_target_actions(
     return torch.clamp(actions + noise, low, high)
 
 
-def sac_actor_loss(log_probs: Tensor, q_values: Tensor, alpha: float | Tensor) -> Tensor:
+def sac_actor_loss(
+    log_probs: Tensor, q_values: Tensor, alpha: float | Tensor, *, dim: int | None = None
+) -> Tensor:
     """SAC's policy loss, L_π = mean(α log π(ã|s) − Q(s, ã)), ã ~ π(·|s) reparameterized.
 
     Haarnoja et al. 2018, eq. 7 (the KL to the Boltzmann policy of Q, up to a constant):
@@ -288,10 +314,13 @@ def sac_actor_loss(log_probs: Tensor, q_values: Tensor, alpha: float | Tensor) -
     Args:
         log_probs: ``[*B]`` log π(ã|s), differentiable.
         q_values: ``[*B]`` Q(s, ã), differentiable through ã.
-        alpha: α ≥ 0, a number or a 0-dim tensor (detached here).
+        alpha: α ≥ 0, a number or a 0-dim tensor, or a tensor that broadcasts to ``[*B]``
+            (one α per seed: ``[S, 1]``); detached here.
+        dim: the axis to average over (1 for many seeds' ``[S, B]``), one loss per row; None:
+            the whole tensor.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
     Example (α = 0.5: mean(0.5·(−1) − 2, 0.5·(−3) − 4) = (−2.5 − 5.5)/2 = −4):
         >>> sac_actor_loss(torch.tensor([-1.0, -3.0]), torch.tensor([2.0, 4.0]), alpha=0.5)
@@ -300,8 +329,10 @@ def sac_actor_loss(log_probs: Tensor, q_values: Tensor, alpha: float | Tensor) -
     fn = "sac_actor_loss"
     log_probs = _checks.non_empty(fn, "log_probs", _checks.floats(fn, "log_probs", log_probs))
     q_values = _checks.floats(fn, "q_values", q_values, "log_probs", log_probs)
-    alpha = _checks.non_negative(fn, "alpha", alpha)
-    return (alpha * log_probs - q_values).mean()
+    alpha = _temperature(fn, alpha, "log_probs", log_probs)
+    dim, _ = _checks.reduction(fn, dim, None, "log_probs", log_probs)
+    terms = alpha * log_probs - q_values
+    return terms.mean() if dim is None else terms.mean(dim=dim)
 
 
 def deterministic_policy_loss(q_values: Tensor, *, dim: int | None = None) -> Tensor:
@@ -331,7 +362,9 @@ def deterministic_policy_loss(q_values: Tensor, *, dim: int | None = None) -> Te
     return -q_values.mean() if dim is None else -q_values.mean(dim=dim)
 
 
-def temperature_loss(log_alpha: Tensor, log_probs: Tensor, target_entropy: float) -> Tensor:
+def temperature_loss(
+    log_alpha: Tensor, log_probs: Tensor, target_entropy: float, *, dim: int | None = None
+) -> Tensor:
     """SAC's automatic temperature loss, L_α = −mean(log α · (log π(ã|s) + H̄)), bracket detached.
 
     Haarnoja et al. 2018b, eq. 18, in the form SB3 and TorchRL use: the parameter is log α
@@ -344,24 +377,37 @@ def temperature_loss(log_alpha: Tensor, log_probs: Tensor, target_entropy: float
     the same fixed point; only the step size differs by a factor α.
 
     Args:
-        log_alpha: a 0-dim tensor log α, differentiable.
+        log_alpha: a 0-dim tensor log α, differentiable; with ``dim``, one per row (``[S]``
+            for many seeds' ``[S, B]``).
         log_probs: ``[*B]`` log π(ã|s) of fresh samples; detached here.
         target_entropy: H̄, a number (SAC's default is −D for a D-dimensional action).
+        dim: the axis to average over, one loss per row with that row's log α; None: the
+            whole tensor.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or one per row with ``dim``.
 
-    Example (log α = 0.5, log π = −1 and −3, H̄ = 1: −0.5·mean(0, −2) = 0.5):
+    Example (log α = 0.5, log π = −1 and −3, H̄ = 1: −0.5·mean(0, −2) = 0.5; per row, with
+    log α = 0.5 and 2 and H̄ = 2: −0.5·(−1 + 2) = −0.5 and −2·(−3 + 2) = 2):
         >>> temperature_loss(torch.tensor(0.5), torch.tensor([-1.0, -3.0]), target_entropy=1.0)
         tensor(0.5000)
+        >>> temperature_loss(torch.tensor([0.5, 2.0]), torch.tensor([[-1.0], [-3.0]]), 2.0, dim=1)
+        tensor([-0.5000,  2.0000])
     """
     fn = "temperature_loss"
     log_alpha = _checks.floats(fn, "log_alpha", log_alpha)
-    if log_alpha.dim() != 0:
-        raise BadInputError(
-            f"{fn}(): 'log_alpha' must be a 0-dim tensor; got shape {tuple(log_alpha.shape)}"
-        )
     log_probs = _checks.non_empty(fn, "log_probs", _checks.floats(fn, "log_probs", log_probs))
+    dim, _ = _checks.reduction(fn, dim, None, "log_probs", log_probs)
+    expected = () if dim is None else tuple(log_probs.shape[:dim] + log_probs.shape[dim + 1 :])
+    if dim is not None:
+        dim = dim % log_probs.dim()
+    if tuple(log_alpha.shape) != expected:
+        wanted = "a 0-dim tensor" if dim is None else f"shape {expected}, one per row"
+        raise BadInputError(
+            f"{fn}(): 'log_alpha' must be {wanted}; got shape {tuple(log_alpha.shape)}"
+        )
     _checks.same_kind(fn, "log_probs", log_probs, "log_alpha", log_alpha)
     target_entropy = _checks.number(fn, "target_entropy", target_entropy)
-    return -(log_alpha * (log_probs.detach() + target_entropy)).mean()
+    if dim is None:
+        return -(log_alpha * (log_probs.detach() + target_entropy)).mean()
+    return -(log_alpha.unsqueeze(dim) * (log_probs.detach() + target_entropy)).mean(dim=dim)

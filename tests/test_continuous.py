@@ -326,6 +326,49 @@ def test_the_deterministic_policy_loss_per_row_is_each_rows_own_loss():
         rlgrad.deterministic_policy_loss(q_values, dim=2)
 
 
+def test_sac_losses_with_one_alpha_per_row_are_each_rows_own_losses():
+    # many seeds: [S, B] inputs, α [S, 1] (soft targets, actor loss) and log α [S]
+    log_probs = randn(3, 4, seed=11, requires_grad=True)
+    q_values = randn(3, 4, seed=12, requires_grad=True)
+    next_q = randn(3, 4, 2, seed=13)
+    rewards, terminated = randn(3, 4, seed=14), randn(3, 4, seed=15) > 0.5
+    log_alpha = torch.tensor([-1.0, 0.0, 0.7], dtype=f64, requires_grad=True)
+    alpha = log_alpha.detach().exp()[:, None]
+    targets = rlgrad.soft_q_targets(rewards, next_q, log_probs, terminated, 0.9, alpha)
+    actor = rlgrad.sac_actor_loss(log_probs, q_values, alpha, dim=1)
+    temperature = rlgrad.temperature_loss(log_alpha, log_probs, target_entropy=-1.0, dim=1)
+    assert actor.shape == temperature.shape == (3,) and targets.shape == (3, 4)
+    for s in range(3):
+        a = float(alpha[s])
+        own = rlgrad.soft_q_targets(rewards[s], next_q[s], log_probs[s], terminated[s], 0.9, a)
+        torch.testing.assert_close(targets[s], own, rtol=0, atol=0)
+        torch.testing.assert_close(actor[s], rlgrad.sac_actor_loss(log_probs[s], q_values[s], a))
+        alone = rlgrad.temperature_loss(log_alpha[s].detach(), log_probs[s], -1.0)
+        torch.testing.assert_close(temperature[s], alone)
+    # row s's temperature loss moves only log α_s, by −mean(log π_s + H̄)
+    temperature.sum().backward()
+    torch.testing.assert_close(log_alpha.grad, -(log_probs.detach() - 1.0).mean(dim=1))
+    with pytest.raises(
+        ValueError, match=r"sac_actor_loss\(\): 'alpha' must be a number or broadcast"
+    ):
+        rlgrad.sac_actor_loss(log_probs, q_values, alpha[:2])
+    with pytest.raises(
+        ValueError, match=r"soft_q_targets\(\): 'alpha' must be >= 0; got \[1\.0, -1\.0"
+    ):
+        rlgrad.soft_q_targets(
+            rewards,
+            next_q,
+            log_probs,
+            terminated,
+            0.9,
+            torch.tensor([[1.0], [-1.0], [1.0]], dtype=f64),
+        )
+    with pytest.raises(
+        ValueError, match=r"temperature_loss\(\): 'log_alpha' must be shape \(3,\), one per"
+    ):
+        rlgrad.temperature_loss(log_alpha[:2], log_probs, -1.0, dim=1)
+
+
 def test_sac_actor_loss_gradients_by_hand_and_alpha_is_a_constant():
     log_probs, q_values = randn(4, seed=3, requires_grad=True), randn(4, seed=4, requires_grad=True)
     alpha = torch.tensor(0.3, dtype=f64, requires_grad=True)
