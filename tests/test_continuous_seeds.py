@@ -1,5 +1,5 @@
-"""TD3 with a seed axis (issue 32): S seeds trained as one batched computation, each equal to its
-run alone; the seed-batched networks and draws it is built from."""
+"""TD3 and SAC with a seed axis (issue 32): S seeds trained as one batched computation, each
+equal to its run alone; the seed-batched networks and draws they are built from."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import pytest
 import torch
 from conftest import dataclasses_replace, without_timing
 
-from rlgrad.support.continuous_nets import CriticEnsemble, DeterministicActor
+from rlgrad.support.continuous_nets import (
+    ActorCritics,
+    CriticEnsemble,
+    DeterministicActor,
+    SquashedGaussianActor,
+)
 from rlgrad.support.envs import SeedEnvs, Spaces
 from rlgrad.support.runs import TrainingError
 from rlgrad.support.seeded import SeedGenerators, build_seeded
-from rlgrad.trainers import td3
+from rlgrad.trainers import sac, td3
 
 SPACES = Spaces(
     (3,), False, 0, (2,), np.array([-2.0, -1.0], np.float32), np.array([2.0, 1.0], np.float32)
@@ -80,6 +85,33 @@ def test_seed_batched_actors_and_critics_equal_each_seeds_own_networks():
         CriticEnsemble(SPACES, (8,), "relu", 2, batch_renorm={}, seeds=2)
 
 
+def test_seed_batched_sac_actors_sample_and_score_as_each_seeds_own():
+    seeds = [2, 6]
+
+    def build(n):
+        actor = SquashedGaussianActor(SPACES, (8,), "tanh", seeds=n)
+        critics = CriticEnsemble(SPACES, (8,), "tanh", 2, seeds=n)
+        return ActorCritics(SPACES, actor, critics, log_alpha=-0.5, seeds=n)
+
+    agents = build_seeded(build, seeds)
+    assert agents.log_alpha.shape == (2,)
+    observations = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(1))
+    # seed 6 draws nothing (not ready): zeros noise, its generator untouched
+    generators = SeedGenerators(seeds)
+    actions, log_probs = agents.sample(observations, generators, np.array([True, False]))
+    torch.manual_seed(2)
+    alone = build(None)
+    drawn, drawn_log_probs = alone.sample(observations[0], torch.Generator().manual_seed(2))
+    torch.testing.assert_close(actions[0], drawn, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(log_probs[0], drawn_log_probs, rtol=1e-5, atol=1e-5)
+    torch.manual_seed(6)
+    other = build(None)
+    torch.testing.assert_close(actions[1], other.mode(observations[1]), rtol=1e-6, atol=1e-6)
+    assert torch.equal(generators[1].get_state(), torch.Generator().manual_seed(6).get_state())
+    with pytest.raises(ValueError, match=r"SquashedGaussianActor\(\): batch_renorm .* seeds=2"):
+        SquashedGaussianActor(SPACES, (8,), "relu", batch_renorm={}, seeds=2)
+
+
 def assert_same_run(rows, reference):
     """Every count equal; the averaged metrics and training returns to float32 rounding (S seeds
     in one baddbmm round otherwise than one: measured ≤ 6e-8 relative); evaluation returns within
@@ -100,36 +132,44 @@ def assert_same_run(rows, reference):
                 )
 
 
-def test_two_seeds_trained_together_each_equal_their_run_alone(tmp_path):
-    config = td3.Config(**TINY)
-    together = td3.train_seeds(config, [3, 8], tmp_path / "together")
+TRAINERS = {"td3": td3, "sac": sac}
+COMPANIONS = {"td3": ("target_actor", "target_critics"), "sac": ("target_critics",)}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_two_seeds_trained_together_each_equal_their_run_alone(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(**TINY)
+    together = trainer.train_seeds(config, [3, 8], tmp_path / "together")
     for index, seed in enumerate([3, 8]):
-        alone = td3.train(dataclasses_replace(config, seed=seed), tmp_path / f"alone{seed}")
+        alone = trainer.train(dataclasses_replace(config, seed=seed), tmp_path / f"alone{seed}")
         assert_same_run(together[index].rows, alone.rows)
         assert sum(row["actor_loss"] is not None for row in alone.rows) >= 5
         # one gradient step per environment step from the vector step that reaches 100 on
         assert alone.rows[-1]["total_gradient_steps"] == 302
         mine = torch.load(together[index].run_dir / "checkpoints" / "latest.pt", weights_only=False)
         theirs = torch.load(alone.run_dir / "checkpoints" / "latest.pt", weights_only=False)
-        for name in ("agent", "target_actor", "target_critics", "replay", "counters"):
-            a, b = mine["modules"][name], theirs["modules"][name]
-            assert a.keys() == b.keys(), name
+        for module in ("agent", *COMPANIONS[name], "replay", "counters"):
+            a, b = mine["modules"][module], theirs["modules"][module]
+            assert a.keys() == b.keys(), module
             for key in a:
                 if torch.is_tensor(a[key]) and a[key].is_floating_point():
                     torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
                 elif torch.is_tensor(a[key]):
-                    assert torch.equal(a[key], b[key]), (name, key)
+                    assert torch.equal(a[key], b[key]), (module, key)
                 else:
-                    assert a[key] == b[key], (name, key)
+                    assert a[key] == b[key], (module, key)
     assert without_timing(together[0].rows) != without_timing(together[1].rows)
 
 
-def test_a_seed_with_a_non_finite_reward_fails_alone(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_a_seed_with_a_non_finite_reward_fails_alone(name, tmp_path, monkeypatch):
     # seed 8's 150th vector step (steps 298-300) returns a NaN reward: seed 8 fails in the
     # update after its row at step 250, keeping its checkpoint of step 200, while seed 3 trains
     # to the end as it does alone
-    config = td3.Config(**{**TINY, "checkpoint_every": 100})
-    alone = td3.train(dataclasses_replace(config, seed=3), tmp_path / "alone")
+    trainer = TRAINERS[name]
+    config = trainer.Config(**{**TINY, "checkpoint_every": 100})
+    alone = trainer.train(dataclasses_replace(config, seed=3), tmp_path / "alone")
     step, calls = SeedEnvs.step, []
 
     def poisoned(self, actions, active):
@@ -140,7 +180,7 @@ def test_a_seed_with_a_non_finite_reward_fails_alone(tmp_path, monkeypatch):
         return outcome
 
     monkeypatch.setattr(SeedEnvs, "step", poisoned)
-    healthy, failed = td3.train_seeds(config, [3, 8], tmp_path / "together")
+    healthy, failed = trainer.train_seeds(config, [3, 8], tmp_path / "together")
     assert "failed" not in healthy.summary
     assert_same_run(healthy.rows, alone.rows)
     assert re.search(
@@ -151,14 +191,17 @@ def test_a_seed_with_a_non_finite_reward_fails_alone(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in state["modules"]["agent"].values())
     calls.clear()
     with pytest.raises(TrainingError, match="a reward became nan at step 250"):  # one seed
-        td3.train(dataclasses_replace(config, seed=8), tmp_path / "alone8")
+        trainer.train(dataclasses_replace(config, seed=8), tmp_path / "alone8")
 
 
-def test_two_seeds_resumed_from_their_checkpoints_equal_an_uninterrupted_run(tmp_path):
-    config = td3.Config(**TINY)
-    whole = td3.train_seeds(config, [3, 8], tmp_path / "whole")
-    td3.train_seeds(dataclasses_replace(config, total_steps=200), [3, 8], tmp_path / "cut")
-    resumed = td3.train_seeds(config, [3, 8], tmp_path / "cut", resume=True)
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_two_seeds_resumed_from_their_checkpoints_equal_an_uninterrupted_run(name, tmp_path):
+    trainer = TRAINERS[name]
+    config = trainer.Config(**TINY)
+    whole = trainer.train_seeds(config, [3, 8], tmp_path / "whole")
+    cut = dataclasses_replace(config, total_steps=200)
+    trainer.train_seeds(cut, [3, 8], tmp_path / "cut")
+    resumed = trainer.train_seeds(config, [3, 8], tmp_path / "cut", resume=True)
     for before, after in zip(whole, resumed, strict=True):
         assert after.rows[3]["step"] == 200 and after.rows[4]["actor_loss"] is not None
         assert without_timing(after.rows) == without_timing(before.rows)

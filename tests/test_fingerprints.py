@@ -80,17 +80,17 @@ RUNS = {
 # (seed-batched networks, masked means per seed over padded episodes, SeedAdam for the fused
 # Adam): their step counts, episodes, evaluations and group statistics are unchanged and
 # test_an_episode_trainer_with_a_seed_axis_matches_the_single_seed_trainer bounds the rest.
-# TD3 too (seed-batched actor and critics, SeedAdam with the critics' lr per parameter, each
-# seed's noise drawn from its own generator): every count unchanged, the averaged metrics within
-# 6.1e-8 relative and the returns within 1.6e-8 (test_td3_with_a_seed_axis_matches_the_single_
-# seed_trainer, against tests/data written by commit dee569e).
+# TD3 and SAC too (seed-batched actors, critics and log α, SeedAdam with the critics' lr per
+# parameter, each seed's noise drawn from its own generator): every count unchanged, the
+# averaged metrics within 8.9e-8 relative and the returns within 4.1e-8
+# (test_a_continuous_control_trainer_with_a_seed_axis_matches_the_single_seed_trainer).
 EXPECTED = {
     "a2c": "e1fc60c275a4346e2c1d275669c249f78098f1aa5a5b11a7078fa14c5a418637",
     "dqn": "209134c644ac11a6e7c367d348519263950d2e64328131ec703250f30bf3ff36",
     "grpo": "c938bb61e1006eb6eeaeab34bc14fa26299fb1ed87903f5d674d021665810beb",
     "ppo": "7ffc4ee80dd917eb1e6f4f95e0fd9bef792aba3d2fd047f3d4b8487b703b2e20",
     "reinforce": "8ab1babd863f9af2e7f0276827eaed9825926b38b7d1b1d0804c1c5e44a0703a",
-    "sac": "43247890eb47b084e9de73fef34dab90aaf4db840cf425b31b1976ffd88c033e",
+    "sac": "539f9e17e2633bea9506032d60e1bb7df78a54d6136f9980f21e65193fbb9d89",
     "td3": "26ac32ba73d964d51e2247a6b84b276bee58d57fd2d39c66565c4cfcbf041cfb",
     "trpo": "bac4bea5523518e873ed507d8012f6a5798b347a3457ef30ff6ea2a8cf01f22b",
 }
@@ -193,18 +193,20 @@ def test_dqn_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
     )
 
 
-def test_td3_with_a_seed_axis_matches_the_single_seed_trainer(tmp_path):
-    """The seed-batched TD3 trainer, on one seed, against metrics.csv of the single-seed TD3
-    trainer it replaced (tests/data, written by the code of commit dee569e): every count
-    identical; the averaged metrics within float32 rounding (measured: at most 6.1e-8
-    relative), and so are the returns, which continuous actions carry the rounding into
-    (measured: 4.3e-10 for training episodes, 1.6e-8 for the evaluations of this short run)."""
-    train("td3", tmp_path / "run")
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_a_continuous_control_trainer_with_a_seed_axis_matches_the_single_seed_trainer(
+    name, tmp_path
+):
+    """The seed-batched SAC and TD3 trainers, on one seed, against metrics.csv of the
+    single-seed trainers they replaced (tests/data, written by the code of commits 9ea9c6a for
+    SAC and dee569e for TD3): every count identical; the averaged metrics within float32
+    rounding (measured: at most 8.9e-8 relative, SAC's alpha_loss), and so are the returns,
+    which continuous actions carry the rounding into (measured: at most 4.1e-8)."""
+    train(name, tmp_path / "run")
     with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
         now = list(csv.DictReader(handle))
-    with open(
-        Path(__file__).parent / "data" / "td3_tiny_before_seed_axis.csv", newline=""
-    ) as handle:
+    data = Path(__file__).parent / "data" / f"{name}_tiny_before_seed_axis.csv"
+    with open(data, newline="") as handle:
         before = list(csv.DictReader(handle))
     assert len(now) == len(before) == 6 and list(now[0]) == list(before[0])
     counted = ("step", "update", "episode_length_mean", "gradient_steps", "total_gradient_steps")

@@ -91,7 +91,11 @@ class SquashedGaussianActor(_ActionBox):
     """SAC's policy: u ~ N(μ(s), σ(s)²), a = scale·tanh(u) + shift, with log π from
     :func:`rlgrad.squashed_gaussian_log_prob`. ``sample`` is reparameterized (u = μ + σε), so
     gradients reach the actor through the action; its randomness comes from the generator.
-    ``batch_renorm``: :class:`BatchRenorm` options for CrossQ's actor (none: plain MLP)."""
+    ``batch_renorm``: :class:`BatchRenorm` options for CrossQ's actor (none: plain MLP).
+
+    With ``seeds`` = S it is S actors (:class:`~rlgrad.support.nets.SeedLinear` layers):
+    observations ``[S, B, *obs]``, actions ``[S, B, D]``, log π ``[S, B]``, and ``sample``
+    takes :class:`~rlgrad.support.seeded.SeedGenerators`."""
 
     def __init__(
         self,
@@ -99,25 +103,32 @@ class SquashedGaussianActor(_ActionBox):
         hidden_sizes: tuple[int, ...],
         activation: str,
         batch_renorm: dict | None = None,
+        seeds: int | None = None,
     ):
         super().__init__(spaces)
+        if seeds is not None and batch_renorm is not None:
+            raise BadInputError(
+                "SquashedGaussianActor(): batch_renorm (CrossQ) trains one seed at a time; got "
+                f"seeds={seeds}"
+            )
         dims = int(np.prod(spaces.action_shape))
+        self.observation_shape = tuple(spaces.observation_shape)
         # one head for μ and log σ; a small last layer starts near μ = 0, σ = 1
         self.net = renormalized(
-            mlp([spaces.observation_size, *hidden_sizes, 2 * dims], activation, 0.01),
+            mlp([spaces.observation_size, *hidden_sizes, 2 * dims], activation, 0.01, seeds),
             batch_renorm,
         )
 
     def _gaussian(self, observations: Tensor) -> tuple[Tensor, Tensor]:
-        means, log_stds = self.net(observations.flatten(1)).chunk(2, dim=-1)  # [B, D] each
+        flat = flat_observations(observations, self.observation_shape)
+        means, log_stds = self.net(flat).chunk(2, dim=-1)  # [*S, B, D] each
         return means, log_stds.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, observations: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Actions ``[B, D]`` in the box and their log π ``[B]``."""
+    def sample(self, observations: Tensor, generator, where=None) -> tuple[Tensor, Tensor]:
+        """Actions ``[B, D]`` in the box and their log π ``[B]``; ``where``: as
+        :func:`standard_normal`."""
         means, log_stds = self._gaussian(observations)
-        noise = torch.randn(
-            means.shape, generator=generator, dtype=means.dtype, device=means.device
-        )
+        noise = standard_normal(means, generator, where)
         pre_tanh = means + log_stds.exp() * noise
         log_probs = squashed_gaussian_log_prob(pre_tanh, means, log_stds, self.action_scale)
         return self.action_scale * torch.tanh(pre_tanh) + self.action_shift, log_probs
@@ -252,8 +263,9 @@ class CriticEnsemble(nn.Module):
 
 class ActorCritics(nn.Module):
     """What a SAC, TD3 or CrossQ run trains and saves as its agent: the actor, the K critics
-    and, with automatic temperature, log α. It acts like its actor (``mode``, ``sample``,
-    ``env_actions``), so evaluation and :func:`rlgrad.app.load_agent` treat it like any policy."""
+    and, with automatic temperature, log α (with ``seeds``, S of each, stacked). It acts like
+    its actor (``mode``, ``sample``, ``env_actions``), so evaluation and
+    :func:`rlgrad.app.load_agent` treat it like any policy."""
 
     def __init__(
         self,
@@ -261,17 +273,19 @@ class ActorCritics(nn.Module):
         actor: nn.Module,
         critics: CriticEnsemble,
         log_alpha: float | None = None,
+        seeds: int | None = None,
     ):
         super().__init__()
         self.spaces, self.actor, self.critics = spaces, actor, critics
-        if log_alpha is not None:
-            self.log_alpha = nn.Parameter(torch.tensor(float(log_alpha)))
+        if log_alpha is not None:  # one log α per seed with ``seeds``: ``[S]``
+            shape = () if seeds is None else (seeds,)
+            self.log_alpha = nn.Parameter(torch.full(shape, float(log_alpha)))
 
     def mode(self, observations: Tensor) -> Tensor:
         return self.actor.mode(observations)
 
-    def sample(self, observations: Tensor, generator: torch.Generator):
-        return self.actor.sample(observations, generator)
+    def sample(self, observations: Tensor, generator, where=None):
+        return self.actor.sample(observations, generator, where)
 
     def env_actions(self, actions: Tensor) -> np.ndarray:
         return self.actor.env_actions(actions)

@@ -85,7 +85,8 @@ def non_finite_seeds(agents: nn.Module) -> Tensor:
     """``[S]`` bool: the seeds with a NaN or infinite parameter (one reduction per tensor)."""
     bad = None
     for parameter in agents.parameters():
-        row = ~torch.isfinite(parameter.detach().flatten(1)).all(dim=1)
+        # [S, -1]: a parameter of one number per seed ([S], SAC's log α) is a column
+        row = ~torch.isfinite(parameter.detach().reshape(len(parameter), -1)).all(dim=1)
         bad = row if bad is None else bad | row
     return bad
 

@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import torch
 
-from rlgrad.continuous import joint_soft_q_targets
+from rlgrad.continuous import joint_soft_q_targets, sac_actor_loss, temperature_loss
 from rlgrad.support import configs, offpolicy, training
 from rlgrad.support.batch_renorm import batch_statistics
 from rlgrad.support.continuous_nets import (
@@ -194,7 +194,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
     steps = run.steps
 
     while not run.done:
-        means = sac.new_means()
+        means = new_means()
         gradient_steps_before = counters.gradient_steps
         row_due = offpolicy.iteration_end(run, config.log_every)
         with run.training():
@@ -209,7 +209,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                 # 3. gradient steps when due: the critics, and the actor and α when delayed due
                 for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
                     batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-                    alpha = sac.temperature(config, agent)
+                    alpha = temperature(config, agent)
                     with torch.no_grad():
                         next_actions, next_log_probs = actor.sample(
                             batch.next_observations, generator
@@ -234,7 +234,7 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         # SAC's actor and α losses; the actor's own pass sees batch statistics,
                         # the critics judge with their running ones (and detached weights)
                         with batch_statistics(actor):
-                            loss = loss + sac.policy_losses(
+                            loss = loss + policy_losses(
                                 agent, batch.observations, alpha, target_entropy, generator, means
                             )
                     grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
@@ -247,6 +247,66 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
 
         # 4. log, evaluate and checkpoint
         gradient_steps = counters.gradient_steps - gradient_steps_before
-        row = sac.metrics(config, agent, means, gradient_steps, counters, replay)
+        row = metrics(config, agent, means, gradient_steps, counters, replay)
         run.end_iteration(steps - run.steps, row)
     return run.finish()
+
+
+def temperature(config: Config, agent: ActorCritics) -> float | torch.Tensor:
+    """α for this gradient step: the learned exp(log α), detached, or the fixed one (SAC's,
+    for one seed)."""
+    return agent.log_alpha.detach().exp() if config.alpha is None else config.alpha
+
+
+def policy_losses(
+    agent: ActorCritics,
+    observations: torch.Tensor,
+    alpha: float | torch.Tensor,
+    target_entropy: float,
+    generator: torch.Generator,
+    means: training.Means,
+) -> torch.Tensor:
+    """SAC's L_π, plus L_α when α is learned, on the policy's own reparameterized actions
+    ã ~ π(·|s), for one seed.
+    The critics judge ã with detached weights, by the pessimistic min_k as in the targets, so
+    only the actor (and log α) get gradients; adds both to ``means`` with the entropy."""
+    own_actions, log_probs = agent.actor.sample(observations, generator)
+    q_policy = agent.critics(observations, own_actions, frozen=True)  # [B, K]
+    actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
+    means.add(actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean())
+    if not hasattr(agent, "log_alpha"):  # α is fixed
+        return actor_loss
+    alpha_loss = temperature_loss(agent.log_alpha, log_probs, target_entropy)
+    means.add(alpha_loss=alpha_loss.detach())
+    return actor_loss + alpha_loss
+
+
+def new_means() -> training.Means:
+    """The per-gradient-step values a CrossQ metrics row averages (SAC's columns)."""
+    return training.Means(
+        "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
+    )
+
+
+def metrics(
+    config: Config,
+    agent: ActorCritics,
+    means: training.Means,
+    gradient_steps: int,
+    counters: offpolicy.Counters,
+    replay: ReplayBuffer,
+) -> dict:
+    """A metrics row: the averaged losses, α, the entropy and Q, and the counts."""
+    averaged = means.means()
+    return {
+        "critic_loss": averaged["critic_loss"],
+        "actor_loss": averaged["actor_loss"],
+        "alpha_loss": averaged["alpha_loss"],
+        "alpha": float(temperature(config, agent)),
+        "entropy": averaged["entropy"],
+        "q_mean": averaged["q_mean"],
+        "grad_norm": averaged["grad_norm"],
+        "gradient_steps": gradient_steps,
+        "total_gradient_steps": counters.gradient_steps,
+        "buffer_transitions": len(replay),
+    }

@@ -18,6 +18,12 @@ temperature's bracket are detached), so their sum has exactly each loss's gradie
 parameter group. The actor therefore sees the critics as they were before this step's update
 (SB3 and CleanRL update the critics first); the step is otherwise the same.
 
+Many seeds train as one, as in :mod:`rlgrad.trainers.dqn`: the actor, the critics, their
+targets and log α have a leading seed axis (all S·K critics one batched matmul per layer), each
+seed has its own replay buffer, action and minibatch draws, temperature, gradient clipping and
+Adam state, and seed s draws exactly what a run of seed s alone draws. One seed is the same
+code with S = 1.
+
     >>> from rlgrad.trainers import sac
     >>> config = sac.Config(env="Pendulum-v1", total_steps=400, learning_starts=200,
     ...                     batch_size=32, hidden_sizes=(32, 32), log_every=200, eval_every=0,
@@ -33,6 +39,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from rlgrad.continuous import sac_actor_loss, soft_q_targets, temperature_loss
@@ -43,11 +50,12 @@ from rlgrad.support.continuous_nets import (
     SquashedGaussianActor,
     check_continuous,
 )
-from rlgrad.support.replay import ReplayBuffer
-from rlgrad.support.runs import History
-from rlgrad.value import polyak_update, value_loss
+from rlgrad.support.replay import SeedReplayBuffer
+from rlgrad.support.runs import History, single_history
+from rlgrad.value import value_loss
 
 ALGORITHM = "sac"
+METRICS = ("critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,49 +80,63 @@ def check(config: Config) -> None:
     )
 
 
-def build_agent(config: Config, spaces) -> ActorCritics:
+def build_agent(config: Config, spaces, seeds: int | None = None) -> ActorCritics:
     check_continuous(spaces, ALGORITHM)
-    actor = SquashedGaussianActor(spaces, config.hidden_sizes, config.activation)
-    critics = CriticEnsemble(spaces, config.hidden_sizes, config.activation, config.num_critics)
+    actor = SquashedGaussianActor(spaces, config.hidden_sizes, config.activation, seeds=seeds)
+    critics = CriticEnsemble(
+        spaces, config.hidden_sizes, config.activation, config.num_critics, seeds=seeds
+    )
     log_alpha = math.log(config.alpha_init) if config.alpha is None else None
-    return ActorCritics(spaces, actor, critics, log_alpha)
+    return ActorCritics(spaces, actor, critics, log_alpha, seeds)
 
 
-def make_optimizer(config: Config, agent: ActorCritics) -> torch.optim.Optimizer:
-    """One Adam over three parameter groups: actor, critics and (when learned) log α."""
-    groups = [
-        {"params": list(agent.actor.parameters()), "lr": config.lr},
-        {"params": list(agent.critics.parameters()), "lr": config.critic_lr or config.lr},
-    ]
-    if config.alpha is None:
-        groups.append({"params": [agent.log_alpha], "lr": config.lr})
-    return training.adam(groups)
+def make_optimizer(config: Config, agents: ActorCritics) -> training.SeedAdam:
+    """One Adam over the actor and log α (at lr) and the critics (at critic_lr, or lr): three
+    parameter groups of ``torch.optim.Adam``, per seed."""
+    actor, critics = list(agents.actor.parameters()), list(agents.critics.parameters())
+    temperature = [agents.log_alpha] if config.alpha is None else []
+    critic_lr = config.critic_lr or config.lr
+    return training.SeedAdam(
+        actor + critics + temperature,
+        lr=config.lr,
+        param_lrs=[None] * len(actor) + [critic_lr] * len(critics) + [None] * len(temperature),
+    )
 
 
 class Companions(NamedTuple):
-    """SAC's checkpointed companions of the agent."""
+    """SAC's checkpointed companions of the agents, seed-batched; each seed's run saves its
+    slice of each."""
 
     target_critics: CriticEnsemble  # θ⁻, Polyak averages of the critics
-    replay: ReplayBuffer
-    counters: offpolicy.Counters  # gradient steps so far: the actor updates on every
+    replay: SeedReplayBuffer
+    counters: offpolicy.SeedCounters  # gradient steps so far: the actor updates on every
     # policy_delay-th
 
 
-def build_companions(config: Config, spaces, agent: ActorCritics) -> Companions:
-    replay = offpolicy.replay_buffer(config, spaces, agent)
-    return Companions(offpolicy.frozen_copy(agent.critics), replay, offpolicy.Counters())
+def build_companions(config: Config, spaces, agents: ActorCritics, seeds: int) -> Companions:
+    replay = offpolicy.replay_buffer(config, spaces, agents, seeds)
+    device = next(agents.parameters()).device
+    return Companions(
+        offpolicy.frozen_copy(agents.critics), replay, offpolicy.SeedCounters(seeds, device)
+    )
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
-    """Train SAC; return the metric history (also written to ``run_dir``).
+    """Train SAC on ``config.seed``: :func:`rlgrad.trainers.ppo.train` says what it takes."""
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
-    """
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """SAC on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
     check(config)
-    # 0. set up: seeds, environments, actor and critics, target critics, replay buffer, Adam, run
-    setup = training.start(
+    # 0. set up: for each seed its environments, actor, critics and log α, target critics,
+    # replay buffer, optimizer state and run directory; all stacked on a seed axis
+    setup = training.start_seeds(
         ALGORITHM,
         config,
+        seeds,
         run_dir,
         build_agent,
         make_optimizer,
@@ -123,34 +145,50 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
         matmul_precision=config.matmul_precision,
         **run_options,
     )
-    run, env, agent, optimizer, generator, (target_critics, replay, counters) = setup
-    actor, critics = agent.actor, agent.critics
+    runs, envs, agents, optimizer, generators = setup[:5]
+    target_critics, replay, counters = setup.extras
+    actor, critics = agents.actor, agents.critics
+    S, device = len(seeds), generators[0].device
     target_entropy = entropy_target(config, actor)
     schedule = offpolicy.Schedule.of(config)  # the targets move after every gradient step
-    steps = run.steps
 
-    while not run.done:
-        means = new_means()
-        gradient_steps_before = counters.gradient_steps
-        row_due = offpolicy.iteration_end(run, config.log_every)
-        with run.training():
-            while steps < row_due:
+    while not runs.done:
+        active = runs.active  # [S] bool: the seeds still training (a failure drops one below)
+        steps = runs.steps  # every seed still training has taken the same steps
+        means = training.SeedMeans(S, *METRICS, device=device)
+        gradient_steps_before = counters.gradient_steps.clone()
+        row_due = offpolicy.iteration_end(runs, config.log_every)
+        with runs.training():
+            while steps < row_due and active.any():
                 # 1. act (uniformly random before learning starts, then samples of the policy),
-                # 2. step and store (the buffer keeps the true final observation of a cut episode)
-                previous = steps
-                steps += offpolicy.explore_and_store(
-                    env, replay, actor, steps, config.learning_starts, generator
+                # each seed from its own generator
+                observations = envs.observations  # [S, N, *obs]
+                actions = offpolicy.seed_explore(
+                    actor, observations, steps, config.learning_starts, generators, active
                 )
 
-                # 3. gradient steps when due: the critics, and the actor and α when delayed due
-                for _ in range(schedule.gradient_steps_due(previous, steps, len(replay))):
-                    batch = replay.sample(config.batch_size, generator, config.n_step, config.gamma)
-                    alpha = temperature(config, agent)
+                # 2. step and store (the buffer keeps the true final observation of a cut
+                # episode); a seed whose reward is not finite fails before its buffer holds it
+                step = envs.step(actions, active)
+                runs.fail_non_finite("a reward", step.rewards)
+                active = active & ~runs.failed
+                replay.add(observations, actions, step, active)
+                previous, steps = steps, steps + envs.num_envs
+
+                # 3. gradient steps when due and a seed's buffer holds a minibatch: the critics,
+                # and the actor and α when delayed due
+                ready = active & (np.array(replay.usable_counts) >= config.batch_size)
+                due = schedule.gradient_steps_due(previous, steps, stored=config.batch_size)
+                for _ in range(due if ready.any() else 0):
+                    batch = replay.sample(
+                        config.batch_size, generators, config.n_step, config.gamma, ready
+                    )
+                    alpha = temperature(config, agents)  # [S, 1]: one α per seed (or fixed)
                     with torch.no_grad():
                         next_actions, next_log_probs = actor.sample(
-                            batch.next_observations, generator
+                            batch.next_observations, generators, ready
                         )
-                        next_q = target_critics(batch.next_observations, next_actions)  # [B, K]
+                        next_q = target_critics(batch.next_observations, next_actions)  # [S, B, K]
                     targets = soft_q_targets(
                         batch.returns,
                         next_q,
@@ -158,30 +196,56 @@ def train(config: Config, run_dir: str | Path | None = None, **run_options) -> H
                         batch.terminated,
                         batch.discounts,
                         alpha,
-                    )
-                    q_values = critics(batch.observations, batch.actions)  # [B, K]
-                    critic_loss = value_loss(q_values, targets[:, None].expand_as(q_values))
-                    loss = critic_loss
-                    if counters.gradient_steps % config.policy_delay == 0:
-                        loss = loss + policy_losses(
-                            agent, batch.observations, alpha, target_entropy, generator, means
+                    )  # [S, B]
+                    q_values = critics(batch.observations, batch.actions)  # [S, B, K]
+                    critic_loss = value_loss(
+                        q_values.flatten(1),
+                        targets[..., None].expand_as(q_values).flatten(1),
+                        dim=1,
+                    )  # [S]
+                    losses = critic_loss
+                    updating = torch.as_tensor(ready, device=device)
+                    # the seeds of a batch take their gradient steps together, so one count
+                    # decides for all of them
+                    count = int(counters.gradient_steps[ready.argmax()])
+                    if count % config.policy_delay == 0:
+                        losses = losses + policy_losses(
+                            agents,
+                            batch.observations,
+                            alpha,
+                            target_entropy,
+                            generators,
+                            ready,
+                            means,
                         )
-                    grad_norm = training.gradient_step(run, optimizer, loss, config.max_grad_norm)
-                    means.add(
-                        critic_loss=critic_loss.detach(),
-                        q_mean=q_values.detach().mean(),
-                        grad_norm=grad_norm,
+                    grad_norms = training.seed_gradient_step(
+                        runs, optimizer, losses, config.max_grad_norm, updating
                     )
-                    counters.gradient_steps += 1
+                    means.add(
+                        updating,
+                        critic_loss=critic_loss,
+                        q_mean=q_values.detach().mean(dim=(1, 2)),
+                        grad_norm=grad_norms,
+                    )
+                    counters.gradient_steps += updating
+                    active, ready = active & ~runs.failed, ready & ~runs.failed
 
-                    # 4. move the target critics, θ⁻ ← τθ + (1 − τ)θ⁻
-                    polyak_update(target_critics.parameters(), critics.parameters(), config.tau)
+                    # 4. move each seed's target critics, θ⁻ ← τθ + (1 − τ)θ⁻
+                    offpolicy.seed_polyak_update(target_critics, critics, config.tau, ready)
 
-        # 5. log, evaluate and checkpoint
-        gradient_steps = counters.gradient_steps - gradient_steps_before
-        row = metrics(config, agent, means, gradient_steps, counters, replay)
-        run.end_iteration(steps - run.steps, row)
-    return run.finish()
+        # 5. log, evaluate and checkpoint, each seed in its own run directory
+        totals = counters.gradient_steps.tolist()
+        before = gradient_steps_before.tolist()
+        alpha = temperature(config, agents)
+        alphas = [alpha] * S if config.alpha is not None else alpha.flatten().tolist()
+        runs.end_iteration(
+            steps - runs.steps,
+            [
+                metrics(seed_means, alphas[s], totals[s] - before[s], totals[s], replay, s)
+                for s, seed_means in enumerate(means.means())
+            ],
+        )
+    return runs.finish()
 
 
 def entropy_target(config: Config, actor: SquashedGaussianActor) -> float:
@@ -190,59 +254,57 @@ def entropy_target(config: Config, actor: SquashedGaussianActor) -> float:
     return -action_dims if config.target_entropy is None else config.target_entropy
 
 
-def temperature(config: Config, agent: ActorCritics) -> float | torch.Tensor:
-    """α for this gradient step: the learned exp(log α), detached, or the fixed one."""
-    return agent.log_alpha.detach().exp() if config.alpha is None else config.alpha
+def temperature(config: Config, agents: ActorCritics) -> float | torch.Tensor:
+    """α for this gradient step: each seed's learned exp(log α), detached, as ``[S, 1]`` (it
+    broadcasts over a seed's minibatch), or the fixed one."""
+    if config.alpha is not None:
+        return config.alpha
+    return agents.log_alpha.detach().exp()[:, None]
 
 
 def policy_losses(
-    agent: ActorCritics,
+    agents: ActorCritics,
     observations: torch.Tensor,
     alpha: float | torch.Tensor,
     target_entropy: float,
-    generator: torch.Generator,
-    means: training.Means,
+    generators,
+    ready: np.ndarray,
+    means: training.SeedMeans,
 ) -> torch.Tensor:
-    """L_π, plus L_α when α is learned, on the policy's own reparameterized actions ã ~ π(·|s).
-    The critics judge ã with detached weights, by the pessimistic min_k as in the targets, so
-    only the actor (and log α) get gradients; adds both to ``means`` with the entropy."""
-    own_actions, log_probs = agent.actor.sample(observations, generator)
-    q_policy = agent.critics(observations, own_actions, frozen=True)  # [B, K]
-    actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha)
-    means.add(actor_loss=actor_loss.detach(), entropy=-log_probs.detach().mean())
-    if not hasattr(agent, "log_alpha"):  # α is fixed
+    """L_π per seed ``[S]``, plus L_α when α is learned, on each policy's own reparameterized
+    actions ã ~ π(·|s) (drawn by the ``ready`` seeds). The critics judge ã with detached
+    weights, by the pessimistic min_k as in the targets, so only the actors (and log α) get
+    gradients; adds both to ``means`` with the entropy."""
+    own_actions, log_probs = agents.actor.sample(observations, generators, ready)  # [S, B]
+    q_policy = agents.critics(observations, own_actions, frozen=True)  # [S, B, K]
+    actor_loss = sac_actor_loss(log_probs, q_policy.min(dim=-1).values, alpha, dim=1)
+    updating = torch.as_tensor(ready, device=actor_loss.device)
+    means.add(updating, actor_loss=actor_loss, entropy=-log_probs.detach().mean(dim=1))
+    if not hasattr(agents, "log_alpha"):  # α is fixed
         return actor_loss
-    alpha_loss = temperature_loss(agent.log_alpha, log_probs, target_entropy)
-    means.add(alpha_loss=alpha_loss.detach())
+    alpha_loss = temperature_loss(agents.log_alpha, log_probs, target_entropy, dim=1)
+    means.add(updating, alpha_loss=alpha_loss)
     return actor_loss + alpha_loss
 
 
-def new_means() -> training.Means:
-    """The per-gradient-step values a SAC (or CrossQ) metrics row averages."""
-    return training.Means(
-        "critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "grad_norm"
-    )
-
-
 def metrics(
-    config: Config,
-    agent: ActorCritics,
-    means: training.Means,
+    averaged: dict,
+    alpha: float,
     gradient_steps: int,
-    counters: offpolicy.Counters,
-    replay: ReplayBuffer,
+    total_gradient_steps: int,
+    replay: SeedReplayBuffer,
+    seed_index: int,
 ) -> dict:
-    """A metrics row: the averaged losses, α, the entropy and Q, and the counts."""
-    averaged = means.means()
+    """A seed's metrics row: the averaged losses, α, the entropy and Q, and the counts."""
     return {
         "critic_loss": averaged["critic_loss"],
         "actor_loss": averaged["actor_loss"],
         "alpha_loss": averaged["alpha_loss"],
-        "alpha": float(temperature(config, agent)),
+        "alpha": alpha,
         "entropy": averaged["entropy"],
         "q_mean": averaged["q_mean"],
         "grad_norm": averaged["grad_norm"],
         "gradient_steps": gradient_steps,
-        "total_gradient_steps": counters.gradient_steps,
-        "buffer_transitions": len(replay),
+        "total_gradient_steps": total_gradient_steps,
+        "buffer_transitions": replay.usable_counts[seed_index],
     }
