@@ -45,6 +45,7 @@ from rlgrad.policy import (
     ppo_objective,
 )
 from rlgrad.returns import (
+    batch_scaled_group_advantages,
     discounted_returns,
     equal_reward_groups,
     gae,
@@ -87,6 +88,7 @@ __all__ = [
     "RatioTaylor",
     "approx_kl",
     "backtracking_line_search",
+    "batch_scaled_group_advantages",
     "categorical_entropy",
     "categorical_kl",
     "categorical_log_prob",

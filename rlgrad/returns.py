@@ -496,6 +496,58 @@ def group_advantages(
     return scaled / torch.where(all_equal, 1.0, std + _over_s(eps, s))
 
 
+def batch_scaled_group_advantages(
+    rewards: Tensor,
+    eps: float = 1e-8,
+    unbiased: bool = False,
+    batch_rewards: Tensor | None = None,
+) -> Tensor:
+    """GRPO advantages centred per group, scaled by the batch: Â_i = (r_i − μ_g) / (σ_B + ε).
+
+        μ_g = mean of the group of r_i,    σ_B = std of every reward in the batch
+
+    TRL's ``scale_rewards="batch"`` (after Liu et al. 2025, "Understanding R1-Zero-Like
+    Training", who find that σ per group over-weights the groups that are nearly all right or all
+    wrong): one σ for the whole batch keeps the centring per group but weighs every group alike.
+    ``batch_rewards`` is the whole batch when ``rewards`` is one process's share of it (every
+    process's rewards, gathered); by default ``rewards`` itself. Computed with the same powers of
+    two as :func:`group_advantages` (the centred rewards and the batch's deviations divided by
+    s near their largest), so no sum or square overflows: right for any finite rewards whose
+    differences are representable. A batch whose rewards are all equal gets 0 everywhere.
+
+    Args:
+        rewards: ``[*P, G]``, groups on the last axis.
+        eps: ε ≥ 0 added to σ_B.
+        unbiased: σ_B the sample standard deviation (divide by n − 1), else the population's.
+        batch_rewards: every reward of the batch (any shape), or None for ``rewards``.
+
+    Returns:
+        ``[*P, G]``.
+
+    Example (groups [1, 0] and [2, 2]: centred ±½ and 0; σ_B of [1, 0, 2, 2] is √(11/16) ≈
+    0.829, so Â = ±0.603 and 0):
+        >>> batch_scaled_group_advantages(torch.tensor([[1.0, 0.0], [2.0, 2.0]]))
+        tensor([[ 0.6030, -0.6030],
+                [ 0.0000,  0.0000]])
+    """
+    fn = "batch_scaled_group_advantages"
+    rewards = _checks.floats(fn, "rewards", rewards)
+    eps = _checks.non_negative(fn, "eps", eps)
+    everything = rewards if batch_rewards is None else batch_rewards
+    everything = _checks.floats(fn, "batch_rewards", everything).reshape(-1)
+    if everything.numel() < (2 if unbiased else 1):
+        raise BadInputError(
+            f"{fn}(): the batch must hold at least {2 if unbiased else 1} reward(s) for its "
+            f"standard deviation{' with unbiased=True' if unbiased else ''}; got "
+            f"{everything.numel()}"
+        )
+    centered = group_advantages(rewards, scale=False)  # r_i − μ_g, exactly 0 in equal groups
+    batch_equal = (everything == everything[0]).all()
+    deviations = torch.where(batch_equal, 0.0, everything - _mean(everything))
+    _, std, s = _scaled_std(deviations, correction=1 if unbiased else 0)  # σ_B/s
+    return (centered / s) / torch.where(batch_equal, 1.0, std + _over_s(eps, s))
+
+
 def equal_reward_groups(rewards: Tensor) -> Tensor:
     """Which groups have all-equal rewards, r_1 = r_2 = … = r_G, ``[*P]`` bool.
 

@@ -479,6 +479,58 @@ def test_group_advantages_do_not_depend_on_the_reward_scale(rewards, c, unbiased
     torch.testing.assert_close(scaled, plain, rtol=1e-9, atol=1e-9)
 
 
+def decimal_batch_scaled(rows, correction, eps):
+    """(r − μ_group)/(σ_batch + ε) in 60-digit decimal arithmetic, the batch being every row."""
+    with decimal.localcontext() as context:
+        context.prec = 60
+        values = [[decimal.Decimal(r) for r in row] for row in rows]
+        everything = [v for row in values for v in row]
+        mean = sum(everything) / len(everything)
+        std = (sum((v - mean) ** 2 for v in everything) / (len(everything) - correction)).sqrt()
+        return torch.tensor(
+            [
+                [float((v - sum(row) / len(row)) / (std + decimal.Decimal(eps))) for v in row]
+                for row in values
+            ],
+            dtype=torch.float64,
+        )
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_batch_scaled_group_advantages_match_a_decimal_reference_at_any_scale(scale, unbiased):
+    # TRL's scale_rewards="batch": the plain (r − μ_g)/(batch.std() + ε) is 0 at 1e200 (σ inf)
+    rewards = (
+        torch.randn(3, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+        + torch.tensor([[0.0], [4.0], [-2.0]], dtype=torch.float64)
+    ) * scale
+    advantages = rlgrad.batch_scaled_group_advantages(rewards, eps=0.0, unbiased=unbiased)
+    expected = decimal_batch_scaled(rewards.tolist(), 1 if unbiased else 0, 0.0)
+    torch.testing.assert_close(advantages, expected, rtol=1e-12, atol=0.0)
+    assert advantages.abs().max().item() > 0.1
+    if scale == 1.0:  # where it can, the plain formula gives the same numbers
+        centered = rewards - rewards.mean(dim=-1, keepdim=True)
+        plain = centered / (rewards.std(correction=1 if unbiased else 0) + 1e-8)
+        torch.testing.assert_close(
+            rlgrad.batch_scaled_group_advantages(rewards, unbiased=unbiased), plain
+        )
+
+
+def test_batch_scaled_advantages_of_one_process_share_use_the_whole_batch():
+    rewards = torch.tensor([[1.0, 0.0], [2.0, 2.0], [5.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
+    whole = rlgrad.batch_scaled_group_advantages(rewards)
+    share = rlgrad.batch_scaled_group_advantages(rewards[:2], batch_rewards=rewards.flatten())
+    torch.testing.assert_close(share, whole[:2], rtol=0, atol=0)
+    assert not torch.equal(share, rlgrad.batch_scaled_group_advantages(rewards[:2]))
+    assert bool((whole[1] == 0).all())  # an equal group carries no signal
+    equal = rlgrad.batch_scaled_group_advantages(torch.full((2, 3), 7.0))
+    assert bool((equal == 0).all())
+    with pytest.raises(
+        ValueError, match=r"batch_scaled_group_advantages\(\): the batch must hold at least 2"
+    ):
+        rlgrad.batch_scaled_group_advantages(torch.tensor([[1.0]]), unbiased=True)
+
+
 def test_group_advantage_gradients_match_finite_differences_and_rescale():
     rewards = torch.tensor([[0.3, -1.2, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
     weights = torch.tensor([[1.0, -2.0, 0.5, 3.0], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)

@@ -91,7 +91,11 @@ from rlgrad.lm.model import (
 )
 from rlgrad.lm.sampling import RewardFunction, Sampled
 from rlgrad.policy import clipped_fractions
-from rlgrad.returns import equal_reward_groups, group_advantages
+from rlgrad.returns import (
+    batch_scaled_group_advantages,
+    equal_reward_groups,
+    group_advantages,
+)
 from rlgrad.support import checkpoints
 
 # the names this module has always offered; new code imports them from their own modules
@@ -656,11 +660,12 @@ class GRPOTrainer:
         unbiased = config.std_unbiased
         if config.scale_rewards == "group":
             return group_advantages(groups, unbiased=unbiased).flatten()
-        centered = group_advantages(groups, scale=False).flatten()
         if config.scale_rewards == "none":
-            return centered
-        everything = distributed.gather(rewards, self.world_size)
-        return centered / (everything.std(correction=1 if unbiased else 0) + 1e-8)
+            return group_advantages(groups, scale=False).flatten()
+        everything = distributed.gather(rewards, self.world_size)  # every process's rewards
+        return batch_scaled_group_advantages(
+            groups, unbiased=unbiased, batch_rewards=everything
+        ).flatten()
 
     def _completion_log(self, sampled: Sampled, advantages: Tensor) -> list[dict]:
         """The completion records of the step being sampled, one per completion."""
