@@ -326,3 +326,36 @@ def test_param_lrs_are_torch_adams_second_parameter_group():
         SeedAdam(stacked, lr=1e-2, param_lrs=[0.1])
     with pytest.raises(BadInputError, match=r"'param_lrs' must hold 4 entries.*-1"):
         SeedAdam(stacked, lr=1e-2, param_lrs=[None, None, None, -1])
+
+
+def test_when_every_seed_steps_alike_it_is_torchs_fused_adam():
+    # the usual step (every seed stepping, one shared step count per parameter) runs torch's
+    # fused kernel on the stacked tensors: S fused Adams, up to where an element falls in the
+    # kernel's vector lanes (measured: within 1 ulp); a masked step splits the counts, and the
+    # general path takes over for the parameters whose seeds differ
+    dtype = torch.float32
+    generator, stacked = random_problem(dtype, seed=6)
+    references = [
+        torch.optim.Adam([p[s].detach().clone() for p in stacked], lr=1e-2, eps=EPS, fused=True)
+        for s in range(SEEDS)
+    ]
+    adam = SeedAdam(stacked, lr=1e-2, eps=EPS)
+    for step in range(10):
+        grads = random_grads(generator, dtype, step)
+        for s, reference in enumerate(references):
+            for p, g in zip(reference.param_groups[0]["params"], grads, strict=True):
+                p.grad = None if g is None else g[s].clone()
+            reference.step()
+        for p, g in zip(stacked, grads, strict=True):
+            p.grad = None if g is None else g.clone()
+        adam.step()
+    for i, got in enumerate(stacked):
+        expected = torch.stack([r.param_groups[0]["params"][i].detach() for r in references])
+        assert_close(got.detach(), expected, rtol=torch.finfo(dtype).eps, atol=1e-7)
+        assert (got.detach() == expected).float().mean() > 0.5  # mostly bit for bit
+    assert adam._shared_steps == [10, 8, 10, 10]  # the second parameter skipped two steps
+    for p in stacked:
+        p.grad = torch.ones_like(p)
+    adam.step(torch.tensor([True, False, True, True]))
+    assert adam._shared_steps == [None] * 4
+    assert adam.step_counts[:, 1].tolist() == [10, 8, 10, 10]

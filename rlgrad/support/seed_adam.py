@@ -282,6 +282,9 @@ class SeedAdam(SeedOptimizer):
         self.param_lrs = param_lrs
         self.exp_avgs = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+        # each parameter's step count when every seed has the same (None: they differ), kept
+        # on the host so that the fused path below needs no sync to know it applies
+        self._shared_steps: list[int | None] = [0] * len(self.params)
 
     @property
     def param_lrs(self) -> list[float | None] | None:
@@ -323,6 +326,8 @@ class SeedAdam(SeedOptimizer):
         self._check_active(active)
         stepped = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not stepped:
+            return
+        if active is None and self._fused(stepped):
             return
         increments = 1 if active is None else active.to(torch.int64)  # [S]
         if len(stepped) == len(self.params):
@@ -370,6 +375,8 @@ class SeedAdam(SeedOptimizer):
             torch._foreach_sub_(params, updates)
             for i, exp_avg, exp_avg_sq in zip(stepped, exp_avgs, exp_avg_sqs, strict=True):
                 self.exp_avgs[i], self.exp_avg_sqs[i] = exp_avg, exp_avg_sq
+                if self._shared_steps[i] is not None:  # every seed stepped: still shared
+                    self._shared_steps[i] += 1
             return
         for i, param, update, exp_avg, exp_avg_sq in zip(
             stepped, params, updates, exp_avgs, exp_avg_sqs, strict=True
@@ -378,6 +385,51 @@ class SeedAdam(SeedOptimizer):
             param.copy_(torch.where(stepping, param - update, param))
             self.exp_avgs[i] = torch.where(stepping, exp_avg, self.exp_avgs[i])
             self.exp_avg_sqs[i] = torch.where(stepping, exp_avg_sq, self.exp_avg_sqs[i])
+        self._share_steps()  # a masked step may have split the counts (one host sync)
+
+    def _share_steps(self) -> None:
+        """Recompute which parameters' seeds share one step count (a host sync: after a masked
+        step or a load, never on the usual unmasked step)."""
+        counts = self.step_counts.tolist()  # [P][S]
+        self._shared_steps = [row[0] if min(row) == max(row) else None for row in counts]
+
+    def _fused(self, stepped: list[int]) -> bool:
+        """Step every seed with torch's fused Adam kernel when it gives S independent Adams:
+        each stepped parameter's seeds share one step count (so one bias correction), and one
+        lr serves every seed. Elementwise, one pass over memory (about 11× faster than the
+        general path at MuJoCo sizes); the arithmetic of ``torch.optim.Adam(fused=True)``,
+        which rounds otherwise than the single-tensor Adam of the general path (last bits).
+        Returns False, changing nothing, where it does not apply."""
+        fused = getattr(torch, "_fused_adam_", None)
+        steps = [self._shared_steps[i] for i in stepped]
+        if fused is None or isinstance(self._lr, list) or None in steps:
+            return False
+        lrs = self._param_lrs or [None] * len(self.params)
+        groups: dict[float, list[int]] = {}
+        for i in stepped:
+            groups.setdefault(self._lr if lrs[i] is None else lrs[i], []).append(i)
+        beta1, beta2 = self.betas
+        for lr, members in groups.items():
+            on = self.params[members[0]].device
+            fused(
+                [self.params[i] for i in members],
+                [self.params[i].grad for i in members],
+                [self.exp_avgs[i] for i in members],
+                [self.exp_avg_sqs[i] for i in members],
+                [],
+                [torch.tensor(float(self._shared_steps[i] + 1), device=on) for i in members],
+                amsgrad=False,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=self.eps,
+                maximize=False,
+            )
+        for i in stepped:
+            self._shared_steps[i] += 1
+        self.step_counts[stepped] += 1  # [P, S], on the device: no sync
+        return True
 
     def state_dict(self) -> dict:
         """Every seed's moments and step counts (copies) and the hyperparameters, laid out as
@@ -437,6 +489,7 @@ class SeedAdam(SeedOptimizer):
         ]
         steps = torch.stack([e["step"] for e in entries])  # [P, S]
         self.step_counts = steps.to(self.step_counts, copy=True)
+        self._share_steps()
 
     def seed_state(self, seed: int) -> dict:
         """Seed ``seed``'s moments and step counts as the state_dict an ordinary
@@ -489,3 +542,4 @@ class SeedAdam(SeedOptimizer):
             self.exp_avgs[i][seed] = entry["exp_avg"]
             self.exp_avg_sqs[i][seed] = entry["exp_avg_sq"]
             self.step_counts[i, seed] = step
+        self._share_steps()
