@@ -237,7 +237,10 @@ def test_a_stop_request_mid_update_records_that_update_and_resumes_exactly(tmp_p
 def test_one_seed_diverging_fails_alone_and_is_reported_failed(tmp_path, monkeypatch):
     """Seed 9's rewards turn NaN in its third step: its run stops with its last good
     checkpoint and a summary that says why (a report counts it failed); seed 4 trains on, with
-    the numbers it has when no seed beside it fails."""
+    the numbers it has when no seed beside it fails, to float32 rounding: once a seed is out,
+    SeedAdam steps the others by its general path instead of torch's fused kernel, which rounds
+    the last bits otherwise (every count and episode identical; measured: losses within
+    1e-7 absolute: the policy loss, ~1e-5 in size, moves by 1.9e-3 of itself)."""
     from conftest import without_timing
 
     from rlgrad.app.report import read_runs
@@ -262,6 +265,13 @@ def test_one_seed_diverging_fails_alone_and_is_reported_failed(tmp_path, monkeyp
     assert not finished(tmp_path / "poisoned" / "seed9")
     assert finished(tmp_path / "poisoned" / "seed4")
     assert histories[1].rows == []  # it failed in its first update, before any row
-    assert without_timing(histories[0].rows) == without_timing(healthy[0].rows)
+    rows, reference = without_timing(histories[0].rows), without_timing(healthy[0].rows)
+    assert len(rows) == len(reference) == 8
+    for row, expected in zip(rows, reference, strict=True):
+        for name, value in row.items():
+            if name in ("step", "update", "episode_return_mean", "episode_length_mean"):
+                assert value == expected[name], (row["step"], name)
+            elif value is not None:
+                assert value == pytest.approx(expected[name], rel=1e-5, abs=1e-7), name
     states = {run.files.config["seed"]: run.state for run in read_runs([tmp_path / "poisoned"])}
     assert states == {4: "done", 9: "failed"}
