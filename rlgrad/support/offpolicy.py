@@ -210,6 +210,32 @@ def seed_explore(
     return actions
 
 
+def seed_step_and_store(runs, envs, replay: SeedReplayBuffer, observations, actions, active):
+    """Step the ``active`` seeds' environments with ``actions`` (taken in ``observations``)
+    and store the transitions, the true final observation of a cut episode included; a seed
+    whose reward is not finite fails before its buffer holds it. Returns the seeds still
+    active ([S] bool)."""
+    step = envs.step(actions, active)
+    runs.fail_non_finite("a reward", step.rewards)
+    active = active & ~runs.failed
+    replay.add(observations, actions, step, active)
+    return active
+
+
+def seed_counts(counters: SeedCounters, before: torch.Tensor, replay: SeedReplayBuffer) -> list:
+    """Each seed's counts for its metrics row: gradient steps this row (since ``before``), in
+    all, and the transitions its buffer holds (one read to the host)."""
+    totals, earlier = counters.gradient_steps.tolist(), before.tolist()
+    return [
+        {
+            "gradient_steps": total - start,
+            "total_gradient_steps": total,
+            "buffer_transitions": held,
+        }
+        for total, start, held in zip(totals, earlier, replay.usable_counts, strict=True)
+    ]
+
+
 def explore_and_store(
     env: VectorEnv,
     replay: ReplayBuffer,

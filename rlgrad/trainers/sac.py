@@ -169,10 +169,9 @@ def train_seeds(
 
                 # 2. step and store (the buffer keeps the true final observation of a cut
                 # episode); a seed whose reward is not finite fails before its buffer holds it
-                step = envs.step(actions, active)
-                runs.fail_non_finite("a reward", step.rewards)
-                active = active & ~runs.failed
-                replay.add(observations, actions, step, active)
+                active = offpolicy.seed_step_and_store(
+                    runs, envs, replay, observations, actions, active
+                )
                 previous, steps = steps, steps + envs.num_envs
 
                 # 3. gradient steps when due and a seed's buffer holds a minibatch: the critics,
@@ -234,16 +233,12 @@ def train_seeds(
                     offpolicy.seed_polyak_update(target_critics, critics, config.tau, ready)
 
         # 5. log, evaluate and checkpoint, each seed in its own run directory
-        totals = counters.gradient_steps.tolist()
-        before = gradient_steps_before.tolist()
+        counts = offpolicy.seed_counts(counters, gradient_steps_before, replay)
         alpha = temperature(config, agents)
         alphas = [alpha] * S if config.alpha is not None else alpha.flatten().tolist()
         runs.end_iteration(
             steps - runs.steps,
-            [
-                metrics(seed_means, alphas[s], totals[s] - before[s], totals[s], replay, s)
-                for s, seed_means in enumerate(means.means())
-            ],
+            [metrics(*seed_row) for seed_row in zip(means.means(), alphas, counts, strict=True)],
         )
     return runs.finish()
 
@@ -287,15 +282,9 @@ def policy_losses(
     return actor_loss + alpha_loss
 
 
-def metrics(
-    averaged: dict,
-    alpha: float,
-    gradient_steps: int,
-    total_gradient_steps: int,
-    replay: SeedReplayBuffer,
-    seed_index: int,
-) -> dict:
-    """A seed's metrics row: the averaged losses, α, the entropy and Q, and the counts."""
+def metrics(averaged: dict, alpha: float, counts: dict) -> dict:
+    """A seed's metrics row: the averaged losses, α, the entropy and Q, and the counts
+    (:func:`~rlgrad.support.offpolicy.seed_counts`)."""
     return {
         "critic_loss": averaged["critic_loss"],
         "actor_loss": averaged["actor_loss"],
@@ -304,7 +293,5 @@ def metrics(
         "entropy": averaged["entropy"],
         "q_mean": averaged["q_mean"],
         "grad_norm": averaged["grad_norm"],
-        "gradient_steps": gradient_steps,
-        "total_gradient_steps": total_gradient_steps,
-        "buffer_transitions": replay.usable_counts[seed_index],
+        **counts,
     }

@@ -171,10 +171,9 @@ def train_seeds(
 
                 # 2. step and store (the buffer keeps the true final observation of a cut
                 # episode); a seed whose reward is not finite fails before its buffer holds it
-                step = envs.step(actions, active)
-                runs.fail_non_finite("a reward", step.rewards)
-                active = active & ~runs.failed
-                replay.add(observations, actions, step, active)
+                active = offpolicy.seed_step_and_store(
+                    runs, envs, replay, observations, actions, active
+                )
                 previous, steps = steps, steps + envs.num_envs
 
                 # 3. gradient steps when due and a seed's buffer holds a minibatch: the critics,
@@ -237,18 +236,12 @@ def train_seeds(
                         offpolicy.seed_polyak_update(target_actor, actor, config.tau, ready)
 
         # 5. log, evaluate and checkpoint, each seed in its own run directory
-        totals = counters.gradient_steps.tolist()
-        before = gradient_steps_before.tolist()
+        counts = offpolicy.seed_counts(counters, gradient_steps_before, replay)
         runs.end_iteration(
             steps - runs.steps,
             [
-                {
-                    **seed_means,
-                    "gradient_steps": totals[s] - before[s],
-                    "total_gradient_steps": totals[s],
-                    "buffer_transitions": replay.usable_counts[s],
-                }
-                for s, seed_means in enumerate(means.means())
+                {**seed_means, **seed_counts}
+                for seed_means, seed_counts in zip(means.means(), counts, strict=True)
             ],
         )
     return runs.finish()
