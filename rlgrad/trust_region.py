@@ -34,7 +34,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rlgrad import _checks
+from rlgrad import _checks, _masks
 from rlgrad.errors import BadInputError
 
 Params = Tensor | Sequence[Tensor]
@@ -342,33 +342,51 @@ def conjugate_gradient(
     residual norm, not on its square). The residuals are the recursive r_j above, which equal
     b − (A + λI)x_j up to rounding.
 
+    Rows: ``b`` of shape ``[S, n]`` is S independent systems (A_s + λI)x_s = b_s, one per row,
+    e.g. the policy steps of S seeds trained as one batched computation, whose Fisher matrix is
+    block-diagonal. ``matvec`` then maps ``[S, n]`` to ``[S, n]``, row s by A_s; every α and
+    ratio above is per row, and a row stops (its x and r stay as they are) once its own residual
+    is within ``tolerance``, so each row's result is the one a call on that row alone gives.
+
     Args:
-        matvec: v ↦ Av for a ``[n]`` vector, returning ``[n]`` (e.g. a Fisher-vector product).
-        b: ``[n]`` the right-hand side, finite.
+        matvec: v ↦ Av for a vector shaped like ``b``, returning that shape (e.g. a
+            Fisher-vector product).
+        b: ``[n]`` the right-hand side, or ``[S, n]`` one per row; finite.
         iterations: the most iterations, ≥ 1.
         damping: λ ≥ 0, added as λv to every product.
         tolerance: stop when ‖r_j‖ ≤ this, ≥ 0.
 
     Returns:
-        :class:`CGResult` ``(solution [n], residual_norms [k + 1])`` with k ≤ ``iterations`` the
-        iterations run.
+        :class:`CGResult` ``(solution, residual_norms)``: the solution shaped like ``b``, the
+        residual norms ``[k + 1]`` (``[k + 1, S]`` for rows) with k ≤ ``iterations`` the
+        iterations run (for rows: by the slowest row).
 
     Raises:
         TypeError: ``b`` not a floating tensor, ``matvec`` returning no tensor or another dtype.
-        ValueError: ``b`` not 1-D or not finite, ``iterations`` < 1, negative ``damping`` or
-        ``tolerance``, ``matvec`` returning another shape or NaN/inf, or pᵀ(A + λI)p ≤ 0 (the
-        matrix is not positive definite along a search direction).
+        ValueError: ``b`` not ``[n]`` or ``[S, n]`` or not finite, ``iterations`` < 1, negative
+        ``damping`` or ``tolerance``, ``matvec`` returning another shape or NaN/inf, or
+        pᵀ(A + λI)p ≤ 0 in a row still iterating (the matrix is not positive definite along a
+        search direction).
 
     Example (A = [[4, 1], [1, 3]], b = (1, 2): x = (1/11, 7/11) = (0.0909, 0.6364) in 2 steps):
         >>> A = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
         >>> result = conjugate_gradient(lambda v: A @ v, torch.tensor([1.0, 2.0], dtype=A.dtype))
         >>> result.solution, len(result.residual_norms)
         (tensor([0.0909, 0.6364], dtype=torch.float64), 3)
+
+    Two rows, the same A for the first and 2I for the second (x = b/2 after one step):
+        >>> rows = torch.tensor([[1.0, 2.0], [4.0, -2.0]], dtype=A.dtype)
+        >>> block = lambda v: torch.stack([A @ v[0], 2 * v[1]])
+        >>> conjugate_gradient(block, rows).solution
+        tensor([[ 0.0909,  0.6364],
+                [ 2.0000, -1.0000]], dtype=torch.float64)
     """
     fn = "conjugate_gradient"
     b = _checks.floats(fn, "b", b)
-    if b.dim() != 1:
-        raise BadInputError(f"{fn}(): 'b' must be a flat vector [n]; got shape {tuple(b.shape)}")
+    if b.dim() not in (1, 2):
+        raise BadInputError(
+            f"{fn}(): 'b' must be a flat vector [n] or rows [S, n]; got shape {tuple(b.shape)}"
+        )
     iterations = _checks.count(fn, "iterations", iterations)
     if iterations < 1:
         raise BadInputError(f"{fn}(): 'iterations' must be >= 1; got {iterations}")
@@ -390,6 +408,8 @@ def conjugate_gradient(
         _checks.finite(fn, "matvec(v)", product)
         return product + damping * v if damping > 0.0 else product
 
+    if b.dim() == 2:
+        return _conjugate_gradient_rows(fn, damped, b, iterations, tolerance)
     solution = torch.zeros_like(b)
     residual = b.detach().clone()
     direction = residual.clone()
@@ -415,6 +435,43 @@ def conjugate_gradient(
     return CGResult(solution, torch.stack(norms))
 
 
+def _conjugate_gradient_rows(
+    fn: str, damped: Callable[[Tensor], Tensor], b: Tensor, iterations: int, tolerance: float
+) -> CGResult:
+    """:func:`conjugate_gradient` on the rows of ``b [S, n]`` at once: the same recursion with
+    a dot product, α and ratio per row; a row whose residual is within ``tolerance`` is frozen
+    (its α and ratio set to 0), as its own call would have stopped there. One host sync per
+    iteration."""
+    solution = torch.zeros_like(b)
+    residual = b.detach().clone()
+    direction = residual.clone()
+    squared = (residual * residual).sum(dim=1)  # rᵀr per row, [S]
+    norms = [squared.sqrt()]
+    for _ in range(iterations):
+        iterating = norms[-1] > tolerance  # [S]
+        if not bool(iterating.any()):
+            break
+        product = damped(direction)
+        curvature = (direction * product).sum(dim=1)  # pᵀ(A + λI)p per row
+        bent = iterating & ~(curvature > 0.0)
+        if bool(bent.any()):
+            row = int(bent.nonzero()[0])
+            raise BadInputError(
+                f"{fn}(): the matrix must be positive definite, but in row {row} pᵀ(A + λI)p "
+                f"= {float(curvature[row]):.6g} along a search direction (add damping?)"
+            )
+        # a frozen row's 0/0 is computed and discarded by torch.where
+        step = torch.where(iterating, squared / curvature, 0.0).unsqueeze(1)
+        solution = solution + step * direction
+        residual = residual - step * product
+        new_squared = (residual * residual).sum(dim=1)
+        norms.append(new_squared.sqrt())
+        ratio = torch.where(iterating, new_squared / squared, 0.0).unsqueeze(1)
+        direction = torch.where(iterating.unsqueeze(1), residual + ratio * direction, direction)
+        squared = new_squared
+    return CGResult(solution, torch.stack(norms))
+
+
 def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -> Tensor:
     """Scale a search direction to the edge of the quadratic KL trust region (TRPO, appendix C):
 
@@ -424,13 +481,17 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     the largest step along s that the model allows. s is usually the conjugate-gradient solution
     of Hs = g, and Hs its Fisher-vector product (one more product, or CG's own bookkeeping).
 
+    Rows: ``[S, N]`` directions are S independent steps (S seeds trained at once), each scaled
+    by its own √(2δ / s_sᵀH_s s_s) and checked by the rule below on its own.
+
     Args:
-        direction: ``[N]`` s, flat.
-        direction_hvp: ``[N]`` Hs.
+        direction: ``[N]`` s, flat, or ``[S, N]`` one per row.
+        direction_hvp: Hs, shaped like ``direction``.
         max_kl: δ > 0, the KL radius.
 
     Returns:
-        ``[N]`` Δθ, differentiable in the inputs (detach them to stop gradients).
+        Δθ shaped like ``direction``, differentiable in the inputs (detach them to stop
+        gradients).
 
     The curvature must be clearly positive, not just > 0. With ε the machine epsilon of the
     dtype (``torch.finfo``; 1.2e-7 for float32, 2.2e-16 for float64), the step is refused unless
@@ -448,8 +509,9 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
 
     Raises:
         TypeError: a non-floating tensor, or mismatched dtypes.
-        ValueError: shapes that are not one ``[N]``, NaN/inf, δ ≤ 0, sᵀHs not clearly positive
-        (the rule above; no finite step along s), or a non-finite step.
+        ValueError: shapes that are not one ``[N]`` or ``[S, N]``, NaN/inf, δ ≤ 0, sᵀHs not
+        clearly positive (the rule above, in any row; no finite step along s), or a non-finite
+        step.
 
     Example (s = (1, 0), Hs = (2, 0): sᵀHs = 2, δ = 0.01, so the scale is √(0.02 / 2) = 0.1):
         >>> trust_region_step(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]), max_kl=0.01)
@@ -457,41 +519,50 @@ def trust_region_step(direction: Tensor, direction_hvp: Tensor, max_kl: float) -
     """
     fn = "trust_region_step"
     direction = _checks.floats(fn, "direction", direction)
-    if direction.dim() != 1:
+    if direction.dim() not in (1, 2):
         raise BadInputError(
-            f"{fn}(): 'direction' must be a flat vector [N]; got shape {tuple(direction.shape)}"
+            f"{fn}(): 'direction' must be a flat vector [N] or rows [S, N]; got shape "
+            f"{tuple(direction.shape)}"
         )
     direction_hvp = _checks.floats(fn, "direction_hvp", direction_hvp, "direction", direction)
     max_kl = _checks.positive(fn, "max_kl", max_kl)
-    curvature = direction @ direction_hvp  # sᵀHs
-    # in float64 on the host: ‖s‖² and ‖s‖‖Hs‖ must not underflow or overflow before comparing
-    length = float(torch.linalg.vector_norm(direction.detach(), dtype=torch.float64))
-    hvp_length = float(torch.linalg.vector_norm(direction_hvp.detach(), dtype=torch.float64))
-    floor = torch.finfo(direction.dtype).eps * length * max(length, hvp_length)
-    if not float(curvature) > floor:
+    rows = direction if direction.dim() == 2 else direction.unsqueeze(0)
+    hvp_rows = direction_hvp if direction.dim() == 2 else direction_hvp.unsqueeze(0)
+    curvature = (rows * hvp_rows).sum(dim=1)  # sᵀHs per row
+    # in float64: ‖s‖² and ‖s‖‖Hs‖ must not underflow or overflow before comparing
+    length = torch.linalg.vector_norm(rows.detach(), dim=1, dtype=torch.float64)
+    hvp_length = torch.linalg.vector_norm(hvp_rows.detach(), dim=1, dtype=torch.float64)
+    floor = torch.finfo(direction.dtype).eps * length * torch.maximum(length, hvp_length)
+    flat = ~(curvature.detach().double() > floor)
+    if bool(flat.any()):
+        row = int(flat.nonzero()[0])
+        where = f" in row {row}" if direction.dim() == 2 else ""
         raise BadInputError(
             f"{fn}(): 'direction' and 'direction_hvp' must have a clearly positive curvature, "
-            f"sᵀHs > ε·‖s‖·max(‖s‖, ‖Hs‖) = {floor:.6g} (ε = machine epsilon of "
-            f"{direction.dtype}); got sᵀHs = {float(curvature):.6g}"
+            f"sᵀHs > ε·‖s‖·max(‖s‖, ‖Hs‖) = {float(floor[row]):.6g} (ε = machine epsilon of "
+            f"{direction.dtype}); got sᵀHs = {float(curvature[row]):.6g}{where}"
         )
-    step = torch.sqrt(2.0 * max_kl / curvature) * direction
+    step = torch.sqrt(2.0 * max_kl / curvature).unsqueeze(1) * rows
     if not _checks.all_finite(step):
+        row = int((~torch.isfinite(step)).any(dim=1).nonzero()[0])
         raise BadInputError(
             f"{fn}(): the step √(2δ / sᵀHs)·s overflows {direction.dtype}, with max_kl = "
-            f"{max_kl:.6g}, sᵀHs = {float(curvature):.6g} and ‖s‖ = {length:.6g}"
+            f"{max_kl:.6g}, sᵀHs = {float(curvature[row]):.6g} and ‖s‖ = "
+            f"{float(length[row]):.6g}"
         )
-    return step
+    return step if direction.dim() == 2 else step.squeeze(0)
 
 
 class LineSearchResult(NamedTuple):
     """What :func:`backtracking_line_search` gives; a rejected search has a zero step, so
-    ``params + step`` leaves the parameters unchanged."""
+    ``params + step`` leaves the parameters unchanged. For rows (``[S, N]`` steps) every field
+    is per row: ``[S]`` tensors (bool, int64, float64) and ``step [S, N]``."""
 
-    accepted: bool  # some candidate improved the surrogate within the KL radius
+    accepted: bool | Tensor  # some candidate improved the surrogate within the KL radius
     step: Tensor  # the accepted candidate step·ρᵏ, or zeros
-    backtracks: int  # k of the accepted candidate; max_backtracks when none was accepted
-    kl: float  # KL of the returned step (0 for the zero step)
-    improvement: float  # surrogate improvement of the returned step (0 for the zero step)
+    backtracks: int | Tensor  # k of the accepted candidate; max_backtracks when none was accepted
+    kl: float | Tensor  # KL of the returned step (0 for the zero step)
+    improvement: float | Tensor  # surrogate improvement of the returned step (0 for the zero step)
 
 
 def _outcome(fn: str, result: object) -> tuple[float, float]:
@@ -536,10 +607,19 @@ def backtracking_line_search(
     candidate whose improvement or KL is NaN or inf is rejected (not an error): a too-large step
     that overflows just backtracks.
 
+    Rows: a step ``[S, N]`` is S independent searches (S seeds trained at once). ``evaluate``
+    then takes the ``[S, N]`` candidate step·ρᵏ, every row shrunk by the same ρᵏ, and returns
+    ``[S]`` improvements and KLs; each row keeps the first candidate that passes for it, and the
+    search ends once every row has one (or after K). A row whose step is all zeros (a seed with
+    nothing to climb, or one that stopped) is rejected without being tried. Each row's result is
+    the one a search on that row alone gives.
+
     Args:
-        step: the full step Δθ, e.g. from :func:`trust_region_step` (flat ``[N]``).
-        evaluate: candidate step ↦ (surrogate improvement, KL), numbers or one-element tensors;
-            it applies the candidate to a copy or restores the parameters itself.
+        step: the full step Δθ, e.g. from :func:`trust_region_step` (flat ``[N]``, or rows
+            ``[S, N]``).
+        evaluate: candidate step ↦ (surrogate improvement, KL), numbers or one-element tensors
+            (``[S]`` tensors for rows); it applies the candidate to a copy or restores the
+            parameters itself.
         max_kl: δ > 0.
         backtrack_ratio: ρ ∈ (0, 1).
         max_backtracks: K ≥ 0; at most K + 1 candidates are evaluated.
@@ -565,6 +645,8 @@ def backtracking_line_search(
     if not 0.0 < backtrack_ratio < 1.0:
         raise BadInputError(f"{fn}(): 'backtrack_ratio' must lie in (0, 1); got {backtrack_ratio}")
     max_backtracks = _checks.count(fn, "max_backtracks", max_backtracks)
+    if step.dim() == 2:
+        return _line_search_rows(fn, step, evaluate, max_kl, backtrack_ratio, max_backtracks)
     for k in range(max_backtracks + 1):
         candidate = step * backtrack_ratio**k
         improvement, kl = _outcome(fn, evaluate(candidate))
@@ -575,7 +657,71 @@ def backtracking_line_search(
     return LineSearchResult(False, torch.zeros_like(step), max_backtracks, 0.0, 0.0)
 
 
-def surrogate_objective(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor) -> Tensor:
+def _line_search_rows(
+    fn: str,
+    step: Tensor,
+    evaluate: Callable[[Tensor], tuple[Tensor, Tensor]],
+    max_kl: float,
+    backtrack_ratio: float,
+    max_backtracks: int,
+) -> LineSearchResult:
+    """:func:`backtracking_line_search` on the rows of ``step [S, N]`` at once: candidate k
+    is tried for every row still searching, and each row keeps its first pass. One host sync
+    per candidate."""
+    rows = step.shape[0]
+    searching = step.ne(0).any(dim=1)  # a zero row has nothing to try
+    accepted = torch.zeros(rows, dtype=torch.bool, device=step.device)
+    chosen = torch.zeros_like(step)
+    backtracks = torch.full((rows,), max_backtracks, dtype=torch.int64, device=step.device)
+    # float64, so that an improvement computed in float64 keeps its digits
+    kls = torch.zeros(rows, dtype=torch.float64, device=step.device)
+    improvements = torch.zeros_like(kls)
+    for k in range(max_backtracks + 1):
+        if not bool(searching.any()):
+            break
+        candidate = step * backtrack_ratio**k
+        improvement, kl = _row_outcome(fn, evaluate(candidate), rows)
+        # NaN fails both comparisons; the isfinite test also rejects an inf improvement or a
+        # −inf KL, which only an overflow produces
+        passing = (
+            searching & (improvement > 0.0) & (kl <= max_kl) & torch.isfinite(improvement + kl)
+        )
+        chosen = torch.where(passing.unsqueeze(1), candidate, chosen)
+        backtracks = torch.where(passing, k, backtracks)
+        kls = torch.where(passing, kl.to(kls.dtype), kls)
+        improvements = torch.where(passing, improvement.to(kls.dtype), improvements)
+        accepted |= passing
+        searching &= ~passing
+    return LineSearchResult(accepted, chosen, backtracks, kls, improvements)
+
+
+def _row_outcome(fn: str, result: object, rows: int) -> tuple[Tensor, Tensor]:
+    """``evaluate``'s (improvements, kls) for rows: two floating tensors ``[S]``."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(
+            f"{fn}(): 'evaluate' must return a pair (improvements, kls); got {result!r:.80}"
+        )
+    for name, value in zip(("improvements", "kls"), result, strict=True):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            raise TypeError(
+                f"{fn}(): for a step of rows, 'evaluate' must return floating tensors [S]; its "
+                f"{name} is {type(value).__name__}"
+            )
+        if value.shape != (rows,):
+            raise BadInputError(
+                f"{fn}(): for a step of {rows} rows, 'evaluate' must return [{rows}] tensors; "
+                f"its {name} has shape {tuple(value.shape)}"
+            )
+    return result[0], result[1]
+
+
+def surrogate_objective(
+    log_probs: Tensor,
+    old_log_probs: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None = None,
+    dim: int | None = None,
+) -> Tensor:
     """TRPO's surrogate, the importance-sampled advantage of the new policy (Schulman et al.
     2015, eq. 14):
 
@@ -584,26 +730,43 @@ def surrogate_objective(log_probs: Tensor, old_log_probs: Tensor, advantages: Te
     At θ = θ_old it equals mean Â and its gradient is the policy gradient mean(Â ∇log π); TRPO
     maximizes it inside the KL radius. PPO's clipped objective is its pessimistic variant
     (:func:`rlgrad.ppo_objective`). The old log-probabilities and the advantages are detached.
+    With a mask m the mean is over the kept samples, Σ_t m_t r_t Â_t / Σ_t m_t; with ``dim`` it
+    runs over that axis only, one surrogate per row (per seed, for ``[S, B]`` inputs), as
+    :func:`rlgrad.ppo_clip_loss` does.
 
     Args:
         log_probs: ``[*B]`` log π_θ(a|s), differentiable.
         old_log_probs: ``[*B]`` log π_old(a|s) at collection time; detached here.
         advantages: ``[*B]`` Â; detached here.
+        mask: ``[*B]`` bool or 0/1, the samples to average over, or None for all.
+        dim: the axis to average over, or None for all of them.
 
     Returns:
-        A 0-dim tensor.
+        A 0-dim tensor, or ``[*B]`` without ``dim``.
 
     Example (ratios 2 and ½ with advantages 1 and 2: (2·1 + ½·2)/2 = 1.5):
         >>> surrogate_objective(torch.tensor([2.0, 0.5]).log(), torch.zeros(2),
         ...                     torch.tensor([1.0, 2.0]))
         tensor(1.5000)
+
+    Per row, the second keeping only its first sample (ratio ½, Â = 2: 1):
+        >>> surrogate_objective(torch.tensor([[2.0, 0.5], [0.5, 4.0]]).log(), torch.zeros(2, 2),
+        ...                     torch.tensor([[1.0, 2.0], [2.0, 5.0]]),
+        ...                     mask=torch.tensor([[True, True], [True, False]]), dim=1)
+        tensor([1.5000, 1.0000])
     """
     fn = "surrogate_objective"
-    log_probs = _checks.non_empty(fn, "log_probs", _checks.floats(fn, "log_probs", log_probs))
+    log_probs = _checks.floats(fn, "log_probs", log_probs)
+    if dim is None:
+        _checks.non_empty(fn, "log_probs", log_probs)
     old_log_probs = _checks.floats(fn, "old_log_probs", old_log_probs, "log_probs", log_probs)
     advantages = _checks.floats(fn, "advantages", advantages, "log_probs", log_probs)
+    dim, mask = _checks.reduction(fn, dim, mask, "log_probs", log_probs)
+    log_probs, old_log_probs, advantages = _masks.zero_outside(
+        mask, log_probs, old_log_probs, advantages
+    )
     ratios = torch.exp(log_probs - old_log_probs.detach())
-    return (ratios * advantages.detach()).mean()
+    return _masks.mean(ratios * advantages.detach(), mask, dim)
 
 
 class RatioTaylor(NamedTuple):

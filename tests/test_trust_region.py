@@ -186,8 +186,8 @@ def test_cg_errors_name_the_argument():
         cg(lambda v: v, b, iterations=0)
     with pytest.raises(ValueError, match=r"'damping' must be >= 0; got -0\.1"):
         cg(lambda v: v, b, damping=-0.1)
-    with pytest.raises(ValueError, match=r"'b' must be a flat vector \[n\]; got shape \(2, 1\)"):
-        cg(lambda v: v, b.reshape(2, 1))
+    with pytest.raises(ValueError, match=r"'b' must be a flat vector \[n\] or rows \[S, n\]; got"):
+        cg(lambda v: v, b.reshape(2, 1, 1))
     with pytest.raises(ValueError, match=r"'matvec' must return the shape of 'b' \(2,\); got \(3"):
         cg(lambda v: torch.ones(3, dtype=F64), b)
     with pytest.raises(TypeError, match=r"'matvec' must return a torch\.Tensor; got list"):
@@ -636,3 +636,152 @@ def test_line_search_errors_name_the_argument():
         search(step, lambda x: 1.0, 0.01)
     with pytest.raises(TypeError, match="its kl is str"):
         search(step, lambda x: (1.0, "small"), 0.01)
+
+
+# --- rows: S independent problems at once (the seeds of a seed-batched TRPO) --------------------
+
+
+def block_matvec(matrices: list[torch.Tensor]):
+    """v [S, n] ↦ the rows A_s v_s: a block-diagonal operator, as the Fisher matrix of S seeds."""
+    return lambda v: torch.stack([a @ row for a, row in zip(matrices, v, strict=True)])
+
+
+@given(seeds, st.integers(1, 5), st.integers(1, 8), st.sampled_from([0.0, 0.5]))
+def test_cg_on_rows_equals_a_call_per_row(seed, rows, n, damping):
+    # each row its own SPD matrix and right-hand side; one row is zero (solved before any
+    # iteration) and one has A = 3I (solved in one): rows stop at different iterations
+    matrices = [spd_matrix(seed + row, n) for row in range(rows)]
+    b = torch.randn(rows, n, generator=generator(seed), dtype=F64)
+    b[0] = 0.0
+    if rows > 1:
+        matrices[1] = 3 * torch.eye(n, dtype=F64)
+    iterations = max(1, n - 1)
+    together = rlgrad.conjugate_gradient(block_matvec(matrices), b, iterations, damping)
+    assert together.solution.shape == (rows, n)
+    for row in range(rows):
+        alone = rlgrad.conjugate_gradient(
+            lambda v, a=matrices[row]: a @ v, b[row], iterations, damping
+        )
+        torch.testing.assert_close(together.solution[row], alone.solution, rtol=1e-12, atol=1e-14)
+        ran = len(alone.residual_norms)
+        torch.testing.assert_close(
+            together.residual_norms[:ran, row], alone.residual_norms, rtol=1e-12, atol=1e-14
+        )
+        # once a row has stopped its residual stays where it stopped
+        assert (together.residual_norms[ran:, row] == together.residual_norms[ran - 1, row]).all()
+    assert len(together.residual_norms) == max(
+        len(
+            rlgrad.conjugate_gradient(
+                lambda v, a=a: a @ v, row_b, iterations, damping
+            ).residual_norms
+        )
+        for a, row_b in zip(matrices, b, strict=True)
+    )
+
+
+def test_cg_on_rows_names_the_row_that_is_not_positive_definite():
+    matrices = [torch.eye(2, dtype=F64), -torch.eye(2, dtype=F64)]
+    with pytest.raises(ValueError, match=r"in row 1 pᵀ\(A \+ λI\)p = -2"):
+        rlgrad.conjugate_gradient(block_matvec(matrices), torch.ones(2, 2, dtype=F64))
+    # a row already solved is never checked: its zero direction has no curvature to test
+    rows = torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=F64)
+    matrices = [torch.eye(2, dtype=F64), torch.zeros(2, 2, dtype=F64)]
+    result = rlgrad.conjugate_gradient(block_matvec(matrices), rows)
+    torch.testing.assert_close(result.solution, rows)
+
+
+@given(seeds, st.integers(1, 5), st.integers(1, 6), st.floats(1e-4, 0.1))
+def test_trust_region_step_on_rows_equals_a_call_per_row(seed, rows, n, max_kl):
+    matrices = [spd_matrix(seed + row, n) for row in range(rows)]
+    s = torch.randn(rows, n, generator=generator(seed), dtype=F64)
+    hs = block_matvec(matrices)(s)
+    together = rlgrad.trust_region_step(s, hs, max_kl)
+    for row in range(rows):
+        alone = rlgrad.trust_region_step(s[row], hs[row], max_kl)
+        torch.testing.assert_close(together[row], alone, rtol=1e-14, atol=0)
+
+
+def test_trust_region_step_on_rows_names_the_row_without_curvature():
+    s = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    with pytest.raises(ValueError, match=r"got sᵀHs = -1 in row 1"):
+        rlgrad.trust_region_step(s, torch.tensor([[2.0, 0.0], [-1.0, 0.0]]), 0.01)
+
+
+def test_line_search_on_rows_equals_a_search_per_row():
+    # row 0: improvement x(3 − x), KL x²/2, δ = 1 from 4: k = 2 (the scalar docstring's case);
+    # row 1: improvement x, KL x², from 1: accepted at once; row 2: always worse, rejected after
+    # K + 1 tries; row 3: a zero step, rejected without a try; row 4: NaN at k = 0, then fine
+    def outcome(row: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.sum()
+        if row == 0:
+            return x * (3 - x), x**2 / 2
+        if row == 1:
+            return x, x**2
+        if row == 2:
+            return -x.abs() - 1, x**2
+        if row == 3:
+            return x, x
+        return (x * torch.nan, x * torch.nan) if x == 2 else (x, x**2 / 8)
+
+    steps = torch.tensor([[4.0], [1.0], [1.0], [0.0], [2.0]], dtype=F64)
+    tried = []
+
+    def evaluate(candidate):
+        tried.append(candidate.clone())
+        pairs = [outcome(row, candidate[row]) for row in range(len(candidate))]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    together = rlgrad.backtracking_line_search(steps, evaluate, 1.0, 0.5, max_backtracks=3)
+    assert len(tried) == 4  # row 2 keeps searching to the end
+    for row in range(len(steps)):
+        alone = rlgrad.backtracking_line_search(
+            steps[row], lambda x, row=row: outcome(row, x), 1.0, 0.5, max_backtracks=3
+        )
+        assert bool(together.accepted[row]) == alone.accepted
+        assert int(together.backtracks[row]) == alone.backtracks
+        assert float(together.kl[row]) == alone.kl
+        assert float(together.improvement[row]) == alone.improvement
+        assert torch.equal(together.step[row], alone.step)
+    assert together.accepted.tolist() == [True, True, False, False, True]
+    assert together.backtracks.tolist() == [2, 0, 3, 3, 1]
+
+
+def test_line_search_on_rows_stops_once_every_row_has_a_step():
+    tried = []
+
+    def evaluate(candidate):
+        tried.append(candidate)
+        return candidate.sum(dim=1), torch.zeros(len(candidate), dtype=candidate.dtype)
+
+    result = rlgrad.backtracking_line_search(torch.ones(3, 2), evaluate, 0.1)
+    assert len(tried) == 1 and result.accepted.all() and (result.backtracks == 0).all()
+
+
+def test_line_search_on_rows_refuses_an_evaluate_that_does_not_return_rows():
+    search, steps = rlgrad.backtracking_line_search, torch.ones(3, 2)
+    with pytest.raises(ValueError, match=r"must return \[3\] tensors; its kls has shape \(\)"):
+        search(steps, lambda x: (x.sum(dim=1), x.sum()), 0.01)
+    with pytest.raises(
+        TypeError, match="must return floating tensors \\[S\\]; its improvements is float"
+    ):
+        search(steps, lambda x: (1.0, x.sum(dim=1)), 0.01)
+
+
+@given(seeds, st.integers(1, 4), st.integers(1, 6))
+def test_surrogate_objective_per_row_equals_a_call_per_row_with_its_gradient(seed, rows, width):
+    g = generator(seed)
+    log_probs = torch.randn(rows, width, generator=g, dtype=F64, requires_grad=True)
+    old = torch.randn(rows, width, generator=g, dtype=F64)
+    advantages = torch.randn(rows, width, generator=g, dtype=F64)
+    mask = torch.rand(rows, width, generator=g) < 0.7
+    mask[:, 0] = True  # every row keeps a sample
+    together = rlgrad.surrogate_objective(log_probs, old, advantages, mask=mask, dim=1)
+    (grad,) = torch.autograd.grad(together.sum(), log_probs)
+    for row in range(rows):
+        kept = mask[row]
+        alone = rlgrad.surrogate_objective(
+            log_probs[row, kept], old[row, kept], advantages[row, kept]
+        )
+        (grad_alone,) = torch.autograd.grad(alone, log_probs)
+        torch.testing.assert_close(together[row], alone, rtol=1e-14, atol=1e-15)
+        torch.testing.assert_close(grad[row], grad_alone[row], rtol=1e-14, atol=1e-15)

@@ -151,9 +151,13 @@ class ActorCritic(nn.Module):
 
     def distribution(self, observations: Tensor) -> tuple[Tensor, Tensor | None]:
         """The policy at ``observations`` as its parameters: logits ``[B, A]`` and None, or
-        means ``[B, D]`` and log σ ``[D]``; differentiable (detach them to keep an old policy)."""
+        means ``[B, D]`` and log σ ``[D]`` (for seeds, each seed's log σ repeated to the means'
+        ``[S, B, D]``); differentiable (detach them to keep an old policy)."""
         head = self.policy_head(observations)
-        return (head, None) if self.spaces.discrete else (head, self._log_std())
+        if self.spaces.discrete:
+            return head, None
+        log_std = self._log_std()
+        return head, log_std if log_std.dim() == 1 else log_std.expand(head.shape)
 
     def kl_from(self, old: tuple[Tensor, Tensor | None], observations: Tensor) -> Tensor:
         """KL(π_old ‖ π_θ) per state, ``[B]``, with π_old as :meth:`distribution` gave it."""

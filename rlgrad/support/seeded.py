@@ -99,6 +99,49 @@ def zero_seed(agents: nn.Module, seed_index: int) -> None:
         parameter[seed_index].zero_()
 
 
+class SeedVectors:
+    """Seed-batched parameters (each ``[S, ...]``) as one row of numbers per seed, ``[S, P]``:
+    seed s's row is its slice of every parameter, flattened and laid end to end, the flat vector
+    ``parameters_to_vector`` makes of a single-seed agent. TRPO's conjugate gradient and line
+    search work per row. :meth:`flat` and :meth:`rows_of` convert to and from the flat layout of
+    the stacked tensors themselves (``parameters_to_vector`` of the list), which the
+    curvature products of :mod:`rlgrad.trust_region` take.
+
+    >>> weight, bias = torch.arange(12.0).reshape(2, 3, 2), torch.tensor([[9.0], [8.0]])
+    >>> vectors = SeedVectors([weight, bias])
+    >>> vectors.rows()
+    tensor([[ 0.,  1.,  2.,  3.,  4.,  5.,  9.],
+            [ 6.,  7.,  8.,  9., 10., 11.,  8.]])
+    >>> torch.equal(vectors.rows_of(vectors.flat(vectors.rows())), vectors.rows())
+    True
+    """
+
+    def __init__(self, parameters: list[Tensor]):
+        self.parameters = list(parameters)
+        self.seeds = len(self.parameters[0])
+        self.sizes = [p[0].numel() for p in self.parameters]
+
+    def rows(self, tensors: list[Tensor] | tuple[Tensor, ...] | None = None) -> Tensor:
+        """``[S, P]``: the parameters (or ``tensors`` shaped like them, e.g. gradients)."""
+        tensors = self.parameters if tensors is None else tensors
+        return torch.cat([t.reshape(self.seeds, -1) for t in tensors], dim=1)
+
+    def flat(self, rows: Tensor) -> Tensor:
+        """``[S·P]`` in the stacked tensors' own flat layout, from ``rows [S, P]``."""
+        return torch.cat([chunk.reshape(-1) for chunk in rows.split(self.sizes, dim=1)])
+
+    def rows_of(self, flat: Tensor) -> Tensor:
+        """``[S, P]`` from the stacked tensors' flat layout (the inverse of :meth:`flat`)."""
+        chunks = flat.split([self.seeds * size for size in self.sizes])
+        return torch.cat([chunk.reshape(self.seeds, -1) for chunk in chunks], dim=1)
+
+    @torch.no_grad()
+    def assign(self, rows: Tensor) -> None:
+        """Set the parameters, in place, to ``rows [S, P]``."""
+        for parameter, chunk in zip(self.parameters, rows.split(self.sizes, dim=1), strict=True):
+            parameter.copy_(chunk.reshape(parameter.shape))
+
+
 class SeedSlice:
     """Seed s of a seed-batched agent (or of a seed-stacked optimizer) as a single-seed run's
     checkpoint sees a module: ``state_dict()`` and ``load_state_dict()`` of that seed alone."""

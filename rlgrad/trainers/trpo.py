@@ -11,6 +11,11 @@ mean KL(π_old ‖ π_θ) ≤ δ, with the KL modelled to second order by the Fi
 5. log, evaluate and checkpoint. ``line_search=False`` takes the full step Δθ unchecked: the
 natural policy gradient (Kakade 2001) with a KL-sized step.
 
+Every tensor carries a leading seed axis, as in :mod:`rlgrad.trainers.ppo`: :func:`train_seeds`
+trains many seeds as one batched computation and :func:`train` is its one-seed case. The seeds
+share nothing, so the Fisher matrix of all of them is block-diagonal: the conjugate gradient, the
+step scale and the line search run per seed, on one row of parameters each.
+
     >>> from rlgrad.trainers import trpo
     >>> config = trpo.Config(env="CartPole-v1", total_steps=512, num_envs=4, num_steps=64,
     ...                      eval_every=0, eval_episodes=2)
@@ -25,12 +30,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from rlgrad.grpo import masked_mean
 from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
-from rlgrad.support.rollout import Rollout
-from rlgrad.support.runs import History
+from rlgrad.support.rollout import SeedRollout
+from rlgrad.support.runs import History, single_history
+from rlgrad.support.seeded import SeedVectors, seed_agent
 from rlgrad.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
@@ -41,6 +47,8 @@ from rlgrad.trust_region import (
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "trpo"
+# the policy step's metrics, in the order of PolicyStep's fields
+STEP_METRICS = ("surrogate_improvement", "kl", "step_accepted", "backtracks", "cg_residual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,158 +119,247 @@ def check(config: Config) -> None:
     )
 
 
-def build_agent(config: Config, spaces):
-    return training.make_actor_critic(config, spaces)
+def build_agent(config: Config, spaces, seeds: int | None = None):
+    return training.make_actor_critic(config, spaces, seeds=seeds)
 
 
-def make_optimizer(config: Config, agent) -> torch.optim.Optimizer:
+def make_optimizer(config: Config, agents) -> training.SeedAdam:
     """Adam for the critic only: the actor moves by the trust-region step."""
-    return training.adam(agent.critic.parameters(), lr=config.lr)
+    return training.SeedAdam(agents.critic.parameters(), lr=config.lr)
+
+
+def actor_parameters(agents) -> list[torch.Tensor]:
+    """θ, the parameters the trust-region step moves: the policy network and, for a Gaussian
+    policy, log σ."""
+    parameters = list(agents.actor.parameters())
+    return parameters if agents.spaces.discrete else [*parameters, agents.log_std]
 
 
 class PolicyStep(NamedTuple):
-    """What one trust-region step did."""
+    """What one trust-region step did, per seed (``[S]`` tensors)."""
 
-    improvement: float  # L(θ_new) − L(θ_old) of the surrogate
-    kl: float  # the true mean KL(π_old ‖ π_new)
-    accepted: bool  # False: the line search found no step and θ stayed θ_old
-    backtracks: int  # k of the accepted step Δθ·ρᵏ
-    cg_residual: float  # ‖F s − g‖ after conjugate gradient
+    improvement: torch.Tensor  # L(θ_new) − L(θ_old) of the surrogate (float64)
+    kl: torch.Tensor  # the true mean KL(π_old ‖ π_new) (float64)
+    accepted: torch.Tensor  # False: no step was found (or nothing to climb); θ stayed θ_old
+    backtracks: torch.Tensor  # k of the accepted step Δθ·ρᵏ
+    cg_residual: torch.Tensor  # ‖F s − g‖ after conjugate gradient
 
 
 def policy_step(
     config: Config,
-    agent,
-    actor_parameters: list[torch.Tensor],
+    agents,
     observations: torch.Tensor,
     actions: torch.Tensor,
     old_log_probs: torch.Tensor,
     advantages: torch.Tensor,
+    kept: torch.Tensor,
+    stepping: torch.Tensor,
 ) -> PolicyStep:
-    """3. maximize the surrogate within the KL radius; the actor's parameters move in place."""
+    """3. maximize each seed's surrogate within its KL radius; the actor's parameters move in
+    place. Inputs are ``[S, samples, ...]``; ``kept [S, samples]`` marks each seed's usable
+    samples and ``stepping [S]`` the seeds that take a step (the others stay where they are)."""
+    theta = SeedVectors(actor_parameters(agents))  # each seed's θ as one row, [S, P]
     with torch.no_grad():  # π_old, kept fixed while θ moves
         old_policy = tuple(
-            None if x is None else x.detach().clone() for x in agent.distribution(observations)
+            None if x is None else x.detach().clone() for x in agents.distribution(observations)
         )
 
-    def surrogate() -> torch.Tensor:
-        log_probs, _ = agent.log_prob_and_entropy(observations, actions)
-        return surrogate_objective(log_probs, old_log_probs, advantages)
+    def surrogates() -> torch.Tensor:  # L(θ) per seed, [S]
+        log_probs, _ = agents.log_prob_and_entropy(observations, actions)
+        return surrogate_objective(log_probs, old_log_probs, advantages, mask=kept, dim=1)
 
-    def mean_kl() -> torch.Tensor:
-        return agent.kl_from(old_policy, observations).mean()
+    def mean_kls() -> torch.Tensor:  # KL̄(π_old ‖ π_θ) per seed, [S]
+        return masked_mean(agents.kl_from(old_policy, observations), kept, dim=1)
 
-    old_surrogate = surrogate()
-    gradient = torch.autograd.grad(old_surrogate, actor_parameters)
-    gradient = torch.cat([g.reshape(-1) for g in gradient])  # g, [P]
-    old_surrogate = old_surrogate.item()
-    if not bool(gradient.any()):  # e.g. equal advantages, normalized to 0: nothing to climb
-        return PolicyStep(0.0, 0.0, False, 0, 0.0)
-    # v ↦ (F + λI)v at θ_old, the KL's gradient built once for every product below
-    fisher = fisher_operator(mean_kl, actor_parameters, config.cg_damping)
-    solved = conjugate_gradient(fisher, gradient, config.cg_iterations)  # s ≈ F⁻¹g
-    full_step = trust_region_step(solved.solution, fisher(solved.solution), config.max_kl)
-    del fisher  # its graph; θ moves next
-    old_vector = parameters_to_vector(actor_parameters).detach()
+    old_surrogates = surrogates()
+    # g per seed: each seed's surrogate reads only its own slice of θ
+    gradient = theta.rows(torch.autograd.grad(old_surrogates.sum(), theta.parameters))
+    old_surrogates = old_surrogates.detach().double()
+    # a seed climbs unless it stopped or its gradient is 0 (e.g. equal advantages, normalized to 0)
+    climbing = stepping & gradient.ne(0).any(dim=1)
+    zeros = torch.zeros_like(old_surrogates)
+    if not bool(climbing.any()):
+        return PolicyStep(zeros, zeros, climbing, zeros.long(), zeros)
+    gradient = torch.where(climbing.unsqueeze(1), gradient, 0.0)
+    full_steps, residuals = natural_steps(config, theta, mean_kls, gradient, climbing)
+    old_rows = theta.rows().detach()
 
-    def evaluate(step: torch.Tensor) -> tuple[float, float]:
-        """The surrogate's improvement and the true mean KL at θ_old + step."""
-        vector_to_parameters(old_vector + step, actor_parameters)
+    def evaluate(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each seed's surrogate improvement and true mean KL at θ_old + its step."""
+        theta.assign(old_rows + steps)
         with torch.no_grad():
-            return surrogate().item() - old_surrogate, mean_kl().item()
+            return surrogates().double() - old_surrogates, mean_kls().double()
 
-    residual = float(solved.residual_norms[-1])
     if not config.line_search:  # the natural policy gradient: the full step, unchecked
-        improvement, kl = evaluate(full_step)  # leaves θ = θ_old + Δθ
-        return PolicyStep(improvement, kl, True, 0, residual)
+        improvements, kls = evaluate(full_steps)  # leaves θ = θ_old + Δθ
+        return PolicyStep(improvements, kls, climbing, zeros.long(), residuals)
     search = backtracking_line_search(
-        full_step, evaluate, config.max_kl, config.backtrack_ratio, config.max_backtracks
+        full_steps, evaluate, config.max_kl, config.backtrack_ratio, config.max_backtracks
     )
-    # the search left θ at its last candidate: set the accepted step (zero when rejected)
-    vector_to_parameters(old_vector + search.step, actor_parameters)
-    return PolicyStep(search.improvement, search.kl, search.accepted, search.backtracks, residual)
+    # the search left θ at its last candidate: set the accepted steps (zero where rejected)
+    theta.assign(old_rows + search.step)
+    backtracks = torch.where(climbing, search.backtracks, 0)
+    return PolicyStep(search.improvement, search.kl, search.accepted, backtracks, residuals)
+
+
+def natural_steps(
+    config: Config, theta: SeedVectors, mean_kls, gradient: torch.Tensor, climbing: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each climbing seed's full step Δθ = √(2δ / sᵀFs)·s with F s = g solved by conjugate
+    gradient, ``[S, P]`` (0 for the other seeds), and the residual ‖F s − g‖ per seed. The
+    Hessian of the summed KLs is block-diagonal, one block per seed's Fisher matrix, so one
+    product serves every seed; the KL's gradient is built once for all of them (its graph goes
+    when this returns, before θ moves)."""
+    times_fisher = fisher_operator(lambda: mean_kls().sum(), theta.parameters, config.cg_damping)
+
+    def fisher(rows: torch.Tensor) -> torch.Tensor:  # [S, P] ↦ the rows F_s v_s + λ v_s
+        return theta.rows_of(times_fisher(theta.flat(rows)))
+
+    solved = conjugate_gradient(fisher, gradient, config.cg_iterations)  # s ≈ F⁻¹g, per seed
+    full_steps = torch.zeros_like(gradient)
+    full_steps[climbing] = trust_region_step(
+        solved.solution[climbing], fisher(solved.solution)[climbing], config.max_kl
+    )
+    return full_steps, torch.where(climbing, solved.residual_norms[-1], 0.0)
 
 
 def train(config: Config, run_dir: str | Path | None = None, **run_options) -> History:
-    """Train TRPO; return the metric history (also written to ``run_dir``).
+    """Train TRPO on ``config.seed``: :func:`rlgrad.trainers.ppo.train` says what it takes."""
+    return single_history(train_seeds(config, [config.seed], run_dir, **run_options))
 
-    ``run_options``: ``resume``, ``checkpoint`` and ``progress``, as for :func:`ppo.train`.
-    """
+
+def train_seeds(
+    config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
+) -> list[History]:
+    """TRPO on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
     check(config)
-    # 0. set up: seeds, environments, networks, the critic's optimizer and the run directory
-    setup = training.start(ALGORITHM, config, run_dir, build_agent, make_optimizer, **run_options)
-    run, env, agent = setup.run, setup.env, setup.agent
-    actor_parameters = list(agent.actor.parameters())
-    if not env.spaces.discrete:
-        actor_parameters.append(agent.log_std)
-    rollout = Rollout(config.num_steps, config.num_envs, env.spaces)
+    configs.require(
+        not config.taylor_every or len(seeds) == 1,
+        f"config field 'taylor_every' needs a single seed; got {len(seeds)} seeds",
+    )
+    # 0. set up: for each seed its environments, networks, the critic's optimizer state and run
+    # directory; the networks are stacked on a leading seed axis and trained as one computation
+    setup = training.start_seeds(
+        ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
+    )
+    runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
 
-    while not run.done:
-        with run.training():
-            # 1. collect T steps from N environments with the current policy
-            rollout.collect(env, agent, setup.generator)
+    def single_agent():  # the one seed's agent as an ordinary module, for the Taylor diagnostics
+        return seed_agent(agents, 0, lambda seeds: build_agent(config, envs.spaces, seeds))
+
+    S = len(seeds)
+    device = generators[0].device
+    rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces, device)
+    seed_rows = torch.arange(S, device=device).unsqueeze(1)  # indexes [S, B] minibatches
+
+    while not runs.done:
+        active = runs.active
+        with runs.training():
+            # 1. collect T steps from N environments per seed with each seed's current policy
+            rollout.collect(envs, agents, generators, active)
 
             # 2. advantages: GAE(λ); a truncation bootstraps from V of the true final observation
-            values, advantages, returns = rollout.gae(agent, config.gamma, config.lam)
-            usable = rollout.valid_indices()  # Gymnasium's autoreset steps carry no action
-            observations = rollout.flat("observations")[usable]
-            actions = rollout.flat("actions")[usable]
-            old_log_probs = rollout.flat("log_probs")[usable]
-            step_advantages = advantages.flatten()[usable]
-            if config.normalize_advantages and len(usable) > 1:
-                step_advantages = normalize_advantages(step_advantages)
+            runs.fail_non_finite("a reward", rollout.rewards, seed_axis=1)  # that seed alone
+            values, advantages, returns = rollout.gae(agents, config.gamma, config.lam, runs.active)
+            stepping = torch.as_tensor(runs.active, device=device)  # [S] the seeds that go on
+            # Gymnasium's autoreset steps carry no action; every tensor below is [S, T·N, ...]
+            valid = rollout.per_seed(rollout.valid)
+            kept = valid & stepping.unsqueeze(1)
+            observations = rollout.per_seed(rollout.observations)
+            actions = rollout.per_seed(rollout.actions)
+            old_log_probs = rollout.per_seed(rollout.log_probs)
+            step_advantages = rollout.per_seed(advantages)
+            if config.normalize_advantages:
+                normalized = normalize_advantages(step_advantages, mask=kept, dim=1)
+                enough = kept.sum(dim=1, keepdim=True) > 1  # a lone sample stays as is
+                step_advantages = torch.where(enough, normalized, step_advantages)
 
             # 3. the policy step: g, then F s = g by conjugate gradient, scaled to the KL radius
             # θ_old, when this update's Taylor diagnostics are due (else None)
-            policy_before = taylor.snapshot(agent, config.taylor_every, run.updates)
+            policy_before = (
+                taylor.snapshot(single_agent(), config.taylor_every, runs.runs[0].updates)
+                if config.taylor_every
+                else None
+            )
             stepped = policy_step(
                 config,
-                agent,
-                actor_parameters,
+                agents,
                 observations,
                 actions,
                 old_log_probs,
                 step_advantages,
+                kept,
+                stepping,
             )
-            # the step's Taylor models against what it did (empty cells between taylor_every)
+            # the step's Taylor models against what it did (one seed only; empty cells between
+            # taylor_every)
             diagnosed = {}
             if config.taylor_every:
+                usable = kept[0].nonzero().squeeze(1)
                 diagnosed = taylor.diagnostics(
-                    agent, policy_before, observations, actions, old_log_probs, step_advantages
+                    single_agent(),
+                    policy_before,
+                    observations[0, usable],
+                    actions[0, usable],
+                    old_log_probs[0, usable],
+                    step_advantages[0, usable],
                 )
 
-            # 4. the critic: epochs of Adam minibatch steps on ½(V − G)²
-            step_returns = returns.flatten()[usable]
-            means = training.Means("value_loss", "grad_norm")
+            # 4. the critic: epochs of Adam minibatch steps on ½(V − G)², each seed its own
+            # random order of its usable samples (padded to the longest)
+            step_returns = rollout.per_seed(returns)
+            usable = [row.nonzero().squeeze(1) for row in kept]
+            means = training.SeedMeans(S, "value_loss", "grad_norm", device=device)
             for _ in range(config.critic_epochs):
-                order = torch.randperm(len(usable), generator=setup.generator)
-                for batch in order.split(config.minibatch_size):
-                    critic_loss = value_loss(agent.value(observations[batch]), step_returns[batch])
-                    grad_norm = training.gradient_step(
-                        run, setup.optimizer, critic_loss, config.max_grad_norm
+                orders, filled = generators.permutations([len(u) for u in usable])
+                order = torch.stack(
+                    [u[o] if len(u) else o for u, o in zip(usable, orders, strict=True)]
+                )
+                for batch, in_batch in zip(
+                    order.split(config.minibatch_size, dim=1),
+                    filled.split(config.minibatch_size, dim=1),
+                    strict=True,
+                ):
+                    updating = stepping & in_batch.any(dim=1)
+                    if not bool(updating.any()):
+                        continue
+                    critic_loss = value_loss(
+                        agents.value(observations[seed_rows, batch]),
+                        step_returns[seed_rows, batch],
+                        mask=in_batch,
+                        dim=1,
                     )
-                    means.add(value_loss=critic_loss.detach(), grad_norm=grad_norm)
+                    grad_norm = training.seed_gradient_step(
+                        runs, setup.optimizer, critic_loss, config.max_grad_norm, updating
+                    )
+                    means.add(updating, value_loss=critic_loss, grad_norm=grad_norm)
             with torch.no_grad():
-                _, entropies = agent.log_prob_and_entropy(observations, actions)
+                _, entropies = agents.log_prob_and_entropy(observations, actions)
+                mean_entropies = masked_mean(entropies, kept, dim=1)
 
-        # 5. log, evaluate and checkpoint
-        valid = rollout.valid.flatten()
-        averaged = means.means()
-        run.end_iteration(
+        # 5. log, evaluate and checkpoint, each seed in its own run directory
+        enough = (valid.sum(dim=1) > 1).tolist()
+        explained = explained_variance(
+            rollout.per_seed(values), step_returns, mask=valid, dim=1
+        ).tolist()
+        # one host sync: a row [improvement, kl, accepted, backtracks, residual, entropy] per seed
+        measured = torch.stack(
+            [*(field.double() for field in stepped), mean_entropies.double()], dim=1
+        ).tolist()
+        runs.end_iteration(
             config.num_steps * config.num_envs,
-            {
-                "surrogate_improvement": stepped.improvement,
-                "kl": stepped.kl,
-                "step_accepted": float(stepped.accepted),
-                "backtracks": stepped.backtracks,
-                "cg_residual": stepped.cg_residual,
-                "value_loss": averaged["value_loss"],
-                "entropy": float(entropies.mean()),
-                "grad_norm": averaged["grad_norm"],
-                "explained_variance": float(
-                    explained_variance(values.flatten()[valid], returns.flatten()[valid])
-                ),
-                **diagnosed,
-            },
+            [
+                {
+                    **dict(zip(STEP_METRICS, numbers, strict=True)),
+                    "value_loss": seed_means["value_loss"],
+                    "entropy": entropy,
+                    "grad_norm": seed_means["grad_norm"],
+                    "explained_variance": explained[s] if enough[s] and active[s] else None,
+                    **diagnosed,
+                }
+                for s, ((*numbers, entropy), seed_means) in enumerate(
+                    zip(measured, means.means(), strict=True)
+                )
+            ],
         )
-    return run.finish()
+    return runs.finish()
