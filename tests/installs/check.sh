@@ -250,14 +250,15 @@ main() {
     (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 tar cf -) |
         tar xf - -C "$WORK/src"
     step setup "create the base venv" "$PYTHON" -m venv "$WORK/base" || exit 1
+    # one after the other: a wheel built by the base venv's pip while torch installs into that
+    # venv failed once ("Failed building wheel for rlgrad", 2026-12-05, on a loaded machine) and
+    # passed when run again; serial costs the few seconds of the build
     # shellcheck disable=SC2086  # TORCH_SPEC may be several words (a spec and an index URL)
     step setup "install $TORCH_SPEC" \
-        "$WORK/base/bin/python" -m pip install -q --no-compile $TORCH_SPEC &
-    base=$!
-    step setup "build the wheel" \
-        "$WORK/base/bin/python" -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/src"
-    built=$?
-    wait $base && [ $built = 0 ] || { echo "installs: FAILED in setup"; exit 1; }
+        "$WORK/base/bin/python" -m pip install -q --no-compile $TORCH_SPEC &&
+        step setup "build the wheel" \
+            "$WORK/base/bin/python" -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/src" ||
+        { echo "installs: FAILED in setup"; exit 1; }
     wheel=$(ls "$WORK"/dist/rlgrad-*.whl)
 
     # 2. each install in its own venv, concurrently; each lane stops at its first failure
