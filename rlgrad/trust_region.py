@@ -440,8 +440,8 @@ def _conjugate_gradient_rows(
 ) -> CGResult:
     """:func:`conjugate_gradient` on the rows of ``b [S, n]`` at once: the same recursion with
     a dot product, α and ratio per row; a row whose residual is within ``tolerance`` is frozen
-    (its α and ratio set to 0), as its own call would have stopped there. One host sync per
-    iteration."""
+    (its α and ratio set to 0), as its own call would have stopped there. Two host syncs per
+    iteration, as for one vector: is any row still iterating, is any curvature not positive."""
     solution = torch.zeros_like(b)
     residual = b.detach().clone()
     direction = residual.clone()
