@@ -37,6 +37,7 @@ from rlgrad import _checks
 from rlgrad.errors import BadInputError
 from rlgrad.policy import clip_fraction
 from rlgrad.returns import normalize_advantages
+from rlgrad.support.seeded import seed_agent
 from rlgrad.trust_region import (
     fisher_vector_product,
     hessian_vector_product,
@@ -75,6 +76,48 @@ def snapshot(agent: nn.Module, every: int, update: int) -> Tensor | None:
     if not every or update % every:
         return None
     return policy_vector(agent)
+
+
+def check_single_seed(every: int, num_seeds: int) -> None:
+    """The diagnostics read one agent's update: ``taylor_every`` > 0 needs a single seed."""
+    if every and num_seeds != 1:
+        raise BadInputError(
+            f"config field 'taylor_every' needs a single seed; got {num_seeds} seeds"
+        )
+
+
+class SeedDiagnostics:
+    """:func:`snapshot` and :func:`diagnostics` in a seed-batched trainer (PPO, TRPO) of a
+    single seed (:func:`check_single_seed`), which they read as an ordinary agent: the batch's
+    slice 0 (:func:`~rlgrad.support.seeded.seed_agent`; ``build(seeds)`` builds the batch's
+    agent)."""
+
+    def __init__(self, every: int, agents: nn.Module, build):
+        self.every, self.agents, self.build = every, agents, build
+
+    def before(self, update: int) -> Tensor | None:
+        """θ_old of seed 0 before update number ``update`` when its diagnostics are due."""
+        return snapshot(self._agent(), self.every, update) if self.every else None
+
+    def after(
+        self,
+        old_vector: Tensor | None,
+        usable: Tensor,
+        observations: Tensor,
+        actions: Tensor,
+        old_log_probs: Tensor,
+        advantages: Tensor,
+        **options,
+    ) -> dict[str, float | None]:
+        """:func:`diagnostics` of seed 0's update on its ``usable`` samples (indices into the
+        ``[S, samples, ...]`` inputs' second axis); ``{}`` when ``every`` is 0 (no columns)."""
+        if not self.every:
+            return {}
+        rows = (observations, actions, old_log_probs, advantages)
+        return diagnostics(self._agent(), old_vector, *(x[0, usable] for x in rows), **options)
+
+    def _agent(self) -> nn.Module:
+        return seed_agent(self.agents, 0, self.build)
 
 
 class _Method(nn.Module):

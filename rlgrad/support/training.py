@@ -409,6 +409,17 @@ def seed_gradient_step(
     return norms
 
 
+def seed_minibatches(generators, usable: list[Tensor], size: int):
+    """One epoch of minibatches for S seeds: seed s's usable sample indices ``usable[s]`` in its
+    own random order (``torch.randperm`` from generator s, the draw a single-seed run makes),
+    padded to the longest; yields ``(batch, in_batch)``, each ``[S, ≤ size]``: the indices and
+    False where a seed's row is padding. The order is drawn when the first minibatch is asked
+    for."""
+    orders, filled = generators.permutations([len(u) for u in usable])
+    order = torch.stack([u[o] if len(u) else o for u, o in zip(usable, orders, strict=True)])
+    yield from zip(order.split(size, dim=1), filled.split(size, dim=1), strict=True)
+
+
 class SeedMeans:
     """:class:`Means` for S seeds: each metric is added as a ``[S]`` tensor where ``where``
     ([S] bool) is True, and averaged per seed; ``means()`` is one dict per seed."""

@@ -28,7 +28,6 @@ from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import SeedRollout
 from rlgrad.support.runs import History, single_history
-from rlgrad.support.seeded import seed_agent
 from rlgrad.value import explained_variance, value_loss
 
 ALGORITHM = "ppo"
@@ -66,8 +65,10 @@ class Config(configs.PolicyConfig):
     surrogate change, KL and probability ratios (taylor_* columns; 0: never)."""
 
 
-def check(config: Config) -> None:
+def check(config: Config, seeds: int = 1) -> None:
+    """Refuse a bad config for training ``seeds`` seeds at once (ValueError naming the field)."""
     configs.check_policy_config(config)
+    taylor.check_single_seed(config.taylor_every, seeds)
     configs.positive(config, "num_steps", "epochs", "minibatch_size", "clip_eps")
     configs.non_negative(config, "taylor_every")
     configs.in_unit_interval(config, "lam")
@@ -109,20 +110,17 @@ def train_seeds(
     ``config.seed`` set to it (same initial networks, environments and random draws), into its
     own run directory (``run_dir/seed{s}``); return one history per seed. A seed that diverges
     is recorded as failed in its summary; the others go on."""
-    check(config)
-    configs.require(
-        not config.taylor_every or len(seeds) == 1,
-        f"config field 'taylor_every' needs a single seed; got {len(seeds)} seeds",
-    )
+    check(config, len(seeds))
     # 0. set up: for each seed its environments, networks, optimizer state and run directory;
     # the networks are stacked on a leading seed axis and trained as one batched computation
     setup = training.start_seeds(
         ALGORITHM, config, seeds, run_dir, build_agent, make_optimizer, **run_options
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
-
-    def single_agent():  # the one seed's agent as an ordinary module, for the Taylor diagnostics
-        return seed_agent(agents, 0, lambda seeds: build_agent(config, envs.spaces, seeds))
+    # the Taylor diagnostics of the one seed's update, when taylor_every asks for them
+    diagnose = taylor.SeedDiagnostics(
+        config.taylor_every, agents, lambda n: build_agent(config, envs.spaces, n)
+    )
 
     S = len(seeds)
     device = setup.generators[0].device
@@ -159,21 +157,11 @@ def train_seeds(
             # seeds still taking gradient steps in this update (target KL ends a seed's update)
             stepping = torch.as_tensor(active, device=device)
             # θ_old, when this update's Taylor diagnostics are due (else None)
-            policy_before = (
-                taylor.snapshot(single_agent(), config.taylor_every, runs.runs[0].updates)
-                if config.taylor_every
-                else None
-            )
+            policy_before = diagnose.before(runs.runs[0].updates)
             for _ in range(config.epochs):
                 # each seed's own random order of its usable samples, padded to the longest
-                orders, filled = generators.permutations([len(u) for u in usable])
-                order = torch.stack(
-                    [u[o] if len(u) else o for u, o in zip(usable, orders, strict=True)]
-                )
-                for batch, in_batch in zip(
-                    order.split(config.minibatch_size, dim=1),
-                    filled.split(config.minibatch_size, dim=1),
-                    strict=True,
+                for batch, in_batch in training.seed_minibatches(
+                    generators, usable, config.minibatch_size
                 ):
                     updating = stepping & in_batch.any(dim=1)
                     if not bool(updating.any()):
@@ -234,18 +222,15 @@ def train_seeds(
 
             # the update's Taylor models against what it did (one seed only; empty cells
             # between taylor_every)
-            diagnosed = {}
-            if config.taylor_every:
-                kept = usable[0]
-                diagnosed = taylor.diagnostics(
-                    single_agent(),
-                    policy_before,
-                    observations[0, kept],
-                    actions[0, kept],
-                    old_log_probs[0, kept],
-                    flat_advantages[0, kept],
-                    normalize=config.normalize_advantages,
-                )
+            diagnosed = diagnose.after(
+                policy_before,
+                usable[0],
+                observations,
+                actions,
+                old_log_probs,
+                flat_advantages,
+                normalize=config.normalize_advantages,
+            )
 
         # 4. log, evaluate and checkpoint, each seed in its own run directory
         enough = (valid.sum(dim=1) > 1).tolist()

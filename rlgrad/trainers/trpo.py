@@ -36,7 +36,7 @@ from rlgrad.returns import normalize_advantages
 from rlgrad.support import configs, taylor, training
 from rlgrad.support.rollout import SeedRollout
 from rlgrad.support.runs import History, single_history
-from rlgrad.support.seeded import SeedVectors, seed_agent
+from rlgrad.support.seeded import SeedVectors
 from rlgrad.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
@@ -89,8 +89,10 @@ class Config(configs.PolicyConfig):
     actual surrogate change, KL and probability ratios (taylor_* columns; 0: never)."""
 
 
-def check(config: Config) -> None:
+def check(config: Config, seeds: int = 1) -> None:
+    """Refuse a bad config for training ``seeds`` seeds at once (ValueError naming the field)."""
     configs.check_policy_config(config)
+    taylor.check_single_seed(config.taylor_every, seeds)
     configs.positive(
         config,
         "num_steps",
@@ -232,11 +234,7 @@ def train_seeds(
     config: Config, seeds: list[int], run_dir: str | Path | None = None, **run_options
 ) -> list[History]:
     """TRPO on every seed of ``seeds`` at once, as :func:`rlgrad.trainers.ppo.train_seeds`."""
-    check(config)
-    configs.require(
-        not config.taylor_every or len(seeds) == 1,
-        f"config field 'taylor_every' needs a single seed; got {len(seeds)} seeds",
-    )
+    check(config, len(seeds))
     # 0. set up: for each seed its environments, networks, the critic's optimizer state and run
     # directory; the networks are stacked on a leading seed axis and trained as one computation
     setup = training.start_seeds(
@@ -244,13 +242,14 @@ def train_seeds(
     )
     runs, envs, agents, generators = setup.runs, setup.envs, setup.agents, setup.generators
 
-    def single_agent():  # the one seed's agent as an ordinary module, for the Taylor diagnostics
-        return seed_agent(agents, 0, lambda seeds: build_agent(config, envs.spaces, seeds))
-
     S = len(seeds)
     device = generators[0].device
     rollout = SeedRollout(config.num_steps, S, config.num_envs, envs.spaces, device)
     seed_rows = torch.arange(S, device=device).unsqueeze(1)  # indexes [S, B] minibatches
+    # the Taylor diagnostics of the one seed's update, when taylor_every asks for them
+    diagnose = taylor.SeedDiagnostics(
+        config.taylor_every, agents, lambda n: build_agent(config, envs.spaces, n)
+    )
 
     while not runs.done:
         active = runs.active
@@ -276,11 +275,7 @@ def train_seeds(
 
             # 3. the policy step: g, then F s = g by conjugate gradient, scaled to the KL radius
             # θ_old, when this update's Taylor diagnostics are due (else None)
-            policy_before = (
-                taylor.snapshot(single_agent(), config.taylor_every, runs.runs[0].updates)
-                if config.taylor_every
-                else None
-            )
+            policy_before = diagnose.before(runs.runs[0].updates)
             stepped = policy_step(
                 config,
                 agents,
@@ -293,17 +288,14 @@ def train_seeds(
             )
             # the step's Taylor models against what it did (one seed only; empty cells between
             # taylor_every)
-            diagnosed = {}
-            if config.taylor_every:
-                usable = kept[0].nonzero().squeeze(1)
-                diagnosed = taylor.diagnostics(
-                    single_agent(),
-                    policy_before,
-                    observations[0, usable],
-                    actions[0, usable],
-                    old_log_probs[0, usable],
-                    step_advantages[0, usable],
-                )
+            diagnosed = diagnose.after(
+                policy_before,
+                kept[0].nonzero().squeeze(1),
+                observations,
+                actions,
+                old_log_probs,
+                step_advantages,
+            )
 
             # 4. the critic: epochs of Adam minibatch steps on ½(V − G)², each seed its own
             # random order of its usable samples (padded to the longest)
@@ -311,14 +303,8 @@ def train_seeds(
             usable = [row.nonzero().squeeze(1) for row in kept]
             means = training.SeedMeans(S, "value_loss", "grad_norm", device=device)
             for _ in range(config.critic_epochs):
-                orders, filled = generators.permutations([len(u) for u in usable])
-                order = torch.stack(
-                    [u[o] if len(u) else o for u, o in zip(usable, orders, strict=True)]
-                )
-                for batch, in_batch in zip(
-                    order.split(config.minibatch_size, dim=1),
-                    filled.split(config.minibatch_size, dim=1),
-                    strict=True,
+                for batch, in_batch in training.seed_minibatches(
+                    generators, usable, config.minibatch_size
                 ):
                     updating = stepping & in_batch.any(dim=1)
                     if not bool(updating.any()):
