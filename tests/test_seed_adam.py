@@ -283,6 +283,19 @@ def test_bad_input_is_refused():
         adam.load_seed_state(0, other.state_dict())
 
 
+def step_both(references: list, stacked: list, adam: SeedAdam, grads: list) -> None:
+    """One step of every seed's own torch Adam (seed s's slice of ``grads``) and of SeedAdam
+    (the stacked ``grads``); a None gradient leaves its parameter out of both."""
+    for s, reference in enumerate(references):
+        params = [p for group in reference.param_groups for p in group["params"]]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else g[s].clone()
+        reference.step()
+    for p, g in zip(stacked, grads, strict=True):
+        p.grad = None if g is None else g.clone()
+    adam.step()
+
+
 def test_param_lrs_are_torch_adams_second_parameter_group():
     # TD3's critics at critic_lr beside the actor at lr: one torch Adam per seed with two groups
     # (the first two parameters at lr, the last two at their own), against SeedAdam's param_lrs
@@ -304,15 +317,7 @@ def test_param_lrs_are_torch_adams_second_parameter_group():
     ]
     adam = SeedAdam(stacked, lr=1e-2, eps=EPS, param_lrs=[None, None, 3e-3, 3e-3])
     for step in range(12):
-        grads = random_grads(generator, dtype, step)
-        for s, reference in enumerate(references):
-            params = [p for group in reference.param_groups for p in group["params"]]
-            for p, g in zip(params, grads, strict=True):
-                p.grad = None if g is None else g[s].clone()
-            reference.step()
-        for p, g in zip(stacked, grads, strict=True):
-            p.grad = None if g is None else g.clone()
-        adam.step()
+        step_both(references, stacked, adam, random_grads(generator, dtype, step))
     for i, got in enumerate(stacked):
         expected = torch.stack(
             [[p for g in r.param_groups for p in g["params"]][i].detach() for r in references]
@@ -341,14 +346,7 @@ def test_when_every_seed_steps_alike_it_is_torchs_fused_adam():
     ]
     adam = SeedAdam(stacked, lr=1e-2, eps=EPS)
     for step in range(10):
-        grads = random_grads(generator, dtype, step)
-        for s, reference in enumerate(references):
-            for p, g in zip(reference.param_groups[0]["params"], grads, strict=True):
-                p.grad = None if g is None else g[s].clone()
-            reference.step()
-        for p, g in zip(stacked, grads, strict=True):
-            p.grad = None if g is None else g.clone()
-        adam.step()
+        step_both(references, stacked, adam, random_grads(generator, dtype, step))
     for i, got in enumerate(stacked):
         expected = torch.stack([r.param_groups[0]["params"][i].detach() for r in references])
         assert_close(got.detach(), expected, rtol=torch.finfo(dtype).eps, atol=1e-7)
